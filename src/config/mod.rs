@@ -1,0 +1,494 @@
+//! cluster.yml: reading RKE's file unchanged, applying the reference's defaults, and
+//! refusing what cannot work with a diagnostic that points at the line.
+//!
+//! Flow: the text is deserialised into [`raw::RawConfig`] (RKE's field names, everything
+//! optional, unknown keys ignored); serde_yaml's own errors carry a location. The raw
+//! config is then validated into a typed [`Cluster`]; each problem found is located
+//! through a [`spans::SpanIndex`] built from the same text. All problems are reported at
+//! once, so a user fixes the file in one pass. Nothing here touches the network.
+
+pub mod duration;
+pub mod lenient;
+pub mod model;
+pub mod raw;
+pub mod spans;
+
+pub use duration::GoDuration;
+pub use model::*;
+
+use crate::secret::Secret;
+use lenient::ScalarString;
+use miette::{Diagnostic, NamedSource, SourceSpan};
+use raw::{RawBackupConfig, RawConfig, RawNode, RawS3};
+use spans::SpanIndex;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One thing wrong with cluster.yml, located in the file.
+#[derive(Debug, Clone, thiserror::Error, Diagnostic)]
+#[error("{message}")]
+pub struct ConfigProblem {
+    /// What is wrong.
+    pub message: String,
+    #[label("{label}")]
+    pub span: Option<SourceSpan>,
+    /// Text under the pointer.
+    pub label: String,
+    #[help]
+    pub help: Option<String>,
+    /// 1-based line of the problem, when it has a place in the file.
+    pub line: Option<usize>,
+    /// 1-based column of the problem.
+    pub column: Option<usize>,
+}
+
+/// cluster.yml could not be used.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read cluster configuration {}: {source}", path.display())]
+    #[diagnostic(
+        code(rkectl::config::read),
+        help("pass the file with --config or set RKE_CONFIG; the default is ./cluster.yml")
+    )]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file was read but is not a valid cluster configuration.
+    #[error("{file} is not a valid cluster configuration ({} problem{})", problems.len(), if problems.len() == 1 { "" } else { "s" })]
+    #[diagnostic(code(rkectl::config::invalid))]
+    Invalid {
+        file: String,
+        #[source_code]
+        src: NamedSource<String>,
+        #[related]
+        problems: Vec<ConfigProblem>,
+    },
+}
+
+impl ConfigError {
+    /// The problems found, for tests and `--json`.
+    pub fn problems(&self) -> &[ConfigProblem] {
+        match self {
+            ConfigError::Invalid { problems, .. } => problems,
+            ConfigError::Read { .. } => &[],
+        }
+    }
+}
+
+/// A valid cluster.yml with what is needed to point at it later.
+#[derive(Debug)]
+pub struct LoadedConfig {
+    /// The cluster, defaults applied.
+    pub cluster: Cluster,
+    /// Path of cluster.yml.
+    pub path: PathBuf,
+    /// The text, for diagnostics about it raised later (e.g. an unreadable `ssh_key_path`).
+    pub source: String,
+    /// BLAKE3 of the text: a saved plan is pinned to it.
+    pub hash: String,
+    spans: SpanIndex,
+}
+
+impl LoadedConfig {
+    /// A diagnostic about the value at `path` (e.g. `nodes[2].ssh_key_path`), raised after
+    /// loading, for checks that need I/O.
+    pub fn problem_at(&self, path: &str, message: String, label: &str, help: Option<String>) -> ConfigError {
+        let located = Locator { source: &self.source, spans: &self.spans };
+        ConfigError::Invalid {
+            file: file_name(&self.path),
+            src: NamedSource::new(file_name(&self.path), self.source.clone()),
+            problems: vec![located.at(path, message, label, help)],
+        }
+    }
+
+    /// The directory cluster.yml is in: state, journal and lock files live next to it.
+    pub fn dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    /// cluster.yml's file name without extension (`cluster` for `cluster.yml`).
+    pub fn stem(&self) -> String {
+        self.path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "cluster".to_string())
+    }
+}
+
+fn file_name(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// Reads and validates cluster.yml at `path`.
+pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, text)
+}
+
+/// Validates cluster.yml given as text; `path` names it in diagnostics and places state.
+pub fn parse(path: &Path, text: String) -> Result<LoadedConfig, ConfigError> {
+    let spans = SpanIndex::build(&text);
+    let name = file_name(path);
+    let invalid = |problems: Vec<ConfigProblem>, text: &str| ConfigError::Invalid {
+        file: name.clone(),
+        src: NamedSource::new(name.clone(), text.to_string()),
+        problems,
+    };
+    let raw: RawConfig = if text.trim().is_empty() {
+        RawConfig::default()
+    } else {
+        match serde_yaml::from_str(&text) {
+            Ok(raw) => raw,
+            Err(e) => return Err(invalid(vec![yaml_problem(&e, &text)], &text)),
+        }
+    };
+    let locator = Locator { source: &text, spans: &spans };
+    let mut v = Validator { loc: &locator, problems: Vec::new() };
+    let cluster = v.cluster(raw);
+    if !v.problems.is_empty() {
+        return Err(invalid(v.problems, &text));
+    }
+    let hash = blake3::hash(text.as_bytes()).to_hex().to_string();
+    Ok(LoadedConfig {
+        cluster: cluster.expect("no problems means a cluster"),
+        path: path.to_path_buf(),
+        source: text,
+        hash,
+        spans,
+    })
+}
+
+fn yaml_problem(e: &serde_yaml::Error, text: &str) -> ConfigProblem {
+    let message = e.to_string();
+    // serde_yaml appends " at line L column C"; the pointer says that already.
+    let message = match message.find(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message,
+    };
+    let (span, line, column) = match e.location() {
+        Some(loc) => {
+            let offset = loc.index().min(text.len());
+            (Some(SourceSpan::new(offset.into(), 1)), Some(loc.line()), Some(loc.column()))
+        }
+        None => (None, None, None),
+    };
+    let help = if message.contains("invalid type") || message.contains("invalid value") {
+        Some("check the value's type against RKE's cluster.yml reference".to_string())
+    } else {
+        Some("cluster.yml must be valid YAML".to_string())
+    };
+    ConfigProblem { message, span, label: "here".into(), help, line, column }
+}
+
+struct Locator<'a> {
+    source: &'a str,
+    spans: &'a SpanIndex,
+}
+
+impl Locator<'_> {
+    fn at(&self, path: &str, message: String, label: &str, help: Option<String>) -> ConfigProblem {
+        self.make(self.spans.value(path), message, label, help)
+    }
+
+    fn at_key(&self, path: &str, message: String, label: &str, help: Option<String>) -> ConfigProblem {
+        self.make(self.spans.key(path), message, label, help)
+    }
+
+    fn make(&self, span: Option<SourceSpan>, message: String, label: &str, help: Option<String>) -> ConfigProblem {
+        let (line, column) = match span {
+            Some(s) => {
+                let before = &self.source[..s.offset().min(self.source.len())];
+                let line = before.matches('\n').count() + 1;
+                let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                (Some(line), Some(col))
+            }
+            None => (None, None),
+        };
+        ConfigProblem { message, span, label: label.to_string(), help, line, column }
+    }
+}
+
+struct Validator<'a> {
+    loc: &'a Locator<'a>,
+    problems: Vec<ConfigProblem>,
+}
+
+fn s(v: &Option<ScalarString>) -> Option<String> {
+    v.as_ref().map(|x| x.0.trim().to_string()).filter(|x| !x.is_empty())
+}
+
+impl Validator<'_> {
+    fn problem(&mut self, path: &str, message: impl Into<String>, label: &str, help: Option<&str>) {
+        let p = self.loc.at(path, message.into(), label, help.map(str::to_string));
+        self.problems.push(p);
+    }
+
+    fn cluster(&mut self, raw: RawConfig) -> Option<Cluster> {
+        let cluster_key_path = s(&raw.ssh_key_path);
+        let cluster_agent = raw.ssh_agent_auth.map(|b| b.0).unwrap_or(false);
+        let raw_nodes = raw.nodes.unwrap_or_default();
+        if raw_nodes.is_empty() {
+            let p = self.loc.at_key(
+                "nodes",
+                "cluster.yml lists no nodes".into(),
+                "no nodes here",
+                Some("add at least one node with the etcd role under `nodes:`".into()),
+            );
+            self.problems.push(p);
+        }
+        let mut nodes = Vec::new();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut seen_names: HashMap<String, usize> = HashMap::new();
+        for (i, rn) in raw_nodes.into_iter().enumerate() {
+            if let Some(n) = self.node(i, rn, cluster_key_path.as_deref(), cluster_agent) {
+                if let Some(first) = seen.insert(n.address.0.clone(), i) {
+                    self.problem(
+                        &format!("nodes[{i}].address"),
+                        format!("duplicate node address {} (also nodes[{first}])", n.address),
+                        "duplicate address",
+                        Some("every node must have its own address; remove or change one of them"),
+                    );
+                }
+                if n.has_role(Role::Etcd) {
+                    if let Some(first) = seen_names.insert(n.hostname().to_string(), i) {
+                        self.problem(
+                            &format!("nodes[{i}]"),
+                            format!(
+                                "two etcd nodes would have the same member name etcd-{} (also nodes[{first}])",
+                                n.hostname()
+                            ),
+                            "duplicate etcd member name",
+                            Some("give each etcd node its own hostname_override"),
+                        );
+                    }
+                }
+                nodes.push(n);
+            }
+        }
+        if !nodes.is_empty() && !nodes.iter().any(|n| n.has_role(Role::Etcd)) {
+            let p = self.loc.at_key(
+                "nodes",
+                "no node has the etcd role".into(),
+                "no etcd node among these",
+                Some("add `etcd` to the `role:` list of at least one node".into()),
+            );
+            self.problems.push(p);
+        }
+        let services = raw.services.unwrap_or_default();
+        let etcd_raw = services.etcd.unwrap_or_default();
+        let images = raw.system_images.unwrap_or_default();
+        let image = s(&etcd_raw.image)
+            .or_else(|| s(&images.etcd))
+            .unwrap_or_else(|| DEFAULT_ETCD_IMAGE.to_string());
+        let tools_image = s(&images.rkectl_tools).unwrap_or_else(|| DEFAULT_TOOLS_IMAGE.to_string());
+        let extra_args: BTreeMap<String, String> = etcd_raw
+            .extra_args
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect();
+        let extra_binds = etcd_raw.extra_binds.unwrap_or_default().into_iter().map(|v| v.0).collect();
+        let extra_env = etcd_raw.extra_env.unwrap_or_default().into_iter().map(|v| v.0).collect();
+
+        let legacy_on = etcd_raw.snapshot.map(|b| b.0).unwrap_or(false);
+        let creation = self.duration("services.etcd.creation", &etcd_raw.creation, DEFAULT_CREATION);
+        let retention = self.duration("services.etcd.retention", &etcd_raw.retention, DEFAULT_RETENTION);
+        let (recurring, s3) = match etcd_raw.backup_config {
+            Some(bc) => self.backup_config(bc, legacy_on, creation, retention),
+            None if legacy_on => (
+                RecurringSnapshots::Legacy { creation: creation?, retention: retention? },
+                None,
+            ),
+            None => (RecurringSnapshots::Disabled, None),
+        };
+        if !self.problems.is_empty() {
+            return None;
+        }
+        Some(Cluster {
+            name: s(&raw.cluster_name).unwrap_or_else(|| "local".to_string()),
+            nodes,
+            ignore_docker_version: raw.ignore_docker_version.map(|b| b.0).unwrap_or(false),
+            etcd: EtcdService { image, extra_args, extra_binds, extra_env, recurring, s3 },
+            tools_image,
+        })
+    }
+
+    fn duration(&mut self, path: &str, raw: &Option<ScalarString>, default: Duration) -> Option<GoDuration> {
+        let Some(text) = s(raw) else {
+            return Some(GoDuration(default));
+        };
+        match GoDuration::parse(&text) {
+            Ok(d) if d.0.is_zero() => {
+                self.problem(path, format!("{} must be longer than zero", last(path)), "zero duration", Some("write a duration like `5m0s` or `24h`"));
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.problem(path, format!("invalid {}: {e}", last(path)), "not a duration", Some("Go-style durations: `5m0s`, `24h`, `1h30m`"));
+                None
+            }
+        }
+    }
+
+    fn backup_config(
+        &mut self,
+        bc: RawBackupConfig,
+        legacy_on: bool,
+        creation: Option<GoDuration>,
+        retention: Option<GoDuration>,
+    ) -> (RecurringSnapshots, Option<S3Settings>) {
+        let base = "services.etcd.backup_config";
+        let s3 = bc.s3backupconfig.and_then(|raw| self.s3(&format!("{base}.s3backupconfig"), raw));
+        let enabled = bc.enabled.map(|b| b.0).unwrap_or(true);
+        let interval = self.positive_count(&format!("{base}.interval_hours"), bc.interval_hours.map(|i| i.0), DEFAULT_INTERVAL_HOURS, "interval_hours", "hours between snapshots");
+        let count = self.positive_count(&format!("{base}.retention"), bc.retention.map(|i| i.0), DEFAULT_RETENTION_COUNT, "retention", "number of snapshots to keep");
+        if let Some(t) = bc.timeout {
+            if t.0 <= 0 {
+                self.problem(&format!("{base}.timeout"), "backup_config.timeout must be a positive number of seconds", "not positive", None);
+            }
+        }
+        if !enabled {
+            let recurring = match (legacy_on, creation, retention) {
+                (true, Some(c), Some(r)) => RecurringSnapshots::Legacy { creation: c, retention: r },
+                _ => RecurringSnapshots::Disabled,
+            };
+            return (recurring, s3);
+        }
+        let (Some(interval_hours), Some(retention_count)) = (interval, count) else {
+            return (RecurringSnapshots::Disabled, s3);
+        };
+        let overrides_legacy = match (legacy_on, creation, retention) {
+            (true, Some(c), Some(r)) => Some((c, r)),
+            _ => None,
+        };
+        (
+            RecurringSnapshots::BackupConfig { interval_hours, retention: retention_count, overrides_legacy },
+            s3,
+        )
+    }
+
+    fn positive_count(&mut self, path: &str, value: Option<i64>, default: u32, name: &str, what: &str) -> Option<u32> {
+        match value {
+            None => Some(default),
+            Some(v) if v >= 1 && v <= i64::from(u32::MAX) => Some(v as u32),
+            Some(v) => {
+                self.problem(path, format!("{name} must be at least 1, not {v}"), "must be a positive whole number", Some(&format!("{name} is the {what}")));
+                None
+            }
+        }
+    }
+
+    fn s3(&mut self, base: &str, raw: RawS3) -> Option<S3Settings> {
+        let bucket = s(&raw.bucket_name);
+        if bucket.is_none() {
+            self.problem(base, "s3backupconfig has no bucket_name", "bucket_name missing", Some("add `bucket_name: <bucket>` to s3backupconfig"));
+        }
+        let endpoint = s(&raw.endpoint).unwrap_or_else(|| DEFAULT_S3_ENDPOINT.to_string());
+        if endpoint.contains(char::is_whitespace) {
+            self.problem(&format!("{base}.endpoint"), format!("S3 endpoint `{endpoint}` contains spaces"), "bad endpoint", None);
+        }
+        Some(S3Settings {
+            endpoint,
+            bucket: bucket?,
+            region: s(&raw.region),
+            folder: s(&raw.folder),
+            custom_ca: s(&raw.custom_ca),
+            access_key: Secret::new(s(&raw.access_key).unwrap_or_default()),
+            secret_key: Secret::new(s(&raw.secret_key).unwrap_or_default()),
+        })
+    }
+
+    fn node(&mut self, i: usize, rn: RawNode, cluster_key_path: Option<&str>, cluster_agent: bool) -> Option<Node> {
+        let base = format!("nodes[{i}]");
+        let address = s(&rn.address);
+        if address.is_none() {
+            self.problem(&base, format!("node {} has no address", i + 1), "address missing", Some("every node needs `address:` (an IP or a resolvable name)"));
+        }
+        if let Some(a) = &address {
+            if a.contains(char::is_whitespace) || a.contains('/') {
+                self.problem(&format!("{base}.address"), format!("`{a}` is not a host address"), "bad address", None);
+            }
+        }
+        let port = match s(&rn.port) {
+            None => Some(DEFAULT_SSH_PORT),
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    self.problem(&format!("{base}.port"), format!("`{p}` is not a valid SSH port"), "not a port", Some("ports are 1 to 65535; the default is 22"));
+                    None
+                }
+            },
+        };
+        let user = s(&rn.user);
+        if user.is_none() {
+            self.problem(&base, format!("node {} has no user", address.as_deref().unwrap_or("?")), "user missing", Some("add `user:` with the SSH user for this node"));
+        }
+        let mut roles = Vec::new();
+        let raw_roles = rn.role.unwrap_or_default();
+        if raw_roles.is_empty() {
+            self.problem(&base, format!("node {} has no role", address.as_deref().unwrap_or("?")), "role missing", Some("add `role: [etcd]` (or controlplane, worker)"));
+        }
+        for (j, r) in raw_roles.iter().enumerate() {
+            match Role::parse(r.0.trim()) {
+                Some(role) if !roles.contains(&role) => roles.push(role),
+                Some(_) => {}
+                None => self.problem(
+                    &format!("{base}.role[{j}]"),
+                    format!("unknown role `{}`", r.0),
+                    "unknown role",
+                    Some("roles are etcd, controlplane and worker"),
+                ),
+            }
+        }
+        let docker_socket = s(&rn.docker_socket).unwrap_or_else(|| DEFAULT_DOCKER_SOCKET.to_string());
+        if !docker_socket.starts_with('/') {
+            self.problem(&format!("{base}.docker_socket"), format!("docker_socket `{docker_socket}` is not an absolute path"), "not absolute", Some("the default is /var/run/docker.sock"));
+        }
+        let node_key_path = s(&rn.ssh_key_path);
+        let key_path_explicit = node_key_path.is_some() || cluster_key_path.is_some();
+        let key_path = node_key_path
+            .or_else(|| cluster_key_path.map(str::to_string))
+            .unwrap_or_else(|| "~/.ssh/id_rsa".to_string());
+        Some(Node {
+            index: i,
+            address: HostAddr(address?),
+            port: port?,
+            user: user?,
+            roles,
+            hostname_override: s(&rn.hostname_override),
+            internal_address: s(&rn.internal_address),
+            ssh: SshAuth {
+                key: s(&rn.ssh_key).map(Secret::new),
+                key_path: expand_home(&key_path),
+                key_path_explicit,
+                agent: rn.ssh_agent_auth.map(|b| b.0).unwrap_or(false) || cluster_agent,
+            },
+            docker_socket,
+        })
+    }
+}
+
+fn last(path: &str) -> &str {
+    path.rsplit('.').next().unwrap_or(path)
+}
+
+/// Expands a leading `~/` the way RKE does for `ssh_key_path`.
+pub fn expand_home(p: &str) -> PathBuf {
+    match p.strip_prefix("~/") {
+        Some(rest) => match std::env::var_os("HOME") {
+            Some(home) => Path::new(&home).join(rest),
+            None => PathBuf::from(p),
+        },
+        None => PathBuf::from(p),
+    }
+}

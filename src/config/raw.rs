@@ -1,0 +1,93 @@
+//! cluster.yml exactly as RKE spells it, before defaults and validation.
+//!
+//! Every field is optional so that `key:` with no value (YAML null) is accepted, as RKE
+//! accepts it. Keys we do not model (Kubernetes services, network, addons, …) are ignored
+//! by serde, which is what "read real RKE files unchanged" needs.
+
+use super::lenient::{LenientBool, LenientInt, ScalarString};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawConfig {
+    pub nodes: Option<Vec<RawNode>>,
+    pub services: Option<RawServices>,
+    pub system_images: Option<RawSystemImages>,
+    pub ssh_key_path: Option<ScalarString>,
+    pub ssh_agent_auth: Option<LenientBool>,
+    pub cluster_name: Option<ScalarString>,
+    pub ignore_docker_version: Option<LenientBool>,
+}
+
+/// One entry of `nodes:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawNode {
+    pub address: Option<ScalarString>,
+    pub port: Option<ScalarString>,
+    pub internal_address: Option<ScalarString>,
+    pub role: Option<Vec<ScalarString>>,
+    pub hostname_override: Option<ScalarString>,
+    pub user: Option<ScalarString>,
+    pub docker_socket: Option<ScalarString>,
+    pub ssh_agent_auth: Option<LenientBool>,
+    pub ssh_key: Option<ScalarString>,
+    pub ssh_key_path: Option<ScalarString>,
+}
+
+/// `services:`; only etcd matters to us.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawServices {
+    pub etcd: Option<RawEtcd>,
+}
+
+/// `services.etcd`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawEtcd {
+    pub image: Option<ScalarString>,
+    pub extra_args: Option<BTreeMap<String, ScalarString>>,
+    pub extra_binds: Option<Vec<ScalarString>>,
+    pub extra_env: Option<Vec<ScalarString>>,
+    pub snapshot: Option<LenientBool>,
+    pub creation: Option<ScalarString>,
+    pub retention: Option<ScalarString>,
+    pub backup_config: Option<RawBackupConfig>,
+}
+
+/// `services.etcd.backup_config`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawBackupConfig {
+    pub enabled: Option<LenientBool>,
+    pub interval_hours: Option<LenientInt>,
+    pub retention: Option<LenientInt>,
+    pub s3backupconfig: Option<RawS3>,
+    pub safe_timestamp: Option<LenientBool>,
+    pub timeout: Option<LenientInt>,
+}
+
+/// `services.etcd.backup_config.s3backupconfig`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawS3 {
+    pub access_key: Option<ScalarString>,
+    pub secret_key: Option<ScalarString>,
+    pub bucket_name: Option<ScalarString>,
+    pub region: Option<ScalarString>,
+    pub endpoint: Option<ScalarString>,
+    pub folder: Option<ScalarString>,
+    pub custom_ca: Option<ScalarString>,
+}
+
+/// `system_images:`; `rkectl_tools` is our addition (RKE ignores unknown keys here).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawSystemImages {
+    pub etcd: Option<ScalarString>,
+    pub alpine: Option<ScalarString>,
+    pub rkectl_tools: Option<ScalarString>,
+}

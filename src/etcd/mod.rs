@@ -1,0 +1,105 @@
+//! What is specific to etcd and RKE's layout on a node: container names, folders, member
+//! names, the initial-cluster string, and the container specs of every helper.
+//!
+//! Everything here is pure: it builds [`ContainerSpec`](crate::host::ContainerSpec)s and
+//! strings; the steps run them.
+
+pub mod containers;
+// pub mod pki;
+
+use crate::config::{Cluster, Node};
+
+/// Container names, as the reference document spells them.
+pub mod names {
+    /// The etcd member.
+    pub const ETCD: &str = "etcd";
+    /// Takes a one-time snapshot.
+    pub const SNAPSHOT_ONCE: &str = "etcd-snapshot-once";
+    /// The recurring snapshot service.
+    pub const ROLLING_SNAPSHOTS: &str = "etcd-rolling-snapshots";
+    /// Restores a snapshot into a fresh data folder.
+    pub const RESTORE: &str = "etcd-restore";
+    /// Moves the restored data into place (tools image, because the etcd image may have no shell).
+    pub const RESTORE_FINISH: &str = "etcd-restore-finish";
+    /// Removes the old etcd data.
+    pub const CLEANER: &str = "kube-cleaner";
+    /// Links container logs into RKE's log folder.
+    pub const LOG_LINKER: &str = "rke-log-linker";
+    /// Hashes and checks a snapshot file.
+    pub const CHECKSUM_CHECKER: &str = "etcd-checksum-checker";
+    /// Downloads a snapshot from S3 onto a node.
+    pub const S3_DOWNLOAD: &str = "etcd-download-snapshot";
+    /// Deletes snapshots on a node (prune).
+    pub const SNAPSHOT_PRUNE: &str = "etcd-snapshot-prune";
+    /// Queries the members' health (tools image's etcdctl).
+    pub const HEALTH_CHECK: &str = "etcd-health-check";
+    /// Every temporary container rkectl may leave behind if killed; none is a service.
+    pub const TEMPORARY: &[&str] = &[
+        SNAPSHOT_ONCE,
+        RESTORE,
+        RESTORE_FINISH,
+        CLEANER,
+        LOG_LINKER,
+        CHECKSUM_CHECKER,
+        S3_DOWNLOAD,
+        SNAPSHOT_PRUNE,
+        HEALTH_CHECK,
+    ];
+}
+
+/// Folders on a node.
+pub mod paths {
+    /// Snapshots (the reference's folder).
+    pub const SNAPSHOT_DIR: &str = crate::config::SNAPSHOT_DIR;
+    /// Our records of snapshots (size, checksum), beside them but out of RKE's way.
+    pub const SNAPSHOT_META_DIR: &str = "/opt/rke/etcd-snapshots/.rkectl";
+    /// The etcd data folder on the host.
+    pub const DATA_DIR: &str = "/var/lib/etcd";
+    /// Where the data folder appears inside the etcd container (RKE's layout).
+    pub const DATA_DIR_IN_CONTAINER: &str = "/var/lib/rancher/etcd";
+    /// Certificates (RKE's layout).
+    pub const CERT_DIR: &str = "/etc/kubernetes/ssl";
+    /// RKE's log links.
+    pub const LOG_DIR: &str = "/var/lib/rancher/rke/log";
+}
+
+/// RKE's initial cluster token.
+pub const CLUSTER_TOKEN: &str = "etcd-cluster-1";
+/// Client port.
+pub const CLIENT_PORT: u16 = 2379;
+/// Peer port.
+pub const PEER_PORT: u16 = 2380;
+
+/// The member name RKE gives a node: `etcd-<hostname>`.
+pub fn member_name(node: &Node) -> String {
+    format!("etcd-{}", node.hostname())
+}
+
+/// `https://<internal address>:2380`.
+pub fn peer_url(node: &Node) -> String {
+    format!("https://{}:{PEER_PORT}", node.internal_address())
+}
+
+/// `https://<internal address>:2379`.
+pub fn client_url(node: &Node) -> String {
+    format!("https://{}:{CLIENT_PORT}", node.internal_address())
+}
+
+/// `etcd-a=https://a:2380,etcd-b=https://b:2380` over the given members.
+pub fn initial_cluster<'a>(members: impl IntoIterator<Item = &'a Node>) -> String {
+    members
+        .into_iter()
+        .map(|n| format!("{}={}", member_name(n), peer_url(n)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The initial cluster of every etcd node of cluster.yml.
+pub fn cluster_initial_cluster(cluster: &Cluster) -> String {
+    initial_cluster(cluster.etcd_nodes())
+}
+
+/// File name stem of a member's certificate, RKE-style (`kube-etcd-10-0-0-1`).
+pub fn cert_stem(node: &Node) -> String {
+    format!("kube-etcd-{}", node.address.as_str().replace(['.', ':'], "-"))
+}

@@ -1,0 +1,251 @@
+//! The narrow interface every step uses to act on a host: containers, files, byte streams.
+//!
+//! Three things implement it: the real host (`ssh`: an OpenSSH session per node with the
+//! node's Docker socket forwarded and driven by bollard), the in-memory [`fake::FakeHost`]
+//! for engine tests, and wrappers where they pay (`retry`). Nothing above this module
+//! knows which one it talks to. A [`Connector`] turns a cluster.yml node into a host; the
+//! [`HostPool`] dials each host once and shares the connection between steps.
+
+// pub mod fake;
+
+use crate::config::{HostAddr, Node};
+use crate::secret::Secret;
+use async_trait::async_trait;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use tokio::io::AsyncRead;
+use tokio::sync::{Mutex, OnceCell};
+
+/// A readable stream of bytes from a host.
+pub type ByteStream = Box<dyn AsyncRead + Send + Unpin>;
+
+/// How Docker restarts a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum RestartPolicy {
+    /// Never (temporary containers).
+    No,
+    /// Always, unless stopped by hand (services like `etcd`).
+    Always,
+}
+
+/// A container to create.
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    /// Replaces the image's entrypoint (used to run a binary directly, never through a shell).
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    /// Environment entries that hold secrets: passed to Docker, never printed.
+    pub secret_env: Vec<(String, Secret)>,
+    /// `host:container[:opts]` bind mounts.
+    pub binds: Vec<String>,
+    pub network_host: bool,
+    pub pid_host: bool,
+    pub restart: RestartPolicy,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl ContainerSpec {
+    /// A container with no mounts, no restart, on the default network.
+    pub fn new(name: impl Into<String>, image: impl Into<String>) -> Self {
+        ContainerSpec {
+            name: name.into(),
+            image: image.into(),
+            entrypoint: None,
+            cmd: Vec::new(),
+            env: Vec::new(),
+            secret_env: Vec::new(),
+            binds: Vec::new(),
+            network_host: false,
+            pid_host: false,
+            restart: RestartPolicy::No,
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// What Docker says about a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub running: bool,
+    /// Restarting in a loop (crashing).
+    pub restarting: bool,
+    pub exit_code: Option<i64>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What Docker says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerInfo {
+    pub server_version: String,
+    /// Docker's data root (for the log linker).
+    pub root_dir: String,
+}
+
+/// A file in a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub name: String,
+    pub size: u64,
+    /// Seconds since the Unix epoch.
+    pub modified: i64,
+}
+
+/// Why an operation on a host failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HostError {
+    #[error("cannot reach {host}: {reason}")]
+    Unreachable { host: HostAddr, reason: String, transient: bool },
+    #[error("SSH authentication to {host} failed: {reason}")]
+    Auth { host: HostAddr, reason: String },
+    #[error("host key of {host} is not trusted: {reason}")]
+    HostKey { host: HostAddr, reason: String },
+    #[error("Docker on {host} is not usable: {reason}")]
+    DockerDown { host: HostAddr, reason: String },
+    #[error("image {image} is not on {host} and cannot be pulled: {reason}")]
+    ImageUnavailable { host: HostAddr, image: String, reason: String },
+    #[error("Docker {op} on {host} failed: {reason}")]
+    Docker { host: HostAddr, op: String, reason: String, transient: bool },
+    #[error("{op} on {host} failed: {reason}")]
+    Io { host: HostAddr, op: String, reason: String, transient: bool },
+}
+
+impl HostError {
+    /// Whether trying again may succeed (a dropped link, a daemon restarting).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            HostError::Unreachable { transient, .. }
+            | HostError::Docker { transient, .. }
+            | HostError::Io { transient, .. } => *transient,
+            HostError::Auth { .. }
+            | HostError::HostKey { .. }
+            | HostError::DockerDown { .. }
+            | HostError::ImageUnavailable { .. } => false,
+        }
+    }
+}
+
+/// Result of a host operation.
+pub type HostResult<T> = Result<T, HostError>;
+
+/// One host: its Docker daemon and its files.
+#[async_trait]
+pub trait Host: Send + Sync {
+    /// The address from cluster.yml.
+    fn addr(&self) -> &HostAddr;
+    /// Docker's version and data root; fails if Docker is not answering.
+    async fn docker_info(&self) -> HostResult<DockerInfo>;
+    /// Whether `image` is present.
+    async fn image_present(&self, image: &str) -> HostResult<bool>;
+    /// Pulls `image`.
+    async fn pull_image(&self, image: &str) -> HostResult<()>;
+    /// The container called `name`, if any.
+    async fn inspect_container(&self, name: &str) -> HostResult<Option<ContainerInfo>>;
+    /// Creates a container (fails if the name is taken); returns its id.
+    async fn create_container(&self, spec: &ContainerSpec) -> HostResult<String>;
+    /// Starts a created container.
+    async fn start_container(&self, name: &str) -> HostResult<()>;
+    /// Waits for a container to exit; returns its exit code.
+    async fn wait_container(&self, name: &str) -> HostResult<i64>;
+    /// The container's stdout and stderr.
+    async fn container_logs(&self, name: &str) -> HostResult<String>;
+    /// Stops a running container (used before replacing a service).
+    async fn stop_container(&self, name: &str) -> HostResult<()>;
+    /// Removes a container, running or not; `Ok(false)` if there was none.
+    async fn remove_container(&self, name: &str) -> HostResult<bool>;
+    /// The file's contents, or `None` if it does not exist.
+    async fn read_file(&self, path: &str) -> HostResult<Option<Vec<u8>>>;
+    /// Writes a file atomically (temporary file, then rename), creating parent folders.
+    async fn write_file(&self, path: &str, data: &[u8], mode: u32) -> HostResult<()>;
+    /// Removes a file; `Ok(false)` if there was none.
+    async fn remove_file(&self, path: &str) -> HostResult<bool>;
+    /// The files of a folder (an empty list if the folder does not exist).
+    async fn list_dir(&self, path: &str) -> HostResult<Vec<DirEntry>>;
+    /// Streams a file's contents.
+    async fn open_read(&self, path: &str) -> HostResult<ByteStream>;
+    /// Writes a stream to a file atomically; returns the byte count.
+    async fn write_stream(&self, path: &str, data: ByteStream, mode: u32) -> HostResult<u64>;
+}
+
+/// Turns a node of cluster.yml into a connected host.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    /// Dials the node (SSH, then Docker) and checks that Docker answers.
+    async fn connect(&self, node: &Node) -> HostResult<Arc<dyn Host>>;
+}
+
+/// Dials each host once and shares the connection.
+pub struct HostPool {
+    connector: Arc<dyn Connector>,
+    nodes: HashMap<HostAddr, Node>,
+    cells: Mutex<HashMap<HostAddr, Arc<OnceCell<Arc<dyn Host>>>>>,
+}
+
+impl HostPool {
+    /// A pool over the given nodes.
+    pub fn new(connector: Arc<dyn Connector>, nodes: impl IntoIterator<Item = Node>) -> Self {
+        HostPool {
+            connector,
+            nodes: nodes.into_iter().map(|n| (n.address.clone(), n)).collect(),
+            cells: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The connection to `addr`, dialing it if this is the first use.
+    pub async fn get(&self, addr: &HostAddr) -> HostResult<Arc<dyn Host>> {
+        let node = self.nodes.get(addr).ok_or_else(|| HostError::Unreachable {
+            host: addr.clone(),
+            reason: "not a node of cluster.yml".into(),
+            transient: false,
+        })?;
+        let cell = self.cells.lock().await.entry(addr.clone()).or_default().clone();
+        cell.get_or_try_init(|| self.connector.connect(node)).await.cloned()
+    }
+
+    /// Forgets a connection, so the next use dials again (after a dropped link).
+    pub async fn forget(&self, addr: &HostAddr) {
+        self.cells.lock().await.remove(addr);
+    }
+}
+
+/// What a temporary container printed and how it ended.
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    pub exit_code: i64,
+    pub logs: String,
+}
+
+/// Runs a temporary container to completion and removes it, on success and on failure.
+///
+/// A container of the same name left by an earlier, crashed run is removed first: its
+/// output must never be mistaken for ours (RKE's stale checksum checker made every later
+/// restore fail for exactly this reason).
+pub async fn run_once(host: &dyn Host, spec: &ContainerSpec) -> HostResult<RunOutput> {
+    host.remove_container(&spec.name).await?;
+    host.create_container(spec).await?;
+    let result = async {
+        host.start_container(&spec.name).await?;
+        let exit_code = host.wait_container(&spec.name).await?;
+        let logs = host.container_logs(&spec.name).await.unwrap_or_default();
+        Ok(RunOutput { exit_code, logs })
+    }
+    .await;
+    let removed = host.remove_container(&spec.name).await;
+    let out = result?;
+    removed?;
+    Ok(out)
+}
+
+/// Makes sure `image` is on the host, pulling it if needed.
+pub async fn ensure_image(host: &dyn Host, image: &str) -> HostResult<bool> {
+    if host.image_present(image).await? {
+        return Ok(false);
+    }
+    host.pull_image(image).await?;
+    Ok(true)
+}

@@ -1,0 +1,184 @@
+//! Plans: an action compiled against a cluster and what was observed, as a DAG of steps.
+//!
+//! [`compile`] reads an action's template from `plans/`, asks each step kind whether and
+//! how it applies to each host given the observed state, wires the steps into a graph
+//! (per-host chains, one-at-a-time chains, barriers), and derives each host's "after" view
+//! from the steps' effects. The result is a [`Plan`]: a value that can be rendered
+//! ([`render`]), saved to a file pinned to cluster.yml and the observation, and handed to
+//! the executor. Nothing in this module does I/O.
+
+pub mod compile;
+pub mod observed;
+pub mod render;
+pub mod step;
+pub mod template;
+pub mod view;
+
+pub use compile::{CompileError, CompileInput, RemovedMember, compile};
+pub use observed::Observed;
+pub use step::{Step, StepAction, StepId, StepKind};
+
+use crate::config::S3Target;
+use petgraph::graph::{DiGraph, NodeIndex};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use step::SnapshotName;
+
+/// Version of the plan file and journal format this build writes and reads.
+pub const FORMAT: u32 = 1;
+
+/// What the user asked for, with no secret in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum ActionSpec {
+    /// `rkectl up`.
+    Up,
+    /// `rkectl etcd snapshot-save`.
+    EtcdSnapshotSave {
+        name: SnapshotName,
+        /// The name was not given and was made from the time (the reference warns).
+        generated_name: bool,
+        s3: Option<S3Target>,
+    },
+    /// `rkectl etcd snapshot-restore`.
+    EtcdSnapshotRestore { name: SnapshotName, s3: Option<S3Target> },
+    /// `rkectl etcd snapshot-delete`.
+    EtcdSnapshotDelete { name: SnapshotName, s3: Option<S3Target> },
+    /// `rkectl etcd snapshot-prune`.
+    EtcdSnapshotPrune { policy: PrunePolicy, s3: Option<S3Target> },
+}
+
+/// Which snapshots a prune keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "by")]
+pub enum PrunePolicy {
+    /// Delete what is older than this many seconds (legacy `retention`).
+    Age { seconds: u64, text: String },
+    /// Keep the newest `keep` (backup_config `retention`).
+    Count { keep: u32 },
+}
+
+impl ActionSpec {
+    /// The template's name: `etcd-snapshot-restore`.
+    pub fn template_name(&self) -> &'static str {
+        match self {
+            ActionSpec::Up => "up",
+            ActionSpec::EtcdSnapshotSave { .. } => "etcd-snapshot-save",
+            ActionSpec::EtcdSnapshotRestore { .. } => "etcd-snapshot-restore",
+            ActionSpec::EtcdSnapshotDelete { .. } => "etcd-snapshot-delete",
+            ActionSpec::EtcdSnapshotPrune { .. } => "etcd-snapshot-prune",
+        }
+    }
+
+    /// The S3 target the action uses, if any.
+    pub fn s3(&self) -> Option<&S3Target> {
+        match self {
+            ActionSpec::Up => None,
+            ActionSpec::EtcdSnapshotSave { s3, .. }
+            | ActionSpec::EtcdSnapshotRestore { s3, .. }
+            | ActionSpec::EtcdSnapshotDelete { s3, .. }
+            | ActionSpec::EtcdSnapshotPrune { s3, .. } => s3.as_ref(),
+        }
+    }
+
+    /// The snapshot the action is about, if one.
+    pub fn snapshot(&self) -> Option<&SnapshotName> {
+        match self {
+            ActionSpec::EtcdSnapshotSave { name, .. }
+            | ActionSpec::EtcdSnapshotRestore { name, .. }
+            | ActionSpec::EtcdSnapshotDelete { name, .. } => Some(name),
+            ActionSpec::Up | ActionSpec::EtcdSnapshotPrune { .. } => None,
+        }
+    }
+}
+
+/// One host's (or S3's) state before and after, as lines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostChange {
+    /// The host's address, or `s3`.
+    pub host: String,
+    /// `10.0.0.1 (node1) [etcd]`.
+    pub label: String,
+    pub before: Vec<String>,
+    pub after: Vec<String>,
+}
+
+/// A compiled plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format: u32,
+    pub action: ActionSpec,
+    pub title: String,
+    pub destructive: bool,
+    pub cluster_name: String,
+    /// BLAKE3 of cluster.yml's text when the plan was made.
+    pub cluster_hash: String,
+    pub observed: Observed,
+    pub observed_fingerprint: String,
+    /// Things the user should know (a generated name, a setting that overrides another).
+    pub notes: Vec<String>,
+    /// In an order that respects `after` (phase, then host, then template order).
+    pub steps: Vec<Step>,
+    pub changes: Vec<HostChange>,
+}
+
+/// Why a plan's graph is unusable (a compiler bug, or a tampered plan file).
+#[derive(Debug, thiserror::Error)]
+pub enum GraphError {
+    #[error("step id {0} appears twice")]
+    DuplicateId(StepId),
+    #[error("step {step} waits for {missing}, which is not in the plan")]
+    MissingDependency { step: StepId, missing: StepId },
+    #[error("the steps wait for each other in a cycle (at {0})")]
+    Cycle(StepId),
+}
+
+impl Plan {
+    /// The plan as a petgraph DAG (edges from a step to the steps that wait for it);
+    /// checks that ids are unique, dependencies exist and there is no cycle.
+    pub fn graph(&self) -> Result<(DiGraph<usize, ()>, Vec<NodeIndex>), GraphError> {
+        let mut g = DiGraph::with_capacity(self.steps.len(), self.steps.len() * 2);
+        let mut index: HashMap<&StepId, NodeIndex> = HashMap::with_capacity(self.steps.len());
+        let mut nodes = Vec::with_capacity(self.steps.len());
+        for (i, s) in self.steps.iter().enumerate() {
+            let n = g.add_node(i);
+            if index.insert(&s.id, n).is_some() {
+                return Err(GraphError::DuplicateId(s.id.clone()));
+            }
+            nodes.push(n);
+        }
+        for (i, s) in self.steps.iter().enumerate() {
+            for dep in &s.after {
+                let d = index.get(dep).ok_or_else(|| GraphError::MissingDependency {
+                    step: s.id.clone(),
+                    missing: dep.clone(),
+                })?;
+                g.add_edge(*d, nodes[i], ());
+            }
+        }
+        petgraph::algo::toposort(&g, None)
+            .map_err(|c| GraphError::Cycle(self.steps[g[c.node_id()]].id.clone()))?;
+        Ok((g, nodes))
+    }
+
+    /// Whether applying would change anything (steps other than dial, checks and barriers).
+    pub fn has_changes(&self) -> bool {
+        self.steps.iter().any(|s| {
+            !matches!(
+                s.kind(),
+                StepKind::Dial | StepKind::Barrier | StepKind::VerifySnapshot | StepKind::HealthCheck
+            )
+        })
+    }
+
+    /// Whether any step deletes or replaces data.
+    pub fn is_destructive(&self) -> bool {
+        self.steps.iter().any(|s| s.kind().is_destructive())
+    }
+
+    /// A stable hash of the plan's content (for the journal and plan files).
+    pub fn digest(&self) -> String {
+        let json = serde_json::to_vec(self).expect("plan serialises");
+        blake3::hash(&json).to_hex()[..32].to_string()
+    }
+}

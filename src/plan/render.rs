@@ -1,0 +1,93 @@
+//! Rendering a plan for people: per-host diffs of state, then the steps in order.
+//!
+//! Diffs are computed with `similar` over the before/after lines of each host, so an
+//! unchanged line keeps its place and only what moves is marked `-`/`+`. Colours are
+//! added only when the caller says the output is a terminal; the text is otherwise
+//! identical, which is what the golden tests compare.
+
+use super::step::StepKind;
+use super::{HostChange, Plan};
+use similar::{ChangeTag, TextDiff};
+use std::fmt::Write;
+
+/// How to render.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RenderOptions {
+    /// ANSI colours for `-`/`+` lines.
+    pub color: bool,
+}
+
+fn paint(color: bool, code: &str, text: &str) -> String {
+    if color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+}
+
+/// The plan as text.
+pub fn render(plan: &Plan, opts: RenderOptions) -> String {
+    let mut out = String::with_capacity(256 + plan.steps.len() * 80);
+    let hosts = plan.changes.iter().filter(|c| c.host != "s3").count();
+    let _ = writeln!(
+        out,
+        "rkectl plan: {} (cluster {}, {hosts} host{})",
+        plan.title,
+        plan.cluster_name,
+        if hosts == 1 { "" } else { "s" }
+    );
+    if plan.is_destructive() {
+        let _ = writeln!(out, "{}", paint(opts.color, "1;31", "DESTRUCTIVE: this plan deletes or replaces data."));
+    }
+    for n in &plan.notes {
+        let _ = writeln!(out, "note: {n}");
+    }
+    if !plan.has_changes() {
+        let _ = writeln!(out, "\nNo changes. The hosts already match cluster.yml.");
+        return out;
+    }
+    let _ = writeln!(out, "\nState (- before, + after):");
+    for c in &plan.changes {
+        render_change(&mut out, c, opts);
+    }
+    let _ = writeln!(out, "\nSteps ({}):", plan.steps.iter().filter(|s| s.kind() != StepKind::Barrier).count());
+    let width = plan.steps.iter().map(|s| s.kind().name().len()).max().unwrap_or(0);
+    let mut n = 0;
+    for s in &plan.steps {
+        if let super::StepAction::Barrier { reason } = &s.action {
+            let _ = writeln!(out, "  ── barrier: {reason} ──");
+            continue;
+        }
+        n += 1;
+        let host = s.host.as_ref().map(|h| h.to_string()).unwrap_or_else(|| "(cluster)".into());
+        let _ = writeln!(
+            out,
+            "  {n:>3}. {:<width$}  {host:<15}  {}",
+            s.kind().name(),
+            s.action.describe()
+        );
+    }
+    out
+}
+
+fn render_change(out: &mut String, c: &HostChange, opts: RenderOptions) {
+    let _ = writeln!(out, "  {}", c.label);
+    let before = c.before.join("\n") + "\n";
+    let after = c.after.join("\n") + "\n";
+    if before == after {
+        for l in &c.before {
+            let _ = writeln!(out, "      {l}");
+        }
+        let _ = writeln!(out, "      (unchanged)");
+        return;
+    }
+    let diff = TextDiff::from_lines(&before, &after);
+    for change in diff.iter_all_changes() {
+        let line = change.value().trim_end_matches('\n');
+        if line.is_empty() {
+            continue;
+        }
+        let text = match change.tag() {
+            ChangeTag::Delete => paint(opts.color, "31", &format!("    - {line}")),
+            ChangeTag::Insert => paint(opts.color, "32", &format!("    + {line}")),
+            ChangeTag::Equal => format!("      {line}"),
+        };
+        let _ = writeln!(out, "{text}");
+    }
+}

@@ -1,0 +1,468 @@
+//! Steps: the typed units of work a plan is made of.
+//!
+//! A [`Step`] is data: an id, the host it runs on (none for barriers and cluster-wide
+//! checks), the ids it waits for, and a [`StepAction`] with the parameters that make it
+//! idempotent (which snapshot, which checksum, which initial cluster). It serialises to the
+//! plan file and the journal, so it holds no secret: S3 keys and private keys are looked up
+//! at run time.
+
+use crate::config::{HostAddr, S3Target};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A step's id, unique in its plan: `<kind>@<host>` or `<kind>#<n>` for cluster-wide steps.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StepId(pub String);
+
+impl fmt::Display for StepId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A snapshot's file name in `/opt/rke/etcd-snapshots`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SnapshotName(String);
+
+/// Why a snapshot name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotNameError {
+    #[error("a snapshot name cannot be empty")]
+    Empty,
+    #[error("a snapshot name cannot contain `/` (it names a file in /opt/rke/etcd-snapshots)")]
+    Slash,
+    #[error("a snapshot name cannot be `.` or `..` or start with `.`")]
+    Dots,
+    #[error("a snapshot name cannot contain control characters (NUL, newline, …)")]
+    Control,
+    #[error("a snapshot name can be at most 200 bytes long (this one has {0})")]
+    TooLong(usize),
+}
+
+impl SnapshotName {
+    /// Validates a name given by a user or found in a folder.
+    pub fn new(name: impl Into<String>) -> Result<Self, SnapshotNameError> {
+        let name = name.into();
+        if name.is_empty() {
+            return Err(SnapshotNameError::Empty);
+        }
+        if name.contains('/') || name.contains('\\') {
+            return Err(SnapshotNameError::Slash);
+        }
+        if name.starts_with('.') {
+            return Err(SnapshotNameError::Dots);
+        }
+        if name.chars().any(char::is_control) {
+            return Err(SnapshotNameError::Control);
+        }
+        // Room for our `.part` and `.json` suffixes within the 255-byte file-name limit.
+        if name.len() > 200 {
+            return Err(SnapshotNameError::TooLong(name.len()));
+        }
+        Ok(SnapshotName(name))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The default name: `rke_etcd_snapshot_<RFC 3339 time>`, as in the reference.
+    pub fn timestamped(now: time::OffsetDateTime) -> Self {
+        let t = now
+            .replace_nanosecond(0)
+            .unwrap_or(now)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| now.unix_timestamp().to_string());
+        SnapshotName(format!("rke_etcd_snapshot_{t}"))
+    }
+}
+
+impl TryFrom<String> for SnapshotName {
+    type Error = SnapshotNameError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        SnapshotName::new(s)
+    }
+}
+
+impl From<SnapshotName> for String {
+    fn from(s: SnapshotName) -> String {
+        s.0
+    }
+}
+
+impl fmt::Display for SnapshotName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A content checksum, `blake3:<hex>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Checksum(pub String);
+
+impl Checksum {
+    /// The checksum of `data`.
+    pub fn of(data: &[u8]) -> Self {
+        Checksum(format!("blake3:{}", blake3::hash(data).to_hex()))
+    }
+
+    /// From a finished BLAKE3 hasher.
+    pub fn from_hasher(h: &blake3::Hasher) -> Self {
+        Checksum(format!("blake3:{}", h.finalize().to_hex()))
+    }
+
+    /// A short form for plans: `blake3:1a2b3c4d5e6f`.
+    pub fn short(&self) -> &str {
+        let end = self.0.len().min("blake3:".len() + 12);
+        &self.0[..end]
+    }
+}
+
+impl fmt::Display for Checksum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a snapshot must be: pinned when the plan is made, checked before it is used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotFacts {
+    pub size: u64,
+    pub checksum: Checksum,
+}
+
+/// Where a host's copy of a snapshot comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "from")]
+pub enum SnapshotSource {
+    /// Copied from another etcd host over SSH.
+    Host { host: HostAddr },
+    /// Downloaded from S3.
+    S3 { target: S3Target },
+}
+
+impl fmt::Display for SnapshotSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SnapshotSource::Host { host } => write!(f, "host {host}"),
+            SnapshotSource::S3 { target } => write!(f, "{target}"),
+        }
+    }
+}
+
+/// `--initial-cluster-state` of an etcd member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClusterState {
+    New,
+    Existing,
+}
+
+impl fmt::Display for ClusterState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ClusterState::New => "new",
+            ClusterState::Existing => "existing",
+        })
+    }
+}
+
+/// The settings of the recurring snapshot agent, as the plan shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "mode")]
+pub enum RollingSettings {
+    /// Legacy `creation`/`retention`: prune by age.
+    Legacy { creation: String, retention: String },
+    /// `backup_config`: prune by count, optionally in S3 too.
+    BackupConfig { interval_hours: u32, retention: u32, s3: Option<S3Target> },
+}
+
+/// Where a snapshot is deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeleteFrom {
+    Host,
+    S3 { target: S3Target },
+}
+
+/// What a step does, with its parameters. Serialised with a kebab-case `kind` tag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum StepAction {
+    /// Waits for every step before it; does nothing itself.
+    Barrier { reason: String },
+    /// Opens the SSH session and the Docker tunnel; checks Docker.
+    Dial,
+    /// Pulls images the host lacks.
+    PullImages { images: Vec<String> },
+    /// Checks the host's copy of a snapshot: present, expected checksum, etcd's hash check.
+    /// `expect` is `None` only in offline plans, which cannot be applied.
+    VerifySnapshot { snapshot: SnapshotName, expect: Option<SnapshotFacts> },
+    /// Gives the host a verified copy of a snapshot it lacks.
+    /// `expect` is `None` when the snapshot is made by this plan: the source's record is used.
+    FetchSnapshot { snapshot: SnapshotName, expect: Option<SnapshotFacts>, source: SnapshotSource },
+    /// Removes the etcd container and the etcd data (`kube-cleaner`).
+    CleanHost,
+    /// Restores the snapshot into a fresh data folder (`etcd-restore`).
+    Restore { snapshot: SnapshotName, expect: Option<SnapshotFacts>, member: String, initial_cluster: String },
+    /// Places the member's certificates and the CA on the host.
+    DeployCerts { member: String },
+    /// Creates and starts the `etcd` container (replacing one that differs).
+    StartEtcd { member: String, initial_cluster: String, cluster_state: ClusterState, spec_hash: String },
+    /// Adds a member to the running cluster before it starts (`etcdctl member add`).
+    MemberAdd { member: String, peer_url: String },
+    /// Removes a member from the running cluster (`etcdctl member remove`).
+    MemberRemove { member: String },
+    /// Stops and removes the `etcd` container of a member that leaves.
+    RemoveEtcd,
+    /// Runs `rke-log-linker` for a container.
+    LogLinker { container: String },
+    /// Removes `rke-log-linker`.
+    RemoveLogLinker,
+    /// Checks that every member is healthy and, after a restore, holds the same data.
+    HealthCheck { members: Vec<HostAddr>, same_revision: bool },
+    /// Takes a snapshot on this host (`etcd-snapshot-once`), optionally streaming it to S3.
+    SaveSnapshot { snapshot: SnapshotName, upload: Option<S3Target> },
+    /// Starts or replaces `etcd-rolling-snapshots`.
+    StartRollingSnapshots { settings: RollingSettings, spec_hash: String },
+    /// Removes `etcd-rolling-snapshots`.
+    RemoveRollingSnapshots,
+    /// Deletes a snapshot from the host or from S3.
+    DeleteSnapshot { snapshot: SnapshotName, from: DeleteFrom },
+}
+
+/// The closed set of step kinds, as templates in `plans/` name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepKind {
+    Barrier,
+    Dial,
+    PullImages,
+    VerifySnapshot,
+    FetchSnapshot,
+    CleanHost,
+    Restore,
+    DeployCerts,
+    StartEtcd,
+    MemberAdd,
+    MemberRemove,
+    RemoveEtcd,
+    LogLinker,
+    RemoveLogLinker,
+    HealthCheck,
+    SaveSnapshot,
+    StartRollingSnapshots,
+    RemoveRollingSnapshots,
+    DeleteSnapshot,
+}
+
+impl StepKind {
+    /// The kebab-case name (`clean-host`).
+    pub fn name(self) -> &'static str {
+        match self {
+            StepKind::Barrier => "barrier",
+            StepKind::Dial => "dial",
+            StepKind::PullImages => "pull-images",
+            StepKind::VerifySnapshot => "verify-snapshot",
+            StepKind::FetchSnapshot => "fetch-snapshot",
+            StepKind::CleanHost => "clean-host",
+            StepKind::Restore => "restore",
+            StepKind::DeployCerts => "deploy-certs",
+            StepKind::StartEtcd => "start-etcd",
+            StepKind::MemberAdd => "member-add",
+            StepKind::MemberRemove => "member-remove",
+            StepKind::RemoveEtcd => "remove-etcd",
+            StepKind::LogLinker => "log-linker",
+            StepKind::RemoveLogLinker => "remove-log-linker",
+            StepKind::HealthCheck => "health-check",
+            StepKind::SaveSnapshot => "save-snapshot",
+            StepKind::StartRollingSnapshots => "start-rolling-snapshots",
+            StepKind::RemoveRollingSnapshots => "remove-rolling-snapshots",
+            StepKind::DeleteSnapshot => "delete-snapshot",
+        }
+    }
+
+    /// Whether the step changes something that cannot be taken back (data is deleted).
+    pub fn is_destructive(self) -> bool {
+        matches!(
+            self,
+            StepKind::CleanHost | StepKind::Restore | StepKind::RemoveEtcd | StepKind::MemberRemove | StepKind::DeleteSnapshot
+        )
+    }
+
+    /// Whether re-running after a finished record may be skipped on resume. Dialing
+    /// builds process-local state (the SSH session), so it is never skipped.
+    pub fn skippable_on_resume(self) -> bool {
+        !matches!(self, StepKind::Dial)
+    }
+}
+
+impl fmt::Display for StepKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl StepAction {
+    /// The step's kind.
+    pub fn kind(&self) -> StepKind {
+        match self {
+            StepAction::Barrier { .. } => StepKind::Barrier,
+            StepAction::Dial => StepKind::Dial,
+            StepAction::PullImages { .. } => StepKind::PullImages,
+            StepAction::VerifySnapshot { .. } => StepKind::VerifySnapshot,
+            StepAction::FetchSnapshot { .. } => StepKind::FetchSnapshot,
+            StepAction::CleanHost => StepKind::CleanHost,
+            StepAction::Restore { .. } => StepKind::Restore,
+            StepAction::DeployCerts { .. } => StepKind::DeployCerts,
+            StepAction::StartEtcd { .. } => StepKind::StartEtcd,
+            StepAction::MemberAdd { .. } => StepKind::MemberAdd,
+            StepAction::MemberRemove { .. } => StepKind::MemberRemove,
+            StepAction::RemoveEtcd => StepKind::RemoveEtcd,
+            StepAction::LogLinker { .. } => StepKind::LogLinker,
+            StepAction::RemoveLogLinker => StepKind::RemoveLogLinker,
+            StepAction::HealthCheck { .. } => StepKind::HealthCheck,
+            StepAction::SaveSnapshot { .. } => StepKind::SaveSnapshot,
+            StepAction::StartRollingSnapshots { .. } => StepKind::StartRollingSnapshots,
+            StepAction::RemoveRollingSnapshots => StepKind::RemoveRollingSnapshots,
+            StepAction::DeleteSnapshot { .. } => StepKind::DeleteSnapshot,
+        }
+    }
+
+    /// One line saying what the step does, for plans and logs.
+    pub fn describe(&self) -> String {
+        match self {
+            StepAction::Barrier { reason } => format!("wait: {reason}"),
+            StepAction::Dial => "open SSH session and Docker tunnel, check Docker".into(),
+            StepAction::PullImages { images } => format!("pull {}", images.join(", ")),
+            StepAction::VerifySnapshot { snapshot, expect: Some(e) } => {
+                format!("verify snapshot {snapshot} ({}, {})", e.checksum.short(), human_bytes(e.size))
+            }
+            StepAction::VerifySnapshot { snapshot, expect: None } => {
+                format!("verify snapshot {snapshot} (checksum not known offline)")
+            }
+            StepAction::FetchSnapshot { snapshot, source, .. } => format!("copy snapshot {snapshot} from {source}"),
+            StepAction::CleanHost => "remove etcd container and data (kube-cleaner)".into(),
+            StepAction::Restore { snapshot, member, .. } => {
+                format!("restore {snapshot} as member {member} (etcd-restore)")
+            }
+            StepAction::DeployCerts { member } => format!("place CA and certificates of {member}"),
+            StepAction::StartEtcd { member, cluster_state, .. } => {
+                format!("start etcd container, member {member}, initial cluster state {cluster_state}")
+            }
+            StepAction::MemberAdd { member, peer_url } => format!("add member {member} ({peer_url})"),
+            StepAction::MemberRemove { member } => format!("remove member {member}"),
+            StepAction::RemoveEtcd => "stop and remove etcd container".into(),
+            StepAction::LogLinker { container } => format!("link {container} logs (rke-log-linker)"),
+            StepAction::RemoveLogLinker => "remove rke-log-linker".into(),
+            StepAction::HealthCheck { members, same_revision } => {
+                let what = if *same_revision { "healthy, same revision" } else { "healthy" };
+                format!("check {} member(s) {what}", members.len())
+            }
+            StepAction::SaveSnapshot { snapshot, upload } => match upload {
+                Some(t) => format!("save snapshot {snapshot} (etcd-snapshot-once), stream to {t}"),
+                None => format!("save snapshot {snapshot} (etcd-snapshot-once)"),
+            },
+            StepAction::StartRollingSnapshots { settings, .. } => {
+                format!("run etcd-rolling-snapshots ({})", describe_rolling(settings))
+            }
+            StepAction::RemoveRollingSnapshots => "remove etcd-rolling-snapshots".into(),
+            StepAction::DeleteSnapshot { snapshot, from } => match from {
+                DeleteFrom::Host => format!("delete snapshot {snapshot}"),
+                DeleteFrom::S3 { target } => format!("delete snapshot {snapshot} from {target}"),
+            },
+        }
+    }
+}
+
+/// The recurring snapshot settings in words.
+pub fn describe_rolling(s: &RollingSettings) -> String {
+    match s {
+        RollingSettings::Legacy { creation, retention } => {
+            format!("every {creation}, keep for {retention}")
+        }
+        RollingSettings::BackupConfig { interval_hours, retention, s3 } => {
+            let mut d = format!("every {interval_hours}h, keep {retention}");
+            if let Some(t) = s3 {
+                d.push_str(&format!(", upload to {t}"));
+            }
+            d
+        }
+    }
+}
+
+/// `12.3 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub id: StepId,
+    /// The host it acts on; `None` for barriers and cluster-wide steps.
+    pub host: Option<HostAddr>,
+    /// The template phase it came from.
+    pub phase: String,
+    /// Steps that must finish first.
+    pub after: Vec<StepId>,
+    #[serde(flatten)]
+    pub action: StepAction,
+}
+
+impl Step {
+    /// The step's kind.
+    pub fn kind(&self) -> StepKind {
+        self.action.kind()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_names_refuse_paths_and_control_characters() {
+        assert!(SnapshotName::new("snapshot.db").is_ok());
+        assert!(SnapshotName::new("rke_etcd_snapshot_2018-05-17T23:32:08+02:00").is_ok());
+        assert_eq!(SnapshotName::new("a/b"), Err(SnapshotNameError::Slash));
+        assert_eq!(SnapshotName::new(".."), Err(SnapshotNameError::Dots));
+        assert_eq!(SnapshotName::new("../x"), Err(SnapshotNameError::Slash));
+        assert_eq!(SnapshotName::new("a\0b"), Err(SnapshotNameError::Control));
+        assert_eq!(SnapshotName::new("x".repeat(300)), Err(SnapshotNameError::TooLong(300)));
+        assert_eq!(SnapshotName::new(""), Err(SnapshotNameError::Empty));
+    }
+
+    #[test]
+    fn default_name_is_rfc3339_like_the_reference() {
+        let t = time::macros::datetime!(2018-05-17 21:32:08.5 UTC);
+        assert_eq!(SnapshotName::timestamped(t).as_str(), "rke_etcd_snapshot_2018-05-17T21:32:08Z");
+    }
+
+    #[test]
+    fn steps_serialise_with_kebab_case_kinds() {
+        let s = Step {
+            id: StepId("clean-host@10.0.0.1".into()),
+            host: Some(HostAddr("10.0.0.1".into())),
+            phase: "restore".into(),
+            after: vec![StepId("barrier#1".into())],
+            action: StepAction::CleanHost,
+        };
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["kind"], "clean-host");
+        assert_eq!(v["after"][0], "barrier#1");
+        let back: Step = serde_json::from_value(v).unwrap();
+        assert_eq!(back, s);
+    }
+}
