@@ -1,0 +1,518 @@
+//! The real SSH host (`host::ssh`) against the lab's nodes (tests/lab).
+//!
+//! Skipped unless `RKECTL_LAB=1`; then the lab must be up (`tests/lab/lab up`), and its
+//! `lab status` lines say where the nodes, key and known_hosts are. Run with `--nocapture`
+//! to see the timings.
+
+use rkectl::config::{HostAddr, Node, Role, SshAuth};
+use rkectl::host::ssh::{KnownHostsPolicy, SshConnector, SshHost, SshOptions};
+use rkectl::host::{ByteStream, Connector, ContainerSpec, Host, HostError, run_once};
+use rkectl::secret::Secret;
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::Command;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+
+const MIB: usize = 1024 * 1024;
+
+struct Lab {
+    vars: HashMap<String, String>,
+}
+
+impl Lab {
+    /// The lab, or `None` (after saying so) when lab tests are not asked for.
+    fn get() -> Option<Lab> {
+        if std::env::var("RKECTL_LAB").as_deref() != Ok("1") {
+            eprintln!("lab not up (set RKECTL_LAB=1 after `tests/lab/lab up`): skipping");
+            return None;
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/lab");
+        let out = Command::new(&script).arg("status").output().expect("run tests/lab/lab status");
+        assert!(out.status.success(), "RKECTL_LAB=1 but the lab is not up: {}", String::from_utf8_lossy(&out.stderr));
+        let vars = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        Some(Lab { vars })
+    }
+
+    fn var(&self, key: &str) -> &str {
+        self.vars.get(key).unwrap_or_else(|| panic!("lab status has no {key}"))
+    }
+
+    fn node_addr(&self, name: &str) -> String {
+        self.var(&format!("NODE_{name}")).to_string()
+    }
+
+    fn key(&self) -> PathBuf {
+        PathBuf::from(self.var("SSH_KEY"))
+    }
+
+    fn known_hosts(&self) -> PathBuf {
+        PathBuf::from(self.var("KNOWN_HOSTS"))
+    }
+
+    fn node(&self, address: &str) -> Node {
+        Node {
+            index: 0,
+            address: HostAddr(address.to_string()),
+            port: 22,
+            user: "root".into(),
+            roles: vec![Role::Etcd],
+            hostname_override: None,
+            internal_address: None,
+            ssh: SshAuth { key: None, key_path: self.key(), key_path_explicit: true, agent: false },
+            docker_socket: "/var/run/docker.sock".into(),
+        }
+    }
+
+    fn options(&self) -> SshOptions {
+        SshOptions {
+            known_hosts: KnownHostsPolicy::Strict { file: Some(self.known_hosts()) },
+            ssh_agent_auth: false,
+            ignore_docker_version: false,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+
+    async fn dial(&self, name: &str) -> Arc<dyn Host> {
+        let node = self.node(&self.node_addr(name));
+        SshConnector::new(self.options()).connect(&node).await.unwrap_or_else(|e| panic!("dial {name}: {e}"))
+    }
+
+    /// Runs a shell command on a node with the plain ssh client (to check our work).
+    fn ssh(&self, name: &str, command: &str) -> String {
+        let out = Command::new("ssh")
+            .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", self.known_hosts().display()))
+            .arg("-i")
+            .arg(self.key())
+            .arg(format!("root@{}", self.node_addr(name)))
+            .arg(command)
+            .output()
+            .expect("run ssh");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// A private scratch folder on this machine.
+fn scratch(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rkectl-lab-ssh-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A folder under /tmp/rkectl-test on a node, unique to this run and test.
+fn remote_dir(tag: &str) -> String {
+    format!("/tmp/rkectl-test/{tag}-{}", std::process::id())
+}
+
+/// Deterministic, incompressible test data.
+fn pseudo_random(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+fn mbps(bytes: usize, d: Duration) -> f64 {
+    bytes as f64 / MIB as f64 / d.as_secs_f64()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dial_one_and_three_and_docker_info() {
+    let Some(lab) = Lab::get() else { return };
+    let t = Instant::now();
+    let host = lab.dial("node1").await;
+    let one = t.elapsed();
+    let info = host.docker_info().await.expect("docker info");
+    assert!(!info.server_version.is_empty());
+    assert_eq!(info.root_dir, "/var/lib/docker");
+    assert_eq!(host.addr().as_str(), lab.node_addr("node1"));
+
+    let connector = SshConnector::new(lab.options());
+    let nodes: Vec<Node> = ["node1", "node2", "node3"].iter().map(|n| lab.node(&lab.node_addr(n))).collect();
+    let t = Instant::now();
+    let hosts = futures::future::join_all(nodes.iter().map(|n| connector.connect(n))).await;
+    let three = t.elapsed();
+    for h in hosts {
+        h.expect("dial").docker_info().await.expect("docker info");
+    }
+    println!(
+        "MEASURE dial one node: {:.0} ms; dial three in parallel: {:.0} ms (Docker {})",
+        one.as_secs_f64() * 1e3,
+        three.as_secs_f64() * 1e3,
+        info.server_version
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_once_with_etcdctl() {
+    let Some(lab) = Lab::get() else { return };
+    let host = lab.dial("node1").await;
+    let image = "rkectl-lab/etcd:v3.4.23";
+    assert!(host.image_present(image).await.unwrap());
+    assert!(!host.image_present("rkectl-lab/nothing:here").await.unwrap());
+
+    let name = format!("rkectl-test-etcdctl-{}", std::process::id());
+    let mut spec = ContainerSpec::new(&name, image);
+    spec.entrypoint = Some(vec!["/usr/local/bin/etcdctl".into()]);
+    spec.cmd = vec!["version".into()];
+    spec.env = vec!["ETCDCTL_API=3".into()];
+    spec.secret_env = vec![("RKECTL_TEST_SECRET".into(), Secret::new("not-printed"))];
+    spec.network_host = true;
+    spec.labels.insert("rkectl.test".into(), "yes".into());
+    let t = Instant::now();
+    let out = run_once(host.as_ref(), &spec).await.expect("run etcdctl version");
+    println!("MEASURE run_once etcdctl version: {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
+    assert_eq!(out.exit_code, 0, "logs: {}", out.logs);
+    assert!(out.logs.contains("etcdctl version: 3.4.23"), "logs: {}", out.logs);
+    assert!(host.inspect_container(&name).await.unwrap().is_none(), "run_once removes it");
+
+    // A failing command: its exit code is an answer, not an error; stderr is in the logs.
+    spec.cmd = vec!["no-such-subcommand".into()];
+    let out = run_once(host.as_ref(), &spec).await.expect("run failing etcdctl");
+    assert_ne!(out.exit_code, 0);
+    assert!(!out.logs.is_empty());
+
+    // create / inspect / stop / remove by hand, with the restart policy of a service.
+    spec.cmd = vec!["watch".into(), "x".into(), "--endpoints=http://127.0.0.1:1".into()];
+    spec.restart = rkectl::host::RestartPolicy::No;
+    host.remove_container(&name).await.unwrap();
+    host.create_container(&spec).await.unwrap();
+    let err = host.create_container(&spec).await.unwrap_err();
+    assert!(matches!(err, HostError::Docker { .. }), "{err:?}");
+    assert!(!err.to_string().contains("not-printed"));
+    host.start_container(&name).await.unwrap();
+    let info = host.inspect_container(&name).await.unwrap().expect("exists");
+    assert_eq!(info.name, name);
+    assert_eq!(info.image, image);
+    assert_eq!(info.labels.get("rkectl.test").map(String::as_str), Some("yes"));
+    host.stop_container(&name).await.unwrap();
+    let info = host.inspect_container(&name).await.unwrap().expect("exists");
+    assert!(!info.running);
+    assert!(info.exit_code.is_some());
+    assert!(host.remove_container(&name).await.unwrap());
+    assert!(!host.remove_container(&name).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_round_trip() {
+    let Some(lab) = Lab::get() else { return };
+    let host = lab.dial("node1").await;
+    let dir = remote_dir("files");
+    let path = format!("{dir}/sub dir/it's a file.txt");
+
+    assert_eq!(host.read_file(&path).await.unwrap(), None);
+    assert!(host.list_dir(&format!("{dir}/nothing")).await.unwrap().is_empty());
+    host.write_file(&path, b"hello\n", 0o640).await.unwrap();
+    assert_eq!(host.read_file(&path).await.unwrap().as_deref(), Some(&b"hello\n"[..]));
+    let mode = lab.ssh("node1", &format!("stat -c %a \"{dir}/sub dir/it's a file.txt\""));
+    assert_eq!(mode.trim(), "640");
+
+    // Overwrite, and an empty file.
+    host.write_file(&path, b"bye", 0o600).await.unwrap();
+    host.write_file(&format!("{dir}/sub dir/empty"), b"", 0o600).await.unwrap();
+    assert_eq!(host.read_file(&path).await.unwrap().as_deref(), Some(&b"bye"[..]));
+
+    let listing = host.list_dir(&format!("{dir}/sub dir")).await.unwrap();
+    let names: Vec<&str> = listing.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, vec!["empty", "it's a file.txt"], "no temporary files left");
+    assert_eq!(listing[1].size, 3);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert!((listing[1].modified - now).abs() < 120, "{listing:?}");
+    // Folders are not files.
+    assert!(host.list_dir(&dir).await.unwrap().is_empty());
+
+    // A folder is neither absent nor readable.
+    let err = host.read_file(&dir).await.unwrap_err();
+    assert!(matches!(err, HostError::Io { transient: false, .. }), "{err:?}");
+    assert!(err.to_string().contains(lab.node_addr("node1").as_str()), "{err}");
+
+    // A parent that cannot be a folder: a clear error naming the path, nothing left behind.
+    let bad = "/etc/hostname/sub/x";
+    let err = host.write_file(bad, b"x", 0o600).await.unwrap_err();
+    assert!(matches!(err, HostError::Io { transient: false, .. }), "{err:?}");
+    assert!(err.to_string().contains("Not a directory"), "{err}");
+    println!("seen: {err}");
+    let reader: ByteStream = Box::new(Cursor::new(vec![7u8; 3 * MIB]));
+    let err = host.write_stream(bad, reader, 0o600).await.unwrap_err();
+    assert!(err.to_string().contains("Not a directory"), "{err}");
+
+    assert!(host.remove_file(&path).await.unwrap());
+    assert!(!host.remove_file(&path).await.unwrap());
+    assert_eq!(host.read_file(&path).await.unwrap(), None);
+    lab.ssh("node1", &format!("rm -rf '{dir}'"));
+}
+
+/// Yields `good` bytes, then fails.
+struct Failing {
+    good: Cursor<Vec<u8>>,
+}
+
+impl AsyncRead for Failing {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.good).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) if buf.filled().len() == before => {
+                Poll::Ready(Err(std::io::Error::other("source broke")))
+            }
+            other => other,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stream_50_mib_both_ways() {
+    let Some(lab) = Lab::get() else { return };
+    let host = lab.dial("node2").await;
+    let dir = remote_dir("stream");
+    let path = format!("{dir}/big.bin");
+    let data = pseudo_random(50 * MIB);
+
+    let t = Instant::now();
+    let n = host.write_stream(&path, Box::new(Cursor::new(data.clone())), 0o600).await.expect("write_stream");
+    let up = t.elapsed();
+    assert_eq!(n, data.len() as u64);
+
+    let t = Instant::now();
+    let mut stream = host.open_read(&path).await.expect("open_read");
+    let mut back = Vec::with_capacity(data.len());
+    stream.read_to_end(&mut back).await.expect("read");
+    let down = t.elapsed();
+    assert!(back == data, "bytes differ ({} read)", back.len());
+    println!(
+        "MEASURE 50 MiB write_stream: {:.2} s ({:.0} MiB/s, incl. sync); open_read: {:.2} s ({:.0} MiB/s)",
+        up.as_secs_f64(),
+        mbps(data.len(), up),
+        down.as_secs_f64(),
+        mbps(data.len(), down)
+    );
+
+    // A source that breaks half-way leaves neither the file nor a temporary file.
+    let broken = format!("{dir}/broken.bin");
+    let reader: ByteStream = Box::new(Failing { good: Cursor::new(pseudo_random(3 * MIB)) });
+    let err = host.write_stream(&broken, reader, 0o600).await.unwrap_err();
+    assert!(err.to_string().contains("source broke"), "{err}");
+    let names: Vec<String> = host.list_dir(&dir).await.unwrap().into_iter().map(|e| e.name).collect();
+    assert_eq!(names, vec!["big.bin".to_string()]);
+
+    // Opening a missing file fails up front.
+    let err = match host.open_read(&format!("{dir}/missing")).await {
+        Err(e) => e,
+        Ok(_) => panic!("opened a missing file"),
+    };
+    assert!(err.to_string().contains("no such file"), "{err}");
+
+    // A reader killed half-way is an error at the end of the stream, never a short file.
+    let mut stream = host.open_read(&path).await.unwrap();
+    let mut first = vec![0u8; MIB];
+    stream.read_exact(&mut first).await.unwrap();
+    assert!(first[..] == data[..MIB]);
+    lab.ssh(
+        "node2",
+        "for f in /proc/[0-9]*; do [ \"$(cat $f/comm 2>/dev/null)\" = cat ] && \
+           readlink $f/fd/0 2>/dev/null | grep -q big.bin && kill ${f#/proc/}; done",
+    );
+    let mut rest = Vec::new();
+    let err = stream.read_to_end(&mut rest).await.unwrap_err();
+    assert!(first.len() + rest.len() < data.len());
+    assert!(err.to_string().contains("big.bin"), "{err}");
+    println!("killed reader: {err}");
+    lab.ssh("node2", &format!("rm -rf '{dir}'"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inline_key_and_wrong_key() {
+    let Some(lab) = Lab::get() else { return };
+    let addr = lab.node_addr("node1");
+    let connector = SshConnector::new(lab.options());
+
+    let mut node = lab.node(&addr);
+    node.ssh.key = Some(Secret::new(std::fs::read_to_string(lab.key()).unwrap()));
+    node.ssh.key_path = PathBuf::from("/nonexistent/key");
+    let host = connector.connect(&node).await.expect("dial with the inline key");
+    host.docker_info().await.unwrap();
+
+    let tmp = scratch("wrongkey");
+    let wrong = tmp.join("wrong");
+    let st = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&wrong).status().unwrap();
+    assert!(st.success());
+    let mut node = lab.node(&addr);
+    node.ssh.key_path = wrong.clone();
+    let err = connector.connect(&node).await.err().expect("wrong key must fail");
+    assert!(matches!(err, HostError::Auth { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains(&addr) && msg.contains("Permission denied"), "{msg}");
+    println!("seen: {msg}");
+
+    let key_text = std::fs::read_to_string(&wrong).unwrap();
+    node.ssh.key = Some(Secret::new(key_text.clone()));
+    let err = connector.connect(&node).await.err().expect("wrong inline key must fail");
+    assert!(matches!(err, HostError::Auth { .. }), "{err:?}");
+    let body = key_text.lines().nth(1).unwrap();
+    assert!(!err.to_string().contains(body), "an error quoted the key");
+
+    let mut node = lab.node(&addr);
+    node.ssh.key_path = tmp.join("absent");
+    let err = connector.connect(&node).await.err().expect("missing key must fail");
+    assert!(matches!(err, HostError::Auth { .. }), "{err:?}");
+    println!("seen: {err}");
+    let _ = std::fs::remove_dir_all(tmp);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_keys_unknown_changed_and_accept_new() {
+    let Some(lab) = Lab::get() else { return };
+    let addr = lab.node_addr("node1");
+    let node = lab.node(&addr);
+    let tmp = scratch("hostkeys");
+
+    let empty = tmp.join("empty_known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    let strict = |file: &Path| SshOptions {
+        known_hosts: KnownHostsPolicy::Strict { file: Some(file.to_path_buf()) },
+        ..lab.options()
+    };
+    let err = SshConnector::new(strict(&empty)).connect(&node).await.err().expect("unknown key must fail");
+    assert!(matches!(err, HostError::HostKey { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("--accept-new-host-keys") && msg.contains(&addr), "{msg}");
+    println!("seen: {msg}");
+
+    // Node2's keys recorded under node1's address: a changed key.
+    let node2 = lab.node_addr("node2");
+    let changed: String = std::fs::read_to_string(lab.known_hosts())
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with(&format!("{node2} ")))
+        .map(|l| format!("{addr}{}\n", &l[node2.len()..]))
+        .collect();
+    let changed_file = tmp.join("changed_known_hosts");
+    std::fs::write(&changed_file, changed).unwrap();
+    for options in [
+        strict(&changed_file),
+        SshOptions { known_hosts: KnownHostsPolicy::AcceptNew { file: Some(changed_file.clone()) }, ..lab.options() },
+    ] {
+        let err = SshConnector::new(options).connect(&node).await.err().expect("changed key must fail");
+        assert!(matches!(err, HostError::HostKey { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("CHANGED") && !msg.contains("accept-new"), "{msg}");
+        println!("seen: {msg}");
+    }
+
+    let fresh = tmp.join("fresh_known_hosts");
+    let accept = SshOptions { known_hosts: KnownHostsPolicy::AcceptNew { file: Some(fresh.clone()) }, ..lab.options() };
+    let host = SshConnector::new(accept).connect(&node).await.expect("accept-new");
+    host.docker_info().await.unwrap();
+    // Debian's ssh_config hashes host names, so only the strict dial below proves the entry.
+    assert!(!std::fs::read_to_string(&fresh).unwrap().trim().is_empty());
+    drop(host);
+    // Now recorded: strict checking against that file passes.
+    SshConnector::new(strict(&fresh)).connect(&node).await.expect("strict after accept");
+    let _ = std::fs::remove_dir_all(tmp);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_listening_is_unreachable_in_time() {
+    let Some(lab) = Lab::get() else { return };
+    let node = lab.node("10.77.0.99");
+    let options = lab.options();
+    let limit = options.connect_timeout * 2 + Duration::from_secs(5);
+    let t = Instant::now();
+    let err = SshConnector::new(options).connect(&node).await.err().expect("must fail");
+    let took = t.elapsed();
+    assert!(matches!(err, HostError::Unreachable { .. }), "{err:?}");
+    assert!(err.to_string().contains("10.77.0.99"), "{err}");
+    assert!(took < limit, "took {took:?}");
+    println!("MEASURE unreachable 10.77.0.99: {:.1} s: {err}", took.as_secs_f64());
+
+    // sshd not listening on a live node.
+    let mut node = lab.node(&lab.node_addr("node1"));
+    node.port = 2222;
+    let err = SshConnector::new(lab.options()).connect(&node).await.err().expect("must fail");
+    assert!(matches!(err, HostError::Unreachable { transient: false, .. }), "{err:?}");
+    assert!(err.to_string().contains("refused"), "{err}");
+    println!("seen: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_docker_socket_and_missing_image() {
+    let Some(lab) = Lab::get() else { return };
+    let mut node = lab.node(&lab.node_addr("node1"));
+    node.docker_socket = "/run/no-docker-here.sock".into();
+    let err = SshConnector::new(lab.options()).connect(&node).await.err().expect("must fail");
+    assert!(matches!(err, HostError::DockerDown { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("Cannot connect to the Docker daemon"), "{msg}");
+    assert!(msg.contains("does not exist"), "{msg}");
+    println!("seen: {msg}");
+
+    let host = lab.dial("node1").await;
+    let image = "10.77.0.1:5999/missing:1";
+    let t = Instant::now();
+    let err = host.pull_image(image).await.unwrap_err();
+    assert!(matches!(&err, HostError::ImageUnavailable { image: i, .. } if i == image), "{err:?}");
+    println!("MEASURE failed pull: {:.1} s: {err}", t.elapsed().as_secs_f64());
+    let err = host.create_container(&ContainerSpec::new("rkectl-test-noimage", image)).await.unwrap_err();
+    assert!(matches!(err, HostError::ImageUnavailable { .. }), "{err:?}");
+    println!("seen: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_master_is_a_transient_unreachable() {
+    let Some(lab) = Lab::get() else { return };
+    let node = lab.node(&lab.node_addr("node3"));
+    let host = SshHost::dial(&node, &lab.options()).await.expect("dial");
+    assert!(host.is_alive().await);
+    host.read_file("/etc/hostname").await.unwrap().expect("exists");
+
+    let st = Command::new("ssh").arg("-S").arg(host.control_socket()).args(["-O", "exit", "none"]).output().unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!host.is_alive().await);
+
+    let err = host.read_file("/etc/hostname").await.unwrap_err();
+    assert!(matches!(err, HostError::Unreachable { transient: true, .. }), "{err:?}");
+    println!("seen: {err}");
+    let err = host.docker_info().await.unwrap_err();
+    assert!(matches!(err, HostError::Unreachable { transient: true, .. }), "{err:?}");
+    println!("seen: {err}");
+    let err = host.write_file("/tmp/rkectl-test/x", b"x", 0o600).await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+}
+
+/// With `SSH_AUTH_SOCK` set (run under `ssh-agent` with the lab key added), agent auth
+/// works without any key file; without it, asking for the agent is a clear Auth error.
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_auth() {
+    let Some(lab) = Lab::get() else { return };
+    let mut node = lab.node(&lab.node_addr("node1"));
+    node.ssh.key_path = PathBuf::from("/nonexistent/id_rsa");
+    node.ssh.key_path_explicit = false;
+    let options = SshOptions { ssh_agent_auth: true, ..lab.options() };
+    let result = SshConnector::new(options).connect(&node).await;
+    if std::env::var_os("SSH_AUTH_SOCK").is_some_and(|s| !s.is_empty()) {
+        let host = result.expect("agent auth (is the lab key in the agent?)");
+        host.docker_info().await.unwrap();
+    } else {
+        let err = result.err().expect("no agent: must fail");
+        assert!(matches!(err, HostError::Auth { .. }), "{err:?}");
+        assert!(err.to_string().contains("SSH_AUTH_SOCK"), "{err}");
+        println!("seen: {err}");
+    }
+}
