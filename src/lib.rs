@@ -5,8 +5,15 @@
 //! [`plan`] (a DAG of typed steps, rendered as a diff) → [`exec`] (parallel, journaled in
 //! [`state`]) → the [`steps`] act on hosts through the [`host`] trait.
 
+pub mod agent;
+pub mod cli;
 pub mod config;
-pub mod host;
-pub mod secret;
 pub mod etcd;
+pub mod exec;
+pub mod host;
 pub mod plan;
+pub mod refresh;
+pub mod s3;
+pub mod secret;
+pub mod state;
+pub mod steps;

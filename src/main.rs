@@ -1,3 +1,3 @@
-fn main() {
-    println!("rkectl");
+fn main() -> std::process::ExitCode {
+    rkectl::cli::main()
 }

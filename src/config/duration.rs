@@ -81,36 +81,24 @@ impl GoDuration {
                 "m" => 60 * 1_000_000_000,
                 "h" => 3_600 * 1_000_000_000,
                 other => {
-                    return Err(DurationError::UnknownUnit {
-                        unit: other.to_string(),
-                        input: input.to_string(),
-                    });
+                    return Err(DurationError::UnknownUnit { unit: other.to_string(), input: input.to_string() });
                 }
             };
             let overflow = || DurationError::Overflow(input.to_string());
-            let int_val: u128 = if int_part.is_empty() {
-                0
-            } else {
-                int_part.parse().map_err(|_| overflow())?
-            };
+            let int_val: u128 = if int_part.is_empty() { 0 } else { int_part.parse().map_err(|_| overflow())? };
             let mut nanos = int_val.checked_mul(unit_nanos).ok_or_else(overflow)?;
             if !frac_part.is_empty() {
                 // Only the digits that can still matter at nanosecond precision.
                 let digits = &frac_part[..frac_part.len().min(18)];
                 let frac_val: u128 = digits.parse().map_err(|_| overflow())?;
                 let scale = 10u128.pow(digits.len() as u32);
-                nanos = nanos
-                    .checked_add(frac_val * unit_nanos / scale)
-                    .ok_or_else(overflow)?;
+                nanos = nanos.checked_add(frac_val * unit_nanos / scale).ok_or_else(overflow)?;
             }
             total_nanos = total_nanos.checked_add(nanos).ok_or_else(overflow)?;
         }
-        let secs = u64::try_from(total_nanos / 1_000_000_000)
-            .map_err(|_| DurationError::Overflow(input.to_string()))?;
-        Ok(GoDuration(Duration::new(
-            secs,
-            (total_nanos % 1_000_000_000) as u32,
-        )))
+        let secs =
+            u64::try_from(total_nanos / 1_000_000_000).map_err(|_| DurationError::Overflow(input.to_string()))?;
+        Ok(GoDuration(Duration::new(secs, (total_nanos % 1_000_000_000) as u32)))
     }
 
     /// The wrapped std duration.
@@ -210,15 +198,9 @@ mod tests {
     fn refuses_bad_durations() {
         assert_eq!(GoDuration::parse("-5m"), Err(DurationError::Negative));
         assert!(matches!(GoDuration::parse("5"), Err(DurationError::MissingUnit(_))));
-        assert!(matches!(
-            GoDuration::parse("5 minutes"),
-            Err(DurationError::UnknownUnit { .. })
-        ));
+        assert!(matches!(GoDuration::parse("5 minutes"), Err(DurationError::UnknownUnit { .. })));
         assert!(matches!(GoDuration::parse("abc"), Err(DurationError::Invalid(_))));
         assert!(matches!(GoDuration::parse(""), Err(DurationError::Empty)));
-        assert!(matches!(
-            GoDuration::parse("99999999999999999999h"),
-            Err(DurationError::Overflow(_))
-        ));
+        assert!(matches!(GoDuration::parse("99999999999999999999h"), Err(DurationError::Overflow(_))));
     }
 }

@@ -83,15 +83,10 @@ impl<'de> de::Deserialize<'de> for LenientInt {
                 Ok(LenientInt(v))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                i64::try_from(v)
-                    .map(LenientInt)
-                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+                i64::try_from(v).map(LenientInt).map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                v.trim()
-                    .parse()
-                    .map(LenientInt)
-                    .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+                v.trim().parse().map(LenientInt).map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
             }
         }
         d.deserialize_any(V)

@@ -115,10 +115,7 @@ impl LoadedConfig {
 
     /// cluster.yml's file name without extension (`cluster` for `cluster.yml`).
     pub fn stem(&self) -> String {
-        self.path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "cluster".to_string())
+        self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "cluster".to_string())
     }
 }
 
@@ -128,10 +125,8 @@ fn file_name(p: &Path) -> String {
 
 /// Reads and validates cluster.yml at `path`.
 pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
     parse(path, text)
 }
 
@@ -259,18 +254,18 @@ impl Validator<'_> {
                         Some("every node must have its own address; remove or change one of them"),
                     );
                 }
-                if n.has_role(Role::Etcd) {
-                    if let Some(first) = seen_names.insert(n.hostname().to_string(), i) {
-                        self.problem(
-                            &format!("nodes[{i}]"),
-                            format!(
-                                "two etcd nodes would have the same member name etcd-{} (also nodes[{first}])",
-                                n.hostname()
-                            ),
-                            "duplicate etcd member name",
-                            Some("give each etcd node its own hostname_override"),
-                        );
-                    }
+                if n.has_role(Role::Etcd)
+                    && let Some(first) = seen_names.insert(n.hostname().to_string(), i)
+                {
+                    self.problem(
+                        &format!("nodes[{i}]"),
+                        format!(
+                            "two etcd nodes would have the same member name etcd-{} (also nodes[{first}])",
+                            n.hostname()
+                        ),
+                        "duplicate etcd member name",
+                        Some("give each etcd node its own hostname_override"),
+                    );
                 }
                 nodes.push(n);
             }
@@ -287,16 +282,10 @@ impl Validator<'_> {
         let services = raw.services.unwrap_or_default();
         let etcd_raw = services.etcd.unwrap_or_default();
         let images = raw.system_images.unwrap_or_default();
-        let image = s(&etcd_raw.image)
-            .or_else(|| s(&images.etcd))
-            .unwrap_or_else(|| DEFAULT_ETCD_IMAGE.to_string());
+        let image = s(&etcd_raw.image).or_else(|| s(&images.etcd)).unwrap_or_else(|| DEFAULT_ETCD_IMAGE.to_string());
         let tools_image = s(&images.rkectl_tools).unwrap_or_else(|| DEFAULT_TOOLS_IMAGE.to_string());
-        let extra_args: BTreeMap<String, String> = etcd_raw
-            .extra_args
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, v.0))
-            .collect();
+        let extra_args: BTreeMap<String, String> =
+            etcd_raw.extra_args.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
         let extra_binds = etcd_raw.extra_binds.unwrap_or_default().into_iter().map(|v| v.0).collect();
         let extra_env = etcd_raw.extra_env.unwrap_or_default().into_iter().map(|v| v.0).collect();
 
@@ -305,10 +294,7 @@ impl Validator<'_> {
         let retention = self.duration("services.etcd.retention", &etcd_raw.retention, DEFAULT_RETENTION);
         let (recurring, s3) = match etcd_raw.backup_config {
             Some(bc) => self.backup_config(bc, legacy_on, creation, retention),
-            None if legacy_on => (
-                RecurringSnapshots::Legacy { creation: creation?, retention: retention? },
-                None,
-            ),
+            None if legacy_on => (RecurringSnapshots::Legacy { creation: creation?, retention: retention? }, None),
             None => (RecurringSnapshots::Disabled, None),
         };
         if !self.problems.is_empty() {
@@ -329,12 +315,22 @@ impl Validator<'_> {
         };
         match GoDuration::parse(&text) {
             Ok(d) if d.0.is_zero() => {
-                self.problem(path, format!("{} must be longer than zero", last(path)), "zero duration", Some("write a duration like `5m0s` or `24h`"));
+                self.problem(
+                    path,
+                    format!("{} must be longer than zero", last(path)),
+                    "zero duration",
+                    Some("write a duration like `5m0s` or `24h`"),
+                );
                 None
             }
             Ok(d) => Some(d),
             Err(e) => {
-                self.problem(path, format!("invalid {}: {e}", last(path)), "not a duration", Some("Go-style durations: `5m0s`, `24h`, `1h30m`"));
+                self.problem(
+                    path,
+                    format!("invalid {}: {e}", last(path)),
+                    "not a duration",
+                    Some("Go-style durations: `5m0s`, `24h`, `1h30m`"),
+                );
                 None
             }
         }
@@ -350,12 +346,29 @@ impl Validator<'_> {
         let base = "services.etcd.backup_config";
         let s3 = bc.s3backupconfig.and_then(|raw| self.s3(&format!("{base}.s3backupconfig"), raw));
         let enabled = bc.enabled.map(|b| b.0).unwrap_or(true);
-        let interval = self.positive_count(&format!("{base}.interval_hours"), bc.interval_hours.map(|i| i.0), DEFAULT_INTERVAL_HOURS, "interval_hours", "hours between snapshots");
-        let count = self.positive_count(&format!("{base}.retention"), bc.retention.map(|i| i.0), DEFAULT_RETENTION_COUNT, "retention", "number of snapshots to keep");
-        if let Some(t) = bc.timeout {
-            if t.0 <= 0 {
-                self.problem(&format!("{base}.timeout"), "backup_config.timeout must be a positive number of seconds", "not positive", None);
-            }
+        let interval = self.positive_count(
+            &format!("{base}.interval_hours"),
+            bc.interval_hours.map(|i| i.0),
+            DEFAULT_INTERVAL_HOURS,
+            "interval_hours",
+            "hours between snapshots",
+        );
+        let count = self.positive_count(
+            &format!("{base}.retention"),
+            bc.retention.map(|i| i.0),
+            DEFAULT_RETENTION_COUNT,
+            "retention",
+            "number of snapshots to keep",
+        );
+        if let Some(t) = bc.timeout
+            && t.0 <= 0
+        {
+            self.problem(
+                &format!("{base}.timeout"),
+                "backup_config.timeout must be a positive number of seconds",
+                "not positive",
+                None,
+            );
         }
         if !enabled {
             let recurring = match (legacy_on, creation, retention) {
@@ -371,10 +384,7 @@ impl Validator<'_> {
             (true, Some(c), Some(r)) => Some((c, r)),
             _ => None,
         };
-        (
-            RecurringSnapshots::BackupConfig { interval_hours, retention: retention_count, overrides_legacy },
-            s3,
-        )
+        (RecurringSnapshots::BackupConfig { interval_hours, retention: retention_count, overrides_legacy }, s3)
     }
 
     fn positive_count(&mut self, path: &str, value: Option<i64>, default: u32, name: &str, what: &str) -> Option<u32> {
@@ -382,7 +392,12 @@ impl Validator<'_> {
             None => Some(default),
             Some(v) if v >= 1 && v <= i64::from(u32::MAX) => Some(v as u32),
             Some(v) => {
-                self.problem(path, format!("{name} must be at least 1, not {v}"), "must be a positive whole number", Some(&format!("{name} is the {what}")));
+                self.problem(
+                    path,
+                    format!("{name} must be at least 1, not {v}"),
+                    "must be a positive whole number",
+                    Some(&format!("{name} is the {what}")),
+                );
                 None
             }
         }
@@ -391,11 +406,21 @@ impl Validator<'_> {
     fn s3(&mut self, base: &str, raw: RawS3) -> Option<S3Settings> {
         let bucket = s(&raw.bucket_name);
         if bucket.is_none() {
-            self.problem(base, "s3backupconfig has no bucket_name", "bucket_name missing", Some("add `bucket_name: <bucket>` to s3backupconfig"));
+            self.problem(
+                base,
+                "s3backupconfig has no bucket_name",
+                "bucket_name missing",
+                Some("add `bucket_name: <bucket>` to s3backupconfig"),
+            );
         }
         let endpoint = s(&raw.endpoint).unwrap_or_else(|| DEFAULT_S3_ENDPOINT.to_string());
         if endpoint.contains(char::is_whitespace) {
-            self.problem(&format!("{base}.endpoint"), format!("S3 endpoint `{endpoint}` contains spaces"), "bad endpoint", None);
+            self.problem(
+                &format!("{base}.endpoint"),
+                format!("S3 endpoint `{endpoint}` contains spaces"),
+                "bad endpoint",
+                None,
+            );
         }
         Some(S3Settings {
             endpoint,
@@ -412,31 +437,51 @@ impl Validator<'_> {
         let base = format!("nodes[{i}]");
         let address = s(&rn.address);
         if address.is_none() {
-            self.problem(&base, format!("node {} has no address", i + 1), "address missing", Some("every node needs `address:` (an IP or a resolvable name)"));
+            self.problem(
+                &base,
+                format!("node {} has no address", i + 1),
+                "address missing",
+                Some("every node needs `address:` (an IP or a resolvable name)"),
+            );
         }
-        if let Some(a) = &address {
-            if a.contains(char::is_whitespace) || a.contains('/') {
-                self.problem(&format!("{base}.address"), format!("`{a}` is not a host address"), "bad address", None);
-            }
+        if let Some(a) = &address
+            && (a.contains(char::is_whitespace) || a.contains('/'))
+        {
+            self.problem(&format!("{base}.address"), format!("`{a}` is not a host address"), "bad address", None);
         }
         let port = match s(&rn.port) {
             None => Some(DEFAULT_SSH_PORT),
             Some(p) => match p.parse::<u16>() {
                 Ok(n) if n > 0 => Some(n),
                 _ => {
-                    self.problem(&format!("{base}.port"), format!("`{p}` is not a valid SSH port"), "not a port", Some("ports are 1 to 65535; the default is 22"));
+                    self.problem(
+                        &format!("{base}.port"),
+                        format!("`{p}` is not a valid SSH port"),
+                        "not a port",
+                        Some("ports are 1 to 65535; the default is 22"),
+                    );
                     None
                 }
             },
         };
         let user = s(&rn.user);
         if user.is_none() {
-            self.problem(&base, format!("node {} has no user", address.as_deref().unwrap_or("?")), "user missing", Some("add `user:` with the SSH user for this node"));
+            self.problem(
+                &base,
+                format!("node {} has no user", address.as_deref().unwrap_or("?")),
+                "user missing",
+                Some("add `user:` with the SSH user for this node"),
+            );
         }
         let mut roles = Vec::new();
         let raw_roles = rn.role.unwrap_or_default();
         if raw_roles.is_empty() {
-            self.problem(&base, format!("node {} has no role", address.as_deref().unwrap_or("?")), "role missing", Some("add `role: [etcd]` (or controlplane, worker)"));
+            self.problem(
+                &base,
+                format!("node {} has no role", address.as_deref().unwrap_or("?")),
+                "role missing",
+                Some("add `role: [etcd]` (or controlplane, worker)"),
+            );
         }
         for (j, r) in raw_roles.iter().enumerate() {
             match Role::parse(r.0.trim()) {
@@ -452,7 +497,12 @@ impl Validator<'_> {
         }
         let docker_socket = s(&rn.docker_socket).unwrap_or_else(|| DEFAULT_DOCKER_SOCKET.to_string());
         if !docker_socket.starts_with('/') {
-            self.problem(&format!("{base}.docker_socket"), format!("docker_socket `{docker_socket}` is not an absolute path"), "not absolute", Some("the default is /var/run/docker.sock"));
+            self.problem(
+                &format!("{base}.docker_socket"),
+                format!("docker_socket `{docker_socket}` is not an absolute path"),
+                "not absolute",
+                Some("the default is /var/run/docker.sock"),
+            );
         }
         let node_key_path = s(&rn.ssh_key_path);
         let key_path_explicit = node_key_path.is_some() || cluster_key_path.is_some();

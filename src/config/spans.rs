@@ -21,12 +21,8 @@ pub struct SpanIndex {
 impl SpanIndex {
     /// Indexes `source`; a file that does not parse yields an empty index.
     pub fn build(source: &str) -> Self {
-        let mut builder = Builder {
-            line_starts: line_starts(source),
-            source,
-            stack: Vec::new(),
-            index: SpanIndex::default(),
-        };
+        let mut builder =
+            Builder { line_starts: line_starts(source), source, stack: Vec::new(), index: SpanIndex::default() };
         let mut parser = Parser::new_from_str(source);
         // A syntax error is reported by serde_yaml with its own location; here it only
         // means fewer spans.
@@ -69,9 +65,7 @@ struct Builder<'a> {
 }
 
 fn line_starts(s: &str) -> Vec<usize> {
-    std::iter::once(0)
-        .chain(s.match_indices('\n').map(|(i, _)| i + 1))
-        .collect()
+    std::iter::once(0).chain(s.match_indices('\n').map(|(i, _)| i + 1)).collect()
 }
 
 impl Builder<'_> {
@@ -80,11 +74,7 @@ impl Builder<'_> {
         let line = m.line().saturating_sub(1);
         let start = *self.line_starts.get(line).unwrap_or(&self.source.len());
         let rest = &self.source[start..];
-        let col = rest
-            .char_indices()
-            .nth(m.col())
-            .map(|(i, _)| i)
-            .unwrap_or(rest.len());
+        let col = rest.char_indices().nth(m.col()).map(|(i, _)| i).unwrap_or(rest.len());
         start + col
     }
 
@@ -123,11 +113,7 @@ impl Builder<'_> {
 }
 
 fn join_key(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
-    }
+    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
 }
 
 impl MarkedEventReceiver for Builder<'_> {
@@ -139,9 +125,7 @@ impl MarkedEventReceiver for Builder<'_> {
                 let span = SourceSpan::new(start.into(), len);
                 match self.next_slot() {
                     Some((_, true)) => {
-                        if let Some(Frame::Map { pending_key, expecting_key, .. }) =
-                            self.stack.last_mut()
-                        {
+                        if let Some(Frame::Map { pending_key, expecting_key, .. }) = self.stack.last_mut() {
                             *pending_key = Some((text, span));
                             *expecting_key = false;
                         }

@@ -4,7 +4,7 @@
 //! helpers that need etcd's own tools run the etcd image's binary directly through the
 //! entrypoint, never through a shell, because recent etcd images have none.
 
-use super::{CLUSTER_TOKEN, client_url, member_name, names, paths, peer_url, cert_stem};
+use super::{CLUSTER_TOKEN, cert_stem, client_url, member_name, names, paths, peer_url};
 use crate::config::{Cluster, Node, S3Settings};
 use crate::host::{ContainerSpec, RestartPolicy};
 use crate::plan::step::{ClusterState, RollingSettings, SnapshotName};
@@ -104,11 +104,7 @@ fn member_flags(cluster: &Cluster, node: &Node) -> Vec<String> {
 pub fn etcd_spec_hash(cluster: &Cluster, node: &Node) -> String {
     let mut h = blake3::Hasher::new();
     h.update(cluster.etcd.image.as_bytes());
-    for part in member_flags(cluster, node)
-        .iter()
-        .chain(&cluster.etcd.extra_binds)
-        .chain(&cluster.etcd.extra_env)
-    {
+    for part in member_flags(cluster, node).iter().chain(&cluster.etcd.extra_binds).chain(&cluster.etcd.extra_env) {
         h.update(b"\0");
         h.update(part.as_bytes());
     }
@@ -138,11 +134,8 @@ pub fn etcd(cluster: &Cluster, node: &Node, initial_cluster: &str, state: Cluste
 
 /// `kube-cleaner`: removes the etcd data (the container itself is removed through Docker).
 pub fn cleaner(cluster: &Cluster) -> ContainerSpec {
-    let mut spec = agent(
-        names::CLEANER,
-        cluster,
-        vec!["clean".into(), "--data-dir".into(), paths::DATA_DIR_IN_CONTAINER.into()],
-    );
+    let mut spec =
+        agent(names::CLEANER, cluster, vec!["clean".into(), "--data-dir".into(), paths::DATA_DIR_IN_CONTAINER.into()]);
     spec.binds = vec![format!("{}:{}:z", paths::DATA_DIR, paths::DATA_DIR_IN_CONTAINER)];
     spec
 }
@@ -158,7 +151,13 @@ pub enum RestoreTool {
 pub const RESTORE_STAGING: &str = "restore-staging";
 
 /// `etcd-restore`: the etcd image's own restore, run directly, into a staging folder.
-pub fn restore(cluster: &Cluster, node: &Node, snapshot: &SnapshotName, initial_cluster: &str, tool: RestoreTool) -> ContainerSpec {
+pub fn restore(
+    cluster: &Cluster,
+    node: &Node,
+    snapshot: &SnapshotName,
+    initial_cluster: &str,
+    tool: RestoreTool,
+) -> ContainerSpec {
     let mut spec = base(names::RESTORE, &cluster.etcd.image);
     let bin = match tool {
         RestoreTool::Etcdutl => "/usr/local/bin/etcdutl",
@@ -221,19 +220,24 @@ pub fn log_linker(cluster: &Cluster, container: &str, container_id: &str, docker
     spec
 }
 
-/// `etcd-checksum-checker`: size, BLAKE3 and etcd's hash check of a snapshot file.
-pub fn checksum_checker(cluster: &Cluster, snapshot: &SnapshotName) -> ContainerSpec {
-    let mut spec = agent(
-        names::CHECKSUM_CHECKER,
-        cluster,
-        vec!["snapshot-verify".into(), "--path".into(), format!("{}/{}", paths::SNAPSHOT_DIR, snapshot)],
-    );
+/// `etcd-checksum-checker`: size, BLAKE3 and etcd's hash check of snapshot files.
+pub fn checksum_checker(cluster: &Cluster, snapshots: &[&SnapshotName]) -> ContainerSpec {
+    let mut args = vec!["snapshot-verify".to_string()];
+    for s in snapshots {
+        args.extend(["--path".into(), format!("{}/{}", paths::SNAPSHOT_DIR, s)]);
+    }
+    let mut spec = agent(names::CHECKSUM_CHECKER, cluster, args);
     spec.binds = vec![format!("{0}:{0}:ro", paths::SNAPSHOT_DIR)];
     spec
 }
 
 /// `etcd-snapshot-once`: takes a snapshot from the node's member, optionally streaming it to S3.
-pub fn snapshot_once(cluster: &Cluster, node: &Node, snapshot: &SnapshotName, upload: Option<&S3Settings>) -> ContainerSpec {
+pub fn snapshot_once(
+    cluster: &Cluster,
+    node: &Node,
+    snapshot: &SnapshotName,
+    upload: Option<&S3Settings>,
+) -> ContainerSpec {
     let mut args = vec![
         "snapshot-save".into(),
         "--endpoint".into(),
@@ -258,13 +262,8 @@ pub fn snapshot_once(cluster: &Cluster, node: &Node, snapshot: &SnapshotName, up
 /// `etcd-download-snapshot`: downloads and verifies a snapshot from S3.
 pub fn s3_download(cluster: &Cluster, snapshot: &SnapshotName, s3: &S3Settings) -> ContainerSpec {
     let mut spec = agent(names::S3_DOWNLOAD, cluster, Vec::new());
-    let mut args = vec![
-        "s3-download".into(),
-        "--name".into(),
-        snapshot.to_string(),
-        "--dir".into(),
-        paths::SNAPSHOT_DIR.into(),
-    ];
+    let mut args =
+        vec!["s3-download".into(), "--name".into(), snapshot.to_string(), "--dir".into(), paths::SNAPSHOT_DIR.into()];
     args.extend(s3_args(s3));
     s3_env(&mut spec, s3);
     spec.cmd = args;
@@ -323,10 +322,9 @@ pub fn rolling_settings(cluster: &Cluster) -> Option<RollingSettings> {
     use crate::config::RecurringSnapshots as R;
     match &cluster.etcd.recurring {
         R::Disabled => None,
-        R::Legacy { creation, retention } => Some(RollingSettings::Legacy {
-            creation: creation.to_string(),
-            retention: retention.to_string(),
-        }),
+        R::Legacy { creation, retention } => {
+            Some(RollingSettings::Legacy { creation: creation.to_string(), retention: retention.to_string() })
+        }
         R::BackupConfig { interval_hours, retention, .. } => Some(RollingSettings::BackupConfig {
             interval_hours: *interval_hours,
             retention: *retention,
@@ -351,12 +349,7 @@ pub fn rolling_snapshots(cluster: &Cluster, node: &Node, settings: &RollingSetti
             args.extend(["--creation".into(), creation.clone(), "--retention".into(), retention.clone()]);
         }
         RollingSettings::BackupConfig { interval_hours, retention, .. } => {
-            args.extend([
-                "--creation".into(),
-                format!("{interval_hours}h"),
-                "--keep".into(),
-                retention.to_string(),
-            ]);
+            args.extend(["--creation".into(), format!("{interval_hours}h"), "--keep".into(), retention.to_string()]);
             if let Some(s3) = &cluster.etcd.s3 {
                 args.extend(s3_args(s3));
                 s3_env(&mut spec, s3);

@@ -5,7 +5,7 @@
 //! strings; the steps run them.
 
 pub mod containers;
-// pub mod pki;
+pub mod pki;
 
 use crate::config::{Cluster, Node};
 
@@ -87,11 +87,7 @@ pub fn client_url(node: &Node) -> String {
 
 /// `etcd-a=https://a:2380,etcd-b=https://b:2380` over the given members.
 pub fn initial_cluster<'a>(members: impl IntoIterator<Item = &'a Node>) -> String {
-    members
-        .into_iter()
-        .map(|n| format!("{}={}", member_name(n), peer_url(n)))
-        .collect::<Vec<_>>()
-        .join(",")
+    members.into_iter().map(|n| format!("{}={}", member_name(n), peer_url(n))).collect::<Vec<_>>().join(",")
 }
 
 /// The initial cluster of every etcd node of cluster.yml.
@@ -102,4 +98,13 @@ pub fn cluster_initial_cluster(cluster: &Cluster) -> String {
 /// File name stem of a member's certificate, RKE-style (`kube-etcd-10-0-0-1`).
 pub fn cert_stem(node: &Node) -> String {
     format!("kube-etcd-{}", node.address.as_str().replace(['.', ':'], "-"))
+}
+
+/// The `--initial-cluster` string of a plan's symbolic initial cluster.
+pub fn resolve_initial_cluster(cluster: &Cluster, ic: &crate::plan::step::InitialCluster) -> String {
+    use crate::plan::step::InitialCluster;
+    match ic {
+        InitialCluster::AllEtcdNodes => cluster_initial_cluster(cluster),
+        InitialCluster::Hosts { hosts } => initial_cluster(hosts.iter().filter_map(|h| cluster.node(h))),
+    }
 }

@@ -6,7 +6,8 @@
 //! knows which one it talks to. A [`Connector`] turns a cluster.yml node into a host; the
 //! [`HostPool`] dials each host once and shares the connection between steps.
 
-// pub mod fake;
+pub mod fake;
+pub mod ssh;
 
 use crate::config::{HostAddr, Node};
 use crate::secret::Secret;
@@ -179,11 +180,14 @@ pub trait Connector: Send + Sync {
     async fn connect(&self, node: &Node) -> HostResult<Arc<dyn Host>>;
 }
 
+/// A connection made at most once, shared by everyone who asks for it.
+type SharedConnection = Arc<OnceCell<Arc<dyn Host>>>;
+
 /// Dials each host once and shares the connection.
 pub struct HostPool {
     connector: Arc<dyn Connector>,
     nodes: HashMap<HostAddr, Node>,
-    cells: Mutex<HashMap<HostAddr, Arc<OnceCell<Arc<dyn Host>>>>>,
+    cells: Mutex<HashMap<HostAddr, SharedConnection>>,
 }
 
 impl HostPool {

@@ -11,7 +11,8 @@
 
 use super::observed::{Observed, SnapshotCopy};
 use super::step::{
-    Checksum, ClusterState, DeleteFrom, SnapshotFacts, SnapshotName, SnapshotSource, Step, StepAction, StepId, StepKind,
+    Checksum, ClusterState, DeleteFrom, InitialCluster, SnapshotFacts, SnapshotName, SnapshotSource, Step, StepAction,
+    StepId, StepKind,
 };
 use super::template::{Entry, HostSelector, Order, Template};
 use super::view::{View, ViewKey};
@@ -54,15 +55,23 @@ pub enum CompileError {
     )]
     SnapshotMissing { name: SnapshotName, dir: &'static str, hosts: String },
     #[error("snapshot {name} is not in {target}")]
-    #[diagnostic(code(rkectl::plan::s3_snapshot_missing), help("check --bucket-name, --folder and the name; `rkectl etcd snapshot-list --s3` lists the bucket"))]
+    #[diagnostic(
+        code(rkectl::plan::s3_snapshot_missing),
+        help("check --bucket-name, --folder and the name; `rkectl etcd snapshot-list --s3` lists the bucket")
+    )]
     S3SnapshotMissing { name: SnapshotName, target: String },
     #[error("snapshot {name} in S3 has no recorded checksum, so its copies cannot be verified")]
-    #[diagnostic(code(rkectl::plan::s3_no_checksum), help("it was not uploaded by rkectl; download it onto one etcd host and restore without --s3"))]
+    #[diagnostic(
+        code(rkectl::plan::s3_no_checksum),
+        help("it was not uploaded by rkectl; download it onto one etcd host and restore without --s3")
+    )]
     S3NoChecksum { name: SnapshotName },
     #[error("the copies of snapshot {name} differ and no good copy can be chosen: {groups}")]
     #[diagnostic(
         code(rkectl::plan::snapshot_inconsistent),
-        help("every copy passes etcd's hash check, so rkectl cannot tell which is right: remove the wrong copies from /opt/rke/etcd-snapshots, or restore from S3 with --s3")
+        help(
+            "every copy passes etcd's hash check, so rkectl cannot tell which is right: remove the wrong copies from /opt/rke/etcd-snapshots, or restore from S3 with --s3"
+        )
     )]
     SnapshotInconsistent { name: SnapshotName, groups: String },
     #[error("every copy of snapshot {name} fails etcd's hash check: {problems}")]
@@ -87,14 +96,19 @@ struct Builder<'a> {
     planned: HashSet<(HostAddr, StepKind)>,
     /// Which copy of the snapshot is the reference, for restore.
     reference: Option<Reference>,
+    /// Copies planned so far (they are spread over the hosts that have a good copy).
+    fetches: usize,
+    /// Nodes by address (plans of a thousand hosts look nodes up per step).
+    nodes: HashMap<&'a HostAddr, &'a Node>,
     notes: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
 struct Reference {
     facts: Option<SnapshotFacts>,
-    /// Hosts whose copy matches.
+    /// Hosts whose copy matches, in cluster.yml order.
     good: Vec<HostAddr>,
+    good_set: HashSet<HostAddr>,
     /// From S3 rather than from hosts.
     from_s3: bool,
 }
@@ -117,6 +131,8 @@ pub fn compile_with(template: &Template, input: &CompileInput<'_>) -> Result<Pla
         barriers: 0,
         planned: HashSet::new(),
         reference: None,
+        fetches: 0,
+        nodes: input.cluster.nodes.iter().map(|n| (&n.address, n)).collect(),
         notes: Vec::new(),
     };
     b.prepare()?;
@@ -144,10 +160,11 @@ pub fn compile_with(template: &Template, input: &CompileInput<'_>) -> Result<Pla
                                 Some(t) => vec![t.clone()],
                                 None => b.barrier.iter().cloned().collect(),
                             };
-                            if first_in_phase && p.order == Order::OneAtATime {
-                                if let Some(prev) = &previous_host_last {
-                                    after.push(prev.clone());
-                                }
+                            if first_in_phase
+                                && p.order == Order::OneAtATime
+                                && let Some(prev) = &previous_host_last
+                            {
+                                after.push(prev.clone());
                             }
                             first_in_phase = false;
                             let id = b.push(Some(host.clone()), &p.name, after, action);
@@ -163,10 +180,10 @@ pub fn compile_with(template: &Template, input: &CompileInput<'_>) -> Result<Pla
         }
     }
     // A trailing barrier with nothing after it says nothing.
-    if let Some(last) = b.steps.last() {
-        if last.kind() == StepKind::Barrier {
-            b.steps.pop();
-        }
+    if let Some(last) = b.steps.last()
+        && last.kind() == StepKind::Barrier
+    {
+        b.steps.pop();
     }
     let changes = b.changes();
     let observed = input.observed.clone();
@@ -185,7 +202,7 @@ pub fn compile_with(template: &Template, input: &CompileInput<'_>) -> Result<Pla
     })
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
     fn cluster(&self) -> &Cluster {
         self.input.cluster
     }
@@ -194,8 +211,8 @@ impl Builder<'_> {
         self.cluster().etcd_nodes().collect()
     }
 
-    fn node(&self, addr: &HostAddr) -> Option<&Node> {
-        self.cluster().node(addr)
+    fn node(&self, addr: &HostAddr) -> Option<&'a Node> {
+        self.nodes.get(addr).copied()
     }
 
     fn push(&mut self, host: Option<HostAddr>, phase: &str, after: Vec<StepId>, action: StepAction) -> StepId {
@@ -289,10 +306,7 @@ impl Builder<'_> {
 
     /// Member names the running cluster reports.
     fn current_members(&self) -> Option<Vec<String>> {
-        self.etcd_nodes()
-            .iter()
-            .filter_map(|n| self.input.observed.host(&n.address)?.members.clone())
-            .next()
+        self.etcd_nodes().iter().filter_map(|n| self.input.observed.host(&n.address)?.members.clone()).next()
     }
 
     fn prepare(&mut self) -> Result<(), CompileError> {
@@ -335,7 +349,7 @@ impl Builder<'_> {
     fn choose_reference(&self, name: &SnapshotName, from_s3: bool) -> Result<Reference, CompileError> {
         let obs = self.input.observed;
         if obs.offline {
-            return Ok(Reference { facts: None, good: Vec::new(), from_s3 });
+            return Ok(Reference { facts: None, good: Vec::new(), good_set: HashSet::new(), from_s3 });
         }
         let copies: Vec<(HostAddr, &SnapshotCopy)> = self
             .etcd_nodes()
@@ -349,12 +363,18 @@ impl Builder<'_> {
                 .and_then(|s| s.snapshots.get(name))
                 .ok_or_else(|| CompileError::S3SnapshotMissing { name: name.clone(), target })?;
             let checksum = copy.checksum.clone().ok_or_else(|| CompileError::S3NoChecksum { name: name.clone() })?;
-            let good = copies
+            let good: Vec<HostAddr> = copies
                 .iter()
                 .filter(|(_, c)| c.checksum.as_ref() == Some(&checksum) && c.etcd_ok != Some(false))
                 .map(|(h, _)| h.clone())
                 .collect();
-            return Ok(Reference { facts: Some(SnapshotFacts { size: copy.size, checksum }), good, from_s3: true });
+            let good_set = good.iter().cloned().collect();
+            return Ok(Reference {
+                facts: Some(SnapshotFacts { size: copy.size, checksum }),
+                good,
+                good_set,
+                from_s3: true,
+            });
         }
         if copies.is_empty() {
             return Err(CompileError::SnapshotMissing {
@@ -367,7 +387,9 @@ impl Builder<'_> {
         let mut problems = Vec::new();
         for (h, c) in &copies {
             match (&c.checksum, c.etcd_ok) {
-                (Some(sum), ok) if ok != Some(false) => groups.entry(sum).or_insert((c.size, Vec::new())).1.push(h.clone()),
+                (Some(sum), ok) if ok != Some(false) => {
+                    groups.entry(sum).or_insert((c.size, Vec::new())).1.push(h.clone())
+                }
                 _ => problems.push(format!("{h}: {}", c.problem.as_deref().unwrap_or("fails etcd's hash check"))),
             }
         }
@@ -375,14 +397,24 @@ impl Builder<'_> {
             0 => Err(CompileError::SnapshotCorrupt { name: name.clone(), problems: problems.join("; ") }),
             1 => {
                 let (sum, (size, good)) = groups.into_iter().next().expect("one group");
-                Ok(Reference { facts: Some(SnapshotFacts { size, checksum: sum.clone() }), good, from_s3: false })
+                let good_set = good.iter().cloned().collect();
+                Ok(Reference {
+                    facts: Some(SnapshotFacts { size, checksum: sum.clone() }),
+                    good,
+                    good_set,
+                    from_s3: false,
+                })
             }
             _ => Err(CompileError::SnapshotInconsistent {
                 name: name.clone(),
                 groups: groups
                     .iter()
                     .map(|(sum, (_, hosts))| {
-                        format!("{} on {}", sum.short(), hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(", "))
+                        format!(
+                            "{} on {}",
+                            sum.short(),
+                            hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(", ")
+                        )
                     })
                     .collect::<Vec<_>>()
                     .join("; "),
@@ -396,7 +428,10 @@ impl Builder<'_> {
             StepKind::HealthCheck => {
                 let restore = matches!(action, ActionSpec::EtcdSnapshotRestore { .. });
                 let changed = self.steps.iter().any(|s| {
-                    matches!(s.kind(), StepKind::StartEtcd | StepKind::MemberAdd | StepKind::MemberRemove | StepKind::RemoveEtcd)
+                    matches!(
+                        s.kind(),
+                        StepKind::StartEtcd | StepKind::MemberAdd | StepKind::MemberRemove | StepKind::RemoveEtcd
+                    )
                 });
                 if restore || changed {
                     vec![StepAction::HealthCheck {
@@ -414,16 +449,17 @@ impl Builder<'_> {
                     ActionSpec::EtcdSnapshotDelete { name, .. } => {
                         facts.snapshots.contains_key(name).then(|| name.clone()).into_iter().collect()
                     }
-                    ActionSpec::EtcdSnapshotPrune { policy, .. } => prune_candidates(
-                        facts.snapshots.iter().map(|(n, c)| (n, c.modified)),
-                        policy,
-                        self.input.now,
-                    ),
+                    ActionSpec::EtcdSnapshotPrune { policy, .. } => {
+                        prune_candidates(facts.snapshots.iter().map(|(n, c)| (n, c.modified)), policy, self.input.now)
+                    }
                     _ => Vec::new(),
                 };
                 names
                     .into_iter()
-                    .map(|snapshot| StepAction::DeleteSnapshot { snapshot, from: DeleteFrom::S3 { target: s3.clone() } })
+                    .map(|snapshot| StepAction::DeleteSnapshot {
+                        snapshot,
+                        from: DeleteFrom::S3 { target: s3.clone() },
+                    })
                     .collect()
             }
             _ => Vec::new(),
@@ -447,7 +483,9 @@ impl Builder<'_> {
         match kind {
             StepKind::Dial => one(StepAction::Dial),
             StepKind::PullImages => match self.facts(host) {
-                Some(f) if !f.missing_images.is_empty() => one(StepAction::PullImages { images: f.missing_images.clone() }),
+                Some(f) if !f.missing_images.is_empty() => {
+                    one(StepAction::PullImages { images: f.missing_images.clone() })
+                }
                 _ => none(),
             },
             StepKind::VerifySnapshot => {
@@ -456,7 +494,7 @@ impl Builder<'_> {
                 if self.offline() {
                     return one(StepAction::VerifySnapshot { snapshot: name.clone(), expect: None });
                 }
-                if r.good.contains(host) {
+                if r.good_set.contains(host) {
                     one(StepAction::VerifySnapshot { snapshot: name.clone(), expect: r.facts.clone() })
                 } else {
                     none()
@@ -464,19 +502,21 @@ impl Builder<'_> {
             }
             StepKind::FetchSnapshot => match action {
                 ActionSpec::EtcdSnapshotRestore { name, s3 } => {
-                    let r = self.reference.clone().expect("restore has a reference");
-                    if self.offline() || r.good.contains(host) {
+                    let r = self.reference.as_ref().expect("restore has a reference");
+                    if self.offline() || r.good_set.contains(host) {
                         return none();
                     }
+                    let expect = r.facts.clone();
                     let source = match (r.from_s3, s3) {
                         (true, Some(target)) => SnapshotSource::S3 { target: target.clone() },
                         _ => {
                             // Spread copies over the hosts that have a good one.
-                            let idx = self.steps.iter().filter(|s| s.kind() == StepKind::FetchSnapshot).count();
-                            SnapshotSource::Host { host: r.good[idx % r.good.len()].clone() }
+                            let source = r.good[self.fetches % r.good.len()].clone();
+                            self.fetches += 1;
+                            SnapshotSource::Host { host: source }
                         }
                     };
-                    one(StepAction::FetchSnapshot { snapshot: name.clone(), expect: r.facts.clone(), source })
+                    one(StepAction::FetchSnapshot { snapshot: name.clone(), expect, source })
                 }
                 ActionSpec::EtcdSnapshotSave { name, .. } => {
                     let source = self.snapshot_source()?;
@@ -506,7 +546,7 @@ impl Builder<'_> {
                     snapshot: name.clone(),
                     expect: r.facts.clone(),
                     member: etcd::member_name(node),
-                    initial_cluster: etcd::cluster_initial_cluster(cluster),
+                    initial_cluster: InitialCluster::AllEtcdNodes,
                 })
             }
             StepKind::DeployCerts => {
@@ -539,14 +579,14 @@ impl Builder<'_> {
                 if let ActionSpec::EtcdSnapshotRestore { .. } = action {
                     return one(StepAction::StartEtcd {
                         member,
-                        initial_cluster: etcd::cluster_initial_cluster(cluster),
+                        initial_cluster: InitialCluster::AllEtcdNodes,
                         cluster_state: ClusterState::New,
                         spec_hash,
                     });
                 }
                 let current = self.facts(host).and_then(|f| f.containers.get(names::ETCD));
-                let up_to_date = current
-                    .is_some_and(|c| c.running && c.spec_hash.as_deref() == Some(spec_hash.as_str()));
+                let up_to_date =
+                    current.is_some_and(|c| c.running && c.spec_hash.as_deref() == Some(spec_hash.as_str()));
                 if up_to_date && !self.planned.contains(&(host.clone(), StepKind::DeployCerts)) {
                     return none();
                 }
@@ -554,13 +594,13 @@ impl Builder<'_> {
                 let joining = self.planned.contains(&(host.clone(), StepKind::MemberAdd));
                 let (cluster_state, initial_cluster) = if joining {
                     // A joining member's initial cluster is the current members plus itself.
-                    let mut members: Vec<&Node> = self.running_members();
-                    members.push(node);
-                    (ClusterState::Existing, etcd::initial_cluster(members))
+                    let mut hosts: Vec<HostAddr> = self.running_members().iter().map(|n| n.address.clone()).collect();
+                    hosts.push(node.address.clone());
+                    (ClusterState::Existing, InitialCluster::Hosts { hosts })
                 } else if others_running || current.is_some() {
-                    (ClusterState::Existing, etcd::cluster_initial_cluster(cluster))
+                    (ClusterState::Existing, InitialCluster::AllEtcdNodes)
                 } else {
-                    (ClusterState::New, etcd::cluster_initial_cluster(cluster))
+                    (ClusterState::New, InitialCluster::AllEtcdNodes)
                 };
                 one(StepAction::StartEtcd { member, initial_cluster, cluster_state, spec_hash })
             }
@@ -618,7 +658,10 @@ impl Builder<'_> {
                     }
                     _ => Vec::new(),
                 };
-                Ok(names.into_iter().map(|snapshot| StepAction::DeleteSnapshot { snapshot, from: DeleteFrom::Host }).collect())
+                Ok(names
+                    .into_iter()
+                    .map(|snapshot| StepAction::DeleteSnapshot { snapshot, from: DeleteFrom::Host })
+                    .collect())
             }
             StepKind::HealthCheck | StepKind::Barrier => none(),
         }
@@ -630,11 +673,12 @@ impl Builder<'_> {
             ActionSpec::EtcdSnapshotPrune { .. } => true,
             _ => action.snapshot() == Some(n),
         };
+        let acted_on: HashSet<&HostAddr> = self.steps.iter().filter_map(|s| s.host.as_ref()).collect();
         let mut hosts: Vec<(HostAddr, String)> = self
             .cluster()
             .nodes
             .iter()
-            .filter(|n| n.has_role(Role::Etcd) || self.steps.iter().any(|s| s.host.as_ref() == Some(&n.address)))
+            .filter(|n| n.has_role(Role::Etcd) || acted_on.contains(&n.address))
             .map(|n| {
                 let roles = n.roles.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(",");
                 let name = n.hostname_override.as_ref().map(|h| format!(" ({h})")).unwrap_or_default();
@@ -689,11 +733,9 @@ pub fn prune_candidates<'a>(
 ) -> Vec<SnapshotName> {
     let mut auto: Vec<(&SnapshotName, i64)> = snapshots.filter(|(n, _)| is_automatic_name(n)).collect();
     match policy {
-        PrunePolicy::Age { seconds, .. } => auto
-            .into_iter()
-            .filter(|(_, m)| now.saturating_sub(*m) > *seconds as i64)
-            .map(|(n, _)| n.clone())
-            .collect(),
+        PrunePolicy::Age { seconds, .. } => {
+            auto.into_iter().filter(|(_, m)| now.saturating_sub(*m) > *seconds as i64).map(|(n, _)| n.clone()).collect()
+        }
         PrunePolicy::Count { keep } => {
             auto.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(a.0)));
             auto.into_iter().skip(*keep as usize).map(|(n, _)| n.clone()).collect()

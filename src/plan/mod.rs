@@ -149,25 +149,20 @@ impl Plan {
         }
         for (i, s) in self.steps.iter().enumerate() {
             for dep in &s.after {
-                let d = index.get(dep).ok_or_else(|| GraphError::MissingDependency {
-                    step: s.id.clone(),
-                    missing: dep.clone(),
-                })?;
+                let d = index
+                    .get(dep)
+                    .ok_or_else(|| GraphError::MissingDependency { step: s.id.clone(), missing: dep.clone() })?;
                 g.add_edge(*d, nodes[i], ());
             }
         }
-        petgraph::algo::toposort(&g, None)
-            .map_err(|c| GraphError::Cycle(self.steps[g[c.node_id()]].id.clone()))?;
+        petgraph::algo::toposort(&g, None).map_err(|c| GraphError::Cycle(self.steps[g[c.node_id()]].id.clone()))?;
         Ok((g, nodes))
     }
 
     /// Whether applying would change anything (steps other than dial, checks and barriers).
     pub fn has_changes(&self) -> bool {
         self.steps.iter().any(|s| {
-            !matches!(
-                s.kind(),
-                StepKind::Dial | StepKind::Barrier | StepKind::VerifySnapshot | StepKind::HealthCheck
-            )
+            !matches!(s.kind(), StepKind::Dial | StepKind::Barrier | StepKind::VerifySnapshot | StepKind::HealthCheck)
         })
     }
 

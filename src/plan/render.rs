@@ -56,12 +56,7 @@ pub fn render(plan: &Plan, opts: RenderOptions) -> String {
         }
         n += 1;
         let host = s.host.as_ref().map(|h| h.to_string()).unwrap_or_else(|| "(cluster)".into());
-        let _ = writeln!(
-            out,
-            "  {n:>3}. {:<width$}  {host:<15}  {}",
-            s.kind().name(),
-            s.action.describe()
-        );
+        let _ = writeln!(out, "  {n:>3}. {:<width$}  {host:<15}  {}", s.kind().name(), s.action.describe());
     }
     out
 }

@@ -171,6 +171,28 @@ impl fmt::Display for ClusterState {
     }
 }
 
+/// The members an etcd member starts with (`--initial-cluster`).
+///
+/// Kept symbolic so a plan over a thousand hosts does not carry a thousand copies of a
+/// thousand-member string; it is resolved against cluster.yml, which a plan pins by hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "of")]
+pub enum InitialCluster {
+    /// Every etcd node of cluster.yml.
+    AllEtcdNodes,
+    /// These hosts (a member joining a running cluster: the current members and itself).
+    Hosts { hosts: Vec<HostAddr> },
+}
+
+impl fmt::Display for InitialCluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InitialCluster::AllEtcdNodes => f.write_str("every etcd host of cluster.yml"),
+            InitialCluster::Hosts { hosts } => write!(f, "{} member(s)", hosts.len()),
+        }
+    }
+}
+
 /// The settings of the recurring snapshot agent, as the plan shows them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "mode")]
@@ -208,11 +230,11 @@ pub enum StepAction {
     /// Removes the etcd container and the etcd data (`kube-cleaner`).
     CleanHost,
     /// Restores the snapshot into a fresh data folder (`etcd-restore`).
-    Restore { snapshot: SnapshotName, expect: Option<SnapshotFacts>, member: String, initial_cluster: String },
+    Restore { snapshot: SnapshotName, expect: Option<SnapshotFacts>, member: String, initial_cluster: InitialCluster },
     /// Places the member's certificates and the CA on the host.
     DeployCerts { member: String },
     /// Creates and starts the `etcd` container (replacing one that differs).
-    StartEtcd { member: String, initial_cluster: String, cluster_state: ClusterState, spec_hash: String },
+    StartEtcd { member: String, initial_cluster: InitialCluster, cluster_state: ClusterState, spec_hash: String },
     /// Adds a member to the running cluster before it starts (`etcdctl member add`).
     MemberAdd { member: String, peer_url: String },
     /// Removes a member from the running cluster (`etcdctl member remove`).
@@ -290,7 +312,11 @@ impl StepKind {
     pub fn is_destructive(self) -> bool {
         matches!(
             self,
-            StepKind::CleanHost | StepKind::Restore | StepKind::RemoveEtcd | StepKind::MemberRemove | StepKind::DeleteSnapshot
+            StepKind::CleanHost
+                | StepKind::Restore
+                | StepKind::RemoveEtcd
+                | StepKind::MemberRemove
+                | StepKind::DeleteSnapshot
         )
     }
 

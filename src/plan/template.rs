@@ -94,22 +94,19 @@ pub fn load(action: &str) -> Result<Template, TemplateError> {
 
 /// Parses template text.
 pub fn parse(file: &str, text: &str) -> Result<Template, TemplateError> {
-    let t: Template = serde_yaml::from_str(text)
-        .map_err(|e| TemplateError { file: file.to_string(), reason: e.to_string() })?;
+    let t: Template =
+        serde_yaml::from_str(text).map_err(|e| TemplateError { file: file.to_string(), reason: e.to_string() })?;
     if t.action != file.trim_end_matches(".yml") {
-        return Err(TemplateError {
-            file: file.to_string(),
-            reason: format!("declares action `{}`", t.action),
-        });
+        return Err(TemplateError { file: file.to_string(), reason: format!("declares action `{}`", t.action) });
     }
     for e in &t.phases {
-        if let Entry::Phase(p) = e {
-            if p.steps.contains(&StepKind::Barrier) {
-                return Err(TemplateError {
-                    file: file.to_string(),
-                    reason: format!("phase `{}` lists `barrier` as a step; use a `- barrier:` entry", p.name),
-                });
-            }
+        if let Entry::Phase(p) = e
+            && p.steps.contains(&StepKind::Barrier)
+        {
+            return Err(TemplateError {
+                file: file.to_string(),
+                reason: format!("phase `{}` lists `barrier` as a step; use a `- barrier:` entry", p.name),
+            });
         }
     }
     Ok(t)

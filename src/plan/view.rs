@@ -63,11 +63,8 @@ impl View {
                 r.insert(Resource::Container(name.to_string()), "left over by an earlier run".into());
             }
         }
-        match f.has_etcd_data {
-            Some(true) => {
-                r.insert(Resource::EtcdData, "present".into());
-            }
-            Some(false) | None => {}
+        if let Some(true) = f.has_etcd_data {
+            r.insert(Resource::EtcdData, "present".into());
         }
         if f.certs_hash.is_some() {
             r.insert(Resource::Certificates, "present".into());
@@ -153,7 +150,11 @@ pub fn apply(step: &Step, views: &mut BTreeMap<ViewKey, View>, etcd_image: &str)
         StepAction::SaveSnapshot { snapshot, upload } => {
             r.insert(Resource::Snapshot(snapshot.clone()), "new snapshot".into());
             if upload.is_some() {
-                views.entry(ViewKey::S3).or_default().resources.insert(Resource::Snapshot(snapshot.clone()), "new snapshot".into());
+                views
+                    .entry(ViewKey::S3)
+                    .or_default()
+                    .resources
+                    .insert(Resource::Snapshot(snapshot.clone()), "new snapshot".into());
             }
         }
         StepAction::StartRollingSnapshots { settings, .. } => {

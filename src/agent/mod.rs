@@ -1,0 +1,230 @@
+//! The node-side agent: the same binary, run as `rkectl agent …` inside the tools image.
+//!
+//! It does on a node what is awkward or slow to do from the workstation: take a snapshot
+//! with etcdctl and stream it to S3 while it is written, hash and check snapshot files,
+//! clean and move etcd data, link logs, query member health, and run the recurring
+//! snapshot service. Each command prints one `RKECTL-REPORT <json>` line (see [`report`])
+//! and exits non-zero on failure, with the reason on stderr.
+
+pub mod etcdctl;
+pub mod files;
+pub mod report;
+pub mod rolling;
+pub mod snapshot;
+
+use crate::config::S3Settings;
+use crate::secret::Secret;
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+/// TLS client settings for etcdctl.
+#[derive(Debug, Clone, Args)]
+pub struct Tls {
+    #[arg(long)]
+    pub cacert: PathBuf,
+    #[arg(long)]
+    pub cert: PathBuf,
+    #[arg(long)]
+    pub key: PathBuf,
+}
+
+/// Where snapshots go in S3 (keys come from `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`).
+#[derive(Debug, Clone, Args)]
+pub struct S3Args {
+    #[arg(long = "s3-endpoint")]
+    pub s3_endpoint: Option<String>,
+    #[arg(long)]
+    pub bucket: Option<String>,
+    #[arg(long)]
+    pub region: Option<String>,
+    #[arg(long)]
+    pub folder: Option<String>,
+}
+
+impl S3Args {
+    /// The settings, when a bucket was given.
+    pub fn settings(&self) -> Option<S3Settings> {
+        let bucket = self.bucket.clone()?;
+        Some(S3Settings {
+            endpoint: self.s3_endpoint.clone().unwrap_or_else(|| crate::config::DEFAULT_S3_ENDPOINT.to_string()),
+            bucket,
+            region: self.region.clone(),
+            folder: self.folder.clone(),
+            custom_ca: std::env::var(crate::s3::CA_ENV).ok().filter(|s| !s.is_empty()),
+            access_key: Secret::new(std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_default()),
+            secret_key: Secret::new(std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_default()),
+        })
+    }
+}
+
+/// The agent's commands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum AgentCommand {
+    /// Removes everything inside the etcd data folder (`kube-cleaner`).
+    Clean {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Moves restored data from the staging folder into place.
+    RestoreFinish {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        staging: String,
+    },
+    /// Links a container's log file into RKE's log folder (`rke-log-linker`).
+    LinkLogs {
+        #[arg(long)]
+        container: String,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        docker_root: PathBuf,
+        #[arg(long)]
+        log_dir: PathBuf,
+    },
+    /// Size, BLAKE3 and etcd's hash check of snapshot files (one report line each).
+    SnapshotVerify {
+        #[arg(long = "path", required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Takes a snapshot (`etcd-snapshot-once`), streaming it to S3 while it is written.
+    SnapshotSave {
+        #[arg(long)]
+        endpoint: String,
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        tls: Tls,
+        #[command(flatten)]
+        s3: S3Args,
+    },
+    /// Downloads a snapshot from S3 and verifies it against its manifest.
+    S3Download {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        dir: PathBuf,
+        #[command(flatten)]
+        s3: S3Args,
+    },
+    /// Deletes snapshots and their records.
+    SnapshotDelete {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long = "name")]
+        names: Vec<String>,
+    },
+    /// Health and revision of members.
+    Health {
+        #[arg(long)]
+        endpoints: String,
+        #[command(flatten)]
+        tls: Tls,
+    },
+    /// Adds a member (no-op if its peer URL is already a member).
+    MemberAdd {
+        #[arg(long)]
+        member: String,
+        #[arg(long)]
+        peer_url: String,
+        #[arg(long)]
+        endpoint: String,
+        #[command(flatten)]
+        tls: Tls,
+    },
+    /// Removes a member by name (no-op if absent).
+    MemberRemove {
+        #[arg(long)]
+        member: String,
+        #[arg(long)]
+        endpoint: String,
+        #[command(flatten)]
+        tls: Tls,
+    },
+    /// The recurring snapshot service (`etcd-rolling-snapshots`).
+    RollingSnapshots {
+        #[arg(long)]
+        endpoint: String,
+        #[arg(long)]
+        dir: PathBuf,
+        #[command(flatten)]
+        tls: Tls,
+        /// Time between snapshots (Go duration).
+        #[arg(long)]
+        creation: String,
+        /// Delete snapshots older than this (legacy; Go duration).
+        #[arg(long, conflicts_with = "keep")]
+        retention: Option<String>,
+        /// Keep this many snapshots (backup_config).
+        #[arg(long)]
+        keep: Option<u32>,
+        #[command(flatten)]
+        s3: S3Args,
+    },
+}
+
+/// Why an agent command failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct AgentError(pub String);
+
+impl AgentError {
+    /// An error with context.
+    pub fn new(msg: impl Into<String>) -> Self {
+        AgentError(msg.into())
+    }
+}
+
+impl From<std::io::Error> for AgentError {
+    fn from(e: std::io::Error) -> Self {
+        AgentError(e.to_string())
+    }
+}
+
+/// Runs an agent command; prints its report line on success.
+pub async fn run(cmd: AgentCommand) -> Result<(), AgentError> {
+    match cmd {
+        AgentCommand::Clean { data_dir } => files::clean(&data_dir),
+        AgentCommand::RestoreFinish { data_dir, staging } => files::restore_finish(&data_dir, &staging),
+        AgentCommand::LinkLogs { container, id, docker_root, log_dir } => {
+            files::link_logs(&container, &id, &docker_root, &log_dir)
+        }
+        AgentCommand::SnapshotVerify { paths } => {
+            let mut failed = Vec::new();
+            for path in paths {
+                match snapshot::verify(&path).await {
+                    Ok(r) => println!("{}", report::line(&r)),
+                    Err(e) => failed.push(format!("{}: {e}", path.display())),
+                }
+            }
+            if failed.is_empty() { Ok(()) } else { Err(AgentError::new(failed.join("; "))) }
+        }
+        AgentCommand::SnapshotSave { endpoint, dir, name, tls, s3 } => {
+            let r = snapshot::save(&endpoint, &tls, &dir, &name, s3.settings().as_ref()).await?;
+            println!("{}", report::line(&r));
+            Ok(())
+        }
+        AgentCommand::S3Download { name, dir, s3 } => {
+            let settings = s3.settings().ok_or_else(|| AgentError::new("--bucket is required"))?;
+            let r = snapshot::download(&settings, &dir, &name).await?;
+            println!("{}", report::line(&r));
+            Ok(())
+        }
+        AgentCommand::SnapshotDelete { dir, names } => snapshot::delete(&dir, &names),
+        AgentCommand::Health { endpoints, tls } => {
+            let r = etcdctl::health(&endpoints, &tls).await?;
+            println!("{}", report::line(&r));
+            Ok(())
+        }
+        AgentCommand::MemberAdd { member, peer_url, endpoint, tls } => {
+            etcdctl::member_add(&endpoint, &tls, &member, &peer_url).await
+        }
+        AgentCommand::MemberRemove { member, endpoint, tls } => etcdctl::member_remove(&endpoint, &tls, &member).await,
+        AgentCommand::RollingSnapshots { endpoint, dir, tls, creation, retention, keep, s3 } => {
+            rolling::run(rolling::Settings { endpoint, dir, tls, creation, retention, keep, s3: s3.settings() }).await
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! What the node-side agent reports back: one line `RKECTL-REPORT <json>` on stdout.
+//!
+//! The workstation reads a helper container's logs and takes the last such line; anything
+//! else the container printed (etcdctl's own chatter) is kept only for error messages.
+
+use crate::plan::step::Checksum;
+use serde::{Deserialize, Serialize};
+
+/// The prefix of the report line.
+pub const PREFIX: &str = "RKECTL-REPORT ";
+
+/// etcd's view of a snapshot file (`etcdctl snapshot status`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EtcdStatus {
+    pub hash: u64,
+    pub revision: i64,
+    pub total_keys: u64,
+}
+
+/// A snapshot file on a node, checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotReport {
+    pub name: String,
+    pub size: u64,
+    pub checksum: Checksum,
+    /// etcd's integrity check passed (the SHA-256 trailer etcd appends, and the db opens).
+    pub etcd_ok: bool,
+    /// Why it did not, if it did not.
+    pub problem: Option<String>,
+    pub etcd: Option<EtcdStatus>,
+    /// Set when the snapshot was also uploaded to S3.
+    pub uploaded: bool,
+}
+
+/// One member's health.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberHealth {
+    pub endpoint: String,
+    pub healthy: bool,
+    pub revision: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// The health of a set of members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthReport {
+    pub members: Vec<MemberHealth>,
+    /// Member names the cluster lists.
+    pub member_names: Vec<String>,
+}
+
+/// A simple outcome for agent commands that only act.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Done {
+    pub changed: bool,
+    pub detail: String,
+}
+
+/// Formats a report line.
+pub fn line<T: Serialize>(report: &T) -> String {
+    format!("{PREFIX}{}", serde_json::to_string(report).expect("reports serialise"))
+}
+
+/// Finds and parses the last report line in a container's output.
+pub fn parse<T: for<'de> Deserialize<'de>>(logs: &str) -> Option<T> {
+    logs.lines().rev().find_map(|l| l.trim_start().strip_prefix(PREFIX)).and_then(|j| serde_json::from_str(j).ok())
+}
+
+/// Parses every report line in a container's output.
+pub fn parse_all<T: for<'de> Deserialize<'de>>(logs: &str) -> Vec<T> {
+    logs.lines()
+        .filter_map(|l| l.trim_start().strip_prefix(PREFIX))
+        .filter_map(|j| serde_json::from_str(j).ok())
+        .collect()
+}

@@ -1,0 +1,135 @@
+//! The recurring snapshot service (`etcd-rolling-snapshots`): a snapshot every `creation`,
+//! pruned by age (legacy `retention`) or by count (`backup_config.retention`), on the node
+//! and in S3. Its log lines are the reference's:
+//! `level=info msg="Initializing Rolling Backups" creation=1m0s retention=24h0m0s` and
+//! `level=info msg="Created backup" name="2018-05-04T18:40:16Z_etcd" runtime=108.332814ms`.
+
+use super::{AgentError, Tls, snapshot};
+use crate::config::{GoDuration, S3Settings};
+use crate::plan::step::SnapshotName;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The service's settings.
+pub struct Settings {
+    pub endpoint: String,
+    pub dir: PathBuf,
+    pub tls: Tls,
+    pub creation: String,
+    pub retention: Option<String>,
+    pub keep: Option<u32>,
+    pub s3: Option<S3Settings>,
+}
+
+fn now_rfc3339() -> String {
+    crate::state::journal::now_rfc3339()
+}
+
+fn log(level: &str, msg: &str, fields: &str) {
+    println!("time=\"{}\" level={level} msg=\"{msg}\"{fields}", now_rfc3339());
+}
+
+/// Runs forever.
+pub async fn run(s: Settings) -> Result<(), AgentError> {
+    let creation = GoDuration::parse(&s.creation).map_err(|e| AgentError::new(e.to_string()))?;
+    if creation.0.is_zero() {
+        return Err(AgentError::new("creation must be longer than zero"));
+    }
+    let retention = match &s.retention {
+        Some(r) => Some(GoDuration::parse(r).map_err(|e| AgentError::new(e.to_string()))?),
+        None => None,
+    };
+    let fields = match (&retention, s.keep) {
+        (Some(r), _) => format!(" creation={creation} retention={r}"),
+        (None, Some(k)) => format!(" creation={creation} retention={k}"),
+        (None, None) => format!(" creation={creation}"),
+    };
+    log("info", "Initializing Rolling Backups", &fields);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + creation.0, creation.0);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let name = format!("{}_etcd", now_rfc3339());
+        let t0 = std::time::Instant::now();
+        match snapshot::save(&s.endpoint, &s.tls, &s.dir, &name, s.s3.as_ref()).await {
+            Ok(r) if r.etcd_ok => {
+                let runtime = GoDuration(t0.elapsed());
+                log("info", "Created backup", &format!(" name=\"{name}\" runtime={runtime}"));
+            }
+            Ok(r) => log(
+                "error",
+                "Backup failed its integrity check",
+                &format!(" name=\"{name}\" error=\"{}\"", r.problem.unwrap_or_default()),
+            ),
+            Err(e) => log(
+                "error",
+                "Failed to create backup",
+                &format!(" name=\"{name}\" error=\"{}\"", e.0.replace('"', "'")),
+            ),
+        }
+        if let Err(e) = prune(&s, retention).await {
+            log("error", "Failed to prune backups", &format!(" error=\"{}\"", e.0.replace('"', "'")));
+        }
+    }
+}
+
+/// Recurring snapshots in `dir`: (name, modified unix seconds), oldest first.
+fn local_backups(dir: &Path) -> Result<Vec<(String, i64)>, AgentError> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.ends_with("_etcd") || !e.file_type()?.is_file() {
+            continue;
+        }
+        let m = e.metadata()?.modified()?.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        out.push((name, m));
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+    Ok(out)
+}
+
+fn expired(list: &[(String, i64)], retention: Option<GoDuration>, keep: Option<u32>, now: i64) -> Vec<String> {
+    match (retention, keep) {
+        (Some(r), _) => list.iter().filter(|(_, m)| now - m > r.0.as_secs() as i64).map(|(n, _)| n.clone()).collect(),
+        (None, Some(k)) => {
+            let extra = list.len().saturating_sub(k as usize);
+            list[..extra].iter().map(|(n, _)| n.clone()).collect()
+        }
+        (None, None) => Vec::new(),
+    }
+}
+
+async fn prune(s: &Settings, retention: Option<GoDuration>) -> Result<(), AgentError> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let local = local_backups(&s.dir)?;
+    for name in expired(&local, retention, s.keep, now) {
+        let _ = std::fs::remove_file(s.dir.join(&name));
+        let _ = std::fs::remove_file(snapshot::records_dir(&s.dir).join(format!("{name}.json")));
+        log("info", "Removed backup", &format!(" name=\"{name}\""));
+    }
+    if let Some(settings) = &s.s3 {
+        let client = crate::s3::S3Client::new(settings).await.map_err(|e| AgentError::new(e.to_string()))?;
+        let mut remote: Vec<(String, i64)> = client
+            .list()
+            .await
+            .map_err(|e| AgentError::new(e.to_string()))?
+            .into_iter()
+            .filter(|o| o.name.as_str().ends_with("_etcd"))
+            .map(|o| (o.name.to_string(), o.modified))
+            .collect();
+        remote.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        for name in expired(&remote, retention, s.keep, now) {
+            if let Ok(n) = SnapshotName::new(name.as_str()) {
+                client.delete(&n).await.map_err(|e| AgentError::new(e.to_string()))?;
+                log("info", "Removed backup from S3", &format!(" name=\"{name}\""));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Time until the next snapshot (for tests of the schedule).
+pub fn interval(creation: &str) -> Option<Duration> {
+    GoDuration::parse(creation).ok().map(|d| d.0)
+}

@@ -1,0 +1,181 @@
+//! Commands and flags, compatible with RKE's where RKE has the command.
+
+use crate::agent::AgentCommand;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// rkectl: back up and recover the etcd plane of RKE-style clusters.
+#[derive(Debug, Parser)]
+#[command(name = "rkectl", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command that touches a cluster takes.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Specify an alternate cluster YAML file.
+    #[arg(long, env = "RKE_CONFIG", default_value = "cluster.yml", global = true)]
+    pub config: PathBuf,
+    /// Use SSH Agent Auth defined by SSH_AUTH_SOCK.
+    #[arg(long, global = true)]
+    pub ssh_agent_auth: bool,
+    /// Disable Docker version check.
+    #[arg(long, global = true)]
+    pub ignore_docker_version: bool,
+    /// Trust host keys seen for the first time (and record them); changed keys are always refused.
+    #[arg(long, global = true)]
+    pub accept_new_host_keys: bool,
+    /// known_hosts file to verify host keys against (default: ~/.ssh/known_hosts).
+    #[arg(long, env = "RKECTL_KNOWN_HOSTS", global = true)]
+    pub known_hosts: Option<PathBuf>,
+    /// Run at most N steps at once (default: every ready step).
+    #[arg(long, global = true, value_parser = clap::value_parser!(u32).range(1..))]
+    pub parallelism: Option<u32>,
+    /// Do not ask for confirmation (for scripts).
+    #[arg(long, short = 'y', global = true)]
+    pub yes: bool,
+    /// Machine-readable output: the plan as JSON, apply events as JSON lines.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// S3 flags of snapshot commands.
+#[derive(Debug, Clone, Default, Args)]
+pub struct S3Flags {
+    /// Enabled backup to s3.
+    #[arg(long)]
+    pub s3: bool,
+    /// Specify s3 endpoint url (default: "s3.amazonaws.com").
+    #[arg(long)]
+    pub s3_endpoint: Option<String>,
+    /// Specify s3 accessKey (or AWS_ACCESS_KEY_ID).
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    pub access_key: Option<String>,
+    /// Specify s3 secretKey (or AWS_SECRET_ACCESS_KEY).
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// Specify s3 bucket name.
+    #[arg(long)]
+    pub bucket_name: Option<String>,
+    /// Specify the s3 bucket location (optional).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Folder in the bucket (optional).
+    #[arg(long)]
+    pub folder: Option<String>,
+    /// PEM file of the CA that signs a private S3 endpoint's certificate.
+    #[arg(long)]
+    pub s3_endpoint_ca: Option<PathBuf>,
+}
+
+/// An action: what `plan` reviews and `apply` executes.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Action {
+    /// Bring the etcd plane to what cluster.yml says.
+    Up,
+    /// etcd snapshot commands.
+    Etcd {
+        #[command(subcommand)]
+        command: Box<EtcdAction>,
+    },
+}
+
+/// `etcd …` actions.
+#[derive(Debug, Clone, Subcommand)]
+pub enum EtcdAction {
+    /// Take snapshot on all etcd hosts.
+    SnapshotSave {
+        /// Specify snapshot name.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        s3: S3Flags,
+    },
+    /// Restore existing snapshot.
+    SnapshotRestore {
+        /// Specify snapshot name.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        s3: S3Flags,
+    },
+    /// Delete a snapshot from every etcd host (and S3 with --s3).
+    SnapshotDelete {
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        s3: S3Flags,
+    },
+    /// Delete snapshots past their retention (cluster.yml's, or --retention/--keep).
+    SnapshotPrune {
+        /// Delete automatic snapshots older than this (Go duration, e.g. 24h).
+        #[arg(long, conflicts_with = "keep")]
+        retention: Option<String>,
+        /// Keep this many of the newest automatic snapshots.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        keep: Option<u32>,
+        #[command(flatten)]
+        s3: S3Flags,
+    },
+    /// List snapshots on every etcd host and in S3, with whether the copies agree.
+    SnapshotList {
+        /// Hash every copy now instead of trusting the checksums recorded when it was saved.
+        #[arg(long)]
+        verify: bool,
+        #[command(flatten)]
+        s3: S3Flags,
+    },
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Bring the etcd plane to what cluster.yml says (plan, confirm, apply).
+    Up {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// etcd snapshot commands (plan, confirm, apply).
+    Etcd {
+        #[command(subcommand)]
+        command: EtcdAction,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Show what an action would do, without doing it.
+    Plan {
+        #[command(subcommand)]
+        action: Action,
+        /// Save the plan to a file, to apply it later with `rkectl apply FILE`.
+        #[arg(long, global = true)]
+        out: Option<PathBuf>,
+        /// Plan without contacting any host (state shown as unknown); for review only.
+        #[arg(long, global = true)]
+        offline: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Apply a saved plan, an action, or resume the unfinished apply of this cluster.
+    #[command(args_conflicts_with_subcommands = true)]
+    Apply {
+        /// A plan file made by `rkectl plan … --out FILE`.
+        file: Option<PathBuf>,
+        #[command(subcommand)]
+        action: Option<Action>,
+        /// Set aside an unfinished apply's journal instead of resuming it.
+        #[arg(long)]
+        abandon: bool,
+        #[command(flatten)]
+        s3: S3Flags,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// The node-side agent (runs inside the tools image).
+    #[command(hide = true)]
+    Agent {
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
+}

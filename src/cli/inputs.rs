@@ -1,0 +1,169 @@
+//! Turning flags and cluster.yml into the inputs of an action, refusing bad ones before
+//! anything is dialed: snapshot names, S3 settings, SSH key files.
+
+use super::CliError;
+use super::args::{EtcdAction, S3Flags};
+use crate::config::{Cluster, GoDuration, LoadedConfig, RecurringSnapshots, S3Settings};
+use crate::plan::step::SnapshotName;
+use crate::plan::{ActionSpec, PrunePolicy};
+use crate::secret::Secret;
+
+/// A snapshot name from the command line.
+pub fn snapshot_name(name: &str) -> Result<SnapshotName, CliError> {
+    SnapshotName::new(name).map_err(|e| {
+        let shown: String = name.chars().take(60).map(|c| if c.is_control() { '?' } else { c }).collect();
+        CliError::input(
+            format!("invalid snapshot name `{shown}`: {e}"),
+            "choose a plain file name such as `before-upgrade.db`",
+        )
+    })
+}
+
+/// S3 settings from flags over cluster.yml's `s3backupconfig`; `None` without `--s3`.
+pub fn s3_settings(flags: &S3Flags, cluster: &Cluster) -> Result<Option<S3Settings>, CliError> {
+    let any_flag = flags.s3_endpoint.is_some()
+        || flags.bucket_name.is_some()
+        || flags.region.is_some()
+        || flags.folder.is_some()
+        || flags.s3_endpoint_ca.is_some();
+    if !flags.s3 {
+        if any_flag {
+            return Err(CliError::input(
+                "S3 flags were given without --s3",
+                "add --s3 to use S3, or drop the S3 flags",
+            ));
+        }
+        return Ok(None);
+    }
+    let base = cluster.configured_s3();
+    let bucket = flags.bucket_name.clone().or_else(|| base.map(|b| b.bucket.clone())).filter(|b| !b.trim().is_empty());
+    let Some(bucket) = bucket else {
+        return Err(CliError::input(
+            "--s3 needs a bucket: no --bucket-name and no services.etcd.backup_config.s3backupconfig.bucket_name",
+            "pass --bucket-name <bucket>",
+        ));
+    };
+    let custom_ca = match &flags.s3_endpoint_ca {
+        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
+            CliError::input(format!("cannot read --s3-endpoint-ca {}: {e}", p.display()), "give the path of a PEM file")
+        })?),
+        None => base.and_then(|b| b.custom_ca.clone()),
+    };
+    let access_key =
+        flags.access_key.clone().map(Secret::new).or_else(|| base.map(|b| b.access_key.clone())).unwrap_or_default();
+    let secret_key =
+        flags.secret_key.clone().map(Secret::new).or_else(|| base.map(|b| b.secret_key.clone())).unwrap_or_default();
+    Ok(Some(S3Settings {
+        endpoint: flags
+            .s3_endpoint
+            .clone()
+            .or_else(|| base.map(|b| b.endpoint.clone()))
+            .unwrap_or_else(|| crate::config::DEFAULT_S3_ENDPOINT.into()),
+        bucket,
+        region: flags.region.clone().or_else(|| base.and_then(|b| b.region.clone())),
+        folder: flags.folder.clone().or_else(|| base.and_then(|b| b.folder.clone())),
+        custom_ca,
+        access_key,
+        secret_key,
+    }))
+}
+
+/// The action an `etcd …` command asks for.
+pub fn etcd_action(cmd: &EtcdAction, cluster: &Cluster) -> Result<(ActionSpec, Option<S3Settings>), CliError> {
+    Ok(match cmd {
+        EtcdAction::SnapshotSave { name, s3 } => {
+            let s3 = s3_settings(s3, cluster)?;
+            let (name, generated) = match name {
+                Some(n) => (snapshot_name(n)?, false),
+                None => (SnapshotName::timestamped(time::OffsetDateTime::now_utc()), true),
+            };
+            (
+                ActionSpec::EtcdSnapshotSave {
+                    name,
+                    generated_name: generated,
+                    s3: s3.as_ref().map(S3Settings::target),
+                },
+                s3,
+            )
+        }
+        EtcdAction::SnapshotRestore { name, s3 } => {
+            let s3 = s3_settings(s3, cluster)?;
+            (
+                ActionSpec::EtcdSnapshotRestore { name: snapshot_name(name)?, s3: s3.as_ref().map(S3Settings::target) },
+                s3,
+            )
+        }
+        EtcdAction::SnapshotDelete { name, s3 } => {
+            let s3 = s3_settings(s3, cluster)?;
+            (ActionSpec::EtcdSnapshotDelete { name: snapshot_name(name)?, s3: s3.as_ref().map(S3Settings::target) }, s3)
+        }
+        EtcdAction::SnapshotPrune { retention, keep, s3 } => {
+            let s3 = s3_settings(s3, cluster)?;
+            let policy = match (retention, keep) {
+                (Some(r), _) => {
+                    let d = GoDuration::parse(r).map_err(|e| {
+                        CliError::input(format!("invalid --retention `{r}`: {e}"), "use a Go duration such as `24h`")
+                    })?;
+                    if d.0.is_zero() {
+                        return Err(CliError::input(
+                            "--retention must be longer than zero",
+                            "use a Go duration such as `24h`",
+                        ));
+                    }
+                    PrunePolicy::Age { seconds: d.0.as_secs(), text: d.to_string() }
+                }
+                (None, Some(k)) => PrunePolicy::Count { keep: *k },
+                (None, None) => match &cluster.etcd.recurring {
+                    RecurringSnapshots::BackupConfig { retention, .. } => PrunePolicy::Count { keep: *retention },
+                    RecurringSnapshots::Legacy { retention, .. } => {
+                        PrunePolicy::Age { seconds: retention.0.as_secs(), text: retention.to_string() }
+                    }
+                    RecurringSnapshots::Disabled => {
+                        let d = GoDuration(crate::config::DEFAULT_RETENTION);
+                        PrunePolicy::Age { seconds: d.0.as_secs(), text: d.to_string() }
+                    }
+                },
+            };
+            (ActionSpec::EtcdSnapshotPrune { policy, s3: s3.as_ref().map(S3Settings::target) }, s3)
+        }
+        EtcdAction::SnapshotList { .. } => unreachable!("snapshot-list is not a planned action"),
+    })
+}
+
+/// Checks that every SSH key file cluster.yml names can be read, pointing at the line.
+pub fn check_ssh_keys(cfg: &LoadedConfig, agent_flag: bool) -> Result<(), CliError> {
+    for n in &cfg.cluster.nodes {
+        if n.ssh.key.is_some() || ((n.ssh.agent || agent_flag) && !n.ssh.key_path_explicit) {
+            continue;
+        }
+        let p = &n.ssh.key_path;
+        if let Err(e) = std::fs::File::open(p) {
+            let path = if cfg.source.contains("ssh_key_path") {
+                let node_key = format!("nodes[{}].ssh_key_path", n.index);
+                if cfg.source.lines().count() > 0 && node_key_present(cfg, n.index) {
+                    node_key
+                } else {
+                    "ssh_key_path".to_string()
+                }
+            } else {
+                format!("nodes[{}]", n.index)
+            };
+            let what = if e.kind() == std::io::ErrorKind::NotFound { "does not exist" } else { "cannot be read" };
+            return Err(CliError::Config(cfg.problem_at(
+                &path,
+                format!("SSH key {} for node {} {what} ({e})", p.display(), n.address),
+                "this key",
+                Some("fix ssh_key_path, or use --ssh-agent-auth".into()),
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn node_key_present(cfg: &LoadedConfig, index: usize) -> bool {
+    // Whether the node itself names a key (else the top-level ssh_key_path applies).
+    serde_yaml::from_str::<serde_yaml::Value>(&cfg.source)
+        .ok()
+        .and_then(|v| v.get("nodes")?.get(index)?.get("ssh_key_path").cloned())
+        .is_some()
+}

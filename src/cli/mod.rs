@@ -1,0 +1,676 @@
+//! The command line: thin glue over the library.
+//!
+//! Every action command follows one path: read cluster.yml and the flags (refusing bad
+//! input with exit code 2 before any host is dialed), observe the hosts (read-only),
+//! compile the plan, show it, confirm when it is destructive, then apply it under the
+//! apply lock with a journal. `rkectl apply` alone resumes an unfinished journal.
+//! Exit codes: 0 done; 1 the apply failed (the journal says where); 2 refused, nothing
+//! was changed.
+
+pub mod args;
+pub mod inputs;
+pub mod list;
+
+use crate::config::{self, Cluster, ConfigError, LoadedConfig, Role, S3Settings};
+use crate::etcd::pki::Pki;
+use crate::exec::events::{Fanout, Reporter};
+use crate::exec::{self, RunOptions, reporter};
+use crate::host::ssh::{KnownHostsPolicy, SshConnector, SshOptions};
+use crate::host::{Connector, HostPool};
+use crate::plan::render::{RenderOptions, render};
+use crate::plan::{self, ActionSpec, Observed, Plan, RemovedMember, StepKind};
+use crate::refresh::{self, Needs};
+use crate::secret::{Secret, redact};
+use crate::state::cluster_state::{ClusterState, DeployedMember, pki_from_json};
+use crate::state::journal::{self, JournalState, JournalWriter};
+use crate::state::lock::ApplyLock;
+use crate::state::{StatePaths, seal};
+use args::{Action, Cli, Command, Common, EtcdAction, S3Flags};
+use clap::Parser;
+use miette::{Diagnostic, Report};
+use std::collections::{BTreeMap, HashSet};
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Why a command ended without doing what was asked.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+pub enum CliError {
+    /// cluster.yml is not valid.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Config(#[from] ConfigError),
+    /// A flag or argument is not valid.
+    #[error("{message}")]
+    #[diagnostic(code(rkectl::input))]
+    Input {
+        message: String,
+        #[help]
+        help: String,
+    },
+    /// Refused before anything changed (unreachable host, stale plan, missing snapshot…).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Refused(Box<dyn Diagnostic + Send + Sync>),
+    /// The apply started and failed.
+    #[error("{0}")]
+    #[diagnostic(code(rkectl::apply::failed))]
+    ApplyFailed(String),
+}
+
+impl CliError {
+    /// Bad input.
+    pub fn input(message: impl Into<String>, help: impl Into<String>) -> Self {
+        CliError::Input { message: message.into(), help: help.into() }
+    }
+
+    /// A refusal from a library error.
+    pub fn refused(e: impl Diagnostic + Send + Sync + 'static) -> Self {
+        CliError::Refused(Box::new(e))
+    }
+
+    fn exit_code(&self) -> u8 {
+        match self {
+            CliError::ApplyFailed(_) => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// A plain refusal with help, for conditions found by the CLI itself.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("{message}")]
+#[diagnostic(code(rkectl::refused))]
+pub struct Refusal {
+    pub message: String,
+    #[help]
+    pub help: Option<String>,
+}
+
+fn s3_refused(e: crate::s3::S3Error) -> CliError {
+    CliError::refused(Refusal {
+        message: e.to_string(),
+        help: Some("nothing was changed; check the S3 endpoint, bucket and keys".into()),
+    })
+}
+
+fn refuse(message: impl Into<String>, help: impl Into<String>) -> CliError {
+    CliError::refused(Refusal { message: message.into(), help: Some(help.into()) })
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Agent { command } = cli.command {
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+        return match rt.block_on(crate::agent::run(command)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rkectl agent: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match rt.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = e.exit_code();
+            eprintln!("{:?}", Report::new(e));
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn dispatch(cmd: Command) -> Result<(), CliError> {
+    match cmd {
+        Command::Up { common } => act(&common, &Action::Up).await,
+        Command::Etcd { command: EtcdAction::SnapshotList { verify, s3 }, common } => {
+            list::run(&common, verify, &s3).await
+        }
+        Command::Etcd { command, common } => act(&common, &Action::Etcd { command: Box::new(command) }).await,
+        Command::Plan { action, out, offline, common } => {
+            let prepared = prepare(&common, &action, offline).await?;
+            show(&prepared.plan, &common);
+            if let Some(path) = out {
+                let json = serde_json::to_vec_pretty(&PlanFile {
+                    config: common.config.display().to_string(),
+                    plan: prepared.plan.clone(),
+                })
+                .expect("plan serialises");
+                crate::state::cluster_state::write_private_atomic(&path, &json).map_err(|e| {
+                    CliError::input(format!("cannot write {}: {e}", path.display()), "choose a writable path")
+                })?;
+                eprintln!("Plan saved to {}; apply it with `rkectl apply {}`", path.display(), path.display());
+            }
+            Ok(())
+        }
+        Command::Apply { file: Some(file), abandon: false, s3, common, .. } => apply_file(&common, &file, &s3).await,
+        Command::Apply { action: Some(action), abandon: false, common, .. } => act(&common, &action).await,
+        Command::Apply { abandon, s3, common, .. } => resume(&common, &s3, abandon).await,
+        Command::Agent { .. } => unreachable!("handled before the runtime"),
+    }
+}
+
+/// A saved plan.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PlanFile {
+    config: String,
+    plan: Plan,
+}
+
+/// Everything needed to apply a plan.
+struct Prepared {
+    plan: Plan,
+    cfg: LoadedConfig,
+    paths: StatePaths,
+    state: ClusterState,
+    pki: Option<Pki>,
+    /// The PKI is new (or has new members) and must be saved before applying.
+    pki_changed: bool,
+    s3: Option<S3Settings>,
+    pool: Option<Arc<HostPool>>,
+}
+
+fn load_config(common: &Common) -> Result<LoadedConfig, CliError> {
+    let cfg = config::load(&common.config)?;
+    inputs::check_ssh_keys(&cfg, common.ssh_agent_auth)?;
+    Ok(cfg)
+}
+
+fn connector(common: &Common) -> Arc<dyn Connector> {
+    let known_hosts = if common.accept_new_host_keys {
+        KnownHostsPolicy::AcceptNew { file: common.known_hosts.clone() }
+    } else {
+        KnownHostsPolicy::Strict { file: common.known_hosts.clone() }
+    };
+    Arc::new(SshConnector::new(SshOptions {
+        known_hosts,
+        ssh_agent_auth: common.ssh_agent_auth,
+        ignore_docker_version: common.ignore_docker_version,
+        ..SshOptions::default()
+    }))
+}
+
+fn pool_for(common: &Common, cluster: &Cluster, state: &ClusterState) -> Arc<HostPool> {
+    let mut nodes: Vec<config::Node> = cluster.nodes.clone();
+    // Members that left cluster.yml are still dialed (to remove them) with the first
+    // etcd node's SSH settings, which is what a cluster of one kind of host has.
+    if let Some(template) = cluster.etcd_nodes().next() {
+        for m in &state.members {
+            if cluster.node(&m.address).is_none() {
+                let mut n = template.clone();
+                n.address = m.address.clone();
+                n.hostname_override = None;
+                n.internal_address = None;
+                nodes.push(n);
+            }
+        }
+    }
+    Arc::new(HostPool::new(connector(common), nodes))
+}
+
+fn removed_members(cluster: &Cluster, state: &ClusterState) -> Vec<RemovedMember> {
+    state
+        .members
+        .iter()
+        .filter(|m| cluster.node(&m.address).is_none_or(|n| !n.has_role(Role::Etcd)))
+        .map(|m| RemovedMember { address: m.address.clone(), member: m.member.clone() })
+        .collect()
+}
+
+fn action_spec(action: &Action, cluster: &Cluster) -> Result<(ActionSpec, Option<S3Settings>), CliError> {
+    match action {
+        Action::Up => Ok((ActionSpec::Up, None)),
+        Action::Etcd { command } if matches!(**command, EtcdAction::SnapshotList { .. }) => {
+            Err(CliError::input("snapshot-list only reads; it has no plan", "run `rkectl etcd snapshot-list`"))
+        }
+        Action::Etcd { command } => inputs::etcd_action(command, cluster),
+    }
+}
+
+/// The PKI an action works with: the state's, one sealed with an S3 snapshot, or a new one.
+async fn pki_for(
+    spec: &ActionSpec,
+    state: &ClusterState,
+    cluster: &Cluster,
+    s3: Option<&S3Settings>,
+) -> Result<(Option<Pki>, bool), CliError> {
+    let mut changed = false;
+    let mut pki = state.pki.clone();
+    if pki.is_none()
+        && let (ActionSpec::EtcdSnapshotRestore { name, .. }, Some(s3)) = (spec, s3)
+    {
+        let client = crate::s3::S3Client::new(s3).await.map_err(s3_refused)?;
+        if let Some(m) = client.get_manifest(name).await.map_err(s3_refused)?
+            && let Some(sealed) = m.pki
+        {
+            let json = seal::open(s3.secret_key.expose(), &sealed).ok_or_else(|| {
+                refuse(
+                    format!("the PKI stored with snapshot {name} cannot be opened with this S3 secret key"),
+                    "use the S3 credentials the snapshot was saved with",
+                )
+            })?;
+            pki = pki_from_json(&json);
+            changed = true;
+        }
+    }
+    let needs_pki = matches!(spec, ActionSpec::Up | ActionSpec::EtcdSnapshotRestore { .. });
+    if pki.is_none() && needs_pki {
+        pki = Some(Pki::generate(cluster).map_err(CliError::refused)?);
+        changed = true;
+    }
+    if let Some(p) = pki.as_mut()
+        && needs_pki
+        && p.ensure_members(cluster).map_err(CliError::refused)?
+    {
+        changed = true;
+    }
+    Ok((pki, changed))
+}
+
+async fn prepare(common: &Common, action: &Action, offline: bool) -> Result<Prepared, CliError> {
+    let cfg = load_config(common)?;
+    let (spec, s3) = action_spec(action, &cfg.cluster)?;
+    let paths = StatePaths::beside(&cfg.dir(), &cfg.stem());
+    let state = ClusterState::load(&paths.state).map_err(CliError::refused)?;
+    let removed = if matches!(spec, ActionSpec::Up) { removed_members(&cfg.cluster, &state) } else { Vec::new() };
+    let (observed, pool, pki, pki_changed) = if offline {
+        let pki = state.pki.clone();
+        (Observed { offline: true, ..Default::default() }, None, pki, false)
+    } else {
+        let (pki, pki_changed) = pki_for(&spec, &state, &cfg.cluster, s3.as_ref()).await?;
+        let pool = pool_for(common, &cfg.cluster, &state);
+        let observed =
+            refresh::refresh(&cfg.cluster, &pool, &Needs::for_action(&spec), pki.as_ref(), s3.as_ref(), &removed)
+                .await
+                .map_err(|e| redact_refusal(e, s3.as_ref()))?;
+        (observed, Some(pool), pki, pki_changed)
+    };
+    check_save_name(&spec, &observed)?;
+    let expected_certs: BTreeMap<_, _> = match &pki {
+        Some(p) => {
+            cfg.cluster.etcd_nodes().filter_map(|n| Some((n.address.clone(), p.member_files_hash(n)?))).collect()
+        }
+        None => BTreeMap::new(),
+    };
+    let input = plan::CompileInput {
+        cluster: &cfg.cluster,
+        cluster_hash: &cfg.hash,
+        action: &spec,
+        observed: &observed,
+        removed_members: &removed,
+        expected_certs: &expected_certs,
+        now: time::OffsetDateTime::now_utc().unix_timestamp(),
+    };
+    let plan = plan::compile(&input).map_err(CliError::refused)?;
+    Ok(Prepared { plan, cfg, paths, state, pki, pki_changed, s3, pool })
+}
+
+fn redact_refusal(e: refresh::RefreshError, s3: Option<&S3Settings>) -> CliError {
+    let secrets: Vec<&Secret> = s3.map(|s| vec![&s.access_key, &s.secret_key]).unwrap_or_default();
+    let text = redact(&e.to_string(), &secrets);
+    let help = e.help().map(|h| h.to_string());
+    CliError::refused(Refusal { message: text, help })
+}
+
+fn check_save_name(spec: &ActionSpec, observed: &Observed) -> Result<(), CliError> {
+    if let ActionSpec::EtcdSnapshotSave { name, .. } = spec {
+        let on: Vec<String> =
+            observed.hosts.iter().filter(|(_, f)| f.snapshots.contains_key(name)).map(|(h, _)| h.to_string()).collect();
+        if !on.is_empty() {
+            return Err(refuse(
+                format!("a snapshot named {name} already exists on {}", on.join(", ")),
+                "choose another --name (rkectl never overwrites a snapshot)",
+            ));
+        }
+        if observed.s3.as_ref().is_some_and(|s| s.snapshots.contains_key(name)) {
+            return Err(refuse(format!("a snapshot named {name} already exists in S3"), "choose another --name"));
+        }
+    }
+    Ok(())
+}
+
+fn show(plan: &Plan, common: &Common) {
+    let mut out = std::io::stdout().lock();
+    if common.json {
+        let _ = serde_json::to_writer_pretty(&mut out, plan);
+        let _ = writeln!(out);
+    } else {
+        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let _ = write!(out, "{}", render(plan, RenderOptions { color }));
+    }
+}
+
+fn confirm(plan: &Plan, common: &Common, what: &str) -> Result<(), CliError> {
+    if !plan.is_destructive() || common.yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(refuse(
+            format!("this plan deletes data ({what}) and there is no terminal to confirm it"),
+            "review the plan above, then re-run with --yes",
+        ));
+    }
+    eprint!("{what}. Type `yes` to continue: ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).map_err(|e| CliError::input(e.to_string(), "answer yes or no"))?;
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(refuse("not confirmed; nothing was changed", "type `yes` to apply, or use --yes"))
+    }
+}
+
+fn start_line(spec: &ActionSpec) -> &'static str {
+    match spec {
+        ActionSpec::Up => "Building up etcd plane..",
+        ActionSpec::EtcdSnapshotSave { .. } => "Starting saving snapshot on etcd hosts",
+        ActionSpec::EtcdSnapshotRestore { .. } => "Starting restore on etcd hosts",
+        ActionSpec::EtcdSnapshotDelete { .. } => "Starting deleting snapshot on etcd hosts",
+        ActionSpec::EtcdSnapshotPrune { .. } => "Starting pruning snapshots on etcd hosts",
+    }
+}
+
+fn done_line(spec: &ActionSpec) -> String {
+    match spec {
+        ActionSpec::Up => "Finished building up the etcd plane".into(),
+        ActionSpec::EtcdSnapshotSave { name, .. } => format!("Finished saving snapshot [{name}] on all etcd hosts"),
+        ActionSpec::EtcdSnapshotRestore { .. } => "Finished restoring on all etcd hosts".into(),
+        ActionSpec::EtcdSnapshotDelete { name, .. } => format!("Finished deleting snapshot [{name}]"),
+        ActionSpec::EtcdSnapshotPrune { .. } => "Finished pruning snapshots".into(),
+    }
+}
+
+async fn act(common: &Common, action: &Action) -> Result<(), CliError> {
+    let cfg_probe = config::load(&common.config)?;
+    let paths = StatePaths::beside(&cfg_probe.dir(), &cfg_probe.stem());
+    if paths.journal.exists() {
+        return Err(unfinished(&paths));
+    }
+    let prepared = prepare(common, action, false).await?;
+    show(&prepared.plan, common);
+    if !prepared.plan.has_changes() {
+        return Ok(());
+    }
+    let what = describe_destruction(&prepared.plan);
+    confirm(&prepared.plan, common, &what)?;
+    apply(prepared, common, None).await
+}
+
+fn describe_destruction(plan: &Plan) -> String {
+    let hosts: HashSet<_> =
+        plan.steps.iter().filter(|s| s.kind().is_destructive()).filter_map(|s| s.host.as_ref()).collect();
+    match &plan.action {
+        ActionSpec::EtcdSnapshotRestore { name, .. } => {
+            format!("Restore snapshot {name}: the current etcd data on {} host(s) will be deleted", hosts.len())
+        }
+        _ => format!("{}: data on {} host(s) will be deleted", plan.title, hosts.len().max(1)),
+    }
+}
+
+fn unfinished(paths: &StatePaths) -> CliError {
+    let detail = match journal::read(&paths.journal) {
+        Ok(j) => format!(
+            "an unfinished {} (started {}) is recorded in {}: {} of {} steps done",
+            j.plan.title,
+            j.started_at,
+            paths.journal.display(),
+            j.finished.len(),
+            j.plan.steps.iter().filter(|s| s.kind() != StepKind::Barrier).count()
+        ),
+        Err(e) => format!("an unfinished apply is recorded in {} ({e})", paths.journal.display()),
+    };
+    refuse(detail, "run `rkectl apply` to finish it, or `rkectl apply --abandon` to set it aside")
+}
+
+async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>) -> Result<(), CliError> {
+    let Prepared { plan, cfg, paths, mut state, pki, pki_changed, s3, pool } = p;
+    if plan.observed.offline {
+        return Err(refuse(
+            "an offline plan cannot be applied: it did not look at the hosts",
+            "plan again without --offline",
+        ));
+    }
+    let lock =
+        ApplyLock::acquire(&paths.lock, &std::env::args().collect::<Vec<_>>().join(" ")).map_err(CliError::refused)?;
+    if let Some(prev) = &lock.previous {
+        eprintln!(
+            "WARN[0000] A previous apply (pid {} on {}, since {}) ended without releasing the lock; taking it over",
+            prev.pid, prev.host, prev.since
+        );
+    }
+    if pki_changed {
+        state.pki = pki.clone();
+        state.cluster_name = cfg.cluster.name.clone();
+        state.save(&paths.state).map_err(CliError::refused)?;
+    }
+    let mut jw = match &resume {
+        Some(_) => JournalWriter::append(&paths.journal).map_err(CliError::refused)?,
+        None => {
+            JournalWriter::create(&paths.journal, &cfg.path.display().to_string(), &plan).map_err(CliError::refused)?
+        }
+    };
+    let done = resume.as_ref().map(|j| j.finished.clone()).unwrap_or_default();
+    let pool = match pool {
+        Some(p) => p,
+        None => pool_for(common, &cfg.cluster, &state),
+    };
+    let cluster = Arc::new(cfg.cluster.clone());
+    let executor =
+        crate::steps::Executor { cluster: cluster.clone(), pool, pki: pki.clone(), s3: s3.clone(), helper_attempts: 2 };
+    let human: Arc<dyn Reporter> = if common.json {
+        Arc::new(reporter::JsonLines)
+    } else {
+        Arc::new(reporter::Human::new(std::io::stderr().is_terminal()))
+    };
+    let fan = Fanout(vec![human]);
+    let mut secrets: Vec<Secret> = Vec::new();
+    if let Some(s) = &s3 {
+        secrets.push(s.access_key.clone());
+        secrets.push(s.secret_key.clone());
+    }
+    if let Some(p) = &pki {
+        secrets.push(p.ca.key.clone());
+        secrets.push(p.client.key.clone());
+        secrets.extend(p.members.values().map(|m| m.key.clone()));
+    }
+    let redactor = move |t: &str| redact(t, &secrets.iter().collect::<Vec<_>>());
+    if let ActionSpec::EtcdSnapshotSave { name, generated_name: true, .. } = &plan.action {
+        eprintln!("WARN[0000] Name of the snapshot is not specified using [{name}]");
+    }
+    eprintln!("INFO[0000] {}", start_line(&plan.action));
+    let opts = RunOptions { parallelism: common.parallelism.map(|n| n as usize), ..RunOptions::default() };
+    let outcome =
+        exec::run(&plan, &executor, &mut jw, &done, &opts, &fan, &redactor).await.map_err(CliError::refused)?;
+    if outcome.ok() {
+        match &plan.action {
+            ActionSpec::Up | ActionSpec::EtcdSnapshotRestore { .. } => {
+                state.members = cluster
+                    .etcd_nodes()
+                    .map(|n| DeployedMember { address: n.address.clone(), member: crate::etcd::member_name(n) })
+                    .collect();
+                state.pki = pki;
+                state.cluster_name = cluster.name.clone();
+                state.save(&paths.state).map_err(CliError::refused)?;
+            }
+            _ => {}
+        }
+        journal::retire(&paths.journal).map_err(|e| {
+            CliError::ApplyFailed(format!("the apply finished but its journal could not be set aside: {e}"))
+        })?;
+        eprintln!("INFO[{:04}] {}", 0, done_line(&plan.action));
+        drop(lock);
+        Ok(())
+    } else {
+        let first = outcome.failures.first().map(|f| f.to_string()).unwrap_or_else(|| "stopped".into());
+        Err(CliError::ApplyFailed(format!(
+            "{first}\n{} step(s) finished, {} not started. The journal {} records where it stopped: fix the cause, then run `rkectl apply` to finish it.",
+            outcome.finished,
+            outcome.not_started,
+            paths.journal.display()
+        )))
+    }
+}
+
+async fn apply_file(common: &Common, file: &std::path::Path, s3_flags: &S3Flags) -> Result<(), CliError> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        CliError::input(
+            format!("cannot read plan file {}: {e}", file.display()),
+            "give the file written by `rkectl plan … --out FILE`",
+        )
+    })?;
+    let pf: PlanFile = serde_json::from_str(&text).map_err(|e| {
+        CliError::input(
+            format!("{} is not a plan file: {e}", file.display()),
+            "give the file written by `rkectl plan … --out FILE`",
+        )
+    })?;
+    let plan = pf.plan;
+    if plan.format > plan::FORMAT {
+        return Err(CliError::input(
+            format!("{} was written by a newer rkectl (format {})", file.display(), plan.format),
+            "apply it with that version",
+        ));
+    }
+    plan.graph().map_err(|e| CliError::input(format!("{} is not a valid plan: {e}", file.display()), "plan again"))?;
+    let cfg = load_config(common)?;
+    if plan.cluster_hash != cfg.hash {
+        return Err(refuse(
+            format!(
+                "the plan in {} was made for another cluster.yml (or {} changed since)",
+                file.display(),
+                cfg.path.display()
+            ),
+            "plan again with the current cluster.yml",
+        ));
+    }
+    if plan.observed.offline {
+        return Err(refuse(
+            "an offline plan cannot be applied: it did not look at the hosts",
+            "plan again without --offline",
+        ));
+    }
+    let paths = StatePaths::beside(&cfg.dir(), &cfg.stem());
+    if paths.journal.exists() {
+        return Err(unfinished(&paths));
+    }
+    let state = ClusterState::load(&paths.state).map_err(CliError::refused)?;
+    let s3 = s3_for_plan(&plan.action, s3_flags, &cfg.cluster)?;
+    let (pki, pki_changed) = pki_for(&plan.action, &state, &cfg.cluster, s3.as_ref()).await?;
+    let removed =
+        if matches!(plan.action, ActionSpec::Up) { removed_members(&cfg.cluster, &state) } else { Vec::new() };
+    let pool = pool_for(common, &cfg.cluster, &state);
+    let observed =
+        refresh::refresh(&cfg.cluster, &pool, &Needs::for_action(&plan.action), pki.as_ref(), s3.as_ref(), &removed)
+            .await
+            .map_err(|e| redact_refusal(e, s3.as_ref()))?;
+    if observed.fingerprint() != plan.observed_fingerprint {
+        let changed: Vec<String> = observed
+            .hosts
+            .iter()
+            .filter(|(h, f)| plan.observed.hosts.get(*h) != Some(*f))
+            .map(|(h, _)| h.to_string())
+            .chain(plan.observed.hosts.keys().filter(|h| !observed.hosts.contains_key(*h)).map(|h| h.to_string()))
+            .chain((observed.s3 != plan.observed.s3).then(|| "S3".to_string()))
+            .collect();
+        return Err(refuse(
+            format!("the plan in {} is stale: what it was based on changed on {}", file.display(), changed.join(", ")),
+            "plan again; rkectl applies a saved plan only to the state it was made for",
+        ));
+    }
+    show(&plan, common);
+    if !plan.has_changes() {
+        return Ok(());
+    }
+    confirm(&plan, common, &describe_destruction(&plan))?;
+    apply(Prepared { plan, cfg, paths, state, pki, pki_changed, s3, pool: Some(pool) }, common, None).await
+}
+
+/// S3 settings for a plan made earlier: its target, keys from flags, env or cluster.yml.
+fn s3_for_plan(spec: &ActionSpec, flags: &S3Flags, cluster: &Cluster) -> Result<Option<S3Settings>, CliError> {
+    let Some(target) = spec.s3() else { return Ok(None) };
+    let base = cluster.configured_s3();
+    let custom_ca = match &flags.s3_endpoint_ca {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| CliError::input(format!("cannot read {}: {e}", p.display()), "give a PEM file"))?,
+        ),
+        None => base.and_then(|b| b.custom_ca.clone()),
+    };
+    Ok(Some(S3Settings {
+        endpoint: target.endpoint.clone(),
+        bucket: target.bucket.clone(),
+        region: target.region.clone(),
+        folder: target.folder.clone(),
+        custom_ca,
+        access_key: flags
+            .access_key
+            .clone()
+            .map(Secret::new)
+            .or_else(|| base.map(|b| b.access_key.clone()))
+            .unwrap_or_default(),
+        secret_key: flags
+            .secret_key
+            .clone()
+            .map(Secret::new)
+            .or_else(|| base.map(|b| b.secret_key.clone()))
+            .unwrap_or_default(),
+    }))
+}
+
+async fn resume(common: &Common, s3_flags: &S3Flags, abandon: bool) -> Result<(), CliError> {
+    let cfg = load_config(common)?;
+    let paths = StatePaths::beside(&cfg.dir(), &cfg.stem());
+    if !paths.journal.exists() {
+        return Err(CliError::input(
+            format!("nothing to apply: no plan file given and no unfinished apply next to {}", cfg.path.display()),
+            "run an action (`rkectl apply etcd snapshot-restore --name …`) or `rkectl apply PLAN_FILE`",
+        ));
+    }
+    if abandon {
+        let _lock = ApplyLock::acquire(&paths.lock, "rkectl apply --abandon").map_err(CliError::refused)?;
+        let mut aside = paths.journal.as_os_str().to_owned();
+        aside.push(format!(".abandoned-{}", time::OffsetDateTime::now_utc().unix_timestamp()));
+        std::fs::rename(&paths.journal, &aside)
+            .map_err(|e| CliError::input(e.to_string(), "check the folder's permissions"))?;
+        eprintln!("The unfinished apply was set aside as {}", std::path::Path::new(&aside).display());
+        return Ok(());
+    }
+    let j = journal::read(&paths.journal).map_err(CliError::refused)?;
+    if j.plan.cluster_hash != cfg.hash {
+        return Err(refuse(
+            format!(
+                "{} changed since the unfinished {} started; resuming it could act on the wrong hosts",
+                cfg.path.display(),
+                j.plan.title
+            ),
+            "put cluster.yml back as it was to finish it, or set it aside with `rkectl apply --abandon`",
+        ));
+    }
+    let left: Vec<&plan::Step> =
+        j.plan.steps.iter().filter(|s| s.kind() != StepKind::Barrier && !j.finished.contains(&s.id)).collect();
+    eprintln!(
+        "Resuming {} started {}: {} of {} steps done; {} left:",
+        j.plan.title,
+        j.started_at,
+        j.finished.len(),
+        j.finished.len() + left.len(),
+        left.len()
+    );
+    for s in &left {
+        let host = s.host.as_ref().map(|h| h.to_string()).unwrap_or_else(|| "(cluster)".into());
+        let again = if j.interrupted.contains(&s.id) { " (interrupted, runs again)" } else { "" };
+        eprintln!("  {:<20} {host:<15} {}{again}", s.kind().name(), s.action.describe());
+    }
+    if let Some((step, err)) = &j.last_failure {
+        eprintln!("The last run stopped at {step}: {err}");
+    }
+    let state = ClusterState::load(&paths.state).map_err(CliError::refused)?;
+    let s3 = s3_for_plan(&j.plan.action, s3_flags, &cfg.cluster)?;
+    let pki = state.pki.clone();
+    let plan = j.plan.clone();
+    confirm(&plan, common, &format!("Finish: {}", describe_destruction(&plan)))?;
+    apply(Prepared { plan, cfg, paths, state, pki, pki_changed: false, s3, pool: None }, common, Some(j)).await
+}

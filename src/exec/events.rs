@@ -1,0 +1,93 @@
+//! Events: the only way a run talks to the outside.
+//!
+//! The scheduler and the steps emit [`ApplyEvent`]s; reporters (progress bars, plain log
+//! lines, `--json` lines) consume them. Nothing that runs steps writes to the terminal.
+
+use crate::config::HostAddr;
+use crate::plan::{StepId, StepKind};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Severity of a step's log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Info,
+    Warn,
+}
+
+/// Something that happened during an apply.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplyEvent {
+    /// Time since the run started.
+    #[serde(serialize_with = "secs")]
+    pub elapsed: Duration,
+    #[serde(flatten)]
+    pub kind: ApplyEventKind,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+}
+
+/// What happened.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum ApplyEventKind {
+    /// The run began; `already_done` steps finished in an earlier, interrupted run.
+    RunStarted { steps: usize, already_done: usize, hosts: usize },
+    /// A step began.
+    StepStarted { id: StepId, kind: StepKind, host: Option<HostAddr>, attempt: u32 },
+    /// A step said something worth a log line (the reference's `[etcd] …` lines).
+    StepLog { id: StepId, host: Option<HostAddr>, level: Level, topic: String, message: String },
+    /// Bytes moved by a step (snapshot copies, uploads).
+    BytesTransferred { id: StepId, host: Option<HostAddr>, bytes: u64, total: Option<u64> },
+    /// A step failed with a transient fault and will be tried again.
+    StepRetrying { id: StepId, host: Option<HostAddr>, attempt: u32, error: String, delay_ms: u64 },
+    /// A step finished.
+    StepFinished { id: StepId, kind: StepKind, host: Option<HostAddr>, millis: u64 },
+    /// A step was finished by an earlier run and is skipped.
+    StepSkipped { id: StepId, host: Option<HostAddr> },
+    /// A step failed for good.
+    StepFailed { id: StepId, kind: StepKind, host: Option<HostAddr>, error: String },
+    /// After a failure no new step starts; running ones finish.
+    RunCancelling { reason: String },
+    /// The run ended.
+    RunFinished { ok: bool, finished: usize, skipped: usize, failed: usize, not_started: usize },
+}
+
+/// Consumes events.
+pub trait Reporter: Send + Sync {
+    /// Called for every event, in order.
+    fn event(&self, e: &ApplyEvent);
+}
+
+/// Sends each event to several reporters.
+#[derive(Clone, Default)]
+pub struct Fanout(pub Vec<Arc<dyn Reporter>>);
+
+impl Reporter for Fanout {
+    fn event(&self, e: &ApplyEvent) {
+        for r in &self.0 {
+            r.event(e);
+        }
+    }
+}
+
+/// Keeps every event (tests).
+#[derive(Default)]
+pub struct Recorder(pub std::sync::Mutex<Vec<ApplyEvent>>);
+
+impl Reporter for Recorder {
+    fn event(&self, e: &ApplyEvent) {
+        self.0.lock().expect("recorder lock").push(e.clone());
+    }
+}
+
+impl Recorder {
+    /// The events so far.
+    pub fn events(&self) -> Vec<ApplyEvent> {
+        self.0.lock().expect("recorder lock").clone()
+    }
+}

@@ -1,0 +1,367 @@
+//! The executor: how a plan becomes a run.
+//!
+//! # Rough outline
+//! 1. A [`Plan`](crate::plan::Plan) (immutable, built by the compiler) is handed to [`run`]
+//!    with a [`StepRunner`] (what each step kind does), the journal, and the steps an
+//!    earlier, interrupted run already finished.
+//! 2. [`run`] builds the draining state: for each step the number of unfinished steps it
+//!    waits for, and a ready queue in plan order.
+//! 3. The loop starts every ready step up to the parallelism limit, waits for any step to
+//!    end or for the journal's flush to land, and releases the dependents of a step only
+//!    when its `finished` record is durable.
+//! 4. On the first failure it stops starting steps, lets running ones finish, and reports.
+//!
+//! # Parallelism
+//! Steps are futures polled together (they wait on SSH and Docker, not on the CPU); the
+//! limit is a count of running steps, unbounded by default, `--parallelism N` otherwise.
+//! Barriers are steps that do nothing: they complete the moment every step before them has,
+//! so "no host is cleaned before every host passed pre-flight" is an edge in the graph, not
+//! a special case in the loop.
+//!
+//! # Resumability
+//! Every step start and finish goes to the journal (see [`crate::state::journal`]). A step
+//! whose `finished` record exists is skipped on resume, except dialing, which builds
+//! process-local state. A started-but-unfinished step runs again, so steps are written to
+//! be idempotent. Because dependents start only after the record of their dependency is
+//! durable, a crash can lose at most records of steps whose dependents have not started:
+//! re-running those is what idempotency is for.
+//!
+//! # Faults
+//! A step error says whether it is transient (a dropped SSH link, a Docker daemon
+//! restarting, an S3 hiccup). Transient errors are retried with exponential backoff a
+//! bounded number of times; permanent ones fail the step at once.
+
+pub mod events;
+pub mod reporter;
+
+use crate::config::HostAddr;
+use crate::host::HostError;
+use crate::plan::{Plan, Step, StepId, StepKind};
+use crate::state::journal::{JournalError, JournalWriter, Record, now_rfc3339};
+use async_trait::async_trait;
+use events::{ApplyEvent, ApplyEventKind, Level, Reporter};
+use futures::stream::{FuturesUnordered, StreamExt};
+use std::collections::{HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+/// Why a step failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct StepError {
+    pub message: String,
+    /// Trying again may help.
+    pub transient: bool,
+    /// The helper container's output, when one failed.
+    pub logs: Option<String>,
+}
+
+impl StepError {
+    /// A permanent failure.
+    pub fn fatal(message: impl Into<String>) -> Self {
+        StepError { message: message.into(), transient: false, logs: None }
+    }
+
+    /// A failure worth retrying.
+    pub fn transient(message: impl Into<String>) -> Self {
+        StepError { message: message.into(), transient: true, logs: None }
+    }
+
+    /// Attaches a container's logs.
+    pub fn with_logs(mut self, logs: impl Into<String>) -> Self {
+        let logs = logs.into();
+        if !logs.trim().is_empty() {
+            self.logs = Some(logs);
+        }
+        self
+    }
+
+    /// The message with the logs' last lines, as shown to users.
+    pub fn full(&self) -> String {
+        match &self.logs {
+            Some(l) => {
+                let tail: Vec<&str> = l.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect();
+                format!("{}\n  its output:\n    {}", self.message, tail.join("\n    "))
+            }
+            None => self.message.clone(),
+        }
+    }
+}
+
+impl From<HostError> for StepError {
+    fn from(e: HostError) -> Self {
+        StepError { transient: e.is_transient(), message: e.to_string(), logs: None }
+    }
+}
+
+/// What a running step can report.
+pub struct StepCtx<'a> {
+    pub step: &'a Step,
+    pub attempt: u32,
+    started: Instant,
+    reporter: &'a dyn Reporter,
+}
+
+impl StepCtx<'_> {
+    fn emit(&self, kind: ApplyEventKind) {
+        self.reporter.event(&ApplyEvent { elapsed: self.started.elapsed(), kind });
+    }
+
+    /// A log line under a topic, like the reference's `[etcd] Saving snapshot …`.
+    pub fn log(&self, topic: &str, message: impl Into<String>) {
+        self.emit(ApplyEventKind::StepLog {
+            id: self.step.id.clone(),
+            host: self.step.host.clone(),
+            level: Level::Info,
+            topic: topic.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// A warning line.
+    pub fn warn(&self, topic: &str, message: impl Into<String>) {
+        self.emit(ApplyEventKind::StepLog {
+            id: self.step.id.clone(),
+            host: self.step.host.clone(),
+            level: Level::Warn,
+            topic: topic.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// Progress of a transfer.
+    pub fn bytes(&self, bytes: u64, total: Option<u64>) {
+        self.emit(ApplyEventKind::BytesTransferred {
+            id: self.step.id.clone(),
+            host: self.step.host.clone(),
+            bytes,
+            total,
+        });
+    }
+}
+
+/// What each step kind does.
+#[async_trait]
+pub trait StepRunner: Send + Sync {
+    /// Runs one step; must be idempotent.
+    async fn run(&self, step: &Step, ctx: &StepCtx<'_>) -> Result<(), StepError>;
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// At most this many steps at once; `None` is unbounded.
+    pub parallelism: Option<usize>,
+    /// Attempts for a step that fails with transient errors.
+    pub max_attempts: u32,
+    /// Delay before the first retry; doubled each time.
+    pub backoff: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions { parallelism: None, max_attempts: 3, backoff: Duration::from_secs(1) }
+    }
+}
+
+/// A step that failed.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub step: StepId,
+    pub kind: StepKind,
+    pub host: Option<HostAddr>,
+    pub error: StepError,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.host {
+            Some(h) => write!(f, "step {} on host {h} failed: {}", self.kind, self.error.full()),
+            None => write!(f, "step {} failed: {}", self.kind, self.error.full()),
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub finished: usize,
+    pub skipped: usize,
+    pub failures: Vec<Failure>,
+    pub not_started: usize,
+}
+
+impl RunOutcome {
+    /// Every step finished or was already done.
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty() && self.not_started == 0
+    }
+}
+
+/// Runs `plan`, skipping `done` steps, journaling to `journal`.
+pub async fn run(
+    plan: &Plan,
+    runner: &dyn StepRunner,
+    journal: &mut JournalWriter,
+    done: &HashSet<StepId>,
+    opts: &RunOptions,
+    reporter: &dyn Reporter,
+    redact: &(dyn Fn(&str) -> String + Sync),
+) -> Result<RunOutcome, JournalError> {
+    let (graph, nodes) = plan.graph().map_err(|e| JournalError::Corrupt {
+        path: journal.path().to_path_buf(),
+        line: 1,
+        reason: e.to_string(),
+    })?;
+    let n = plan.steps.len();
+    let started = Instant::now();
+    let emit = |kind| reporter.event(&ApplyEvent { elapsed: started.elapsed(), kind });
+    let mut waiting: Vec<usize> =
+        nodes.iter().map(|&ni| graph.neighbors_directed(ni, petgraph::Incoming).count()).collect();
+    let dependents: Vec<Vec<usize>> = nodes
+        .iter()
+        .map(|&ni| {
+            let mut d: Vec<usize> = graph.neighbors_directed(ni, petgraph::Outgoing).map(|m| graph[m]).collect();
+            d.sort_unstable();
+            d
+        })
+        .collect();
+    let mut ready: VecDeque<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
+    let limit = opts.parallelism.unwrap_or(usize::MAX).max(1);
+    let already_done = plan.steps.iter().filter(|s| done.contains(&s.id)).count();
+    let hosts: HashSet<&HostAddr> = plan.steps.iter().filter_map(|s| s.host.as_ref()).collect();
+    journal.push(&Record::RunStarted { at: now_rfc3339(), resumed: !done.is_empty() });
+    emit(ApplyEventKind::RunStarted { steps: n, already_done, hosts: hosts.len() });
+
+    let mut running = FuturesUnordered::new();
+    let mut durable_pending: Vec<usize> = Vec::new();
+    let mut in_flush: Vec<usize> = Vec::new();
+    let mut outcome = RunOutcome { finished: 0, skipped: 0, failures: Vec::new(), not_started: 0 };
+    let mut cancelling = false;
+
+    fn release(i: usize, dependents: &[Vec<usize>], waiting: &mut [usize], ready: &mut VecDeque<usize>) {
+        for &d in &dependents[i] {
+            waiting[d] -= 1;
+            if waiting[d] == 0 {
+                ready.push_back(d);
+            }
+        }
+    }
+
+    loop {
+        while !cancelling && running.len() < limit {
+            let Some(i) = ready.pop_front() else { break };
+            let step = &plan.steps[i];
+            if step.kind() == StepKind::Barrier {
+                release(i, &dependents, &mut waiting, &mut ready);
+                continue;
+            }
+            if done.contains(&step.id) && step.kind().skippable_on_resume() {
+                outcome.skipped += 1;
+                emit(ApplyEventKind::StepSkipped { id: step.id.clone(), host: step.host.clone() });
+                release(i, &dependents, &mut waiting, &mut ready);
+                continue;
+            }
+            journal.push(&Record::Started { step: step.id.clone(), attempt: 1 });
+            running.push(run_step(i, step, runner, opts, reporter, started));
+        }
+        // Only finished records hold anything up; started records ride along with them.
+        if !journal.is_flushing() && !durable_pending.is_empty() {
+            in_flush = std::mem::take(&mut durable_pending);
+            journal.start_flush();
+        }
+        if running.is_empty() && !journal.is_flushing() && (ready.is_empty() || cancelling) {
+            break;
+        }
+        tokio::select! {
+            Some((i, result, took)) = running.next(), if !running.is_empty() => {
+                let step = &plan.steps[i];
+                match result {
+                    Ok(()) => {
+                        outcome.finished += 1;
+                        journal.push(&Record::Finished { step: step.id.clone() });
+                        durable_pending.push(i);
+                        emit(ApplyEventKind::StepFinished {
+                            id: step.id.clone(), kind: step.kind(), host: step.host.clone(), millis: took.as_millis() as u64,
+                        });
+                    }
+                    Err(mut e) => {
+                        e.message = redact(&e.message);
+                        e.logs = e.logs.map(|l| redact(&l));
+                        journal.push(&Record::Failed { step: step.id.clone(), error: e.full() });
+                        emit(ApplyEventKind::StepFailed {
+                            id: step.id.clone(), kind: step.kind(), host: step.host.clone(), error: e.full(),
+                        });
+                        if !cancelling {
+                            cancelling = true;
+                            emit(ApplyEventKind::RunCancelling {
+                                reason: format!("{} failed; no new step starts, running steps finish", step.id),
+                            });
+                        }
+                        outcome.failures.push(Failure { step: step.id.clone(), kind: step.kind(), host: step.host.clone(), error: e });
+                    }
+                }
+            }
+            r = journal.finish_flush(), if journal.is_flushing() => {
+                r?;
+                for i in std::mem::take(&mut in_flush) {
+                    release(i, &dependents, &mut waiting, &mut ready);
+                }
+            }
+        }
+    }
+    let real_steps = plan.steps.iter().filter(|s| s.kind() != StepKind::Barrier).count();
+    outcome.not_started = real_steps - outcome.finished - outcome.skipped - outcome.failures.len();
+    journal.push(&Record::RunEnded { at: now_rfc3339(), ok: outcome.ok() });
+    journal.sync().await?;
+    emit(ApplyEventKind::RunFinished {
+        ok: outcome.ok(),
+        finished: outcome.finished,
+        skipped: outcome.skipped,
+        failed: outcome.failures.len(),
+        not_started: outcome.not_started,
+    });
+    Ok(outcome)
+}
+
+async fn run_step<'a>(
+    i: usize,
+    step: &'a Step,
+    runner: &'a dyn StepRunner,
+    opts: &'a RunOptions,
+    reporter: &'a dyn Reporter,
+    started: Instant,
+) -> (usize, Result<(), StepError>, Duration) {
+    let t0 = Instant::now();
+    let mut attempt = 1;
+    loop {
+        reporter.event(&ApplyEvent {
+            elapsed: started.elapsed(),
+            kind: ApplyEventKind::StepStarted {
+                id: step.id.clone(),
+                kind: step.kind(),
+                host: step.host.clone(),
+                attempt,
+            },
+        });
+        let ctx = StepCtx { step, attempt, started, reporter };
+        match runner.run(step, &ctx).await {
+            Ok(()) => return (i, Ok(()), t0.elapsed()),
+            Err(e) if e.transient && attempt < opts.max_attempts => {
+                let delay = opts.backoff * 2u32.pow(attempt - 1);
+                reporter.event(&ApplyEvent {
+                    elapsed: started.elapsed(),
+                    kind: ApplyEventKind::StepRetrying {
+                        id: step.id.clone(),
+                        host: step.host.clone(),
+                        attempt,
+                        error: e.message.clone(),
+                        delay_ms: delay.as_millis() as u64,
+                    },
+                });
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+            Err(e) => return (i, Err(e), t0.elapsed()),
+        }
+    }
+}

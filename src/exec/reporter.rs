@@ -1,0 +1,155 @@
+//! Reporters: events turned into what a person or a program reads.
+//!
+//! - [`Human`]: on a terminal, a progress line per host (indicatif) with log lines above
+//!   it; elsewhere (CI logs, pipes), plain lines in the reference's shape,
+//!   `INFO[0004] [etcd] Saving snapshot [x] on host [y]`, with no escape codes.
+//! - [`JsonLines`]: one JSON object per event, for `--json`.
+
+use super::events::{ApplyEvent, ApplyEventKind, Level, Reporter};
+use crate::config::HostAddr;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Mutex;
+
+/// One progress line per host (`None`: cluster-wide steps).
+type Bars = Mutex<HashMap<Option<HostAddr>, ProgressBar>>;
+
+/// Human output, with progress bars when `tty`.
+pub struct Human {
+    bars: Option<(MultiProgress, Bars)>,
+}
+
+impl Human {
+    /// A reporter writing to stderr; bars only when `tty`.
+    pub fn new(tty: bool) -> Human {
+        let bars =
+            tty.then(|| (MultiProgress::with_draw_target(ProgressDrawTarget::stderr()), Mutex::new(HashMap::new())));
+        Human { bars }
+    }
+
+    fn line(&self, text: String) {
+        match &self.bars {
+            Some((mp, _)) => {
+                let _ = mp.println(text);
+            }
+            None => {
+                let mut err = std::io::stderr().lock();
+                let _ = writeln!(err, "{text}");
+            }
+        }
+    }
+
+    fn bar(&self, host: &Option<HostAddr>) -> Option<ProgressBar> {
+        let (mp, bars) = self.bars.as_ref()?;
+        let mut bars = bars.lock().expect("bars lock");
+        Some(
+            bars.entry(host.clone())
+                .or_insert_with(|| {
+                    let pb = mp.add(ProgressBar::new_spinner());
+                    pb.set_style(
+                        ProgressStyle::with_template("{spinner} {prefix:<16} {wide_msg}").expect("valid template"),
+                    );
+                    pb.set_prefix(host.as_ref().map(|h| h.to_string()).unwrap_or_else(|| "cluster".into()));
+                    pb.enable_steady_tick(std::time::Duration::from_millis(120));
+                    pb
+                })
+                .clone(),
+        )
+    }
+}
+
+fn stamp(level: &str, e: &ApplyEvent) -> String {
+    format!("{level}[{:04}]", e.elapsed.as_secs())
+}
+
+impl Reporter for Human {
+    fn event(&self, e: &ApplyEvent) {
+        match &e.kind {
+            ApplyEventKind::RunStarted { steps, already_done, hosts } => {
+                if *already_done > 0 {
+                    self.line(format!(
+                        "{} Resuming: {already_done} of {steps} steps were done by an earlier run",
+                        stamp("INFO", e)
+                    ));
+                } else {
+                    self.line(format!("{} Applying {steps} steps on {hosts} hosts", stamp("INFO", e)));
+                }
+            }
+            ApplyEventKind::StepLog { level, topic, message, .. } => {
+                let lvl = match level {
+                    Level::Info => "INFO",
+                    Level::Warn => "WARN",
+                };
+                self.line(format!("{} [{topic}] {message}", stamp(lvl, e)));
+            }
+            ApplyEventKind::StepStarted { kind, host, attempt, .. } => {
+                if let Some(pb) = self.bar(host) {
+                    pb.set_style(
+                        ProgressStyle::with_template("{spinner} {prefix:<16} {wide_msg}").expect("valid template"),
+                    );
+                    let retry = if *attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
+                    pb.set_message(format!("{kind}{retry}"));
+                }
+            }
+            ApplyEventKind::BytesTransferred { host, bytes, total, .. } => {
+                if let Some(pb) = self.bar(host) {
+                    if let Some(t) = total
+                        && pb.length() != Some(*t)
+                    {
+                        pb.set_length(*t);
+                        pb.set_style(
+                            ProgressStyle::with_template(
+                                "{spinner} {prefix:<16} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+                            )
+                            .expect("valid template"),
+                        );
+                    }
+                    pb.set_position(*bytes);
+                }
+            }
+            ApplyEventKind::StepRetrying { id, attempt, error, delay_ms, .. } => {
+                self.line(format!(
+                    "{} {id}: attempt {attempt} failed ({error}); retrying in {:.1}s",
+                    stamp("WARN", e),
+                    *delay_ms as f64 / 1000.0
+                ));
+            }
+            ApplyEventKind::StepFinished { host, kind, .. } => {
+                if let Some(pb) = self.bar(host) {
+                    pb.set_message(format!("{kind} done"));
+                }
+            }
+            ApplyEventKind::StepSkipped { .. } => {}
+            ApplyEventKind::StepFailed { kind, host, error, .. } => {
+                let on = host.as_ref().map(|h| format!(" on host [{h}]")).unwrap_or_default();
+                self.line(format!("{} [{kind}] failed{on}: {error}", stamp("ERRO", e)));
+                if let Some(pb) = self.bar(host) {
+                    pb.set_message(format!("{kind} FAILED"));
+                }
+            }
+            ApplyEventKind::RunCancelling { reason } => {
+                self.line(format!("{} Stopping: {reason}", stamp("WARN", e)));
+            }
+            ApplyEventKind::RunFinished { .. } => {
+                if let Some((mp, bars)) = &self.bars {
+                    for pb in bars.lock().expect("bars lock").values() {
+                        pb.finish();
+                    }
+                    let _ = mp.clear();
+                }
+            }
+        }
+    }
+}
+
+/// One JSON object per event on stdout.
+pub struct JsonLines;
+
+impl Reporter for JsonLines {
+    fn event(&self, e: &ApplyEvent) {
+        let mut out = std::io::stdout().lock();
+        let _ = serde_json::to_writer(&mut out, e);
+        let _ = out.write_all(b"\n");
+    }
+}

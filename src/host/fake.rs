@@ -1,0 +1,596 @@
+//! An in-memory host for engine tests: containers, files and images in a `BTreeMap`.
+//!
+//! The fake plays the helpers rkectl runs (cleaner, restore, checksum checker, snapshot,
+//! health check…) by their container names, on its own files, just enough for a test to
+//! tell "restored from snapshot X" from "still the old data". It can also be told to fail
+//! an operation, be unreachable, or "crash" at the N-th operation of a whole world: the
+//! operation then never completes, as if the rkectl process had been killed mid-step.
+
+use super::{ByteStream, Connector, ContainerInfo, ContainerSpec, DirEntry, DockerInfo, Host, HostError, HostResult};
+use crate::agent::report::{self, Done, HealthReport, MemberHealth, SnapshotReport};
+use crate::config::{HostAddr, Node};
+use crate::etcd::{names, paths};
+use crate::plan::step::Checksum;
+use async_trait::async_trait;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::sync::Notify;
+
+/// A container on a fake host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeContainer {
+    pub spec_image: String,
+    pub cmd: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub running: bool,
+    pub exit_code: Option<i64>,
+    pub logs: String,
+    pub id: String,
+}
+
+/// The state of one fake host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FakeHostState {
+    pub reachable: bool,
+    pub docker_up: bool,
+    pub images: BTreeSet<String>,
+    pub containers: BTreeMap<String, FakeContainer>,
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+impl FakeHostState {
+    /// A healthy host with the given images.
+    pub fn up(images: &[&str]) -> Self {
+        FakeHostState {
+            reachable: true,
+            docker_up: true,
+            images: images.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// The etcd data as the fake keeps it (`/var/lib/etcd/member/db`).
+    pub fn etcd_data(&self) -> Option<&[u8]> {
+        self.files.get(&format!("{}/member/db", paths::DATA_DIR)).map(Vec::as_slice)
+    }
+
+    /// The state without run-specific details (container ids), for comparing runs.
+    pub fn comparable(&self) -> Self {
+        let mut s = self.clone();
+        for c in s.containers.values_mut() {
+            c.id.clear();
+            c.logs.clear();
+        }
+        s
+    }
+}
+
+/// Every fake host, shared by the connector and the test.
+#[derive(Default)]
+pub struct FakeWorld {
+    pub hosts: Mutex<BTreeMap<HostAddr, FakeHostState>>,
+    /// Objects of a fake S3 bucket: name → bytes.
+    pub s3: Mutex<BTreeMap<String, Vec<u8>>>,
+    ops: AtomicUsize,
+    crash_at: Mutex<Option<usize>>,
+    /// Notified when the crash point is reached.
+    pub crashed: Notify,
+    /// Failures to inject: (host, container name) → remaining count of failing runs.
+    pub fail_container: Mutex<BTreeMap<(HostAddr, String), usize>>,
+    /// Delay added to each operation.
+    pub op_delay: Mutex<Duration>,
+    next_id: AtomicUsize,
+}
+
+impl FakeWorld {
+    /// A world of hosts, each up with the given images.
+    pub fn new(hosts: impl IntoIterator<Item = HostAddr>, images: &[&str]) -> Arc<FakeWorld> {
+        let w = FakeWorld::default();
+        {
+            let mut h = w.hosts.lock().expect("world lock");
+            for a in hosts {
+                h.insert(a, FakeHostState::up(images));
+            }
+        }
+        Arc::new(w)
+    }
+
+    /// Makes the `n`-th operation from now (1-based) never complete.
+    pub fn crash_after(&self, n: usize) {
+        *self.crash_at.lock().expect("crash lock") = Some(self.ops.load(Ordering::SeqCst) + n);
+    }
+
+    /// Clears a crash point.
+    pub fn no_crash(&self) {
+        *self.crash_at.lock().expect("crash lock") = None;
+    }
+
+    /// Operations done so far.
+    pub fn op_count(&self) -> usize {
+        self.ops.load(Ordering::SeqCst)
+    }
+
+    /// A copy of one host's state.
+    pub fn host(&self, addr: &HostAddr) -> FakeHostState {
+        self.hosts.lock().expect("world lock").get(addr).cloned().unwrap_or_default()
+    }
+
+    /// Changes one host's state.
+    pub fn with_host<R>(&self, addr: &HostAddr, f: impl FnOnce(&mut FakeHostState) -> R) -> R {
+        let mut hosts = self.hosts.lock().expect("world lock");
+        f(hosts.entry(addr.clone()).or_default())
+    }
+
+    /// Makes the next `times` runs of `container` on `host` exit non-zero.
+    pub fn fail_container(&self, host: &HostAddr, container: &str, times: usize) {
+        self.fail_container.lock().expect("fail lock").insert((host.clone(), container.to_string()), times);
+    }
+
+    /// Counts an operation; at the crash point the caller must never complete.
+    async fn tick(&self) {
+        let delay = *self.op_delay.lock().expect("delay lock");
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let n = self.ops.fetch_add(1, Ordering::SeqCst) + 1;
+        let crash = *self.crash_at.lock().expect("crash lock");
+        if crash == Some(n) {
+            self.crashed.notify_waiters();
+            self.crashed.notify_one();
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Connects to fake hosts.
+pub struct FakeConnector(pub Arc<FakeWorld>);
+
+#[async_trait]
+impl Connector for FakeConnector {
+    async fn connect(&self, node: &Node) -> HostResult<Arc<dyn Host>> {
+        self.0.tick().await;
+        let state = self.0.host(&node.address);
+        if !state.reachable {
+            return Err(HostError::Unreachable {
+                host: node.address.clone(),
+                reason: "connection refused (fake)".into(),
+                transient: false,
+            });
+        }
+        Ok(Arc::new(FakeHost { addr: node.address.clone(), world: self.0.clone() }))
+    }
+}
+
+/// One fake host.
+pub struct FakeHost {
+    addr: HostAddr,
+    world: Arc<FakeWorld>,
+}
+
+impl FakeHost {
+    async fn with<R>(&self, op: &str, f: impl FnOnce(&mut FakeHostState) -> HostResult<R>) -> HostResult<R> {
+        self.world.tick().await;
+        let mut hosts = self.world.hosts.lock().expect("world lock");
+        let s = hosts.entry(self.addr.clone()).or_default();
+        if !s.reachable {
+            return Err(HostError::Unreachable {
+                host: self.addr.clone(),
+                reason: format!("{op}: connection lost (fake)"),
+                transient: true,
+            });
+        }
+        f(s)
+    }
+
+    fn docker(&self, s: &FakeHostState) -> HostResult<()> {
+        if s.docker_up {
+            Ok(())
+        } else {
+            Err(HostError::DockerDown {
+                host: self.addr.clone(),
+                reason: "Cannot connect to the Docker daemon (fake)".into(),
+            })
+        }
+    }
+}
+
+fn arg<'a>(cmd: &'a [String], flag: &str) -> Option<&'a str> {
+    cmd.iter().position(|a| a == flag).and_then(|i| cmd.get(i + 1)).map(String::as_str).or_else(|| {
+        let prefix = format!("{flag}=");
+        cmd.iter().find_map(|a| a.strip_prefix(&prefix))
+    })
+}
+
+fn snapshot_report(name: &str, data: &[u8]) -> SnapshotReport {
+    let corrupt = data.starts_with(b"CORRUPT");
+    SnapshotReport {
+        name: name.to_string(),
+        size: data.len() as u64,
+        checksum: Checksum::of(data),
+        etcd_ok: !corrupt,
+        problem: corrupt.then(|| "sha256 trailer mismatch (fake)".to_string()),
+        etcd: None,
+        uploaded: false,
+    }
+}
+
+/// Plays a helper container on the host's files; returns (exit code, logs).
+fn simulate(
+    world: &FakeWorld,
+    addr: &HostAddr,
+    hosts: &mut BTreeMap<HostAddr, FakeHostState>,
+    name: &str,
+    cmd: &[String],
+) -> (i64, String) {
+    let data_db = format!("{}/member/db", paths::DATA_DIR);
+    let staging_db = format!("{}/restore-staging/member/db", paths::DATA_DIR);
+    let running_members: Vec<(HostAddr, Vec<u8>)> = hosts
+        .iter()
+        .filter(|(_, s)| s.reachable && s.containers.get(names::ETCD).is_some_and(|c| c.running))
+        .map(|(a, s)| (a.clone(), s.etcd_data().unwrap_or_default().to_vec()))
+        .collect();
+    let s = hosts.get_mut(addr).expect("host exists");
+    match name {
+        names::CLEANER => {
+            let prefix = format!("{}/", paths::DATA_DIR);
+            s.files.retain(|k, _| !k.starts_with(&prefix));
+            (0, report::line(&Done { changed: true, detail: "cleaned".into() }))
+        }
+        names::RESTORE => {
+            let snap = cmd.get(2).cloned().unwrap_or_default();
+            let member = arg(cmd, "--name").unwrap_or("?").to_string();
+            if s.files.keys().any(|k| k.starts_with(&format!("{}/restore-staging", paths::DATA_DIR))) {
+                return (1, "Error: data-dir exists".into());
+            }
+            match s.files.get(&snap).cloned() {
+                Some(content) => {
+                    let mut db = content;
+                    db.extend_from_slice(format!("|member={member}").as_bytes());
+                    s.files.insert(staging_db, db);
+                    (0, "restored".into())
+                }
+                None => (1, format!("Error: open {snap}: no such file or directory")),
+            }
+        }
+        names::RESTORE_FINISH => match s.files.remove(&staging_db) {
+            Some(db) => {
+                s.files.insert(data_db, db);
+                (0, report::line(&Done { changed: true, detail: "moved".into() }))
+            }
+            None if s.files.contains_key(&data_db) => {
+                (0, report::line(&Done { changed: false, detail: "already".into() }))
+            }
+            None => (1, "no staged data".into()),
+        },
+        names::CHECKSUM_CHECKER => {
+            let mut out = Vec::new();
+            let mut code = 0;
+            for w in cmd.windows(2).filter(|w| w[0] == "--path") {
+                let path = w[1].as_str();
+                match s.files.get(path) {
+                    Some(d) => out.push(report::line(&snapshot_report(path.rsplit('/').next().unwrap_or(path), d))),
+                    None => {
+                        code = 1;
+                        out.push(format!("{path}: no such file"));
+                    }
+                }
+            }
+            (code, out.join("\n"))
+        }
+        names::SNAPSHOT_ONCE => {
+            let name = arg(cmd, "--name").unwrap_or_default().to_string();
+            let Some(data) = s.etcd_data().map(<[u8]>::to_vec) else {
+                return (1, "etcd is not running (fake)".into());
+            };
+            let mut snap = b"snapshot:".to_vec();
+            snap.extend(data);
+            let mut r = snapshot_report(&name, &snap);
+            s.files.insert(format!("{}/{name}", paths::SNAPSHOT_DIR), snap.clone());
+            if arg(cmd, "--bucket").is_some() {
+                world.s3.lock().expect("s3 lock").insert(name.clone(), snap);
+                r.uploaded = true;
+            }
+            s.files
+                .insert(format!("{}/{name}.json", paths::SNAPSHOT_META_DIR), serde_json::to_vec(&r).expect("report"));
+            (0, report::line(&r))
+        }
+        names::S3_DOWNLOAD => {
+            let name = arg(cmd, "--name").unwrap_or_default().to_string();
+            match world.s3.lock().expect("s3 lock").get(&name).cloned() {
+                Some(d) => {
+                    let r = snapshot_report(&name, &d);
+                    s.files.insert(format!("{}/{name}", paths::SNAPSHOT_DIR), d);
+                    s.files.insert(
+                        format!("{}/{name}.json", paths::SNAPSHOT_META_DIR),
+                        serde_json::to_vec(&r).expect("report"),
+                    );
+                    (0, report::line(&r))
+                }
+                None => (1, format!("{name}: NoSuchKey")),
+            }
+        }
+        names::SNAPSHOT_PRUNE => {
+            let mut it = cmd.iter();
+            while let Some(a) = it.next() {
+                if a == "--name"
+                    && let Some(n) = it.next()
+                {
+                    s.files.remove(&format!("{}/{n}", paths::SNAPSHOT_DIR));
+                    s.files.remove(&format!("{}/{n}.json", paths::SNAPSHOT_META_DIR));
+                }
+            }
+            (0, report::line(&Done { changed: true, detail: "deleted".into() }))
+        }
+        names::HEALTH_CHECK => {
+            if cmd.first().map(String::as_str) == Some("health") {
+                let endpoints = arg(cmd, "--endpoints").unwrap_or_default();
+                let members = endpoints
+                    .split(',')
+                    .map(|e| {
+                        let host = e.trim_start_matches("https://").split(':').next().unwrap_or_default();
+                        let found = running_members.iter().find(|(a, _)| a.as_str() == host);
+                        MemberHealth {
+                            endpoint: e.to_string(),
+                            healthy: found.is_some(),
+                            // Members restored from one snapshot agree; the member suffix is not data.
+                            revision: found.map(|(_, d)| {
+                                let data = d.split(|b| *b == b'|').next().unwrap_or_default();
+                                data.iter().map(|b| i64::from(*b)).sum::<i64>() % 1000
+                            }),
+                            error: found.is_none().then(|| "connection refused (fake)".to_string()),
+                        }
+                    })
+                    .collect();
+                (0, report::line(&HealthReport { members, member_names: Vec::new() }))
+            } else {
+                (0, report::line(&Done { changed: true, detail: "member change".into() }))
+            }
+        }
+        _ => (0, String::new()),
+    }
+}
+
+#[async_trait]
+impl Host for FakeHost {
+    fn addr(&self) -> &HostAddr {
+        &self.addr
+    }
+
+    async fn docker_info(&self) -> HostResult<DockerInfo> {
+        self.with("docker info", |s| {
+            self.docker(s)?;
+            Ok(DockerInfo { server_version: "24.0.7".into(), root_dir: "/var/lib/docker".into() })
+        })
+        .await
+    }
+
+    async fn image_present(&self, image: &str) -> HostResult<bool> {
+        self.with("inspect image", |s| {
+            self.docker(s)?;
+            Ok(s.images.contains(image))
+        })
+        .await
+    }
+
+    async fn pull_image(&self, image: &str) -> HostResult<()> {
+        self.with("pull", |s| {
+            self.docker(s)?;
+            if image.contains("missing") {
+                return Err(HostError::ImageUnavailable {
+                    host: self.addr.clone(),
+                    image: image.into(),
+                    reason: "not found (fake)".into(),
+                });
+            }
+            s.images.insert(image.to_string());
+            Ok(())
+        })
+        .await
+    }
+
+    async fn inspect_container(&self, name: &str) -> HostResult<Option<ContainerInfo>> {
+        self.with("inspect container", |s| {
+            self.docker(s)?;
+            Ok(s.containers.get(name).map(|c| ContainerInfo {
+                id: c.id.clone(),
+                name: name.to_string(),
+                image: c.spec_image.clone(),
+                running: c.running,
+                restarting: false,
+                exit_code: c.exit_code,
+                labels: c.labels.clone(),
+            }))
+        })
+        .await
+    }
+
+    async fn create_container(&self, spec: &ContainerSpec) -> HostResult<String> {
+        let id = format!("fake{:08}", self.world.next_id.fetch_add(1, Ordering::SeqCst));
+        self.with("create container", |s| {
+            self.docker(s)?;
+            if !s.images.contains(&spec.image) {
+                return Err(HostError::Docker {
+                    host: self.addr.clone(),
+                    op: "create".into(),
+                    reason: format!("No such image: {}", spec.image),
+                    transient: false,
+                });
+            }
+            if spec.entrypoint.as_ref().and_then(|e| e.first()).is_some_and(|b| b.ends_with("etcdutl"))
+                && spec.image.contains("v3.4")
+            {
+                return Err(HostError::Docker {
+                    host: self.addr.clone(),
+                    op: "create".into(),
+                    reason: "exec: \"/usr/local/bin/etcdutl\": stat /usr/local/bin/etcdutl: no such file or directory"
+                        .into(),
+                    transient: false,
+                });
+            }
+            if s.containers.contains_key(&spec.name) {
+                return Err(HostError::Docker {
+                    host: self.addr.clone(),
+                    op: "create".into(),
+                    reason: format!("Conflict. The container name \"/{}\" is already in use", spec.name),
+                    transient: false,
+                });
+            }
+            s.containers.insert(
+                spec.name.clone(),
+                FakeContainer {
+                    spec_image: spec.image.clone(),
+                    cmd: spec.cmd.clone(),
+                    labels: spec.labels.clone(),
+                    running: false,
+                    exit_code: None,
+                    logs: String::new(),
+                    id: id.clone(),
+                },
+            );
+            Ok(id.clone())
+        })
+        .await
+    }
+
+    async fn start_container(&self, name: &str) -> HostResult<()> {
+        self.world.tick().await;
+        let mut hosts = self.world.hosts.lock().expect("world lock");
+        let s = hosts.get(&self.addr).cloned().unwrap_or_default();
+        if !s.reachable {
+            return Err(HostError::Unreachable {
+                host: self.addr.clone(),
+                reason: "connection lost (fake)".into(),
+                transient: true,
+            });
+        }
+        self.docker(&s)?;
+        let Some(c) = s.containers.get(name).cloned() else {
+            return Err(HostError::Docker {
+                host: self.addr.clone(),
+                op: "start".into(),
+                reason: format!("No such container: {name}"),
+                transient: false,
+            });
+        };
+        if c.labels.contains_key(crate::etcd::containers::SPEC_HASH_LABEL) {
+            // A service: it runs until removed.
+            let st = hosts.get_mut(&self.addr).expect("host");
+            st.containers.get_mut(name).expect("container").running = true;
+            return Ok(());
+        }
+        let forced = {
+            let mut f = self.world.fail_container.lock().expect("fail lock");
+            match f.get_mut(&(self.addr.clone(), name.to_string())) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    true
+                }
+                _ => false,
+            }
+        };
+        let (code, logs) = if forced {
+            (1, "injected failure (fake)".to_string())
+        } else {
+            simulate(&self.world, &self.addr, &mut hosts, name, &c.cmd)
+        };
+        let st = hosts.get_mut(&self.addr).expect("host");
+        if let Some(c) = st.containers.get_mut(name) {
+            c.exit_code = Some(code);
+            c.logs = logs;
+        }
+        Ok(())
+    }
+
+    async fn wait_container(&self, name: &str) -> HostResult<i64> {
+        self.with("wait", |s| Ok(s.containers.get(name).and_then(|c| c.exit_code).unwrap_or(0))).await
+    }
+
+    async fn container_logs(&self, name: &str) -> HostResult<String> {
+        self.with("logs", |s| Ok(s.containers.get(name).map(|c| c.logs.clone()).unwrap_or_default())).await
+    }
+
+    async fn stop_container(&self, name: &str) -> HostResult<()> {
+        self.with("stop", |s| {
+            if let Some(c) = s.containers.get_mut(name) {
+                c.running = false;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_container(&self, name: &str) -> HostResult<bool> {
+        self.with("remove container", |s| {
+            self.docker(s)?;
+            Ok(s.containers.remove(name).is_some())
+        })
+        .await
+    }
+
+    async fn read_file(&self, path: &str) -> HostResult<Option<Vec<u8>>> {
+        self.with("read", |s| Ok(s.files.get(path).cloned())).await
+    }
+
+    async fn write_file(&self, path: &str, data: &[u8], _mode: u32) -> HostResult<()> {
+        self.with("write", |s| {
+            s.files.insert(path.to_string(), data.to_vec());
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_file(&self, path: &str) -> HostResult<bool> {
+        self.with("remove file", |s| Ok(s.files.remove(path).is_some())).await
+    }
+
+    async fn list_dir(&self, path: &str) -> HostResult<Vec<DirEntry>> {
+        let prefix = format!("{}/", path.trim_end_matches('/'));
+        self.with("list", |s| {
+            Ok(s.files
+                .iter()
+                .filter_map(|(k, v)| {
+                    let rest = k.strip_prefix(&prefix)?;
+                    (!rest.contains('/')).then(|| DirEntry {
+                        name: rest.to_string(),
+                        size: v.len() as u64,
+                        modified: 0,
+                    })
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn open_read(&self, path: &str) -> HostResult<ByteStream> {
+        let data = self
+            .with("open", |s| {
+                s.files.get(path).cloned().ok_or_else(|| HostError::Io {
+                    host: self.addr.clone(),
+                    op: "read".into(),
+                    reason: format!("{path}: no such file"),
+                    transient: false,
+                })
+            })
+            .await?;
+        Ok(Box::new(std::io::Cursor::new(data)))
+    }
+
+    async fn write_stream(&self, path: &str, mut data: ByteStream, _mode: u32) -> HostResult<u64> {
+        let mut buf = Vec::new();
+        data.read_to_end(&mut buf).await.map_err(|e| HostError::Io {
+            host: self.addr.clone(),
+            op: "write".into(),
+            reason: e.to_string(),
+            transient: true,
+        })?;
+        let n = buf.len() as u64;
+        self.with("write", |s| {
+            s.files.insert(path.to_string(), buf);
+            Ok(n)
+        })
+        .await
+    }
+}

@@ -1,0 +1,294 @@
+//! Refresh: what the hosts and S3 look like now, read-only.
+//!
+//! Every etcd host is dialed in parallel; for each we read Docker's version, the
+//! containers rkectl cares about, which images are missing, whether there is etcd data,
+//! the certificate files, and the snapshots the action is about (hashed and checked by the
+//! checksum checker when the action depends on their content). A host that cannot be
+//! reached stops the plan here, before anything has changed anywhere.
+
+use crate::agent::report::{self, HealthReport, SnapshotReport};
+use crate::config::{Cluster, HostAddr, Node, S3Settings};
+use crate::etcd::{containers, names, paths, pki::Pki};
+use crate::host::{Host, HostError, HostPool, run_once};
+use crate::plan::observed::{ContainerFacts, HostFacts, Observed, S3Copy, S3Facts, SnapshotCopy};
+use crate::plan::step::SnapshotName;
+use crate::plan::{ActionSpec, RemovedMember};
+use futures::future::join_all;
+use miette::Diagnostic;
+use std::collections::BTreeMap;
+
+/// Why the world could not be observed; nothing was changed.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+pub enum RefreshError {
+    #[error("{0}")]
+    #[diagnostic(
+        code(rkectl::refresh::host),
+        help("nothing was changed on any host; fix the host (or cluster.yml) and plan again")
+    )]
+    Host(HostError),
+    #[error("{} hosts cannot be used: {}", .0.len(), .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    #[diagnostic(
+        code(rkectl::refresh::hosts),
+        help("nothing was changed on any host; fix the hosts (or cluster.yml) and plan again")
+    )]
+    Hosts(Vec<HostError>),
+    #[error("cannot check the snapshots on {host}: {reason}")]
+    #[diagnostic(code(rkectl::refresh::snapshot), help("nothing was changed; the checksum checker's output is above"))]
+    Checker { host: HostAddr, reason: String },
+    #[error(transparent)]
+    #[diagnostic(code(rkectl::refresh::s3), help("nothing was changed; check the S3 endpoint, bucket and keys"))]
+    S3(#[from] crate::s3::S3Error),
+}
+
+/// What to look at besides containers.
+#[derive(Debug, Clone, Default)]
+pub struct Needs {
+    /// Snapshot names to list (all when `None`), and whether to hash them.
+    pub snapshots: Option<SnapshotNeeds>,
+    pub certs: bool,
+    pub members: bool,
+}
+
+/// Which snapshots to look at.
+#[derive(Debug, Clone)]
+pub enum SnapshotNeeds {
+    /// One snapshot, hashed and checked where present.
+    One(SnapshotName),
+    /// All of them, with their recorded checksums (or hashed when `verify`).
+    All { verify: bool },
+}
+
+impl Needs {
+    /// What an action needs to be planned.
+    pub fn for_action(action: &ActionSpec) -> Needs {
+        match action {
+            ActionSpec::Up => Needs { snapshots: None, certs: true, members: true },
+            ActionSpec::EtcdSnapshotRestore { name, .. } => {
+                Needs { snapshots: Some(SnapshotNeeds::One(name.clone())), certs: false, members: false }
+            }
+            ActionSpec::EtcdSnapshotSave { name, .. } | ActionSpec::EtcdSnapshotDelete { name, .. } => {
+                Needs { snapshots: Some(SnapshotNeeds::One(name.clone())), certs: false, members: false }
+            }
+            ActionSpec::EtcdSnapshotPrune { .. } => {
+                Needs { snapshots: Some(SnapshotNeeds::All { verify: false }), certs: false, members: false }
+            }
+        }
+    }
+}
+
+/// Observes the etcd hosts (and members leaving), and S3 when `s3` is given.
+pub async fn refresh(
+    cluster: &Cluster,
+    pool: &HostPool,
+    needs: &Needs,
+    pki: Option<&Pki>,
+    s3: Option<&S3Settings>,
+    removed: &[RemovedMember],
+) -> Result<Observed, RefreshError> {
+    let nodes: Vec<&Node> = cluster.etcd_nodes().collect();
+    let results = join_all(nodes.iter().map(|n| observe_host(cluster, pool, n, needs, pki))).await;
+    let mut observed = Observed::default();
+    let mut errors = Vec::new();
+    for (n, r) in nodes.iter().zip(results) {
+        match r {
+            Ok(f) => {
+                observed.hosts.insert(n.address.clone(), f);
+            }
+            Err(Failure::Host(e)) => errors.push(e),
+            Err(Failure::Checker(reason)) => return Err(RefreshError::Checker { host: n.address.clone(), reason }),
+        }
+    }
+    match errors.len() {
+        0 => {}
+        1 => return Err(RefreshError::Host(errors.remove(0))),
+        _ => return Err(RefreshError::Hosts(errors)),
+    }
+    // Members leaving may be gone for good (the disaster-recovery case): observe them if
+    // they answer, and plan around them if not.
+    for m in removed {
+        if let Ok(host) = pool.get(&m.address).await
+            && let Ok(Some(c)) = host.inspect_container(names::ETCD).await
+        {
+            let facts = observed.hosts.entry(m.address.clone()).or_default();
+            facts
+                .containers
+                .insert(names::ETCD.into(), ContainerFacts { image: c.image, running: c.running, spec_hash: None });
+        }
+    }
+    if needs.members {
+        observe_members(cluster, pool, &mut observed).await;
+    }
+    if let Some(s3) = s3 {
+        observed.s3 = Some(observe_s3(s3, needs).await?);
+    }
+    Ok(observed)
+}
+
+enum Failure {
+    Host(HostError),
+    Checker(String),
+}
+
+impl From<HostError> for Failure {
+    fn from(e: HostError) -> Self {
+        Failure::Host(e)
+    }
+}
+
+async fn observe_host(
+    cluster: &Cluster,
+    pool: &HostPool,
+    node: &Node,
+    needs: &Needs,
+    pki: Option<&Pki>,
+) -> Result<HostFacts, Failure> {
+    let host = pool.get(&node.address).await?;
+    let mut f = HostFacts { docker_version: host.docker_info().await?.server_version, ..Default::default() };
+    for name in std::iter::once(names::ETCD)
+        .chain(std::iter::once(names::ROLLING_SNAPSHOTS))
+        .chain(names::TEMPORARY.iter().copied())
+    {
+        if let Some(c) = host.inspect_container(name).await? {
+            f.containers.insert(
+                name.to_string(),
+                ContainerFacts {
+                    image: c.image,
+                    running: c.running && !c.restarting,
+                    spec_hash: c.labels.get(containers::SPEC_HASH_LABEL).cloned(),
+                },
+            );
+        }
+    }
+    for image in [&cluster.etcd.image, &cluster.tools_image] {
+        if !host.image_present(image).await? && !f.missing_images.contains(image) {
+            f.missing_images.push(image.clone());
+        }
+    }
+    f.has_etcd_data =
+        Some(host.list_dir(&format!("{}/member/snap", paths::DATA_DIR)).await?.iter().any(|e| e.name == "db"));
+    if needs.certs {
+        let t = containers::tls_files(node);
+        let mut files = Vec::new();
+        for p in [&t.ca, &t.cert, &t.key] {
+            files.push(host.read_file(p).await?);
+        }
+        if files.iter().any(Option::is_some) {
+            f.certs_hash = Some(crate::etcd::pki::files_hash(files.iter().map(|b| b.as_deref())));
+        }
+        let _ = pki;
+    }
+    if let Some(want) = &needs.snapshots {
+        f.snapshots = observe_snapshots(cluster, host.as_ref(), want).await?;
+    }
+    Ok(f)
+}
+
+async fn observe_snapshots(
+    cluster: &Cluster,
+    host: &dyn Host,
+    want: &SnapshotNeeds,
+) -> Result<BTreeMap<SnapshotName, SnapshotCopy>, Failure> {
+    let listing = host.list_dir(paths::SNAPSHOT_DIR).await?;
+    let mut out = BTreeMap::new();
+    let mut to_hash: Vec<SnapshotName> = Vec::new();
+    for e in listing {
+        let Ok(name) = SnapshotName::new(e.name.clone()) else { continue };
+        if e.name.ends_with(".part") {
+            continue;
+        }
+        let wanted = match want {
+            SnapshotNeeds::One(n) => &name == n,
+            SnapshotNeeds::All { .. } => true,
+        };
+        if !wanted {
+            continue;
+        }
+        let copy = SnapshotCopy { size: e.size, modified: e.modified, checksum: None, etcd_ok: None, problem: None };
+        match want {
+            SnapshotNeeds::One(_) | SnapshotNeeds::All { verify: true } => to_hash.push(name.clone()),
+            SnapshotNeeds::All { verify: false } => {}
+        }
+        out.insert(name, copy);
+    }
+    if let SnapshotNeeds::All { verify: false } = want {
+        for (name, copy) in out.iter_mut() {
+            if let Some(r) = crate::steps::read_record_quiet(host, name).await
+                && r.size == copy.size
+            {
+                copy.checksum = Some(r.checksum);
+                copy.etcd_ok = Some(r.etcd_ok);
+            }
+        }
+    }
+    if !to_hash.is_empty() {
+        let refs: Vec<&SnapshotName> = to_hash.iter().collect();
+        let spec = containers::checksum_checker(cluster, &refs);
+        let out_run = run_once(host, &spec).await?;
+        let reports: Vec<SnapshotReport> = report::parse_all(&out_run.logs);
+        for name in &to_hash {
+            let copy = out.get_mut(name).expect("listed");
+            match reports.iter().find(|r| r.name == name.as_str()) {
+                Some(r) => {
+                    copy.checksum = Some(r.checksum.clone());
+                    copy.etcd_ok = Some(r.etcd_ok);
+                    copy.problem = r.problem.clone();
+                }
+                None => {
+                    return Err(Failure::Checker(format!(
+                        "the checksum checker gave no result for {name} (exit code {}): {}",
+                        out_run.exit_code,
+                        out_run.logs.lines().last().unwrap_or("")
+                    )));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn observe_members(cluster: &Cluster, pool: &HostPool, observed: &mut Observed) {
+    let running: Vec<&Node> = cluster
+        .etcd_nodes()
+        .filter(|n| observed.host(&n.address).and_then(|f| f.containers.get(names::ETCD)).is_some_and(|c| c.running))
+        .collect();
+    for via in &running {
+        let Ok(host) = pool.get(&via.address).await else { continue };
+        let spec = containers::health_check(cluster, via, &[via]);
+        let Ok(out) = run_once(host.as_ref(), &spec).await else { continue };
+        if let Some(r) = report::parse::<HealthReport>(&out.logs)
+            && !r.member_names.is_empty()
+        {
+            for n in &running {
+                if let Some(f) = observed.hosts.get_mut(&n.address) {
+                    f.members = Some(r.member_names.clone());
+                }
+            }
+            return;
+        }
+    }
+}
+
+async fn observe_s3(s3: &S3Settings, needs: &Needs) -> Result<S3Facts, RefreshError> {
+    let client = crate::s3::S3Client::new(s3).await?;
+    client.check().await?;
+    let mut snapshots = BTreeMap::new();
+    for o in client.list().await? {
+        let wanted = match &needs.snapshots {
+            Some(SnapshotNeeds::One(n)) => &o.name == n,
+            _ => true,
+        };
+        if !wanted {
+            continue;
+        }
+        let (checksum, has_pki) = if o.has_manifest {
+            match client.get_manifest(&o.name).await? {
+                Some(m) => (Some(m.checksum), m.pki.is_some()),
+                None => (None, false),
+            }
+        } else {
+            (None, false)
+        };
+        snapshots.insert(o.name.clone(), S3Copy { size: o.size, modified: o.modified, checksum, has_pki });
+    }
+    Ok(S3Facts { target: s3.target(), snapshots })
+}

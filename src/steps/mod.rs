@@ -1,0 +1,171 @@
+//! What each step kind does on a host: the Rust side of the templates in `plans/`.
+//!
+//! [`Executor`] implements [`StepRunner`]: it holds the cluster, the host pool, and the
+//! secrets a step may need (PKI keys, S3 keys), which never enter the plan or the journal.
+//! Every step is idempotent: running it again after it (or part of it) already happened
+//! leaves the same state, which is what lets an interrupted apply resume. Log lines follow
+//! the reference document's wording.
+
+mod etcd_steps;
+mod snapshot;
+
+pub use snapshot::{read_record, record_path, snapshot_path};
+
+/// rkectl's record of a snapshot on a host, ignoring any error (refresh of a listing).
+pub async fn read_record_quiet(
+    host: &dyn Host,
+    name: &crate::plan::step::SnapshotName,
+) -> Option<crate::agent::report::SnapshotReport> {
+    read_record(host, name).await.ok().flatten()
+}
+
+use crate::agent::report;
+use crate::config::{Cluster, HostAddr, Node, S3Settings};
+use crate::etcd::{names, pki::Pki};
+use crate::exec::{StepCtx, StepError, StepRunner};
+use crate::host::{ContainerSpec, Host, HostPool, RunOutput, run_once};
+use crate::plan::{Step, StepAction};
+use async_trait::async_trait;
+use std::sync::Arc;
+
+/// Runs steps against real (or fake) hosts.
+pub struct Executor {
+    pub cluster: Arc<Cluster>,
+    pub pool: Arc<HostPool>,
+    /// The cluster's PKI, for placing certificates.
+    pub pki: Option<Pki>,
+    /// S3 settings with keys, for steps that use S3.
+    pub s3: Option<S3Settings>,
+    /// How many times a failing helper container is tried inside one step attempt.
+    pub helper_attempts: u32,
+}
+
+impl Executor {
+    async fn host(&self, addr: &HostAddr) -> Result<Arc<dyn Host>, StepError> {
+        match self.pool.get(addr).await {
+            Ok(h) => Ok(h),
+            Err(e) => {
+                self.pool.forget(addr).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    fn node(&self, addr: &HostAddr) -> Result<&Node, StepError> {
+        self.cluster.node(addr).ok_or_else(|| StepError::fatal(format!("host {addr} is not in cluster.yml")))
+    }
+
+    /// Runs a temporary helper to completion; a non-zero exit is retried a few times and
+    /// then reported with the helper's output. The helper is removed either way.
+    async fn helper(&self, host: &dyn Host, spec: &ContainerSpec) -> Result<RunOutput, StepError> {
+        let mut last = None;
+        for attempt in 1..=self.helper_attempts.max(1) {
+            let out = run_once(host, spec).await?;
+            if out.exit_code == 0 {
+                return Ok(out);
+            }
+            last = Some(out);
+            if attempt < self.helper_attempts {
+                tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(attempt))).await;
+            }
+        }
+        let out = last.expect("at least one attempt");
+        Err(StepError::fatal(format!(
+            "container {} on host {} exited with code {} after {} attempt(s)",
+            spec.name,
+            host.addr(),
+            out.exit_code,
+            self.helper_attempts.max(1)
+        ))
+        .with_logs(out.logs))
+    }
+
+    /// Runs a helper and parses its report line.
+    async fn helper_report<T: for<'de> serde::Deserialize<'de>>(
+        &self,
+        host: &dyn Host,
+        spec: &ContainerSpec,
+    ) -> Result<T, StepError> {
+        let out = self.helper(host, spec).await?;
+        report::parse(&out.logs).ok_or_else(|| {
+            StepError::fatal(format!("container {} on host {} gave no report", spec.name, host.addr()))
+                .with_logs(out.logs)
+        })
+    }
+
+    async fn dial(&self, addr: &HostAddr, ctx: &StepCtx<'_>) -> Result<(), StepError> {
+        let host = self.host(addr).await?;
+        host.docker_info().await?;
+        ctx.log("dialer", format!("Setup tunnel for host [{addr}]"));
+        // A temporary container left by an earlier, killed run must never be mistaken for
+        // ours, nor block a new one with its name.
+        for name in names::TEMPORARY {
+            if host.remove_container(name).await? {
+                ctx.warn("cleanup", format!("Removed container [{name}] left by an earlier run on host [{addr}]"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl StepRunner for Executor {
+    async fn run(&self, step: &Step, ctx: &StepCtx<'_>) -> Result<(), StepError> {
+        let addr = step.host.as_ref();
+        let need = || addr.ok_or_else(|| StepError::fatal(format!("step {} has no host", step.id)));
+        match &step.action {
+            StepAction::Barrier { .. } => Ok(()),
+            StepAction::Dial => self.dial(need()?, ctx).await,
+            StepAction::PullImages { images } => {
+                let host = self.host(need()?).await?;
+                for image in images {
+                    if crate::host::ensure_image(host.as_ref(), image).await? {
+                        ctx.log("image", format!("Pulled image [{image}] on host [{}]", host.addr()));
+                    }
+                }
+                Ok(())
+            }
+            StepAction::VerifySnapshot { snapshot, expect } => {
+                self.verify_snapshot(need()?, snapshot, expect.as_ref(), ctx).await
+            }
+            StepAction::FetchSnapshot { snapshot, expect, source } => {
+                self.fetch_snapshot(need()?, snapshot, expect.as_ref(), source, ctx).await
+            }
+            StepAction::SaveSnapshot { snapshot, upload } => {
+                self.save_snapshot(need()?, snapshot, upload.is_some(), ctx).await
+            }
+            StepAction::DeleteSnapshot { snapshot, from } => self.delete_snapshot(addr, snapshot, from, ctx).await,
+            StepAction::CleanHost => self.clean_host(need()?, ctx).await,
+            StepAction::Restore { snapshot, member, initial_cluster, .. } => {
+                let ic = crate::etcd::resolve_initial_cluster(&self.cluster, initial_cluster);
+                self.restore(need()?, snapshot, member, &ic, ctx).await
+            }
+            StepAction::DeployCerts { member } => self.deploy_certs(need()?, member, ctx).await,
+            StepAction::StartEtcd { initial_cluster, cluster_state, .. } => {
+                let ic = crate::etcd::resolve_initial_cluster(&self.cluster, initial_cluster);
+                self.start_etcd(need()?, &ic, *cluster_state, ctx).await
+            }
+            StepAction::MemberAdd { member, peer_url } => self.member_add(need()?, member, peer_url, ctx).await,
+            StepAction::MemberRemove { member } => self.member_remove(need()?, member, ctx).await,
+            StepAction::RemoveEtcd => self.remove_etcd(need()?, ctx).await,
+            StepAction::LogLinker { container } => self.log_linker(need()?, container, ctx).await,
+            StepAction::RemoveLogLinker => {
+                let host = self.host(need()?).await?;
+                host.remove_container(names::LOG_LINKER).await?;
+                ctx.log("remove/rke-log-linker", format!("Successfully removed container on host [{}]", host.addr()));
+                Ok(())
+            }
+            StepAction::HealthCheck { members, same_revision } => self.health_check(members, *same_revision, ctx).await,
+            StepAction::StartRollingSnapshots { settings, .. } => self.start_rolling(need()?, settings, ctx).await,
+            StepAction::RemoveRollingSnapshots => {
+                let host = self.host(need()?).await?;
+                host.remove_container(names::ROLLING_SNAPSHOTS).await?;
+                ctx.log(
+                    "remove/etcd-rolling-snapshots",
+                    format!("Successfully removed container on host [{}]", host.addr()),
+                );
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! The engine on fake hosts: plan shape, barriers, crash and resume, failures, locking.
+
+mod common;
+
+use common::*;
+use rkectl::config::HostAddr;
+use rkectl::etcd::names;
+use rkectl::exec::events::{ApplyEventKind, Recorder};
+use rkectl::plan::render::{RenderOptions, render};
+use rkectl::plan::{Plan, StepKind};
+use rkectl::state::journal;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+fn golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("missing golden file {}; run with UPDATE_GOLDEN=1", path.display()));
+    if expected != actual {
+        let diff =
+            similar::TextDiff::from_lines(&expected, actual).unified_diff().header("golden", "actual").to_string();
+        panic!("{name} differs from its golden file:\n{diff}");
+    }
+}
+
+/// For each step, every step it transitively waits for.
+fn ancestors(plan: &Plan) -> HashMap<String, HashSet<String>> {
+    let mut out: HashMap<String, HashSet<String>> = HashMap::new();
+    for s in &plan.steps {
+        let mut set = HashSet::new();
+        for a in &s.after {
+            set.insert(a.0.clone());
+            set.extend(out.get(&a.0).cloned().unwrap_or_default());
+        }
+        out.insert(s.id.0.clone(), set);
+    }
+    out
+}
+
+fn assert_restore_shape(plan: &Plan, etcd_hosts: &[HostAddr]) {
+    plan.graph().expect("acyclic");
+    let anc = ancestors(plan);
+    let order = [
+        StepKind::Dial,
+        StepKind::CleanHost,
+        StepKind::Restore,
+        StepKind::StartEtcd,
+        StepKind::LogLinker,
+        StepKind::RemoveLogLinker,
+    ];
+    for h in etcd_hosts {
+        let mine: Vec<&rkectl::plan::Step> = plan.steps.iter().filter(|s| s.host.as_ref() == Some(h)).collect();
+        let mut prev: Option<&rkectl::plan::Step> = None;
+        for kind in order {
+            let found: Vec<_> = mine.iter().filter(|s| s.kind() == kind).collect();
+            assert_eq!(found.len(), 1, "{kind} appears {} times on {h}", found.len());
+            if let Some(p) = prev {
+                assert!(anc[&found[0].id.0].contains(&p.id.0), "{} must wait for {} on {h}", found[0].id, p.id);
+            }
+            prev = Some(found[0]);
+        }
+    }
+    // No host is cleaned before every host passed its pre-flight.
+    let preflight: Vec<&rkectl::plan::Step> = plan
+        .steps
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.kind(),
+                StepKind::Dial | StepKind::VerifySnapshot | StepKind::PullImages | StepKind::FetchSnapshot
+            )
+        })
+        .collect();
+    for clean in plan.steps.iter().filter(|s| s.kind() == StepKind::CleanHost) {
+        for p in &preflight {
+            assert!(anc[&clean.id.0].contains(&p.id.0), "{} does not wait for {}", clean.id, p.id);
+        }
+    }
+}
+
+#[test]
+fn restore_plan_of_the_reference_two_node_example() {
+    let yaml = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/two-node.yml")).unwrap();
+    let yaml = format!("{yaml}system_images:\n  rkectl_tools: {TOOLS_IMAGE}\n");
+    let cfg = load(&yaml);
+    let world = running_world(&cfg.cluster, b"data-before", Some(("snapshot.db", b"snapshot-bytes")));
+    let plan = restore_plan(&cfg, &world, "snapshot.db");
+    assert_restore_shape(&plan, &etcd_addrs(&cfg.cluster));
+    assert!(
+        plan.steps.iter().all(|s| s.host.as_ref().is_none_or(|h| h.as_str() == "10.0.0.2")),
+        "node1 is not an etcd host"
+    );
+    golden("restore-two-node.txt", &render(&plan, RenderOptions::default()));
+}
+
+#[test]
+fn restore_plan_of_five_etcd_nodes() {
+    let cfg = load(&etcd_cluster_yaml(5));
+    let world = running_world(&cfg.cluster, b"data-before", Some(("snap.db", b"snapshot-bytes")));
+    // node4 lost its copy: it gets one from a host that has it, before anything is cleaned.
+    world.with_host(&HostAddr(addr(4)), |h| {
+        h.files.remove("/opt/rke/etcd-snapshots/snap.db");
+    });
+    let plan = restore_plan(&cfg, &world, "snap.db");
+    assert_restore_shape(&plan, &etcd_addrs(&cfg.cluster));
+    assert_eq!(plan.steps.iter().filter(|s| s.kind() == StepKind::FetchSnapshot).count(), 1);
+    golden("restore-five-node.txt", &render(&plan, RenderOptions::default()));
+    let json = serde_json::to_value(&plan).unwrap();
+    let kinds: HashSet<&str> = json["steps"].as_array().unwrap().iter().map(|s| s["kind"].as_str().unwrap()).collect();
+    for k in ["dial", "clean-host", "restore", "start-etcd", "log-linker", "remove-log-linker"] {
+        assert!(kinds.contains(k), "--json lacks {k}");
+    }
+    for s in json["steps"].as_array().unwrap() {
+        assert!(s["id"].is_string() && s["after"].is_array() && (s["host"].is_string() || s["host"].is_null()));
+    }
+}
+
+#[test]
+fn every_template_names_known_kinds_and_compiles_to_an_acyclic_graph() {
+    use rkectl::plan::template::{self, TEMPLATES};
+    let cfg = load(&etcd_cluster_yaml(3));
+    for (file, text) in TEMPLATES {
+        let t = template::parse(file, text).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!t.phases.is_empty(), "{file} has no phases");
+    }
+    let world = running_world(&cfg.cluster, b"d", Some(("s.db", b"x")));
+    let observed = observed_for(&cfg.cluster, &world, "s.db");
+    let name = rkectl::plan::step::SnapshotName::new("s.db").unwrap();
+    use rkectl::plan::{ActionSpec, PrunePolicy};
+    for action in [
+        ActionSpec::Up,
+        ActionSpec::EtcdSnapshotSave {
+            name: rkectl::plan::step::SnapshotName::new("new.db").unwrap(),
+            generated_name: false,
+            s3: None,
+        },
+        ActionSpec::EtcdSnapshotRestore { name: name.clone(), s3: None },
+        ActionSpec::EtcdSnapshotDelete { name: name.clone(), s3: None },
+        ActionSpec::EtcdSnapshotPrune { policy: PrunePolicy::Count { keep: 1 }, s3: None },
+    ] {
+        let plan = compile(&cfg, &action, &observed);
+        plan.graph().unwrap_or_else(|e| panic!("{}: {e}", action.template_name()));
+    }
+}
+
+fn final_states(world: &rkectl::host::fake::FakeWorld, hosts: &[HostAddr]) -> Vec<rkectl::host::fake::FakeHostState> {
+    hosts.iter().map(|h| world.host(h).comparable()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_interrupted_at_every_operation_resumes_to_the_same_end_state() {
+    let cfg = load(&etcd_cluster_yaml(3));
+    let hosts = etcd_addrs(&cfg.cluster);
+    let pki = rkectl::etcd::pki::Pki::generate(&cfg.cluster).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    // The uninterrupted run.
+    let world = running_world(&cfg.cluster, b"data-after-snapshot", Some(("snap.db", b"snapshot-bytes")));
+    let plan = restore_plan(&cfg, &world, "snap.db");
+    let start_ops = world.op_count();
+    let out = apply(&cfg, &world, &pki, &plan, &dir.path().join("ref.journal"), None, &Recorder::default()).await;
+    assert!(out.ok(), "{:?}", out.failures);
+    let total_ops = world.op_count() - start_ops;
+    let reference = final_states(&world, &hosts);
+    for (h, s) in hosts.iter().zip(&reference) {
+        let data = String::from_utf8_lossy(s.etcd_data().expect("restored data"));
+        assert!(data.starts_with("snapshot-bytes|member=etcd-node"), "{h}: {data}");
+        assert!(s.containers.get(names::ETCD).is_some_and(|c| c.running));
+        for t in names::TEMPORARY {
+            assert!(!s.containers.contains_key(*t), "{t} left on {h}");
+        }
+    }
+
+    for crash_at in 1..=total_ops {
+        let world = running_world(&cfg.cluster, b"data-after-snapshot", Some(("snap.db", b"snapshot-bytes")));
+        let plan = restore_plan(&cfg, &world, "snap.db");
+        let jpath = dir.path().join(format!("crash-{crash_at}.journal"));
+        world.crash_after(crash_at);
+        {
+            let ex = executor(&cfg, &world, &pki);
+            let mut jw = journal::JournalWriter::create(&jpath, "cluster.yml", &plan).unwrap();
+            let rec = Recorder::default();
+            let (none, opts) = (HashSet::new(), fast());
+            let run = rkectl::exec::run(&plan, &ex, &mut jw, &none, &opts, &rec, &|s: &str| s.to_string());
+            tokio::select! {
+                r = run => panic!("crash point {crash_at} not reached: {:?}", r.map(|o| o.ok())),
+                _ = world.crashed.notified() => {}
+            }
+            // The process "dies": its in-flight journal write lands or not, nothing else runs.
+            let _ = jw.finish_flush().await;
+        }
+        world.no_crash();
+        // A new process: only the journal file survives.
+        let state = journal::read(&jpath).unwrap_or_else(|e| panic!("crash {crash_at}: {e}"));
+        assert_eq!(state.plan, plan);
+        let out =
+            apply(&cfg, &world, &pki, &state.plan, &jpath, Some(state.finished.clone()), &Recorder::default()).await;
+        assert!(out.ok(), "crash point {crash_at}: {:?}", out.failures);
+        assert_eq!(final_states(&world, &hosts), reference, "crash point {crash_at} of {total_ops}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_preflight_on_one_host_of_fifty_stops_everything_before_the_barrier() {
+    let cfg = load(&etcd_cluster_yaml(50));
+    let pki = rkectl::etcd::pki::Pki::generate(&cfg.cluster).unwrap();
+    let world = running_world(&cfg.cluster, b"data", Some(("snap.db", b"snapshot-bytes")));
+    let plan = restore_plan(&cfg, &world, "snap.db");
+    let bad = HostAddr(addr(17));
+    world.fail_container(&bad, names::CHECKSUM_CHECKER, 100);
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::default();
+    let out = apply(&cfg, &world, &pki, &plan, &dir.path().join("j"), None, &rec).await;
+    assert!(!out.ok());
+    let f = &out.failures[0];
+    assert_eq!(f.host.as_ref(), Some(&bad));
+    assert_eq!(f.kind, StepKind::VerifySnapshot);
+    let msg = f.to_string();
+    assert!(msg.contains(bad.as_str()) && msg.contains("verify-snapshot"), "{msg}");
+    for e in rec.events() {
+        if let ApplyEventKind::StepStarted { kind, id, .. } = &e.kind {
+            assert!(!kind.is_destructive(), "{id} started after a pre-flight failure");
+        }
+    }
+    for h in etcd_addrs(&cfg.cluster) {
+        let s = world.host(&h);
+        assert_eq!(s.etcd_data(), Some(&b"data"[..]), "{h} data changed");
+        assert!(s.containers.get(names::ETCD).is_some_and(|c| c.running), "{h} etcd stopped");
+    }
+}
+
+#[tokio::test]
+async fn a_transient_failure_is_retried_and_a_helper_failure_reports_its_logs() {
+    let cfg = load(&etcd_cluster_yaml(3));
+    let pki = rkectl::etcd::pki::Pki::generate(&cfg.cluster).unwrap();
+    let world = running_world(&cfg.cluster, b"data", Some(("snap.db", b"snapshot-bytes")));
+    let plan = restore_plan(&cfg, &world, "snap.db");
+    // etcd-restore fails twice on node2, then works: within the bounded retries.
+    world.fail_container(&HostAddr(addr(2)), names::RESTORE, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::default();
+    let out = apply(&cfg, &world, &pki, &plan, &dir.path().join("j"), None, &rec).await;
+    assert!(out.ok(), "{:?}", out.failures);
+    let retries = rec.events().iter().filter(|e| matches!(e.kind, ApplyEventKind::StepRetrying { .. })).count();
+    assert_eq!(retries, 2);
+
+    // Failing for good: reported with the helper's output, and no helper container remains.
+    let world = running_world(&cfg.cluster, b"data", Some(("snap.db", b"snapshot-bytes")));
+    world.fail_container(&HostAddr(addr(2)), names::RESTORE, 100);
+    let out = apply(&cfg, &world, &pki, &plan, &dir.path().join("j2"), None, &Recorder::default()).await;
+    assert!(!out.ok());
+    let msg = out.failures[0].to_string();
+    assert!(msg.contains("injected failure"), "{msg}");
+    for h in etcd_addrs(&cfg.cluster) {
+        for t in names::TEMPORARY {
+            assert!(!world.host(&h).containers.contains_key(*t), "{t} left on {h}");
+        }
+    }
+}
+
+#[test]
+fn a_second_concurrent_apply_is_refused_and_says_who_holds_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cluster.rkectl-lock");
+    let first = rkectl::state::lock::ApplyLock::acquire(&path, "rkectl apply one").unwrap();
+    let err = rkectl::state::lock::ApplyLock::acquire(&path, "rkectl apply two").unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains(&std::process::id().to_string()) && msg.contains("rkectl apply one"), "{msg}");
+    drop(first);
+    let again = rkectl::state::lock::ApplyLock::acquire(&path, "rkectl apply three").unwrap();
+    assert!(again.previous.is_none(), "a clean release leaves no record");
+}
+
+#[test]
+fn journal_tolerates_a_torn_last_line_and_refuses_corruption_and_newer_formats() {
+    let cfg = load(&etcd_cluster_yaml(1));
+    let world = running_world(&cfg.cluster, b"d", Some(("s.db", b"x")));
+    let plan = restore_plan(&cfg, &world, "s.db");
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("j");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut jw = journal::JournalWriter::create(&p, "cluster.yml", &plan).unwrap();
+        jw.push(&journal::Record::Finished { step: plan.steps[0].id.clone() });
+        jw.sync().await.unwrap();
+    });
+    let mut text = std::fs::read_to_string(&p).unwrap();
+    text.push_str("{\"type\":\"finished\",\"st");
+    std::fs::write(&p, &text).unwrap();
+    let st = journal::read(&p).unwrap();
+    assert_eq!(st.finished.len(), 1);
+
+    let corrupt = text.replacen("\"type\":\"finished\"", "\"type\":\"bogus\"", 1) + "\n";
+    std::fs::write(&p, corrupt).unwrap();
+    assert!(matches!(journal::read(&p), Err(journal::JournalError::Corrupt { line: 2, .. })));
+
+    let newer = text.replacen("\"format\":1", "\"format\":99", 1);
+    std::fs::write(&p, newer).unwrap();
+    assert!(matches!(journal::read(&p), Err(journal::JournalError::NewerFormat { found: 99, .. })));
+}
