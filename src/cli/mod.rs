@@ -482,6 +482,7 @@ async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>) -> Re
     }
     eprintln!("INFO[0000] {}", start_line(&plan.action));
     let opts = RunOptions { parallelism: common.parallelism.map(|n| n as usize), ..RunOptions::default() };
+    let started = std::time::Instant::now();
     let outcome =
         exec::run(&plan, &executor, &mut jw, &done, &opts, &fan, &redactor).await.map_err(CliError::refused)?;
     if outcome.ok() {
@@ -500,9 +501,17 @@ async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>) -> Re
         journal::retire(&paths.journal).map_err(|e| {
             CliError::ApplyFailed(format!("the apply finished but its journal could not be set aside: {e}"))
         })?;
-        eprintln!("INFO[{:04}] {}", 0, done_line(&plan.action));
+        eprintln!("INFO[{:04}] {}", started.elapsed().as_secs(), done_line(&plan.action));
         drop(lock);
         Ok(())
+    } else if resume.is_none() && !touched_cluster(&plan, &paths) {
+        // Only pre-flight steps ran: nothing changed, so there is nothing to resume.
+        let first = outcome.failures.first().map(|f| f.to_string()).unwrap_or_else(|| "stopped".into());
+        let _ = journal::retire(&paths.journal);
+        Err(refuse(
+            format!("{first}\nPre-flight failed; nothing was changed on any host."),
+            "fix the cause and run the command again",
+        ))
     } else {
         let first = outcome.failures.first().map(|f| f.to_string()).unwrap_or_else(|| "stopped".into());
         Err(CliError::ApplyFailed(format!(
@@ -511,6 +520,18 @@ async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>) -> Re
             outcome.not_started,
             paths.journal.display()
         )))
+    }
+}
+
+/// Whether any step that changes the cluster started, according to the journal.
+fn touched_cluster(plan: &Plan, paths: &StatePaths) -> bool {
+    match journal::read(&paths.journal) {
+        Ok(j) => {
+            let kinds: std::collections::HashMap<_, _> = plan.steps.iter().map(|s| (&s.id, s.kind())).collect();
+            j.finished.iter().chain(&j.interrupted).any(|id| kinds.get(id).is_some_and(|k| k.changes_cluster()))
+                || j.last_failure.as_ref().is_some_and(|(id, _)| kinds.get(id).is_some_and(|k| k.changes_cluster()))
+        }
+        Err(_) => true,
     }
 }
 

@@ -320,6 +320,21 @@ impl StepKind {
         )
     }
 
+    /// Whether the step changes the cluster (anything but looking, dialing, pulling images
+    /// and placing verified snapshot copies). A run that fails before any such step began
+    /// changed nothing and is reported as refused.
+    pub fn changes_cluster(self) -> bool {
+        !matches!(
+            self,
+            StepKind::Barrier
+                | StepKind::Dial
+                | StepKind::PullImages
+                | StepKind::VerifySnapshot
+                | StepKind::FetchSnapshot
+                | StepKind::HealthCheck
+        )
+    }
+
     /// Whether re-running after a finished record may be skipped on resume. Dialing
     /// builds process-local state (the SSH session), so it is never skipped.
     pub fn skippable_on_resume(self) -> bool {

@@ -155,8 +155,23 @@ impl Executor {
             format!("Adding member [{member}] ({peer}) to the etcd cluster through host [{}]", via.address),
         );
         let spec = containers::member_change(&self.cluster, via, MemberChange::Add { member, peer_url: peer });
-        let _: Done = self.helper_report(host.as_ref(), &spec).await?;
-        Ok(())
+        // etcd refuses a new member until every current one has been connected for a few
+        // seconds ("unhealthy cluster"): right after members start, that is a wait, not a fault.
+        let start = Instant::now();
+        loop {
+            let out = run_once(host.as_ref(), &spec).await?;
+            if out.exit_code == 0 {
+                let _: Done = crate::agent::report::parse(&out.logs)
+                    .ok_or_else(|| StepError::fatal("member add gave no report").with_logs(out.logs))?;
+                return Ok(());
+            }
+            if !out.logs.contains("unhealthy cluster") || start.elapsed() > HEALTH_TIMEOUT {
+                return Err(StepError::transient(format!("adding member {member} through {} failed", via.address))
+                    .with_logs(out.logs));
+            }
+            ctx.log("add/etcd", "The cluster is not ready for a new member yet; waiting");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
     }
 
     pub(super) async fn member_remove(

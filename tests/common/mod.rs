@@ -157,3 +157,4 @@ pub async fn apply(
 pub fn etcd_addrs(cluster: &Cluster) -> Vec<HostAddr> {
     cluster.etcd_nodes().map(|n| n.address.clone()).collect()
 }
+pub mod lab;

@@ -1,0 +1,219 @@
+//! Driving the lab from tests: the `tests/lab/lab` script and the `rkectl` binary.
+//!
+//! Lab tests run only with `RKECTL_LAB=1` (the test command sets it after `lab up`); every
+//! test takes the lab's lock for its whole run and starts from `lab reset`, so tests of
+//! different binaries never share the nodes at the same time.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// A reserved, freshly reset lab and a working folder with a copy of its cluster.yml.
+pub struct Lab {
+    pub env: BTreeMap<String, String>,
+    pub dir: tempfile::TempDir,
+    _lock: File,
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The lab script.
+pub fn script() -> PathBuf {
+    repo().join("tests/lab/lab")
+}
+
+impl Lab {
+    /// The lab, reset, or `None` (with a message) when lab tests are not enabled.
+    pub fn get() -> Option<Lab> {
+        if std::env::var("RKECTL_LAB").as_deref() != Ok("1") {
+            eprintln!("lab tests are off: run them with tests/run (or RKECTL_LAB=1 after tests/lab/lab up)");
+            return None;
+        }
+        let lock_path = Path::new(&std::env::var("RKECTL_LAB_DIR").unwrap_or_else(|_| "/var/lib/rkectl-lab".into()))
+            .join("tests.lock");
+        let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).expect("lab test lock");
+        lock.lock().expect("lab test lock");
+        let out = Command::new(script()).arg("status").output().expect("lab status");
+        assert!(out.status.success(), "lab is not up: {}", String::from_utf8_lossy(&out.stderr));
+        let env: BTreeMap<String, String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+            .collect();
+        let reset = Command::new(script()).arg("reset").output().expect("lab reset");
+        assert!(reset.status.success(), "lab reset failed: {}", String::from_utf8_lossy(&reset.stderr));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lab = Lab { env, dir, _lock: lock };
+        lab.write_cluster_yml(&lab.cluster_yaml(&[("node1", "etcd"), ("node2", "etcd"), ("node3", "etcd")]));
+        Some(lab)
+    }
+
+    /// A cluster.yml for the lab with these nodes and roles (`"etcd"`, `"controlplane,worker"`).
+    pub fn cluster_yaml(&self, nodes: &[(&str, &str)]) -> String {
+        let mut s = String::from("cluster_name: rkectl-lab\nnodes:\n");
+        for (n, roles) in nodes {
+            s.push_str(&format!(
+                "  - address: {}\n    hostname_override: {n}\n    user: root\n    role: [{roles}]\n    ssh_key_path: {}\n",
+                self.addr(n),
+                self.env["SSH_KEY"]
+            ));
+        }
+        s.push_str("services:\n  etcd:\n    image: rkectl-lab/etcd:v3.4.23\n");
+        s.push_str("system_images:\n  etcd: rkectl-lab/etcd:v3.4.23\n  rkectl_tools: rkectl-lab/tools:latest\n");
+        s
+    }
+
+    /// The working copy of cluster.yml.
+    pub fn cluster_yml(&self) -> PathBuf {
+        self.dir.path().join("cluster.yml")
+    }
+
+    /// Replaces the working cluster.yml.
+    pub fn write_cluster_yml(&self, text: &str) {
+        std::fs::write(self.cluster_yml(), text).unwrap();
+    }
+
+    /// The working cluster.yml's text.
+    pub fn cluster_text(&self) -> String {
+        std::fs::read_to_string(self.cluster_yml()).unwrap()
+    }
+
+    /// Address of `nodeK`.
+    pub fn addr(&self, node: &str) -> String {
+        format!("10.77.0.1{}", &node[4..])
+    }
+
+    /// `rkectl ARGS…` in the working folder, with the lab's known_hosts.
+    pub fn rkectl(&self, args: &[&str]) -> Output {
+        self.rkectl_env(args, &[])
+    }
+
+    /// `rkectl ARGS…` with extra environment.
+    pub fn rkectl_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_rkectl"));
+        c.args(args)
+            .current_dir(self.dir.path())
+            .env("RKECTL_KNOWN_HOSTS", &self.env["KNOWN_HOSTS"])
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("RKE_CONFIG")
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().expect("run rkectl");
+        log_output(&format!("rkectl {}", args.join(" ")), &out);
+        out
+    }
+
+    /// `rkectl ARGS…` that must succeed; returns stdout + stderr.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.rkectl(args);
+        assert!(out.status.success(), "rkectl {} failed ({:?})", args.join(" "), out.status.code());
+        text(&out)
+    }
+
+    /// S3 flags for the lab's server.
+    pub fn s3_flags(&self) -> Vec<String> {
+        vec![
+            "--s3".into(),
+            "--s3-endpoint".into(),
+            self.env["S3_ENDPOINT"].clone(),
+            "--bucket-name".into(),
+            self.env["S3_BUCKET"].clone(),
+            "--access-key".into(),
+            self.env["S3_ACCESS_KEY"].clone(),
+            "--secret-key".into(),
+            self.env["S3_SECRET_KEY"].clone(),
+        ]
+    }
+
+    /// The lab script, e.g. `["exec", "node1", "docker", "ps"]`.
+    pub fn lab(&self, args: &[&str]) -> Output {
+        let out = Command::new(script())
+            .args(args)
+            .env("CLUSTER_YML", self.cluster_yml())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run lab");
+        log_output(&format!("lab {}", args.join(" ")), &out);
+        out
+    }
+
+    /// `etcdctl` through the lab (the cluster's client certificate); stdout.
+    pub fn etcdctl(&self, node: Option<&str>, args: &[&str]) -> Result<String, String> {
+        let mut a = vec!["etcdctl"];
+        if let Some(n) = node {
+            a.extend(["--node", n]);
+        }
+        a.extend(args);
+        let out = self.lab(&a);
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// The value of `key` read through `node`'s member.
+    pub fn read(&self, node: &str, key: &str) -> Option<String> {
+        let out = self
+            .etcdctl(Some(node), &["get", key, "--print-value-only"])
+            .unwrap_or_else(|e| panic!("get via {node}: {e}"));
+        let v = out.trim_end_matches('\n').to_string();
+        (!v.is_empty()).then_some(v)
+    }
+
+    /// Writes `key` through `node`'s member.
+    pub fn write(&self, node: &str, key: &str, value: &str) {
+        self.etcdctl(Some(node), &["put", key, value]).unwrap_or_else(|e| panic!("put via {node}: {e}"));
+    }
+
+    /// A shell command in a node; stdout.
+    pub fn sh(&self, node: &str, script: &str) -> String {
+        let out = self.lab(&["exec", node, "sh", "-c", script]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Names of the containers on a node (all states).
+    pub fn containers(&self, node: &str) -> Vec<String> {
+        self.sh(node, "docker ps -a --format '{{.Names}}'").lines().map(str::to_string).collect()
+    }
+
+    /// A fingerprint of everything rkectl could change on the nodes and in S3: containers
+    /// (with ids and states), files under the folders rkectl writes, and bucket objects.
+    pub fn world_fingerprint(&self, nodes: &[&str]) -> String {
+        let mut s = String::new();
+        for n in nodes {
+            s.push_str(&format!("== {n}\n"));
+            s.push_str(&self.sh(
+                n,
+                "docker ps -a --no-trunc --format '{{.ID}} {{.Names}} {{.State}}' | sort; \
+                 for d in /opt/rke /var/lib/etcd /etc/kubernetes /var/lib/rancher; do \
+                   [ -d $d ] && find $d -type f -exec sha256sum {} + | sort; done",
+            ));
+        }
+        let ls = self.lab(&["s3", "ls"]);
+        s.push_str("== s3\n");
+        s.push_str(&String::from_utf8_lossy(&ls.stdout));
+        s
+    }
+}
+
+/// stdout and stderr together.
+pub fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn log_output(what: &str, out: &Output) {
+    eprintln!("$ {what}  -> {:?}", out.status.code());
+    let t = text(out);
+    let lines: Vec<&str> = t.lines().collect();
+    let start = lines.len().saturating_sub(40);
+    for l in &lines[start..] {
+        eprintln!("  | {l}");
+    }
+}

@@ -1,0 +1,188 @@
+//! `rkectl up` against the lab: a TLS etcd plane, declarative re-runs, members joining and
+//! leaving, and hosts that cannot be used.
+
+mod common;
+
+use common::lab::{Lab, text};
+use std::process::Command;
+
+fn ca_file(lab: &Lab) -> std::path::PathBuf {
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lab.dir.path().join("cluster.rkectl-state")).unwrap()).unwrap();
+    let p = lab.dir.path().join("ca.pem");
+    std::fs::write(&p, state["pki"]["ca_cert"].as_str().unwrap()).unwrap();
+    p
+}
+
+fn member_names(lab: &Lab) -> Vec<String> {
+    let out = lab.etcdctl(Some("node1"), &["member", "list", "-w", "json"]).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut names: Vec<String> =
+        v["members"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap_or("").to_string()).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn up_builds_a_tls_etcd_plane_that_refuses_clients_without_a_certificate() {
+    let Some(lab) = Lab::get() else { return };
+    let out = lab.ok(&["up", "--yes"]);
+    assert!(out.contains("Finished building up the etcd plane"), "{out}");
+    let health = lab.etcdctl(None, &["endpoint", "health", "-w", "json"]).unwrap_or_else(|e| e);
+    assert_eq!(health.matches("\"health\":true").count(), 3, "{health}");
+    lab.write("node1", "greeting", "hello");
+    assert_eq!(lab.read("node3", "greeting").as_deref(), Some("hello"));
+
+    // A client with the CA but no certificate of its own is refused, as is plain HTTP.
+    let ca = ca_file(&lab);
+    let no_cert = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", &format!("https://{}:2379", lab.addr("node2")), "--cacert"])
+        .arg(&ca)
+        .args(["--dial-timeout", "3s", "--command-timeout", "5s", "get", "greeting"])
+        .output()
+        .unwrap();
+    assert!(!no_cert.status.success(), "a client without a certificate read the data: {}", text(&no_cert));
+    let plain = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", &format!("http://{}:2379", lab.addr("node2")), "--dial-timeout", "3s", "get", "greeting"])
+        .output()
+        .unwrap();
+    assert!(!plain.status.success(), "plain HTTP worked: {}", text(&plain));
+
+    // The state file holds private keys: mode 0600.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(lab.dir.path().join("cluster.rkectl-state")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // No temporary container is left behind.
+    for n in ["node1", "node2", "node3"] {
+        assert_eq!(lab.containers(n), vec!["etcd".to_string()], "{n}");
+    }
+}
+
+#[test]
+fn a_second_up_plans_no_changes_and_touches_nothing() {
+    let Some(lab) = Lab::get() else { return };
+    lab.ok(&["up", "--yes"]);
+    let before = lab.world_fingerprint(&["node1", "node2", "node3"]);
+    let plan = lab.ok(&["plan", "up"]);
+    assert!(plan.contains("No changes"), "{plan}");
+    let json: serde_json::Value = serde_json::from_slice(&lab.rkectl(&["plan", "up", "--json"]).stdout).unwrap();
+    let kinds: Vec<&str> = json["steps"].as_array().unwrap().iter().map(|s| s["kind"].as_str().unwrap()).collect();
+    assert!(kinds.iter().all(|k| *k == "dial" || *k == "barrier"), "{kinds:?}");
+    let again = lab.ok(&["up", "--yes"]);
+    assert!(again.contains("No changes"), "{again}");
+    assert_eq!(lab.world_fingerprint(&["node1", "node2", "node3"]), before);
+}
+
+#[test]
+fn a_fourth_etcd_node_joins_and_leaves() {
+    let Some(lab) = Lab::get() else { return };
+    lab.ok(&["up", "--yes"]);
+    lab.write("node1", "k", "v");
+    let three = lab.cluster_text();
+    let node4 = format!(
+        "  - address: {}\n    hostname_override: node4\n    user: root\n    role: [etcd]\n    ssh_key_path: {}\n",
+        lab.addr("node4"),
+        lab.env["SSH_KEY"]
+    );
+    let four = three.replacen("services:", &format!("{node4}services:"), 1);
+    lab.write_cluster_yml(&four);
+    let plan = String::from_utf8_lossy(&lab.rkectl(&["plan", "up", "--json"]).stdout).into_owned();
+    let json: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    let steps = json["steps"].as_array().unwrap();
+    let adds: Vec<&serde_json::Value> = steps.iter().filter(|s| s["kind"] == "member-add").collect();
+    assert_eq!(adds.len(), 1, "{plan}");
+    assert_eq!(adds[0]["host"], lab.addr("node4"));
+    assert!(steps.iter().filter(|s| s["kind"] == "start-etcd").all(|s| s["host"] == lab.addr("node4")), "{plan}");
+    let out = lab.ok(&["up", "--yes"]);
+    assert!(out.contains("4 healthy member(s)"), "{out}");
+    assert_eq!(member_names(&lab), ["etcd-node1", "etcd-node2", "etcd-node3", "etcd-node4"]);
+    assert_eq!(lab.read("node4", "k").as_deref(), Some("v"));
+
+    // And out again.
+    lab.write_cluster_yml(&three);
+    let plan = String::from_utf8_lossy(&lab.rkectl(&["plan", "up", "--json"]).stdout).into_owned();
+    let json: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    let kinds: Vec<(String, String)> = json["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] != "dial" && s["kind"] != "barrier")
+        .map(|s| (s["kind"].as_str().unwrap().to_string(), s["host"].as_str().unwrap_or("").to_string()))
+        .collect();
+    assert!(kinds.contains(&("member-remove".into(), lab.addr("node4"))), "{kinds:?}");
+    assert!(kinds.contains(&("remove-etcd".into(), lab.addr("node4"))), "{kinds:?}");
+    let out = lab.ok(&["up", "--yes"]);
+    assert!(out.contains("3 healthy member(s)"), "{out}");
+    assert_eq!(member_names(&lab), ["etcd-node1", "etcd-node2", "etcd-node3"]);
+    assert!(!lab.containers("node4").contains(&"etcd".to_string()));
+    assert_eq!(lab.read("node2", "k").as_deref(), Some("v"));
+}
+
+#[test]
+fn a_changed_etcd_setting_recreates_members_one_at_a_time() {
+    let Some(lab) = Lab::get() else { return };
+    lab.ok(&["up", "--yes"]);
+    lab.write("node1", "k", "v");
+    let changed = lab.cluster_text().replacen(
+        "    image: rkectl-lab/etcd:v3.4.23\n",
+        "    image: rkectl-lab/etcd:v3.4.23\n    extra_args:\n      quota-backend-bytes: \"4294967296\"\n",
+        1,
+    );
+    lab.write_cluster_yml(&changed);
+    let json: serde_json::Value = serde_json::from_slice(&lab.rkectl(&["plan", "up", "--json"]).stdout).unwrap();
+    let starts: Vec<&serde_json::Value> =
+        json["steps"].as_array().unwrap().iter().filter(|s| s["kind"] == "start-etcd").collect();
+    assert_eq!(starts.len(), 3);
+    // Each member waits for the one before it (quorum is kept).
+    for pair in starts.windows(2) {
+        let later = pair[1]["after"].as_array().unwrap();
+        let prev_host = pair[0]["host"].as_str().unwrap();
+        assert!(
+            later.iter().any(|a| a.as_str().unwrap().ends_with(prev_host))
+                || pair[1]["after"].to_string().contains("deploy"),
+            "{} does not wait for {prev_host}: {}",
+            pair[1]["id"],
+            pair[1]["after"]
+        );
+    }
+    let out = lab.ok(&["up", "--yes"]);
+    assert!(out.contains("3 healthy member(s)"), "{out}");
+    assert_eq!(lab.read("node3", "k").as_deref(), Some("v"));
+    assert!(lab.ok(&["plan", "up"]).contains("No changes"));
+}
+
+#[test]
+fn unreachable_node_wrong_key_and_missing_image_fail_before_anything_changes() {
+    let Some(lab) = Lab::get() else { return };
+    lab.ok(&["up", "--yes"]);
+    let good = lab.cluster_text();
+    let nodes = ["node1", "node2", "node3"];
+    let before = lab.world_fingerprint(&nodes);
+
+    // A node that does not answer.
+    lab.write_cluster_yml(&good.replace(&lab.addr("node3"), "10.77.0.99"));
+    let out = lab.rkectl(&["etcd", "snapshot-save", "--name", "x.db", "--yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("10.77.0.99"), "{}", text(&out));
+
+    // A key the nodes do not accept.
+    let other_key = lab.dir.path().join("other_key");
+    let kg = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&other_key).output().unwrap();
+    assert!(kg.status.success());
+    lab.write_cluster_yml(&good.replace(&lab.env["SSH_KEY"], other_key.to_str().unwrap()));
+    let out = lab.rkectl(&["up", "--yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).to_lowercase().contains("authentication"), "{}", text(&out));
+
+    // An image that is nowhere (a registry on the lab network that does not exist).
+    lab.write_cluster_yml(&good.replace("image: rkectl-lab/etcd:v3.4.23", "image: 10.77.0.1:5999/missing/etcd:v1"));
+    let out = lab.rkectl(&["up", "--yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("10.77.0.1:5999/missing/etcd:v1") && t.contains("10.77.0.1"), "{t}");
+    assert!(!lab.dir.path().join("cluster.rkectl-journal").exists(), "a refused apply leaves no journal");
+
+    assert_eq!(lab.world_fingerprint(&nodes), before, "something changed on a host");
+}
