@@ -54,8 +54,19 @@ pub struct Needs {
 pub enum SnapshotNeeds {
     /// One snapshot, hashed and checked where present.
     One(SnapshotName),
-    /// All of them, with their recorded checksums (or hashed when `verify`).
-    All { verify: bool },
+    /// All of them.
+    All { hash: Hashing },
+}
+
+/// How much to compute about each snapshot file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hashing {
+    /// Names, sizes and times only (with checksums from rkectl's records).
+    None,
+    /// BLAKE3 of every copy (fast), so differing copies show.
+    Checksum,
+    /// BLAKE3, etcd's SHA-256 trailer and `etcdctl snapshot status`.
+    Full,
 }
 
 impl Needs {
@@ -70,7 +81,7 @@ impl Needs {
                 Needs { snapshots: Some(SnapshotNeeds::One(name.clone())), certs: false, members: false }
             }
             ActionSpec::EtcdSnapshotPrune { .. } => {
-                Needs { snapshots: Some(SnapshotNeeds::All { verify: false }), certs: false, members: false }
+                Needs { snapshots: Some(SnapshotNeeds::All { hash: Hashing::None }), certs: false, members: false }
             }
         }
     }
@@ -205,12 +216,14 @@ async fn observe_snapshots(
         }
         let copy = SnapshotCopy { size: e.size, modified: e.modified, checksum: None, etcd_ok: None, problem: None };
         match want {
-            SnapshotNeeds::One(_) | SnapshotNeeds::All { verify: true } => to_hash.push(name.clone()),
-            SnapshotNeeds::All { verify: false } => {}
+            SnapshotNeeds::One(_) | SnapshotNeeds::All { hash: Hashing::Checksum | Hashing::Full } => {
+                to_hash.push(name.clone())
+            }
+            SnapshotNeeds::All { hash: Hashing::None } => {}
         }
         out.insert(name, copy);
     }
-    if let SnapshotNeeds::All { verify: false } = want {
+    if let SnapshotNeeds::All { hash: Hashing::None | Hashing::Checksum } = want {
         for (name, copy) in out.iter_mut() {
             if let Some(r) = crate::steps::read_record_quiet(host, name).await
                 && r.size == copy.size
@@ -222,7 +235,12 @@ async fn observe_snapshots(
     }
     if !to_hash.is_empty() {
         let refs: Vec<&SnapshotName> = to_hash.iter().collect();
-        let spec = containers::checksum_checker(cluster, &refs);
+        let quick = matches!(want, SnapshotNeeds::All { hash: Hashing::Checksum });
+        let spec = if quick {
+            containers::checksum_only(cluster, &refs)
+        } else {
+            containers::checksum_checker(cluster, &refs)
+        };
         let out_run = run_once(host, &spec).await?;
         let reports: Vec<SnapshotReport> = report::parse_all(&out_run.logs);
         for name in &to_hash {
@@ -230,8 +248,10 @@ async fn observe_snapshots(
             match reports.iter().find(|r| r.name == name.as_str()) {
                 Some(r) => {
                     copy.checksum = Some(r.checksum.clone());
-                    copy.etcd_ok = Some(r.etcd_ok);
-                    copy.problem = r.problem.clone();
+                    if !quick {
+                        copy.etcd_ok = Some(r.etcd_ok);
+                        copy.problem = r.problem.clone();
+                    }
                 }
                 None => {
                     return Err(Failure::Checker(format!(

@@ -132,6 +132,22 @@ pub async fn verify(path: &Path) -> Result<SnapshotReport, AgentError> {
     Ok(report(&name, size, checksum, trailer, st, false))
 }
 
+/// Size and BLAKE3 only; `etcd_ok` is left as the file's record says (or true).
+pub async fn checksum(path: &Path) -> Result<SnapshotReport, AgentError> {
+    let p = path.to_path_buf();
+    let (size, sum) = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+        let mut f = std::fs::File::open(&p)?;
+        let mut h = blake3::Hasher::new();
+        let size = std::io::copy(&mut f, &mut h)?;
+        Ok((size, Checksum::from_hasher(&h)))
+    })
+    .await
+    .map_err(|e| AgentError::new(e.to_string()))?
+    .map_err(|e| AgentError::new(format!("{}: {e}", path.display())))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok(SnapshotReport { name, size, checksum: sum, etcd_ok: true, problem: None, etcd: None, uploaded: false })
+}
+
 fn write_record(dir: &Path, r: &SnapshotReport) -> Result<(), AgentError> {
     let records = records_dir(dir);
     std::fs::create_dir_all(&records)?;

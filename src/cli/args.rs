@@ -121,7 +121,8 @@ pub enum EtcdAction {
     },
     /// List snapshots on every etcd host and in S3, with whether the copies agree.
     SnapshotList {
-        /// Hash every copy now instead of trusting the checksums recorded when it was saved.
+        /// Also run etcd's own checks on every copy (SHA-256 trailer, `etcdctl snapshot status`);
+        /// without it, every copy is hashed (BLAKE3) so that differing copies show.
         #[arg(long)]
         verify: bool,
         #[command(flatten)]

@@ -137,7 +137,7 @@ pub fn check_ssh_keys(cfg: &LoadedConfig, agent_flag: bool) -> Result<(), CliErr
             continue;
         }
         let p = &n.ssh.key_path;
-        if let Err(e) = std::fs::File::open(p) {
+        if let Err(e) = std::fs::read(p) {
             let path = if cfg.source.contains("ssh_key_path") {
                 let node_key = format!("nodes[{}].ssh_key_path", n.index);
                 if cfg.source.lines().count() > 0 && node_key_present(cfg, n.index) {

@@ -4,7 +4,7 @@
 use super::args::{Common, S3Flags};
 use super::{CliError, inputs, load_config, pool_for, redact_refusal};
 use crate::plan::step::{Checksum, SnapshotName, human_bytes};
-use crate::refresh::{self, Needs, SnapshotNeeds};
+use crate::refresh::{self, Hashing, Needs, SnapshotNeeds};
 use crate::state::StatePaths;
 use crate::state::cluster_state::ClusterState;
 use std::collections::BTreeMap;
@@ -36,7 +36,8 @@ pub async fn run(common: &Common, verify: bool, s3_flags: &S3Flags) -> Result<()
     let paths = StatePaths::beside(&cfg.dir(), &cfg.stem());
     let state = ClusterState::load(&paths.state).map_err(CliError::refused)?;
     let pool = pool_for(common, &cfg.cluster, &state);
-    let needs = Needs { snapshots: Some(SnapshotNeeds::All { verify }), certs: false, members: false };
+    let hash = if verify { Hashing::Full } else { Hashing::Checksum };
+    let needs = Needs { snapshots: Some(SnapshotNeeds::All { hash }), certs: false, members: false };
     let observed = refresh::refresh(&cfg.cluster, &pool, &needs, None, s3.as_ref(), &[])
         .await
         .map_err(|e| redact_refusal(e, s3.as_ref()))?;

@@ -165,9 +165,10 @@ pub fn parse(path: &Path, text: String) -> Result<LoadedConfig, ConfigError> {
 
 fn yaml_problem(e: &serde_yaml::Error, text: &str) -> ConfigProblem {
     let message = e.to_string();
-    // serde_yaml appends " at line L column C"; the pointer says that already.
+    // serde_yaml appends " at line L column C" (the pointer says that already), then libyaml's
+    // context, e.g. ", while scanning a quoted scalar at line 5 column 24", which is kept.
     let message = match message.find(" at line ") {
-        Some(i) => message[..i].to_string(),
+        Some(i) => message[..i].to_string() + message[i..].find(", ").map_or("", |j| &message[i + j..]),
         None => message,
     };
     let (span, line, column) = match e.location() {

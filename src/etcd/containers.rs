@@ -222,7 +222,19 @@ pub fn log_linker(cluster: &Cluster, container: &str, container_id: &str, docker
 
 /// `etcd-checksum-checker`: size, BLAKE3 and etcd's hash check of snapshot files.
 pub fn checksum_checker(cluster: &Cluster, snapshots: &[&SnapshotName]) -> ContainerSpec {
+    checker(cluster, snapshots, false)
+}
+
+/// `etcd-checksum-checker` computing only sizes and BLAKE3 (listings).
+pub fn checksum_only(cluster: &Cluster, snapshots: &[&SnapshotName]) -> ContainerSpec {
+    checker(cluster, snapshots, true)
+}
+
+fn checker(cluster: &Cluster, snapshots: &[&SnapshotName], quick: bool) -> ContainerSpec {
     let mut args = vec!["snapshot-verify".to_string()];
+    if quick {
+        args.push("--checksum-only".into());
+    }
     for s in snapshots {
         args.extend(["--path".into(), format!("{}/{}", paths::SNAPSHOT_DIR, s)]);
     }
@@ -317,8 +329,12 @@ pub fn snapshot_delete(cluster: &Cluster, snapshots: &[SnapshotName]) -> Contain
     spec
 }
 
-/// The rolling snapshot settings a cluster asks for, if any.
-pub fn rolling_settings(cluster: &Cluster) -> Option<RollingSettings> {
+/// The rolling snapshot settings a cluster asks for on `node`, if any.
+///
+/// Every etcd host keeps its own recurring snapshots, but only the first one uploads to S3:
+/// the names are the reference's `<time>_etcd`, which several hosts would write at once.
+pub fn rolling_settings(cluster: &Cluster, node: &Node) -> Option<RollingSettings> {
+    let uploader = cluster.etcd_nodes().next().map(|n| &n.address) == Some(&node.address);
     use crate::config::RecurringSnapshots as R;
     match &cluster.etcd.recurring {
         R::Disabled => None,
@@ -328,7 +344,7 @@ pub fn rolling_settings(cluster: &Cluster) -> Option<RollingSettings> {
         R::BackupConfig { interval_hours, retention, .. } => Some(RollingSettings::BackupConfig {
             interval_hours: *interval_hours,
             retention: *retention,
-            s3: cluster.etcd.s3.as_ref().map(|s| s.target()),
+            s3: cluster.etcd.s3.as_ref().filter(|_| uploader).map(|s| s.target()),
         }),
     }
 }
@@ -348,9 +364,9 @@ pub fn rolling_snapshots(cluster: &Cluster, node: &Node, settings: &RollingSetti
         RollingSettings::Legacy { creation, retention } => {
             args.extend(["--creation".into(), creation.clone(), "--retention".into(), retention.clone()]);
         }
-        RollingSettings::BackupConfig { interval_hours, retention, .. } => {
+        RollingSettings::BackupConfig { interval_hours, retention, s3: target } => {
             args.extend(["--creation".into(), format!("{interval_hours}h"), "--keep".into(), retention.to_string()]);
-            if let Some(s3) = &cluster.etcd.s3 {
+            if let (Some(_), Some(s3)) = (target, &cluster.etcd.s3) {
                 args.extend(s3_args(s3));
                 s3_env(&mut spec, s3);
             }

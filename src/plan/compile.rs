@@ -632,8 +632,8 @@ impl<'a> Builder<'a> {
                 if has { one(StepAction::RemoveEtcd) } else { none() }
             }
             StepKind::StartRollingSnapshots => {
-                let Some(settings) = containers::rolling_settings(cluster) else { return none() };
                 let node = node.expect("rolling snapshots run on etcd nodes");
+                let Some(settings) = containers::rolling_settings(cluster, node) else { return none() };
                 let spec = containers::rolling_snapshots(cluster, node, &settings);
                 let spec_hash = spec.labels.get(containers::SPEC_HASH_LABEL).cloned().unwrap_or_default();
                 let current = self.facts(host).and_then(|f| f.containers.get(names::ROLLING_SNAPSHOTS));
@@ -643,7 +643,7 @@ impl<'a> Builder<'a> {
                 one(StepAction::StartRollingSnapshots { settings, spec_hash })
             }
             StepKind::RemoveRollingSnapshots => {
-                let wanted = containers::rolling_settings(cluster).is_some();
+                let wanted = node.and_then(|n| containers::rolling_settings(cluster, n)).is_some();
                 let present = self.facts(host).is_some_and(|f| f.containers.contains_key(names::ROLLING_SNAPSHOTS));
                 if !wanted && present { one(StepAction::RemoveRollingSnapshots) } else { none() }
             }

@@ -139,7 +139,10 @@ impl Lab {
             .stdin(Stdio::null())
             .output()
             .expect("run lab");
-        log_output(&format!("lab {}", args.join(" ")), &out);
+        // Object bodies are binary; log only what is text.
+        if !(args.len() > 1 && args[0] == "s3" && args[1] == "get") {
+            log_output(&format!("lab {}", args.join(" ")), &out);
+        }
         out
     }
 

@@ -1,0 +1,263 @@
+//! Snapshots against the lab: one-time saves (local and S3), recurring snapshots with
+//! retention, listing, deleting and pruning.
+
+mod common;
+
+use common::lab::{Lab, text};
+use std::time::Duration;
+
+const NODES: [&str; 3] = ["node1", "node2", "node3"];
+
+fn sha256(lab: &Lab, node: &str, path: &str) -> String {
+    lab.sh(node, &format!("sha256sum '{path}' | cut -d' ' -f1")).trim().to_string()
+}
+
+fn snapshots(lab: &Lab, node: &str) -> Vec<String> {
+    let mut v: Vec<String> =
+        lab.sh(node, "ls -1 /opt/rke/etcd-snapshots 2>/dev/null").lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+fn s3_keys(lab: &Lab) -> Vec<String> {
+    let out = lab.lab(&["s3", "ls"]);
+    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().last().map(str::to_string))
+        .collect();
+    v.sort();
+    v
+}
+
+fn etcd_status_ok(lab: &Lab, node: &str, path: &str) -> bool {
+    let out = lab.lab(&["exec", node, "env", "ETCDCTL_API=3", "etcdctl", "snapshot", "status", path, "-w", "json"]);
+    out.status.success() && String::from_utf8_lossy(&out.stdout).contains("\"revision\"")
+}
+
+fn assert_saved_everywhere(lab: &Lab, name: &str) -> String {
+    let path = format!("/opt/rke/etcd-snapshots/{name}");
+    let sums: Vec<String> = NODES.iter().map(|n| sha256(lab, n, &path)).collect();
+    assert!(!sums[0].is_empty(), "no {path} on node1");
+    assert!(sums.iter().all(|s| s == &sums[0]), "copies differ: {sums:?}");
+    for n in NODES {
+        assert!(etcd_status_ok(lab, n, &path), "etcdctl snapshot status fails on {n}");
+        assert_eq!(lab.containers(n), vec!["etcd".to_string()], "temporary containers left on {n}");
+    }
+    sums[0].clone()
+}
+
+#[test]
+fn snapshot_save_with_and_without_a_name() {
+    let Some(lab) = Lab::get() else { return };
+    lab.ok(&["up", "--yes"]);
+    lab.write("node1", "k1", "v1");
+    let out = lab.ok(&["etcd", "snapshot-save", "--name", "snapshot.db"]);
+    assert!(out.contains("Saving snapshot [snapshot.db] on host"), "{out}");
+    assert!(out.contains("Successfully started [etcd-snapshot-once] container on host"), "{out}");
+    assert!(out.contains("Finished saving snapshot [snapshot.db] on all etcd hosts"), "{out}");
+    assert_saved_everywhere(&lab, "snapshot.db");
+
+    let out = lab.ok(&["etcd", "snapshot-save"]);
+    let warn = out
+        .lines()
+        .find(|l| l.contains("Name of the snapshot is not specified using ["))
+        .unwrap_or_else(|| panic!("{out}"));
+    let name = warn.split('[').nth(1).unwrap().trim_end_matches(']').to_string();
+    assert!(name.starts_with("rke_etcd_snapshot_20"), "{name}");
+    assert_saved_everywhere(&lab, &name);
+
+    // A name that exists is never overwritten.
+    let out = lab.rkectl(&["etcd", "snapshot-save", "--name", "snapshot.db"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+#[test]
+fn snapshot_save_to_s3_and_wrong_keys() {
+    let Some(lab) = Lab::get() else { return };
+    lab.ok(&["up", "--yes"]);
+    lab.write("node1", "k1", "v1");
+    let mut args: Vec<String> =
+        ["etcd", "snapshot-save", "--name", "s3snap.db"].iter().map(|s| s.to_string()).collect();
+    args.extend(lab.s3_flags());
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = lab.ok(&a);
+    assert!(out.contains("Uploaded snapshot [s3snap.db]"), "{out}");
+    let host_sum = assert_saved_everywhere(&lab, "s3snap.db");
+    assert_eq!(s3_keys(&lab), ["s3snap.db", "s3snap.db.rkectl.json"]);
+    let got = lab.lab(&["s3", "get", "s3snap.db"]);
+    assert!(got.status.success(), "{}", text(&got));
+    let bytes = got.stdout;
+    use sha2::Digest;
+    let s3_sum: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(s3_sum, host_sum, "the object differs from the hosts' copies");
+    let m: serde_json::Value =
+        serde_json::from_slice(&lab.lab(&["s3", "get", "s3snap.db.rkectl.json"]).stdout).unwrap();
+    assert_eq!(m["checksum"], format!("blake3:{}", blake3::hash(&bytes).to_hex()));
+    assert_eq!(m["size"], bytes.len());
+    assert!(m["pki"].is_string(), "the PKI travels with the snapshot");
+    assert!(!m["pki"].as_str().unwrap().contains("PRIVATE KEY"), "the PKI is sealed");
+
+    // Wrong secret key: a clear error that says so, and nothing new in the bucket.
+    let wrong: Vec<String> = args
+        .iter()
+        .map(|a| match a.as_str() {
+            "s3snap.db" => "other.db".to_string(),
+            x if x == lab.env["S3_SECRET_KEY"] => "not-the-secret".to_string(),
+            x => x.to_string(),
+        })
+        .collect();
+    let wrong: Vec<&str> = wrong.iter().map(String::as_str).collect();
+    let out = lab.rkectl(&wrong);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let t = text(&out).to_lowercase();
+    assert!(t.contains("secret"), "{t}");
+    assert!(
+        !t.contains(&lab.env["S3_SECRET_KEY"].to_lowercase()) && !t.contains("not-the-secret"),
+        "a key was printed: {t}"
+    );
+    assert_eq!(s3_keys(&lab), ["s3snap.db", "s3snap.db.rkectl.json"]);
+    assert!(!snapshots(&lab, "node1").contains(&"other.db".to_string()));
+}
+
+#[test]
+fn recurring_snapshots_with_the_legacy_settings() {
+    let Some(lab) = Lab::get() else { return };
+    let yml = lab.cluster_text().replace(
+        "    image: rkectl-lab/etcd:v3.4.23\n",
+        "    image: rkectl-lab/etcd:v3.4.23\n    snapshot: true\n    creation: 10s\n    retention: 30s\n",
+    );
+    lab.write_cluster_yml(&yml);
+    let out = lab.ok(&["up", "--yes"]);
+    assert!(out.contains("Successfully started [etcd-rolling-snapshots] container"), "{out}");
+    std::thread::sleep(Duration::from_secs(55));
+    for n in NODES {
+        let snaps: Vec<String> = snapshots(&lab, n).into_iter().filter(|s| s.ends_with("_etcd")).collect();
+        assert!((2..=4).contains(&snaps.len()), "{n}: retention 30s and creation 10s keep 2-4, found {snaps:?}");
+        // Every one left is younger than the retention (plus one interval of slack).
+        let ages = lab.sh(
+            n,
+            "cd /opt/rke/etcd-snapshots && for f in *_etcd; do echo $(( $(date +%s) - $(stat -c %Y \"$f\") )); done",
+        );
+        for a in ages.lines() {
+            assert!(a.trim().parse::<u64>().unwrap() <= 40, "{n}: a snapshot {a}s old survived a 30s retention");
+        }
+    }
+    let logs = lab.sh("node1", "docker logs etcd-rolling-snapshots 2>&1");
+    assert!(logs.contains("msg=\"Initializing Rolling Backups\" creation=10s retention=30s"), "{logs}");
+    assert!(logs.matches("msg=\"Created backup\" name=\"").count() >= 4, "{logs}");
+    assert!(logs.contains("_etcd\" runtime="), "{logs}");
+    assert!(logs.contains("msg=\"Removed backup\""), "{logs}");
+
+    // Turned off in cluster.yml: the next up removes the service.
+    lab.write_cluster_yml(&yml.replace("    snapshot: true\n", ""));
+    let plan = lab.ok(&["plan", "up"]);
+    assert!(plan.contains("remove-rolling-snapshots"), "{plan}");
+    lab.ok(&["up", "--yes"]);
+    for n in NODES {
+        assert_eq!(lab.containers(n), vec!["etcd".to_string()], "{n}");
+    }
+}
+
+#[test]
+fn backup_config_becomes_the_agents_settings_and_keeps_exactly_retention_snapshots() {
+    let Some(lab) = Lab::get() else { return };
+    let bc = format!(
+        "    image: rkectl-lab/etcd:v3.4.23\n    snapshot: true\n    creation: 5m0s\n    retention: 24h\n    backup_config:\n      interval_hours: 12\n      retention: 3\n      s3backupconfig:\n        access_key: {}\n        secret_key: {}\n        bucket_name: {}\n        region: \"\"\n        endpoint: {}\n",
+        lab.env["S3_ACCESS_KEY"], lab.env["S3_SECRET_KEY"], lab.env["S3_BUCKET"], lab.env["S3_ENDPOINT"]
+    );
+    lab.write_cluster_yml(&lab.cluster_text().replace("    image: rkectl-lab/etcd:v3.4.23\n", &bc));
+    let plan = lab.ok(&["plan", "up"]);
+    assert!(plan.contains("backup_config overrides the legacy creation=5m0s/retention=24h0m0s"), "{plan}");
+    assert!(!plan.contains(&lab.env["S3_SECRET_KEY"]) && !plan.contains(&lab.env["S3_ACCESS_KEY"]), "keys in the plan");
+    let json: serde_json::Value = serde_json::from_slice(&lab.rkectl(&["plan", "up", "--json"]).stdout).unwrap();
+    let starts: Vec<&serde_json::Value> =
+        json["steps"].as_array().unwrap().iter().filter(|s| s["kind"] == "start-rolling-snapshots").collect();
+    assert_eq!(starts.len(), 3);
+    let s = &starts[0]["settings"];
+    assert_eq!(
+        (s["mode"].as_str(), s["interval_hours"].as_u64(), s["retention"].as_u64()),
+        (Some("backup-config"), Some(12), Some(3))
+    );
+    assert_eq!(s["s3"]["bucket"], lab.env["S3_BUCKET"]);
+    assert!(starts[1]["settings"]["s3"].is_null(), "only the first etcd host uploads");
+    lab.ok(&["up", "--yes"]);
+    let cmd = lab.sh("node1", "docker inspect -f '{{join .Config.Cmd \" \"}}' etcd-rolling-snapshots");
+    assert!(cmd.contains("--creation 12h --keep 3") && cmd.contains("--bucket rkectl-backups"), "{cmd}");
+
+    // The same agent, run with a short interval: exactly `retention` snapshots stay, on the
+    // host and in S3.
+    let run = "set -e; c=etcd-rolling-snapshots; \
+        img=$(docker inspect -f '{{.Config.Image}}' $c); \
+        envs=$(docker inspect -f '{{range .Config.Env}}-e {{.}} {{end}}' $c); \
+        binds=$(docker inspect -f '{{range .HostConfig.Binds}}-v {{.}} {{end}}' $c); \
+        cmd=$(docker inspect -f '{{join .Config.Cmd \" \"}}' $c | sed 's/--creation 12h/--creation 4s/'); \
+        docker rm -f $c >/dev/null; \
+        docker run -d --name rolling-fast --net host $envs $binds --entrypoint /usr/local/bin/rkectl $img agent $cmd";
+    lab.sh("node1", run);
+    std::thread::sleep(Duration::from_secs(26));
+    let logs = lab.sh("node1", "docker logs rolling-fast 2>&1; docker rm -f rolling-fast >/dev/null");
+    let local: Vec<String> = snapshots(&lab, "node1").into_iter().filter(|s| s.ends_with("_etcd")).collect();
+    assert_eq!(local.len(), 3, "host keeps exactly 3: {local:?}\n{logs}");
+    let remote: Vec<String> = s3_keys(&lab).into_iter().filter(|k| k.ends_with("_etcd")).collect();
+    assert_eq!(remote.len(), 3, "S3 keeps exactly 3: {remote:?}\n{logs}");
+    assert_eq!(local, remote);
+    assert!(logs.contains("creation=4s retention=3"), "{logs}");
+}
+
+#[test]
+fn snapshot_list_shows_every_copy_and_flags_one_that_differs() {
+    let Some(lab) = Lab::get() else { return };
+    lab.ok(&["up", "--yes"]);
+    lab.ok(&["etcd", "snapshot-save", "--name", "a.db"]);
+    let mut args: Vec<String> = ["etcd", "snapshot-save", "--name", "b.db"].iter().map(|s| s.to_string()).collect();
+    args.extend(lab.s3_flags());
+    lab.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    // Flip one byte of node2's copy of a.db, keeping its size.
+    lab.sh("node2", "printf 'X' | dd of=/opt/rke/etcd-snapshots/a.db bs=1 seek=100 conv=notrunc 2>/dev/null");
+    let mut list = vec!["etcd".to_string(), "snapshot-list".into()];
+    list.extend(lab.s3_flags().into_iter().skip(1).collect::<Vec<_>>());
+    list.insert(2, "--s3".into());
+    let out = lab.ok(&list.iter().map(String::as_str).collect::<Vec<_>>());
+    let a = out.lines().find(|l| l.starts_with("a.db")).unwrap_or_else(|| panic!("{out}"));
+    assert!(a.contains("DIFFER") && a.contains(&lab.addr("node2")), "{a}");
+    let b = out.lines().find(|l| l.starts_with("b.db")).unwrap_or_else(|| panic!("{out}"));
+    assert!(b.contains("agree") && b.contains("s3") && b.contains(&lab.addr("node3")), "{b}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&lab.rkectl(&["etcd", "snapshot-list", "--verify", "--json"]).stdout).unwrap();
+    let a = json.as_array().unwrap().iter().find(|r| r["name"] == "a.db").unwrap();
+    assert_eq!(a["consistent"], false);
+    assert_eq!(a["copies"][lab.addr("node2")]["etcd_ok"], false, "the flipped byte breaks etcd's hash check");
+}
+
+#[test]
+fn snapshot_delete_and_prune_on_hosts_and_in_s3() {
+    let Some(lab) = Lab::get() else { return };
+    lab.ok(&["up", "--yes"]);
+    let s3 = lab.s3_flags();
+    for name in ["keep-me.db", "rke_etcd_snapshot_2026-01-01T00:00:00Z", "rke_etcd_snapshot_2026-01-02T00:00:00Z"] {
+        let mut a: Vec<String> = vec!["etcd".into(), "snapshot-save".into(), "--name".into(), name.into()];
+        a.extend(s3.clone());
+        lab.ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    let mut del: Vec<String> =
+        vec!["etcd".into(), "snapshot-delete".into(), "--name".into(), "keep-me.db".into(), "--yes".into()];
+    del.extend(s3.clone());
+    let out = lab.ok(&del.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.contains("DESTRUCTIVE"), "{out}");
+    for n in NODES {
+        assert!(!snapshots(&lab, n).contains(&"keep-me.db".to_string()), "{n}");
+    }
+    assert!(!s3_keys(&lab).iter().any(|k| k.starts_with("keep-me.db")));
+
+    // Keep the newest automatic snapshot only.
+    let mut prune: Vec<String> =
+        vec!["etcd".into(), "snapshot-prune".into(), "--keep".into(), "1".into(), "--yes".into()];
+    prune.extend(s3);
+    let out = lab.ok(&prune.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.contains("delete snapshot rke_etcd_snapshot_2026-01-01T00:00:00Z"), "{out}");
+    for n in NODES {
+        let left = snapshots(&lab, n);
+        assert!(left.contains(&"rke_etcd_snapshot_2026-01-02T00:00:00Z".to_string()), "{n}: {left:?}");
+        assert!(!left.contains(&"rke_etcd_snapshot_2026-01-01T00:00:00Z".to_string()), "{n}: {left:?}");
+    }
+}
