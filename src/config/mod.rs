@@ -174,7 +174,8 @@ fn yaml_problem(e: &serde_yaml::Error, text: &str) -> ConfigProblem {
     let (span, line, column) = match e.location() {
         Some(loc) => {
             let offset = loc.index().min(text.len());
-            (Some(SourceSpan::new(offset.into(), 1)), Some(loc.line()), Some(loc.column()))
+            let width = text.get(offset..).and_then(|r| r.chars().next()).map_or(1, char::len_utf8);
+            (Some(SourceSpan::new(offset.into(), width)), Some(loc.line()), Some(loc.column()))
         }
         None => (None, None, None),
     };

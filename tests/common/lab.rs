@@ -188,6 +188,8 @@ impl Lab {
 
     /// A fingerprint of everything rkectl could change on the nodes and in S3: containers
     /// (with ids and states), files under the folders rkectl writes, and bucket objects.
+    /// A running etcd rewrites its own files, so its data folder counts by identity (the
+    /// inode of `member/`, which a clean or restore replaces), not by content.
     pub fn world_fingerprint(&self, nodes: &[&str]) -> String {
         let mut s = String::new();
         for n in nodes {
@@ -195,7 +197,8 @@ impl Lab {
             s.push_str(&self.sh(
                 n,
                 "docker ps -a --no-trunc --format '{{.ID}} {{.Names}} {{.State}}' | sort; \
-                 for d in /opt/rke /var/lib/etcd /etc/kubernetes /var/lib/rancher; do \
+                 stat -c 'etcd data %i' /var/lib/etcd/member 2>/dev/null; \
+                 for d in /opt/rke /etc/kubernetes /var/lib/rancher; do \
                    [ -d $d ] && find $d -type f -exec sha256sum {} + | sort; done",
             ));
         }

@@ -1,0 +1,198 @@
+//! Restore and disaster recovery against the lab: the data comes back, a killed restore
+//! finishes with `rkectl apply`, the reference's two-node example works end to end, and a
+//! restore that cannot be done safely is refused with nothing changed.
+
+mod common;
+
+use common::lab::{Lab, text};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+const NODES: [&str; 3] = ["node1", "node2", "node3"];
+
+fn assert_snapshot_data(lab: &Lab, nodes: &[&str]) {
+    for n in nodes {
+        assert_eq!(lab.read(n, "before").as_deref(), Some("1"), "{n}: a key written before the snapshot is missing");
+        assert_eq!(lab.read(n, "after"), None, "{n}: a key written after the snapshot is still there");
+        let leftovers: Vec<String> = lab.containers(n).into_iter().filter(|c| c != "etcd").collect();
+        assert!(leftovers.is_empty(), "{n}: temporary containers left: {leftovers:?}");
+    }
+}
+
+fn prepare(lab: &Lab) {
+    lab.ok(&["up", "--yes"]);
+    lab.write("node1", "before", "1");
+    lab.ok(&["etcd", "snapshot-save", "--name", "snap.db"]);
+    lab.write("node2", "after", "2");
+}
+
+#[test]
+fn restore_on_three_nodes_brings_back_the_snapshot_everywhere() {
+    let Some(lab) = Lab::get() else { return };
+    prepare(&lab);
+    let plan = lab.ok(&["plan", "etcd", "snapshot-restore", "--name", "snap.db"]);
+    assert!(plan.contains("DESTRUCTIVE") && plan.contains("restored from snap.db"), "{plan}");
+    // Without a terminal and without --yes, a destructive plan is not applied.
+    let out = lab.rkectl(&["etcd", "snapshot-restore", "--name", "snap.db"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(lab.read("node1", "after").as_deref(), Some("2"));
+
+    let out = lab.ok(&["etcd", "snapshot-restore", "--name", "snap.db", "--yes"]);
+    for line in [
+        "Starting restore on etcd hosts",
+        "[hosts] Cleaning up host",
+        "Successfully started [kube-cleaner]",
+        "Successfully started [etcd-restore]",
+        "Successfully started [rke-log-linker]",
+        "[remove/rke-log-linker] Successfully removed container",
+        "Finished restoring on all etcd hosts",
+    ] {
+        assert!(out.contains(line), "missing log line {line:?} in\n{out}");
+    }
+    assert_snapshot_data(&lab, &NODES);
+    assert!(lab.ok(&["plan", "up"]).contains("No changes"), "after a restore, up has nothing to do");
+}
+
+/// Runs a restore and kills it (SIGKILL) when a line containing `at` appears.
+fn kill_restore_at(lab: &Lab, at: &str) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rkectl"))
+        .args(["etcd", "snapshot-restore", "--name", "snap.db", "--yes"])
+        .current_dir(lab.dir.path())
+        .env("RKECTL_KNOWN_HOSTS", &lab.env["KNOWN_HOSTS"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    for line in err.lines() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains(at) {
+            child.kill().unwrap();
+            break;
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the restore finished before the kill point {at:?}:\n{}", seen.join("\n"));
+}
+
+#[test]
+fn a_restore_killed_at_several_points_is_finished_by_apply() {
+    let Some(lab) = Lab::get() else { return };
+    prepare(&lab);
+    for at in [
+        "Verified snapshot",
+        "Successfully cleaned up host",
+        "Successfully started [etcd-restore]",
+        "Successfully started [etcd] container",
+    ] {
+        eprintln!("=== killing the restore at {at:?}");
+        kill_restore_at(&lab, at);
+        assert!(lab.dir.path().join("cluster.rkectl-journal").exists(), "no journal after the kill at {at:?}");
+        // A new restore is refused while one is unfinished (never two snapshots mixed).
+        let out = lab.rkectl(&["etcd", "snapshot-restore", "--name", "snap.db", "--yes"]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains("rkectl apply"), "{}", text(&out));
+        let out = lab.ok(&["apply", "--yes"]);
+        assert!(out.contains("Resuming") && out.contains("Finished restoring on all etcd hosts"), "{out}");
+        assert_snapshot_data(&lab, &NODES);
+        lab.write("node2", "after", "2");
+    }
+}
+
+#[test]
+fn the_reference_example_node2_replaced_by_node3_restored_from_s3_on_a_new_workstation() {
+    let Some(lab) = Lab::get() else { return };
+    // node1 [controlplane, worker] + node2 [etcd].
+    lab.write_cluster_yml(&lab.cluster_yaml(&[("node1", "controlplane,worker"), ("node2", "etcd")]));
+    lab.ok(&["up", "--yes"]);
+    lab.write("node2", "before", "1");
+    let mut save: Vec<String> =
+        ["etcd", "snapshot-save", "--name", "snapshot.db"].iter().map(|s| s.to_string()).collect();
+    save.extend(lab.s3_flags());
+    lab.ok(&save.iter().map(String::as_str).collect::<Vec<_>>());
+    lab.write("node2", "after", "2");
+
+    // Disaster: node2's etcd is destroyed and node2 powered off.
+    lab.sh("node2", "docker rm -f etcd >/dev/null");
+    let off = lab.lab(&["stop", "node2"]);
+    assert!(off.status.success());
+
+    // A new workstation: only cluster.yml (node2 commented out, node3 added) and the S3 keys.
+    let ws = tempfile::tempdir().unwrap();
+    let yml = lab
+        .cluster_yaml(&[("node1", "controlplane,worker"), ("node3", "etcd")])
+        .replace("  - address: 10.77.0.13", "#  - address: 10.77.0.12\n#    role: [etcd]\n  - address: 10.77.0.13");
+    std::fs::write(ws.path().join("cluster.yml"), &yml).unwrap();
+    let mut restore: Vec<String> =
+        ["etcd", "snapshot-restore", "--name", "snapshot.db", "--yes"].iter().map(|s| s.to_string()).collect();
+    restore.extend(lab.s3_flags());
+    let out = Command::new(env!("CARGO_BIN_EXE_rkectl"))
+        .args(&restore)
+        .current_dir(ws.path())
+        .env("RKECTL_KNOWN_HOSTS", &lab.env["KNOWN_HOSTS"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let t = text(&out);
+    let _ = lab.lab(&["start", "node2"]);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("Downloading snapshot [snapshot.db]"), "{t}");
+    // The data is on node3, read with the PKI that came with the snapshot.
+    std::fs::copy(ws.path().join("cluster.yml"), lab.cluster_yml()).unwrap();
+    std::fs::copy(ws.path().join("cluster.rkectl-state"), lab.dir.path().join("cluster.rkectl-state")).unwrap();
+    assert_eq!(lab.read("node3", "before").as_deref(), Some("1"));
+    assert_eq!(lab.read("node3", "after"), None);
+    let up = Command::new(env!("CARGO_BIN_EXE_rkectl"))
+        .args(["plan", "up"])
+        .current_dir(ws.path())
+        .env("RKECTL_KNOWN_HOSTS", &lab.env["KNOWN_HOSTS"])
+        .output()
+        .unwrap();
+    assert!(text(&up).contains("No changes"), "{}", text(&up));
+}
+
+#[test]
+fn restore_is_refused_with_nothing_changed_when_it_cannot_be_done_safely() {
+    let Some(lab) = Lab::get() else { return };
+    prepare(&lab);
+    let before = lab.world_fingerprint(&NODES);
+    let refused = |args: &[&str], words: &[&str]| {
+        let out = lab.rkectl(args);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let t = text(&out);
+        for w in words {
+            assert!(t.contains(w), "missing {w:?} in\n{t}");
+        }
+        assert!(!lab.dir.path().join("cluster.rkectl-journal").exists());
+    };
+    refused(&["etcd", "snapshot-restore", "--name", "nowhere.db", "--yes"], &["nowhere.db", "not on any etcd host"]);
+    refused(&["etcd", "snapshot-restore", "--name", "../etc/passwd", "--yes"], &["cannot contain `/`"]);
+    refused(&["etcd", "snapshot-restore", "--name", "..", "--yes"], &["`..`"]);
+    assert_eq!(lab.world_fingerprint(&NODES), before);
+
+    // Another valid snapshot under the same name on node2: no good copy can be chosen.
+    lab.ok(&["etcd", "snapshot-save", "--name", "other.db"]);
+    lab.sh("node2", "cp /opt/rke/etcd-snapshots/other.db /opt/rke/etcd-snapshots/snap.db");
+    let before = lab.world_fingerprint(&NODES);
+    refused(&["etcd", "snapshot-restore", "--name", "snap.db", "--yes"], &["differ", &lab.addr("node2")]);
+    // A corrupt copy is not a choice: the good ones win, and the plan replaces the bad one.
+    lab.sh("node2", "printf 'X' | dd of=/opt/rke/etcd-snapshots/snap.db bs=1 seek=100 conv=notrunc 2>/dev/null");
+    let plan = lab.ok(&["plan", "etcd", "snapshot-restore", "--name", "snap.db"]);
+    assert!(plan.contains("fetch-snapshot") && plan.contains("CORRUPT"), "{plan}");
+    assert_eq!(
+        lab.world_fingerprint(&NODES).lines().filter(|l| !l.contains("snap.db")).count(),
+        before.lines().filter(|l| !l.contains("snap.db")).count()
+    );
+
+    // A host that is down.
+    let before = lab.world_fingerprint(&["node1", "node2"]);
+    assert!(lab.lab(&["stop", "node3"]).status.success());
+    let out = lab.rkectl(&["etcd", "snapshot-restore", "--name", "snap.db", "--yes"]);
+    let _ = lab.lab(&["start", "node3"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains(&lab.addr("node3")), "{}", text(&out));
+    assert_eq!(lab.world_fingerprint(&["node1", "node2"]), before);
+}
