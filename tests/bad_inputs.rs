@@ -23,7 +23,7 @@ const BASE: &str = include_str!("bad_inputs/base.yml");
 const KEY: &str = "@SSH_KEY@";
 /// The case's own folder (for key files that exist but cannot be read).
 const CASE_DIR: &str = "@CASE_DIR@";
-/// Where one snapshot is inserted in base.yml's `services.etcd` (line 22 onwards).
+/// The last line of base.yml's `services.etcd` (line 21): etcd settings go after it.
 const IMAGE: &str = "    image: rkectl-lab/etcd:v3.4.23\n";
 /// A run that takes longer than this has dialed something: a bug in itself.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -270,6 +270,15 @@ fn cases() -> Vec<Case> {
             .edit(&[("node2\n    user: root\n", "node2\n    user: root\n    docker_socket: var/run/docker.sock\n")])
             .says(&["docker_socket `var/run/docker.sock` is not an absolute path"])
             .at(12, 20),
+        // Every problem is reported at once: the library has both, the pointer is at the first.
+        case("two-problems-at-once")
+            .edit(&[
+                ("node1\n    user: root\n", "node1\n    user: root\n    port: ssh\n"),
+                (IMAGE, "    image: rkectl-lab/etcd:v3.4.23\n    creation: 5x\n"),
+            ])
+            .says(&["`ssh` is not a valid SSH port"])
+            .at(7, 11)
+            .problems(2),
         // --- legacy recurring snapshots: durations ---
         case("creation-unknown-unit")
             .edit(&[(IMAGE, "    image: rkectl-lab/etcd:v3.4.23\n    snapshot: true\n    creation: 5x\n")])

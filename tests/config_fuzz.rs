@@ -11,6 +11,10 @@
 //!
 //! In CI every property runs `PROPTEST_CASES` cases (default 2,000); for a long local run:
 //! `PROPTEST_CASES=200000 cargo test --release --test config_fuzz`.
+//!
+//! Faults already found and not fixed yet are tolerated where they show (see [`known_bug`]),
+//! each with an ignored reproducer at the end of this file. `CONFIG_FUZZ_STRICT=1`
+//! tolerates nothing.
 
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -45,7 +49,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// The property, on one text.
-fn check(text: &str) -> Result<(), String> {
+fn check(text: &str, strict: bool) -> Result<(), String> {
     let err = match rkectl::config::parse(Path::new("cluster.yml"), text.to_string()) {
         Ok(cfg) => {
             let c = &cfg.cluster;
@@ -87,13 +91,21 @@ fn check(text: &str) -> Result<(), String> {
         let (start, end) = (span.offset(), span.offset() + span.len());
         let at_end = start == text.len();
         if start > text.len() || (end > text.len() && !at_end) {
-            return Err(format!("span {start}..{end} outside the text ({} bytes): {p:?}", text.len()));
+            if strict || known_bug(Mismatch::Span, text, start, span.len()).is_none() {
+                return Err(format!("span {start}..{end} outside the text ({} bytes): {p:?}", text.len()));
+            }
+            continue;
         }
         if !text.is_char_boundary(start) || (!at_end && !text.is_char_boundary(end)) {
-            return Err(format!("span {start}..{end} cuts a character: {p:?}"));
+            if strict || known_bug(Mismatch::Span, text, start, span.len()).is_none() {
+                return Err(format!("span {start}..{end} cuts a character: {p:?}"));
+            }
+            continue;
         }
         let (line, col) = line_col(text, start);
-        if (p.line != Some(line) || p.column != Some(col)) && known_bug(text, start).is_none() {
+        if (p.line != Some(line) || p.column != Some(col))
+            && (strict || known_bug(Mismatch::LineColumn, text, start, span.len()).is_none())
+        {
             return Err(format!(
                 "problem at line {:?} column {:?}, its span starts at line {line} column {col}: {}",
                 p.line, p.column, p.message
@@ -103,27 +115,31 @@ fn check(text: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether a location mismatch at byte `start` is one of the reported, not yet fixed bugs;
-/// `CONFIG_FUZZ_STRICT=1` counts them as failures again.
-fn known_bug(text: &str, start: usize) -> Option<&'static str> {
-    if std::env::var("CONFIG_FUZZ_STRICT").as_deref() == Ok("1") {
-        return None;
-    }
-    let before = &text[..start];
-    if before.contains(['\u{85}', '\u{2028}', '\u{2029}']) {
-        return Some("YAML syntax errors: libyaml counts U+0085/U+2028/U+2029 as line breaks");
-    }
-    if start == text.len() && !text.ends_with(['\n', '\r']) {
-        return Some("YAML syntax errors at the end of a text without a final newline: libyaml says the next line");
-    }
+/// Which part of a location is wrong.
+#[derive(Clone, Copy, PartialEq)]
+enum Mismatch {
+    /// The span leaves the text or cuts a character.
+    Span,
+    /// Line or column differ from the span's start.
+    LineColumn,
+}
+
+/// Whether the fault found is one of the reported, not yet fixed bugs (each has an ignored
+/// reproducer at the end of this file). `CONFIG_FUZZ_STRICT=1` makes them failures again.
+fn known_bug(m: Mismatch, text: &str, start: usize, len: usize) -> Option<&'static str> {
     if text.replace("\r\n", "").contains('\r') {
-        return Some("lone CR line breaks: SpanIndex and Locator count only LF, so spans and lines are off");
+        return Some("lone CR line breaks: SpanIndex and Locator count only LF");
     }
+    let _ = (m, start, len);
     None
 }
 
+fn strict() -> bool {
+    std::env::var("CONFIG_FUZZ_STRICT").as_deref() == Ok("1")
+}
+
 fn prop(text: &str) -> Result<(), TestCaseError> {
-    check(text).map_err(|e| TestCaseError::fail(format!("{e}\n--- input ({} bytes)\n{text:?}", text.len())))
+    check(text, strict()).map_err(|e| TestCaseError::fail(format!("{e}\n--- input ({} bytes)\n{text:?}", text.len())))
 }
 
 // --------------------------------------------------------------------------------------
@@ -462,7 +478,9 @@ fn apply(seed: &str, muts: &[Mutation]) -> String {
             }
             Mutation::Nest(i, kind, depth) if n > 0 => {
                 let k = pick(i);
-                let v = nested(*kind, *depth as usize);
+                // Deeper block sequences overflow the stack (a known bug, see the end of the file).
+                let depth = *depth as usize;
+                let v = nested(*kind, depth);
                 lines[k] = match split_kv(&lines[k]) {
                     Some((key, _)) => format!("{key} {v}"),
                     None => v,
@@ -864,4 +882,70 @@ proptest! {
             }
         }
     }
+}
+
+// --------------------------------------------------------------------------------------
+// Reproducers of what the fuzzing found and is not fixed yet (reported). Each asserts the
+// right behaviour and is ignored until the fix lands: `cargo test --test config_fuzz --
+// --ignored` shows them failing.
+// --------------------------------------------------------------------------------------
+
+/// `rkectl plan up --offline` on `text`: its exit code (None: killed by a signal).
+fn binary_exit_code(text: &str) -> Option<i32> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cluster.yml"), text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rkectl"))
+        .args(["plan", "up", "--offline", "--config", "cluster.yml"])
+        .current_dir(dir.path())
+        .env_remove("RKE_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    out.status.code()
+}
+
+#[test]
+fn deep_block_sequences_are_refused_not_a_stack_overflow() {
+    // 10 KB: an ignored key holding block sequences 5,000 deep. serde_yaml skips ignored keys
+    // with no depth limit; SpanIndex::build used to recurse and overflow (SIGABRT, exit 134).
+    let text = format!("foo:\n  {}x\nnodes: []\n", "- ".repeat(5_000));
+    assert_eq!(binary_exit_code(&text), Some(2));
+}
+
+#[test]
+#[ignore = "known bug: serde_yaml 0.9 does not apply YAML merge keys, which RKE's Go YAML does"]
+fn known_bug_merge_keys_are_ignored() {
+    let text = "base: &node\n  user: root\n  role: [etcd]\nnodes:\n  - <<: *node\n    address: 10.77.0.11\n";
+    let cfg = rkectl::config::parse(Path::new("cluster.yml"), text.into()).map_err(|e| format!("{:?}", e.problems()));
+    let cfg = cfg.expect("RKE reads `<<: *node`");
+    assert_eq!(cfg.cluster.nodes[0].user, "root");
+}
+
+#[test]
+fn quoted_scalar_spans_stay_inside_the_text_and_on_character_boundaries() {
+    // The span of "22¡" starts at the quote and has the 4 bytes of 22¡: it ends inside ¡.
+    let cut = "{nodes: [{address: 10.77.0.11, user: root, role: [etcd], port: \"22¡\"}]}\n";
+    // \L is 2 source bytes and 3 decoded: the span runs past the end of the text, and the
+    // binary prints "Failed to read contents for label `not a port` … OutOfBounds".
+    let overrun =
+        "nodes:\n  - address: 10.77.0.11\n    user: root\n    role: [etcd]\n    port: \"a\\L\\L\\L\\L\\L\\L\"";
+    let fails: Vec<String> = [cut, overrun].iter().filter_map(|t| check(t, true).err()).collect();
+    assert!(fails.is_empty(), "{fails:#?}");
+}
+
+#[test]
+#[ignore = "known bug: SpanIndex and Locator count only LF as a line break; YAML and miette also count a lone CR"]
+fn known_bug_lone_cr_line_breaks() {
+    // "has no user" should point at the node (line 2 for YAML, miette and editors); its span
+    // is the end of the file (line 4 column 1) and its line and column say 1 and 49.
+    let text = "nodes:\r  - address: 10.77.0.11\r    role: [etcd]\r";
+    check(text, true).unwrap();
+}
+
+#[test]
+fn yaml_syntax_errors_take_line_and_column_from_their_span() {
+    // libyaml counts U+2028 (and U+0085, U+2029) as a line break, and puts the end of a text
+    // without a final newline on the next line; the span (and miette's pointer) do not.
+    let fails: Vec<String> = ["\u{2028}'", "{"].iter().filter_map(|t| check(t, true).err()).collect();
+    assert!(fails.is_empty(), "{fails:#?}");
 }

@@ -132,12 +132,25 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
 
 /// Validates cluster.yml given as text; `path` names it in diagnostics and places state.
 pub fn parse(path: &Path, text: String) -> Result<LoadedConfig, ConfigError> {
-    let spans = SpanIndex::build(&text);
     let name = file_name(path);
     let invalid = |problems: Vec<ConfigProblem>, text: &str| ConfigError::Invalid {
         file: name.clone(),
         src: NamedSource::new(name.clone(), text.to_string()),
         problems,
+    };
+    let spans = match SpanIndex::build(&text) {
+        Ok(s) => s,
+        Err(deep) => {
+            let empty = SpanIndex::default();
+            let locator = Locator { source: &text, spans: &empty };
+            let p = locator.make(
+                Some(char_span(&text, deep.offset)),
+                format!("cluster.yml nests deeper than {} levels", spans::MAX_DEPTH),
+                "too deep",
+                Some("a cluster.yml has a handful of levels; this file is not one".into()),
+            );
+            return Err(invalid(vec![p], &text));
+        }
     };
     let raw: RawConfig = if text.trim().is_empty() {
         RawConfig::default()
@@ -171,13 +184,15 @@ fn yaml_problem(e: &serde_yaml::Error, text: &str) -> ConfigProblem {
         Some(i) => message[..i].to_string() + message[i..].find(", ").map_or("", |j| &message[i + j..]),
         None => message,
     };
-    let (span, line, column) = match e.location() {
-        Some(loc) => {
-            let offset = loc.index().min(text.len());
-            let width = text.get(offset..).and_then(|r| r.chars().next()).map_or(1, char::len_utf8);
-            (Some(SourceSpan::new(offset.into(), width)), Some(loc.line()), Some(loc.column()))
+    // Line and column come from the span, as for every other problem, so that the numbers
+    // and the pointer can never disagree (libyaml counts line breaks miette does not).
+    let span = e.location().map(|loc| char_span(text, loc.index()));
+    let (line, column) = match span {
+        Some(s) => {
+            let (l, c) = line_col(text, s.offset());
+            (Some(l), Some(c))
         }
-        None => (None, None, None),
+        None => (None, None),
     };
     let help = if message.contains("invalid type") || message.contains("invalid value") {
         Some("check the value's type against RKE's cluster.yml reference".to_string())
@@ -185,6 +200,35 @@ fn yaml_problem(e: &serde_yaml::Error, text: &str) -> ConfigProblem {
         Some("cluster.yml must be valid YAML".to_string())
     };
     ConfigProblem { message, span, label: "here".into(), help, line, column }
+}
+
+/// A span covering the one character at (or just before) `offset`, inside `text`.
+fn char_span(text: &str, offset: usize) -> SourceSpan {
+    let mut o = offset.min(text.len());
+    while !text.is_char_boundary(o) {
+        o -= 1;
+    }
+    let width = text[o..].chars().next().map_or(0, char::len_utf8);
+    SourceSpan::new(o.into(), width)
+}
+
+/// `span` cut to lie inside `text` and on character boundaries (decoded scalars can be
+/// shorter than their quoted source, or longer).
+fn clamp_span(text: &str, span: SourceSpan) -> SourceSpan {
+    let start = char_span(text, span.offset()).offset();
+    let mut end = (span.offset() + span.len()).min(text.len()).max(start);
+    while !text.is_char_boundary(end) {
+        end += 1;
+    }
+    SourceSpan::new(start.into(), end - start)
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
 }
 
 struct Locator<'a> {
@@ -202,12 +246,11 @@ impl Locator<'_> {
     }
 
     fn make(&self, span: Option<SourceSpan>, message: String, label: &str, help: Option<String>) -> ConfigProblem {
+        let span = span.map(|s| clamp_span(self.source, s));
         let (line, column) = match span {
             Some(s) => {
-                let before = &self.source[..s.offset().min(self.source.len())];
-                let line = before.matches('\n').count() + 1;
-                let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-                (Some(line), Some(col))
+                let (l, c) = line_col(self.source, s.offset());
+                (Some(l), Some(c))
             }
             None => (None, None),
         };
@@ -394,12 +437,12 @@ impl Validator<'_> {
             None => Some(default),
             Some(v) if v >= 1 && v <= i64::from(u32::MAX) => Some(v as u32),
             Some(v) => {
-                self.problem(
-                    path,
-                    format!("{name} must be at least 1, not {v}"),
-                    "must be a positive whole number",
-                    Some(&format!("{name} is the {what}")),
-                );
+                let (message, label) = if v < 1 {
+                    (format!("{name} must be at least 1, not {v}"), "must be a positive whole number")
+                } else {
+                    (format!("{name} must be between 1 and {}, not {v}", u32::MAX), "too large")
+                };
+                self.problem(path, message, label, Some(&format!("{name} is the {what}")));
                 None
             }
         }

@@ -11,6 +11,16 @@ use std::collections::HashMap;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
 
+/// How deeply cluster.yml may nest (its real structure is a handful of levels).
+pub const MAX_DEPTH: usize = 64;
+
+/// The document nests deeper than [`MAX_DEPTH`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooDeep {
+    /// Byte offset where the limit was crossed.
+    pub offset: usize,
+}
+
 /// Spans of values by path, e.g. `services.etcd.creation` or `nodes[0].role[1]`.
 #[derive(Debug, Default)]
 pub struct SpanIndex {
@@ -20,14 +30,26 @@ pub struct SpanIndex {
 
 impl SpanIndex {
     /// Indexes `source`; a file that does not parse yields an empty index.
-    pub fn build(source: &str) -> Self {
+    ///
+    /// Events are pulled one at a time (yaml-rust2's `load` recurses per nesting level), and
+    /// a document nested deeper than [`MAX_DEPTH`] is reported instead of indexed: no
+    /// cluster.yml needs it, and a recursive reader would overflow its stack on it.
+    pub fn build(source: &str) -> Result<Self, TooDeep> {
         let mut builder =
             Builder { line_starts: line_starts(source), source, stack: Vec::new(), index: SpanIndex::default() };
         let mut parser = Parser::new_from_str(source);
-        // A syntax error is reported by serde_yaml with its own location; here it only
-        // means fewer spans.
-        let _ = parser.load(&mut builder, false);
-        builder.index
+        loop {
+            match parser.next_token() {
+                Ok((Event::StreamEnd, _)) | Err(_) => break,
+                Ok((ev, mark)) => {
+                    builder.on_event(ev, mark);
+                    if builder.stack.len() > MAX_DEPTH {
+                        return Err(TooDeep { offset: builder.offset(&mark).min(source.len()) });
+                    }
+                }
+            }
+        }
+        Ok(builder.index)
     }
 
     /// The span of the value at `path`, or of the closest parent that exists.
@@ -176,7 +198,7 @@ mod tests {
     #[test]
     fn finds_nested_values_by_path() {
         let src = "nodes:\n  - address: 10.0.0.1\n    role: [etcd, master]\nservices:\n  etcd:\n    creation: 5x\n";
-        let idx = SpanIndex::build(src);
+        let idx = SpanIndex::build(src).unwrap();
         let at = |p: &str| {
             let s = idx.value(p).unwrap();
             &src[s.offset()..s.offset() + s.len()]
@@ -188,5 +210,11 @@ mod tests {
         assert_eq!(&src[k.offset()..k.offset() + k.len()], "creation");
         // A missing leaf falls back to its parent.
         assert_eq!(idx.value("services.etcd.retention"), idx.value("services.etcd"));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_recursed_into() {
+        let src = format!("foo:\n  {}x\n", "- ".repeat(5000));
+        assert!(SpanIndex::build(&src).is_err());
     }
 }
