@@ -505,6 +505,7 @@ async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>) -> Re
         drop(lock);
         Ok(())
     } else if resume.is_none() && !touched_cluster(&plan, &paths) {
+        sweep_temporaries(&executor, &plan).await;
         // Only pre-flight steps ran: nothing changed, so there is nothing to resume.
         let first = outcome.failures.first().map(|f| f.to_string()).unwrap_or_else(|| "stopped".into());
         let _ = journal::retire(&paths.journal);
@@ -513,6 +514,7 @@ async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>) -> Re
             "fix the cause and run the command again",
         ))
     } else {
+        sweep_temporaries(&executor, &plan).await;
         let first = outcome.failures.first().map(|f| f.to_string()).unwrap_or_else(|| "stopped".into());
         Err(CliError::ApplyFailed(format!(
             "{first}\n{} step(s) finished, {} not started. The journal {} records where it stopped: fix the cause, then run `rkectl apply` to finish it.",
@@ -521,6 +523,21 @@ async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>) -> Re
             paths.journal.display()
         )))
     }
+}
+
+/// After a failed run, removes temporary helper containers from every host that answers:
+/// helpers remove themselves, but a helper whose host dropped mid-run could not.
+async fn sweep_temporaries(executor: &crate::steps::Executor, plan: &Plan) {
+    let hosts: std::collections::BTreeSet<&config::HostAddr> =
+        plan.steps.iter().filter_map(|s| s.host.as_ref()).collect();
+    let sweeps = hosts.into_iter().map(|h| async move {
+        if let Ok(host) = executor.pool.get(h).await {
+            for name in crate::etcd::names::TEMPORARY {
+                let _ = host.remove_container(name).await;
+            }
+        }
+    });
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), futures::future::join_all(sweeps)).await;
 }
 
 /// Whether any step that changes the cluster started, according to the journal.

@@ -221,32 +221,11 @@ impl Executor {
             .ok_or_else(|| StepError::fatal(format!("container {container} is not on host {addr}")))?;
         let root = host.docker_info().await?.root_dir;
         let spec = containers::log_linker(&self.cluster, container, &info.id, &root);
-        host.remove_container(&spec.name).await?;
-        host.create_container(&spec).await?;
-        let result = async {
-            host.start_container(&spec.name).await?;
-            let code = host.wait_container(&spec.name).await?;
-            Ok::<_, StepError>(code)
-        }
-        .await;
-        match result {
-            Ok(0) => {
-                ctx.log("etcd", format!("Successfully started [{}] container on host [{addr}]", names::LOG_LINKER));
-                Ok(())
-            }
-            other => {
-                let logs = host.container_logs(&spec.name).await.unwrap_or_default();
-                host.remove_container(&spec.name).await?;
-                match other {
-                    Ok(code) => Err(StepError::transient(format!(
-                        "{} exited with code {code} on host {addr}",
-                        names::LOG_LINKER
-                    ))
-                    .with_logs(logs)),
-                    Err(e) => Err(e),
-                }
-            }
-        }
+        // Removed as soon as it is done, like every helper: a run cut short between this step
+        // and `remove-log-linker` leaves nothing behind.
+        self.helper(host.as_ref(), &spec).await?;
+        ctx.log("etcd", format!("Successfully started [{}] container on host [{addr}]", names::LOG_LINKER));
+        Ok(())
     }
 
     /// Polls member health until every member answers (and, if asked, at one revision).

@@ -111,6 +111,27 @@ impl Executor {
 #[async_trait]
 impl StepRunner for Executor {
     async fn run(&self, step: &Step, ctx: &StepCtx<'_>) -> Result<(), StepError> {
+        let result = self.run_step(step, ctx).await;
+        if let Err(e) = &result
+            && e.transient
+        {
+            // The link may be what failed: the retry dials again instead of reusing it.
+            let mut hosts: Vec<&HostAddr> = step.host.iter().collect();
+            if let StepAction::FetchSnapshot { source: crate::plan::step::SnapshotSource::Host { host }, .. } =
+                &step.action
+            {
+                hosts.push(host);
+            }
+            for h in hosts {
+                self.pool.forget(h).await;
+            }
+        }
+        result
+    }
+}
+
+impl Executor {
+    async fn run_step(&self, step: &Step, ctx: &StepCtx<'_>) -> Result<(), StepError> {
         let addr = step.host.as_ref();
         let need = || addr.ok_or_else(|| StepError::fatal(format!("step {} has no host", step.id)));
         match &step.action {

@@ -1,0 +1,257 @@
+//! Faults in the lab: hosts lost before and during an apply, a Docker daemon gone, S3 down,
+//! a full snapshot folder, a corrupted copy, a cut SSH link, a second apply, a changed host
+//! key. In every case: nothing destructive before pre-flight passed, the error names host
+//! and cause, no temporary container is left, `rkectl apply` finishes once the fault is
+//! fixed, and no data is lost.
+
+mod common;
+
+use common::lab::{Lab, text};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+const NODES: [&str; 3] = ["node1", "node2", "node3"];
+
+fn prepare(lab: &Lab) {
+    lab.ok(&["up", "--yes"]);
+    lab.write("node1", "before", "1");
+    lab.ok(&["etcd", "snapshot-save", "--name", "snap.db"]);
+    lab.write("node2", "after", "2");
+}
+
+fn assert_restored(lab: &Lab) {
+    for n in NODES {
+        assert_eq!(lab.read(n, "before").as_deref(), Some("1"), "{n}");
+        assert_eq!(lab.read(n, "after"), None, "{n}");
+    }
+    assert_no_temporaries(lab);
+}
+
+fn assert_no_temporaries(lab: &Lab) {
+    for n in NODES {
+        let left: Vec<String> =
+            lab.containers(n).into_iter().filter(|c| rkectl::etcd::names::TEMPORARY.contains(&c.as_str())).collect();
+        assert!(left.is_empty(), "{n}: temporary containers left: {left:?}");
+    }
+}
+
+/// Starts an rkectl command; calls `at_line` for each stderr line until it returns true.
+fn run_until(lab: &Lab, args: &[&str], mut at_line: impl FnMut(&str) -> bool) -> (Child, Vec<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rkectl"))
+        .args(args)
+        .current_dir(lab.dir.path())
+        .env("RKECTL_KNOWN_HOSTS", &lab.env["KNOWN_HOSTS"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    let err = BufReader::new(child.stderr.take().unwrap());
+    let mut reader = err.lines();
+    for line in reader.by_ref() {
+        let line = line.unwrap();
+        lines.push(line.clone());
+        if at_line(&line) {
+            break;
+        }
+    }
+    // Keep draining so the child never blocks on a full pipe.
+    let rest = std::thread::spawn(move || reader.map_while(Result::ok).collect::<Vec<_>>());
+    let status = child.wait().unwrap();
+    lines.extend(rest.join().unwrap());
+    lines.push(format!("exit: {:?}", status.code()));
+    (child, lines)
+}
+
+#[test]
+fn a_node_lost_in_the_middle_of_a_restore_is_finished_after_it_returns() {
+    let Some(lab) = Lab::get() else { return };
+    prepare(&lab);
+    let node3 = lab.addr("node3");
+    let (_, lines) = run_until(&lab, &["etcd", "snapshot-restore", "--name", "snap.db", "--yes"], |l| {
+        if l.contains(&format!("Successfully cleaned up host [{node3}]")) {
+            let out = lab.lab(&["stop", "node3", "--kill"]);
+            assert!(out.status.success());
+        }
+        false
+    });
+    let all = lines.join("\n");
+    assert!(all.contains("exit: Some(1)"), "{all}");
+    assert!(all.contains(&format!("on host {node3} failed")), "the error names the host:\n{all}");
+    assert!(lab.lab(&["start", "node3"]).status.success());
+    let out = lab.ok(&["apply", "--yes"]);
+    assert!(out.contains("Resuming") && out.contains("Finished restoring on all etcd hosts"), "{out}");
+    assert_restored(&lab);
+}
+
+#[test]
+fn a_stopped_docker_daemon_is_named_and_nothing_changes() {
+    let Some(lab) = Lab::get() else { return };
+    prepare(&lab);
+    let before = lab.world_fingerprint(&NODES);
+    // The node's dockerd is its PID 1; taking its socket away is what a stopped daemon looks
+    // like to a client (connection refused at /var/run/docker.sock).
+    lab.sh("node2", "mv /var/run/docker.sock /var/run/docker.sock.off");
+    let out = lab.rkectl(&["etcd", "snapshot-restore", "--name", "snap.db", "--yes"]);
+    lab.sh("node2", "mv /var/run/docker.sock.off /var/run/docker.sock");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains(&lab.addr("node2")) && t.to_lowercase().contains("docker"), "{t}");
+    assert_eq!(lab.world_fingerprint(&NODES), before);
+    let out = lab.ok(&["etcd", "snapshot-restore", "--name", "snap.db", "--yes"]);
+    assert!(out.contains("Finished restoring"), "{out}");
+    assert_restored(&lab);
+}
+
+#[test]
+fn s3_down_is_refused_before_anything_changes() {
+    let Some(lab) = Lab::get() else { return };
+    lab.ok(&["up", "--yes"]);
+    let before = lab.world_fingerprint(&NODES);
+    assert!(lab.lab(&["s3", "stop"]).status.success());
+    let mut args: Vec<String> = ["etcd", "snapshot-save", "--name", "x.db"].iter().map(|s| s.to_string()).collect();
+    args.extend(lab.s3_flags());
+    let out = lab.rkectl(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(lab.lab(&["s3", "start"]).status.success());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains(&lab.env["S3_ENDPOINT"]) && t.to_lowercase().contains("reach"), "{t}");
+    assert_eq!(lab.world_fingerprint(&NODES), before);
+    lab.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_full_snapshot_folder_fails_the_copy_cleanly_and_apply_finishes_after_it_is_fixed() {
+    let Some(lab) = Lab::get() else { return };
+    lab.ok(&["up", "--yes"]);
+    lab.write("node1", "k", "v");
+    lab.sh("node2", "mkdir -p /opt/rke/etcd-snapshots && mount -t tmpfs -o size=12k tmpfs /opt/rke/etcd-snapshots");
+    let out = lab.rkectl(&["etcd", "snapshot-save", "--name", "full.db", "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains(&lab.addr("node2")) && t.contains("fetch-snapshot"), "{t}");
+    assert!(t.to_lowercase().contains("no space"), "the cause is named: {t}");
+    let left = lab.sh("node2", "ls -A /opt/rke/etcd-snapshots");
+    assert!(!left.contains("full.db"), "a partial copy was left: {left}");
+    assert_no_temporaries(&lab);
+    lab.sh("node2", "umount /opt/rke/etcd-snapshots");
+    let out = lab.ok(&["apply", "--yes"]);
+    assert!(out.contains("Finished saving snapshot [full.db]"), "{out}");
+    let sums: Vec<String> = NODES
+        .iter()
+        .map(|n| lab.sh(n, "sha256sum /opt/rke/etcd-snapshots/full.db | cut -d' ' -f1").trim().to_string())
+        .collect();
+    assert!(!sums[0].is_empty() && sums.iter().all(|s| s == &sums[0]), "{sums:?}");
+}
+
+#[test]
+fn a_corrupted_copy_is_replaced_from_a_good_one_before_the_restore() {
+    let Some(lab) = Lab::get() else { return };
+    prepare(&lab);
+    lab.sh("node3", "printf 'X' | dd of=/opt/rke/etcd-snapshots/snap.db bs=1 seek=200 conv=notrunc 2>/dev/null");
+    let plan = lab.ok(&["plan", "etcd", "snapshot-restore", "--name", "snap.db"]);
+    assert!(plan.contains("CORRUPT") && plan.contains(&format!("fetch-snapshot     {}", lab.addr("node3"))), "{plan}");
+    lab.ok(&["etcd", "snapshot-restore", "--name", "snap.db", "--yes"]);
+    assert_restored(&lab);
+}
+
+#[test]
+fn an_ssh_connection_cut_once_does_not_fail_an_apply() {
+    let Some(lab) = Lab::get() else { return };
+    prepare(&lab);
+    let node2 = lab.addr("node2");
+    let mut cut = false;
+    let (_, lines) = run_until(&lab, &["etcd", "snapshot-restore", "--name", "snap.db", "--yes"], |l| {
+        if !cut && l.contains(&format!("Restoring [snap.db] snapshot on etcd host [{node2}]")) {
+            // Kill the SSH master connection to node2 (what a dropped link does to it).
+            let pattern = format!("ssh .*-M .*{}", node2.replace('.', "\\."));
+            let k = Command::new("pkill").args(["-9", "-f", &pattern]).status().unwrap();
+            assert!(k.success(), "no SSH master to {node2} to kill");
+            cut = true;
+        }
+        false
+    });
+    let all = lines.join("\n");
+    assert!(cut, "the cut point was never reached:\n{all}");
+    assert!(all.contains("exit: Some(0)"), "{all}");
+    assert!(all.contains("retrying"), "the cut was retried:\n{all}");
+    assert_restored(&lab);
+}
+
+#[test]
+fn a_second_apply_is_refused_and_a_killed_ones_lock_is_taken_over() {
+    let Some(lab) = Lab::get() else { return };
+    prepare(&lab);
+    let mut second = None;
+    let (_, lines) = run_until(&lab, &["etcd", "snapshot-restore", "--name", "snap.db", "--yes"], |l| {
+        if second.is_none() && l.contains("Cleaning up host") {
+            second = Some(lab.rkectl(&["apply", "--yes"]));
+        }
+        false
+    });
+    assert!(lines.join("\n").contains("exit: Some(0)"));
+    let second = second.expect("second apply ran");
+    assert_eq!(second.status.code(), Some(2), "{}", text(&second));
+    let t = text(&second);
+    assert!(t.contains("holds the lock") && t.contains("pid ") && t.contains("since"), "{t}");
+
+    // A killed apply: its lock record stays, the lock itself is free; the next apply says so.
+    let (mut child, mut lines) = (None, Vec::new());
+    {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_rkectl"))
+            .args(["etcd", "snapshot-restore", "--name", "snap.db", "--yes"])
+            .current_dir(lab.dir.path())
+            .env("RKECTL_KNOWN_HOSTS", &lab.env["KNOWN_HOSTS"])
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let err = BufReader::new(c.stderr.take().unwrap());
+        for l in err.lines().map_while(Result::ok) {
+            let stop = l.contains("Successfully cleaned up host");
+            lines.push(l);
+            if stop {
+                c.kill().unwrap();
+                break;
+            }
+        }
+        let st = c.wait().unwrap();
+        lines.push(format!("exit: {:?}", st.code()));
+        child.replace(c);
+    }
+    drop(child);
+    assert!(lines.last().is_some_and(|l| l != "exit: Some(0)"), "{lines:?}");
+    let record = std::fs::read_to_string(lab.dir.path().join("cluster.rkectl-lock")).unwrap();
+    assert!(record.contains("\"pid\""), "the killed apply's record: {record}");
+    let out = lab.ok(&["apply", "--yes"]);
+    assert!(out.contains("ended without releasing the lock; taking it over"), "{out}\n(lock record: {record})");
+    assert_restored(&lab);
+}
+
+#[test]
+fn a_changed_host_key_stops_the_apply_with_a_clear_message() {
+    let Some(lab) = Lab::get() else { return };
+    lab.ok(&["up", "--yes"]);
+    let known = std::fs::read_to_string(&lab.env["KNOWN_HOSTS"]).unwrap();
+    // Replace node2's keys with another key of the same types.
+    let other = lab.dir.path().join("other_host_key");
+    Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&other).status().unwrap();
+    let fake_key = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let fake_key: Vec<&str> = fake_key.split_whitespace().collect();
+    let node2 = lab.addr("node2");
+    let mut changed: Vec<String> =
+        known.lines().filter(|l| !l.starts_with(&format!("{node2} "))).map(str::to_string).collect();
+    changed.push(format!("{node2} {} {}", fake_key[0], fake_key[1]));
+    let kh = lab.dir.path().join("known_hosts");
+    std::fs::write(&kh, changed.join("\n") + "\n").unwrap();
+    let before = lab.world_fingerprint(&NODES);
+    let out = lab.rkectl_env(
+        &["etcd", "snapshot-save", "--name", "x.db", "--yes"],
+        &[("RKECTL_KNOWN_HOSTS", kh.to_str().unwrap())],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let t = text(&out).to_lowercase();
+    assert!(t.contains(&node2) && t.contains("host key"), "{t}");
+    assert_eq!(lab.world_fingerprint(&NODES), before);
+}
