@@ -1,0 +1,64 @@
+//! The example cluster.yml files parse unchanged, with the reference's defaults.
+
+use rkectl::config::{self, RecurringSnapshots, Role};
+use std::path::Path;
+
+fn example(name: &str) -> config::LoadedConfig {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name);
+    config::load(&p).unwrap_or_else(|e| panic!("{name}: {:?}", miette::Report::new(e)))
+}
+
+#[test]
+fn a_cluster_yml_with_every_part_of_rke_parses_unchanged() {
+    let c = example("rke-cluster-full.yml").cluster;
+    assert_eq!(c.name, "mycluster");
+    assert_eq!(c.nodes.len(), 3);
+    assert_eq!(c.nodes[0].port, 2222);
+    assert_eq!(c.nodes[1].port, 22);
+    assert!(c.nodes[1].ssh.key.is_some());
+    assert_eq!(c.nodes[2].internal_address(), "192.168.1.6");
+    assert_eq!(c.etcd_nodes().count(), 1);
+    assert_eq!(c.etcd.image, "rancher/mirrored-coreos-etcd:v3.5.6");
+    assert_eq!(c.etcd.extra_args.get("heartbeat-interval").map(String::as_str), Some("500"));
+    // backup_config overrides the legacy settings, and says which it overrides.
+    match &c.etcd.recurring {
+        RecurringSnapshots::BackupConfig { interval_hours: 12, retention: 6, overrides_legacy: Some((cr, re)) } => {
+            assert_eq!((cr.to_string().as_str(), re.to_string().as_str()), ("6h0m0s", "24h0m0s"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let s3 = c.etcd.s3.as_ref().unwrap();
+    assert_eq!(
+        (s3.bucket.as_str(), s3.folder.as_deref(), s3.endpoint.as_str()),
+        ("s3-bucket-name", Some("backups"), "s3.amazonaws.com")
+    );
+    assert_eq!(format!("{:?}", s3.secret_key), "***");
+}
+
+#[test]
+fn the_reference_two_node_example_gets_the_reference_defaults() {
+    let c = example("two-node.yml").cluster;
+    assert_eq!(c.nodes.len(), 2);
+    assert_eq!(c.nodes[0].roles, [Role::Controlplane, Role::Worker]);
+    assert_eq!(c.etcd_nodes().map(|n| n.address.as_str()).collect::<Vec<_>>(), ["10.0.0.2"]);
+    assert_eq!(c.nodes[1].port, 22);
+    assert_eq!(c.nodes[1].docker_socket, "/var/run/docker.sock");
+    assert_eq!(c.etcd.recurring, RecurringSnapshots::Disabled, "recurring snapshots are off by default");
+}
+
+#[test]
+fn legacy_recurring_snapshots_default_to_5m0s_and_24h() {
+    let p = Path::new("cluster.yml");
+    let c = config::parse(
+        p,
+        "nodes:\n  - {address: 10.0.0.2, user: u, role: [etcd]}\nservices:\n  etcd:\n    snapshot: true\n".into(),
+    )
+    .unwrap()
+    .cluster;
+    match c.etcd.recurring {
+        RecurringSnapshots::Legacy { creation, retention } => {
+            assert_eq!((creation.to_string().as_str(), retention.to_string().as_str()), ("5m0s", "24h0m0s"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
