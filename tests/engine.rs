@@ -165,6 +165,7 @@ async fn restore_interrupted_at_every_operation_resumes_to_the_same_end_state() 
     let out = apply(&cfg, &world, &pki, &plan, &dir.path().join("ref.journal"), None, &Recorder::default()).await;
     assert!(out.ok(), "{:?}", out.failures);
     let total_ops = world.op_count() - start_ops;
+    eprintln!("a 3-host restore is {total_ops} host operations; crashing at each of them");
     let reference = final_states(&world, &hosts);
     for (h, s) in hosts.iter().zip(&reference) {
         let data = String::from_utf8_lossy(s.etcd_data().expect("restored data"));

@@ -8,7 +8,7 @@ mod common;
 
 use common::lab::{Lab, text};
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 const NODES: [&str; 3] = ["node1", "node2", "node3"];
 
@@ -37,15 +37,7 @@ fn assert_no_temporaries(lab: &Lab) {
 
 /// Starts an rkectl command; calls `at_line` for each stderr line until it returns true.
 fn run_until(lab: &Lab, args: &[&str], mut at_line: impl FnMut(&str) -> bool) -> (Child, Vec<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rkectl"))
-        .args(args)
-        .current_dir(lab.dir.path())
-        .env("RKECTL_KNOWN_HOSTS", &lab.env["KNOWN_HOSTS"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = lab.spawn(args);
     let mut lines = Vec::new();
     let err = BufReader::new(child.stderr.take().unwrap());
     let mut reader = err.lines();
@@ -199,14 +191,7 @@ fn a_second_apply_is_refused_and_a_killed_ones_lock_is_taken_over() {
     // A killed apply: its lock record stays, the lock itself is free; the next apply says so.
     let (mut child, mut lines) = (None, Vec::new());
     {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_rkectl"))
-            .args(["etcd", "snapshot-restore", "--name", "snap.db", "--yes"])
-            .current_dir(lab.dir.path())
-            .env("RKECTL_KNOWN_HOSTS", &lab.env["KNOWN_HOSTS"])
-            .stdin(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut c = lab.spawn(&["etcd", "snapshot-restore", "--name", "snap.db", "--yes"]);
         let err = BufReader::new(c.stderr.take().unwrap());
         for l in err.lines().map_while(Result::ok) {
             let stop = l.contains("Successfully cleaned up host");

@@ -55,15 +55,7 @@ fn restore_on_three_nodes_brings_back_the_snapshot_everywhere() {
 
 /// Runs a restore and kills it (SIGKILL) when a line containing `at` appears.
 fn kill_restore_at(lab: &Lab, at: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rkectl"))
-        .args(["etcd", "snapshot-restore", "--name", "snap.db", "--yes"])
-        .current_dir(lab.dir.path())
-        .env("RKECTL_KNOWN_HOSTS", &lab.env["KNOWN_HOSTS"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = lab.spawn(&["etcd", "snapshot-restore", "--name", "snap.db", "--yes"]);
     let err = BufReader::new(child.stderr.take().unwrap());
     let mut seen = Vec::new();
     for line in err.lines() {

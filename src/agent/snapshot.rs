@@ -21,6 +21,37 @@ use std::time::Duration;
 
 const CHUNK: usize = 1 << 20;
 
+/// Prefix of the progress lines the workstation follows (`RKECTL-PROGRESS <bytes>`).
+pub const PROGRESS: &str = "RKECTL-PROGRESS ";
+
+/// Prints the bytes moved so far, at most four times a second.
+#[derive(Default)]
+pub struct PrintProgress {
+    bytes: std::sync::atomic::AtomicU64,
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl PrintProgress {
+    fn print(&self, force: bool) {
+        let mut last = self.last.lock().expect("progress lock");
+        if force || last.is_none_or(|t| t.elapsed() >= Duration::from_millis(250)) {
+            *last = Some(std::time::Instant::now());
+            println!("{PROGRESS}{}", self.bytes.load(std::sync::atomic::Ordering::Relaxed));
+        }
+    }
+}
+
+impl crate::s3::TransferProgress for PrintProgress {
+    fn started(&self, _total: Option<u64>) {}
+    fn advanced(&self, bytes: u64) {
+        self.bytes.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+        self.print(false);
+    }
+    fn finished(&self) {
+        self.print(true);
+    }
+}
+
 /// Folder of rkectl's records beside the snapshots.
 pub fn records_dir(dir: &Path) -> PathBuf {
     dir.join(".rkectl")
@@ -233,7 +264,7 @@ pub async fn save(
         match &client {
             Some(c) => {
                 let reader = tokio_util::io::StreamReader::new(Box::pin(tokio_stream_from(up_rx)));
-                Some(c.upload(&snapshot, reader, &NoProgress).await)
+                Some(c.upload(&snapshot, reader, &PrintProgress::default()).await)
             }
             None => {
                 drop(up_rx);

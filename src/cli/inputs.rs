@@ -43,16 +43,7 @@ pub fn s3_settings(flags: &S3Flags, cluster: &Cluster) -> Result<Option<S3Settin
             "pass --bucket-name <bucket>",
         ));
     };
-    let custom_ca = match &flags.s3_endpoint_ca {
-        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
-            CliError::input(format!("cannot read --s3-endpoint-ca {}: {e}", p.display()), "give the path of a PEM file")
-        })?),
-        None => base.and_then(|b| b.custom_ca.clone()),
-    };
-    let access_key =
-        flags.access_key.clone().map(Secret::new).or_else(|| base.map(|b| b.access_key.clone())).unwrap_or_default();
-    let secret_key =
-        flags.secret_key.clone().map(Secret::new).or_else(|| base.map(|b| b.secret_key.clone())).unwrap_or_default();
+    let (access_key, secret_key, custom_ca) = credentials(flags, base)?;
     Ok(Some(S3Settings {
         endpoint: flags
             .s3_endpoint
@@ -66,6 +57,22 @@ pub fn s3_settings(flags: &S3Flags, cluster: &Cluster) -> Result<Option<S3Settin
         access_key,
         secret_key,
     }))
+}
+
+/// Keys and CA for S3: flags (or the AWS environment, through clap) over cluster.yml's
+/// `s3backupconfig`; empty keys leave the AWS profile chain to the S3 client.
+pub fn credentials(flags: &S3Flags, base: Option<&S3Settings>) -> Result<(Secret, Secret, Option<String>), CliError> {
+    let custom_ca = match &flags.s3_endpoint_ca {
+        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
+            CliError::input(format!("cannot read --s3-endpoint-ca {}: {e}", p.display()), "give the path of a PEM file")
+        })?),
+        None => base.and_then(|b| b.custom_ca.clone()),
+    };
+    let access_key =
+        flags.access_key.clone().map(Secret::new).or_else(|| base.map(|b| b.access_key.clone())).unwrap_or_default();
+    let secret_key =
+        flags.secret_key.clone().map(Secret::new).or_else(|| base.map(|b| b.secret_key.clone())).unwrap_or_default();
+    Ok((access_key, secret_key, custom_ca))
 }
 
 /// The action an `etcd …` command asks for.

@@ -42,30 +42,30 @@ pub async fn run(common: &Common, verify: bool, s3_flags: &S3Flags) -> Result<()
         .await
         .map_err(|e| redact_refusal(e, s3.as_ref()))?;
     let mut rows: BTreeMap<SnapshotName, Row> = BTreeMap::new();
+    let mut add = |name: &SnapshotName, place: String, modified: i64, copy: Copy| {
+        let row = rows.entry(name.clone()).or_insert_with(|| Row {
+            name: name.clone(),
+            modified,
+            size: copy.size,
+            copies: BTreeMap::new(),
+            consistent: true,
+        });
+        row.modified = row.modified.max(modified);
+        row.copies.insert(place, copy);
+    };
     for (host, facts) in &observed.hosts {
         for (name, c) in &facts.snapshots {
-            let row = rows.entry(name.clone()).or_insert_with(|| Row {
-                name: name.clone(),
-                modified: c.modified,
-                size: c.size,
-                copies: BTreeMap::new(),
-                consistent: true,
-            });
-            row.modified = row.modified.max(c.modified);
-            row.copies
-                .insert(host.to_string(), Copy { size: c.size, checksum: c.checksum.clone(), etcd_ok: c.etcd_ok });
+            add(
+                name,
+                host.to_string(),
+                c.modified,
+                Copy { size: c.size, checksum: c.checksum.clone(), etcd_ok: c.etcd_ok },
+            );
         }
     }
     if let Some(s) = &observed.s3 {
         for (name, c) in &s.snapshots {
-            let row = rows.entry(name.clone()).or_insert_with(|| Row {
-                name: name.clone(),
-                modified: c.modified,
-                size: c.size,
-                copies: BTreeMap::new(),
-                consistent: true,
-            });
-            row.copies.insert("s3".into(), Copy { size: c.size, checksum: c.checksum.clone(), etcd_ok: None });
+            add(name, "s3".into(), c.modified, Copy { size: c.size, checksum: c.checksum.clone(), etcd_ok: None });
         }
     }
     for row in rows.values_mut() {

@@ -629,32 +629,15 @@ async fn apply_file(common: &Common, file: &std::path::Path, s3_flags: &S3Flags)
 /// S3 settings for a plan made earlier: its target, keys from flags, env or cluster.yml.
 fn s3_for_plan(spec: &ActionSpec, flags: &S3Flags, cluster: &Cluster) -> Result<Option<S3Settings>, CliError> {
     let Some(target) = spec.s3() else { return Ok(None) };
-    let base = cluster.configured_s3();
-    let custom_ca = match &flags.s3_endpoint_ca {
-        Some(p) => Some(
-            std::fs::read_to_string(p)
-                .map_err(|e| CliError::input(format!("cannot read {}: {e}", p.display()), "give a PEM file"))?,
-        ),
-        None => base.and_then(|b| b.custom_ca.clone()),
-    };
+    let (access_key, secret_key, custom_ca) = inputs::credentials(flags, cluster.configured_s3())?;
     Ok(Some(S3Settings {
         endpoint: target.endpoint.clone(),
         bucket: target.bucket.clone(),
         region: target.region.clone(),
         folder: target.folder.clone(),
         custom_ca,
-        access_key: flags
-            .access_key
-            .clone()
-            .map(Secret::new)
-            .or_else(|| base.map(|b| b.access_key.clone()))
-            .unwrap_or_default(),
-        secret_key: flags
-            .secret_key
-            .clone()
-            .map(Secret::new)
-            .or_else(|| base.map(|b| b.secret_key.clone()))
-            .unwrap_or_default(),
+        access_key,
+        secret_key,
     }))
 }
 

@@ -94,16 +94,23 @@ impl Reporter for Human {
             }
             ApplyEventKind::BytesTransferred { host, bytes, total, .. } => {
                 if let Some(pb) = self.bar(host) {
-                    if let Some(t) = total
-                        && pb.length() != Some(*t)
-                    {
-                        pb.set_length(*t);
-                        pb.set_style(
-                            ProgressStyle::with_template(
-                                "{spinner} {prefix:<16} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
-                            )
-                            .expect("valid template"),
-                        );
+                    match total {
+                        Some(t) if pb.length() != Some(*t) => {
+                            pb.set_length(*t);
+                            pb.set_style(
+                                ProgressStyle::with_template(
+                                    "{spinner} {prefix:<16} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+                                )
+                                .expect("valid template"),
+                            );
+                        }
+                        // Size not known in advance (a snapshot streamed while it is taken).
+                        None if pb.length().is_some() || *bytes == 0 => {}
+                        None => pb.set_style(
+                            ProgressStyle::with_template("{spinner} {prefix:<16} {bytes} {bytes_per_sec} {msg}")
+                                .expect("valid template"),
+                        ),
+                        _ => {}
                     }
                     pb.set_position(*bytes);
                 }

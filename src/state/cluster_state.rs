@@ -45,6 +45,28 @@ struct PkiOnDisk {
     members: BTreeMap<HostAddr, PairOnDisk>,
 }
 
+impl PkiOnDisk {
+    fn from_pki(p: &Pki) -> PkiOnDisk {
+        let pair = |p: &CertPair| PairOnDisk { cert: p.cert.clone(), key: p.key.expose().to_string() };
+        PkiOnDisk {
+            ca_cert: p.ca.cert.clone(),
+            ca_key: p.ca.key.expose().to_string(),
+            client_cert: p.client.cert.clone(),
+            client_key: p.client.key.expose().to_string(),
+            members: p.members.iter().map(|(k, v)| (k.clone(), pair(v))).collect(),
+        }
+    }
+
+    fn into_pki(self) -> Pki {
+        let pair = |p: PairOnDisk| CertPair { cert: p.cert, key: Secret::new(p.key) };
+        Pki {
+            ca: CertPair { cert: self.ca_cert, key: Secret::new(self.ca_key) },
+            client: CertPair { cert: self.client_cert, key: Secret::new(self.client_key) },
+            members: self.members.into_iter().map(|(k, v)| (k, pair(v))).collect(),
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct OnDisk {
     format: u32,
@@ -88,32 +110,16 @@ impl ClusterState {
                 reason: format!("written by a newer rkectl (format {})", d.format),
             });
         }
-        let pair = |p: PairOnDisk| CertPair { cert: p.cert, key: Secret::new(p.key) };
-        Ok(ClusterState {
-            cluster_name: d.cluster_name,
-            pki: d.pki.map(|p| Pki {
-                ca: CertPair { cert: p.ca_cert, key: Secret::new(p.ca_key) },
-                client: CertPair { cert: p.client_cert, key: Secret::new(p.client_key) },
-                members: p.members.into_iter().map(|(k, v)| (k, pair(v))).collect(),
-            }),
-            members: d.members,
-        })
+        Ok(ClusterState { cluster_name: d.cluster_name, pki: d.pki.map(PkiOnDisk::into_pki), members: d.members })
     }
 
     /// Writes the state file atomically with mode 0600.
     pub fn save(&self, path: &Path) -> Result<(), StateError> {
         let io = |source| StateError::Io { path: path.to_path_buf(), source };
-        let pair = |p: &CertPair| PairOnDisk { cert: p.cert.clone(), key: p.key.expose().to_string() };
         let d = OnDisk {
             format: STATE_FORMAT,
             cluster_name: self.cluster_name.clone(),
-            pki: self.pki.as_ref().map(|p| PkiOnDisk {
-                ca_cert: p.ca.cert.clone(),
-                ca_key: p.ca.key.expose().to_string(),
-                client_cert: p.client.cert.clone(),
-                client_key: p.client.key.expose().to_string(),
-                members: p.members.iter().map(|(k, v)| (k.clone(), pair(v))).collect(),
-            }),
+            pki: self.pki.as_ref().map(PkiOnDisk::from_pki),
             members: self.members.clone(),
         };
         let json = serde_json::to_vec_pretty(&d).expect("state serialises");
@@ -123,25 +129,12 @@ impl ClusterState {
 
 /// The PKI as a JSON document (sealed before it is stored with S3 snapshots).
 pub fn pki_to_json(p: &Pki) -> Secret {
-    let pair = |p: &CertPair| PairOnDisk { cert: p.cert.clone(), key: p.key.expose().to_string() };
-    let d = PkiOnDisk {
-        ca_cert: p.ca.cert.clone(),
-        ca_key: p.ca.key.expose().to_string(),
-        client_cert: p.client.cert.clone(),
-        client_key: p.client.key.expose().to_string(),
-        members: p.members.iter().map(|(k, v)| (k.clone(), pair(v))).collect(),
-    };
-    Secret::new(serde_json::to_string(&d).expect("pki serialises"))
+    Secret::new(serde_json::to_string(&PkiOnDisk::from_pki(p)).expect("pki serialises"))
 }
 
 /// Reads a PKI from [`pki_to_json`]'s output.
 pub fn pki_from_json(json: &str) -> Option<Pki> {
-    let p: PkiOnDisk = serde_json::from_str(json).ok()?;
-    Some(Pki {
-        ca: CertPair { cert: p.ca_cert, key: Secret::new(p.ca_key) },
-        client: CertPair { cert: p.client_cert, key: Secret::new(p.client_key) },
-        members: p.members.into_iter().map(|(k, v)| (k, CertPair { cert: v.cert, key: Secret::new(v.key) })).collect(),
-    })
+    serde_json::from_str::<PkiOnDisk>(json).ok().map(PkiOnDisk::into_pki)
 }
 
 /// Writes `data` to `path` via a temporary file, fsync and rename; mode 0600.

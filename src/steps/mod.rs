@@ -80,6 +80,51 @@ impl Executor {
         .with_logs(out.logs))
     }
 
+    /// Runs a helper while forwarding the `RKECTL-PROGRESS` lines it prints as byte
+    /// progress, then parses its report line; removed on success and on failure.
+    async fn helper_watched<T: for<'de> serde::Deserialize<'de>>(
+        &self,
+        host: &dyn Host,
+        spec: &ContainerSpec,
+        ctx: &StepCtx<'_>,
+    ) -> Result<T, StepError> {
+        host.remove_container(&spec.name).await?;
+        host.create_container(spec).await?;
+        let run = async {
+            host.start_container(&spec.name).await?;
+            let wait = host.wait_container(&spec.name);
+            tokio::pin!(wait);
+            let code = loop {
+                tokio::select! {
+                    code = &mut wait => break code?,
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {
+                        let logs = host.container_logs(&spec.name).await.unwrap_or_default();
+                        let last = logs.lines().rev().find_map(|l| l.strip_prefix(crate::agent::snapshot::PROGRESS));
+                        if let Some(bytes) = last.and_then(|b| b.trim().parse().ok()) {
+                            ctx.bytes(bytes, None);
+                        }
+                    }
+                }
+            };
+            let logs = host.container_logs(&spec.name).await.unwrap_or_default();
+            Ok::<_, StepError>((code, logs))
+        }
+        .await;
+        host.remove_container(&spec.name).await?;
+        let (code, logs) = run?;
+        if code != 0 {
+            return Err(StepError::fatal(format!(
+                "container {} on host {} exited with code {code}",
+                spec.name,
+                host.addr()
+            ))
+            .with_logs(logs));
+        }
+        report::parse(&logs).ok_or_else(|| {
+            StepError::fatal(format!("container {} on host {} gave no report", spec.name, host.addr())).with_logs(logs)
+        })
+    }
+
     /// Runs a helper and parses its report line.
     async fn helper_report<T: for<'de> serde::Deserialize<'de>>(
         &self,

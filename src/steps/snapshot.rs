@@ -224,7 +224,7 @@ impl Executor {
             None
         };
         let spec = containers::snapshot_once(&self.cluster, node, name, s3);
-        let report: SnapshotReport = self.helper_report(host.as_ref(), &spec).await?;
+        let report: SnapshotReport = self.helper_watched(host.as_ref(), &spec, ctx).await?;
         if !report.etcd_ok {
             return Err(StepError::fatal(format!(
                 "the snapshot taken on {addr} fails etcd's hash check: {}",

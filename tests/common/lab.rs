@@ -109,6 +109,19 @@ impl Lab {
         out
     }
 
+    /// `rkectl ARGS…` started in the background, its stderr piped (to watch its log lines).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_rkectl"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("RKECTL_KNOWN_HOSTS", &self.env["KNOWN_HOSTS"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start rkectl")
+    }
+
     /// `rkectl ARGS…` that must succeed; returns stdout + stderr.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.rkectl(args);
