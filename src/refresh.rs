@@ -8,7 +8,7 @@
 
 use crate::agent::report::{self, HealthReport, SnapshotReport};
 use crate::config::{Cluster, HostAddr, Node, S3Settings};
-use crate::etcd::{containers, names, paths, pki::Pki};
+use crate::etcd::{containers, names, paths};
 use crate::host::{Host, HostError, HostPool, run_once};
 use crate::plan::observed::{ContainerFacts, HostFacts, Observed, S3Copy, S3Facts, SnapshotCopy};
 use crate::plan::step::SnapshotName;
@@ -92,12 +92,11 @@ pub async fn refresh(
     cluster: &Cluster,
     pool: &HostPool,
     needs: &Needs,
-    pki: Option<&Pki>,
     s3: Option<&S3Settings>,
     removed: &[RemovedMember],
 ) -> Result<Observed, RefreshError> {
     let nodes: Vec<&Node> = cluster.etcd_nodes().collect();
-    let results = join_all(nodes.iter().map(|n| observe_host(cluster, pool, n, needs, pki))).await;
+    let results = join_all(nodes.iter().map(|n| observe_host(cluster, pool, n, needs))).await;
     let mut observed = Observed::default();
     let mut errors = Vec::new();
     for (n, r) in nodes.iter().zip(results) {
@@ -146,13 +145,7 @@ impl From<HostError> for Failure {
     }
 }
 
-async fn observe_host(
-    cluster: &Cluster,
-    pool: &HostPool,
-    node: &Node,
-    needs: &Needs,
-    pki: Option<&Pki>,
-) -> Result<HostFacts, Failure> {
+async fn observe_host(cluster: &Cluster, pool: &HostPool, node: &Node, needs: &Needs) -> Result<HostFacts, Failure> {
     let host = pool.get(&node.address).await?;
     let mut f = HostFacts { docker_version: host.docker_info().await?.server_version, ..Default::default() };
     for name in std::iter::once(names::ETCD)
@@ -186,7 +179,6 @@ async fn observe_host(
         if files.iter().any(Option::is_some) {
             f.certs_hash = Some(crate::etcd::pki::files_hash(files.iter().map(|b| b.as_deref())));
         }
-        let _ = pki;
     }
     if let Some(want) = &needs.snapshots {
         f.snapshots = observe_snapshots(cluster, host.as_ref(), want).await?;

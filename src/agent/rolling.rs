@@ -8,7 +8,7 @@ use super::{AgentError, Tls, snapshot};
 use crate::config::{GoDuration, S3Settings};
 use crate::plan::step::SnapshotName;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The service's settings.
 pub struct Settings {
@@ -127,9 +127,4 @@ async fn prune(s: &Settings, retention: Option<GoDuration>) -> Result<(), AgentE
         }
     }
     Ok(())
-}
-
-/// Time until the next snapshot (for tests of the schedule).
-pub fn interval(creation: &str) -> Option<Duration> {
-    GoDuration::parse(creation).ok().map(|d| d.0)
 }

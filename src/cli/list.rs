@@ -38,7 +38,7 @@ pub async fn run(common: &Common, verify: bool, s3_flags: &S3Flags) -> Result<()
     let pool = pool_for(common, &cfg.cluster, &state);
     let hash = if verify { Hashing::Full } else { Hashing::Checksum };
     let needs = Needs { snapshots: Some(SnapshotNeeds::All { hash }), certs: false, members: false };
-    let observed = refresh::refresh(&cfg.cluster, &pool, &needs, None, s3.as_ref(), &[])
+    let observed = refresh::refresh(&cfg.cluster, &pool, &needs, s3.as_ref(), &[])
         .await
         .map_err(|e| redact_refusal(e, s3.as_ref()))?;
     let mut rows: BTreeMap<SnapshotName, Row> = BTreeMap::new();

@@ -281,10 +281,9 @@ async fn prepare(common: &Common, action: &Action, offline: bool) -> Result<Prep
     } else {
         let (pki, pki_changed) = pki_for(&spec, &state, &cfg.cluster, s3.as_ref()).await?;
         let pool = pool_for(common, &cfg.cluster, &state);
-        let observed =
-            refresh::refresh(&cfg.cluster, &pool, &Needs::for_action(&spec), pki.as_ref(), s3.as_ref(), &removed)
-                .await
-                .map_err(|e| redact_refusal(e, s3.as_ref()))?;
+        let observed = refresh::refresh(&cfg.cluster, &pool, &Needs::for_action(&spec), s3.as_ref(), &removed)
+            .await
+            .map_err(|e| redact_refusal(e, s3.as_ref()))?;
         (observed, Some(pool), pki, pki_changed)
     };
     check_save_name(&spec, &observed)?;
@@ -600,10 +599,9 @@ async fn apply_file(common: &Common, file: &std::path::Path, s3_flags: &S3Flags)
     let removed =
         if matches!(plan.action, ActionSpec::Up) { removed_members(&cfg.cluster, &state) } else { Vec::new() };
     let pool = pool_for(common, &cfg.cluster, &state);
-    let observed =
-        refresh::refresh(&cfg.cluster, &pool, &Needs::for_action(&plan.action), pki.as_ref(), s3.as_ref(), &removed)
-            .await
-            .map_err(|e| redact_refusal(e, s3.as_ref()))?;
+    let observed = refresh::refresh(&cfg.cluster, &pool, &Needs::for_action(&plan.action), s3.as_ref(), &removed)
+        .await
+        .map_err(|e| redact_refusal(e, s3.as_ref()))?;
     if observed.fingerprint() != plan.observed_fingerprint {
         let changed: Vec<String> = observed
             .hosts
