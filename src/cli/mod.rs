@@ -130,7 +130,7 @@ async fn dispatch(cmd: Command) -> Result<(), CliError> {
         }
         Command::Etcd { command, common } => act(&common, &Action::Etcd { command: Box::new(command) }).await,
         Command::Plan { action, out, offline, common } => {
-            let prepared = prepare(&common, &action, offline).await?;
+            let prepared = prepare(load_config(&common)?, &common, &action, offline).await?;
             show(&prepared.plan, &common);
             if let Some(path) = out {
                 let json = serde_json::to_vec_pretty(&PlanFile {
@@ -269,8 +269,7 @@ async fn pki_for(
     Ok((pki, changed))
 }
 
-async fn prepare(common: &Common, action: &Action, offline: bool) -> Result<Prepared, CliError> {
-    let cfg = load_config(common)?;
+async fn prepare(cfg: LoadedConfig, common: &Common, action: &Action, offline: bool) -> Result<Prepared, CliError> {
     let (spec, s3) = action_spec(action, &cfg.cluster)?;
     let paths = StatePaths::beside(&cfg.dir(), &cfg.stem());
     let state = ClusterState::load(&paths.state).map_err(CliError::refused)?;
@@ -383,12 +382,12 @@ fn done_line(spec: &ActionSpec) -> String {
 }
 
 async fn act(common: &Common, action: &Action) -> Result<(), CliError> {
-    let cfg_probe = config::load(&common.config)?;
-    let paths = StatePaths::beside(&cfg_probe.dir(), &cfg_probe.stem());
+    let cfg = load_config(common)?;
+    let paths = StatePaths::beside(&cfg.dir(), &cfg.stem());
     if paths.journal.exists() {
         return Err(unfinished(&paths));
     }
-    let prepared = prepare(common, action, false).await?;
+    let prepared = prepare(cfg, common, action, false).await?;
     show(&prepared.plan, common);
     if !prepared.plan.has_changes() {
         return Ok(());

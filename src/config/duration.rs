@@ -100,11 +100,6 @@ impl GoDuration {
             u64::try_from(total_nanos / 1_000_000_000).map_err(|_| DurationError::Overflow(input.to_string()))?;
         Ok(GoDuration(Duration::new(secs, (total_nanos % 1_000_000_000) as u32)))
     }
-
-    /// The wrapped std duration.
-    pub fn as_std(&self) -> Duration {
-        self.0
-    }
 }
 
 impl fmt::Display for GoDuration {

@@ -230,11 +230,33 @@ pub struct RunOutput {
 /// output must never be mistaken for ours (RKE's stale checksum checker made every later
 /// restore fail for exactly this reason).
 pub async fn run_once(host: &dyn Host, spec: &ContainerSpec) -> HostResult<RunOutput> {
+    run_watched(host, spec, None).await
+}
+
+/// [`run_once`], handing the container's output so far to `watch` twice a second while it
+/// runs (helpers report progress that way).
+pub async fn run_watched(
+    host: &dyn Host,
+    spec: &ContainerSpec,
+    mut watch: Option<&mut (dyn FnMut(&str) + Send)>,
+) -> HostResult<RunOutput> {
     host.remove_container(&spec.name).await?;
     host.create_container(spec).await?;
     let result = async {
         host.start_container(&spec.name).await?;
-        let exit_code = host.wait_container(&spec.name).await?;
+        let wait = host.wait_container(&spec.name);
+        tokio::pin!(wait);
+        let exit_code = loop {
+            tokio::select! {
+                code = &mut wait => break code?,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(500)), if watch.is_some() => {
+                    let logs = host.container_logs(&spec.name).await.unwrap_or_default();
+                    if let Some(w) = watch.as_mut() {
+                        w(&logs);
+                    }
+                }
+            }
+        };
         let logs = host.container_logs(&spec.name).await.unwrap_or_default();
         Ok(RunOutput { exit_code, logs })
     }

@@ -170,10 +170,4 @@ impl Plan {
     pub fn is_destructive(&self) -> bool {
         self.steps.iter().any(|s| s.kind().is_destructive())
     }
-
-    /// A stable hash of the plan's content (for the journal and plan files).
-    pub fn digest(&self) -> String {
-        let json = serde_json::to_vec(self).expect("plan serialises");
-        blake3::hash(&json).to_hex()[..32].to_string()
-    }
 }

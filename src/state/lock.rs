@@ -47,7 +47,6 @@ pub enum LockError {
 #[derive(Debug)]
 pub struct ApplyLock {
     file: File,
-    path: PathBuf,
     /// The record left by a holder that died without releasing it cleanly.
     pub previous: Option<Holder>,
 }
@@ -90,7 +89,7 @@ impl ApplyLock {
         file.seek(SeekFrom::Start(0)).map_err(io)?;
         file.write_all(serde_json::to_string(&me).expect("holder serialises").as_bytes()).map_err(io)?;
         file.sync_data().map_err(io)?;
-        Ok(ApplyLock { file, path: path.to_path_buf(), previous })
+        Ok(ApplyLock { file, previous })
     }
 }
 
@@ -99,7 +98,6 @@ impl Drop for ApplyLock {
         // A clean release leaves no record, so the next holder knows nobody died holding it.
         let _ = self.file.set_len(0);
         let _ = self.file.unlock();
-        let _ = &self.path;
     }
 }
 

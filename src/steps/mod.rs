@@ -23,7 +23,7 @@ use crate::agent::report;
 use crate::config::{Cluster, HostAddr, Node, S3Settings};
 use crate::etcd::{names, pki::Pki};
 use crate::exec::{StepCtx, StepError, StepRunner};
-use crate::host::{ContainerSpec, Host, HostPool, RunOutput, run_once};
+use crate::host::{ContainerSpec, Host, HostPool, RunOutput, run_once, run_watched};
 use crate::plan::{Step, StepAction};
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -88,40 +88,25 @@ impl Executor {
         spec: &ContainerSpec,
         ctx: &StepCtx<'_>,
     ) -> Result<T, StepError> {
-        host.remove_container(&spec.name).await?;
-        host.create_container(spec).await?;
-        let run = async {
-            host.start_container(&spec.name).await?;
-            let wait = host.wait_container(&spec.name);
-            tokio::pin!(wait);
-            let code = loop {
-                tokio::select! {
-                    code = &mut wait => break code?,
-                    _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {
-                        let logs = host.container_logs(&spec.name).await.unwrap_or_default();
-                        let last = logs.lines().rev().find_map(|l| l.strip_prefix(crate::agent::snapshot::PROGRESS));
-                        if let Some(bytes) = last.and_then(|b| b.trim().parse().ok()) {
-                            ctx.bytes(bytes, None);
-                        }
-                    }
-                }
-            };
-            let logs = host.container_logs(&spec.name).await.unwrap_or_default();
-            Ok::<_, StepError>((code, logs))
-        }
-        .await;
-        host.remove_container(&spec.name).await?;
-        let (code, logs) = run?;
-        if code != 0 {
+        let mut forward = |logs: &str| {
+            let last = logs.lines().rev().find_map(|l| l.strip_prefix(crate::agent::snapshot::PROGRESS));
+            if let Some(bytes) = last.and_then(|b| b.trim().parse().ok()) {
+                ctx.bytes(bytes, None);
+            }
+        };
+        let out = run_watched(host, spec, Some(&mut forward)).await?;
+        if out.exit_code != 0 {
             return Err(StepError::fatal(format!(
-                "container {} on host {} exited with code {code}",
+                "container {} on host {} exited with code {}",
                 spec.name,
-                host.addr()
+                host.addr(),
+                out.exit_code
             ))
-            .with_logs(logs));
+            .with_logs(out.logs));
         }
-        report::parse(&logs).ok_or_else(|| {
-            StepError::fatal(format!("container {} on host {} gave no report", spec.name, host.addr())).with_logs(logs)
+        report::parse(&out.logs).ok_or_else(|| {
+            StepError::fatal(format!("container {} on host {} gave no report", spec.name, host.addr()))
+                .with_logs(out.logs)
         })
     }
 
