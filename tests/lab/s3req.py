@@ -17,7 +17,8 @@ Usage:
   s3req.py head-bucket BUCKET      exit 0 if the bucket exists, 1 if not
   s3req.py head BUCKET KEY         print the response headers of an object
   s3req.py get BUCKET KEY          write the object to stdout
-  s3req.py put BUCKET KEY FILE|-   upload a file (or stdin)
+  s3req.py put BUCKET KEY FILE|- [CONTENT_TYPE]
+                                   upload a file (or stdin), optionally with a Content-Type
   s3req.py rm BUCKET KEY           delete an object
 
 Exit codes: 0 ok, 1 the server said no (HTTP >= 300), 2 usage, 3 no connection.
@@ -61,7 +62,7 @@ class Client:
         self.host_header = u.netloc
         self.ak, self.sk, self.region, self.timeout = access_key, secret_key, region, timeout
 
-    def request(self, method, bucket, key="", query=None, body=b""):
+    def request(self, method, bucket, key="", query=None, body=b"", content_type=None):
         query = query or {}
         path = "/" + bucket + ("/" + key if key else "")
         canonical_uri = _quote(path, safe="/~")
@@ -94,6 +95,9 @@ class Client:
             f"AWS4-HMAC-SHA256 Credential={self.ak}/{scope}, SignedHeaders={signed}, Signature={sig}"
         )
         headers["content-length"] = str(len(body))
+        if content_type:
+            # Not signed (SigV4 does not require it); stored as the object's Content-Type.
+            headers["content-type"] = content_type
         url = canonical_uri + ("?" + canonical_query if canonical_query else "")
         conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:
@@ -104,8 +108,8 @@ class Client:
         finally:
             conn.close()
 
-    def checked(self, method, bucket, key="", query=None, body=b""):
-        status, headers, data = self.request(method, bucket, key, query, body)
+    def checked(self, method, bucket, key="", query=None, body=b"", content_type=None):
+        status, headers, data = self.request(method, bucket, key, query, body, content_type)
         if status >= 300:
             raise S3Error(status, data.decode(errors="replace"))
         return headers, data
@@ -163,13 +167,14 @@ def main(argv):
         elif cmd == "get" and len(args) == 2:
             _, data = c.checked("GET", args[0], args[1])
             sys.stdout.buffer.write(data)
-        elif cmd == "put" and len(args) == 3:
+        elif cmd == "put" and len(args) in (3, 4):
             if args[2] == "-":
                 body = sys.stdin.buffer.read()
             else:
                 with open(args[2], "rb") as f:
                     body = f.read()
-            c.checked("PUT", args[0], args[1], body=body)
+            c.checked("PUT", args[0], args[1], body=body,
+                      content_type=args[3] if len(args) == 4 else None)
         elif cmd == "rm" and len(args) == 2:
             c.checked("DELETE", args[0], args[1])
         else:
