@@ -13,7 +13,7 @@ use rkectl::plan::render::{RenderOptions, render};
 use rkectl::plan::step::{Checksum, SnapshotName};
 use rkectl::plan::{self, ActionSpec, Plan, Step, StepKind};
 use rkectl::state::journal::JournalWriter;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -43,22 +43,40 @@ fn restore_plan_for(cfg: &config::LoadedConfig) -> Plan {
         let mut f = HostFacts::default();
         f.containers.insert(
             "etcd".into(),
-            ContainerFacts { image: cfg.cluster.etcd.image.clone(), running: true, spec_hash: None },
+            ContainerFacts {
+                image: cfg.cluster.etcd.image.clone(),
+                running: true,
+                spec_hash: None,
+                made_by: rkectl::plan::observed::MadeBy::Rkectl,
+                args: Vec::new(),
+                env: Default::default(),
+                binds: Vec::new(),
+            },
         );
         f.snapshots.insert(
             name.clone(),
-            SnapshotCopy { size: 8, modified: 0, checksum: Some(sum.clone()), etcd_ok: Some(true), problem: None },
+            SnapshotCopy {
+                format: rkectl::plan::step::SnapshotFormat::Raw,
+                size: 8,
+                modified: 0,
+                checksum: Some(sum.clone()),
+                etcd_ok: Some(true),
+                problem: None,
+                db: None,
+                has_state: false,
+                identical_everywhere: true,
+            },
         );
         observed.hosts.insert(node.address.clone(), f);
     }
-    let action = ActionSpec::EtcdSnapshotRestore { name, s3: None };
+    let action = ActionSpec::EtcdSnapshotRestore { name, from: rkectl::plan::RestoreSearch::Hosts };
     plan::compile(&plan::CompileInput {
         cluster: &cfg.cluster,
         cluster_hash: &cfg.hash,
         action: &action,
         observed: &observed,
         removed_members: &[],
-        expected_certs: &BTreeMap::new(),
+        pki_ca: None,
         now: 0,
     })
     .expect("compiles")

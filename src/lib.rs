@@ -7,12 +7,16 @@
 
 pub mod agent;
 pub mod cli;
+pub mod cluster_pki;
 pub mod config;
 pub mod etcd;
 pub mod exec;
 pub mod host;
+pub mod layout;
 pub mod plan;
+pub mod prepare;
 pub mod refresh;
+pub mod rke;
 pub mod s3;
 pub mod secret;
 pub mod state;

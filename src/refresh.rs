@@ -10,9 +10,12 @@ use crate::agent::report::{self, HealthReport, SnapshotReport};
 use crate::config::{Cluster, HostAddr, Node, S3Settings};
 use crate::etcd::{containers, names, paths};
 use crate::host::{Host, HostError, HostPool, run_once};
-use crate::plan::observed::{ContainerFacts, HostFacts, Observed, S3Copy, S3Facts, SnapshotCopy};
-use crate::plan::step::SnapshotName;
+use crate::plan::observed::{
+    CertFiles, ContainerFacts, HostFacts, MadeBy, Observed, S3Copy, S3Facts, SnapshotCopy, hashed_env,
+};
+use crate::plan::step::{SnapshotFormat, SnapshotName};
 use crate::plan::{ActionSpec, RemovedMember};
+use crate::rke::pki::Fingerprint;
 use futures::future::join_all;
 use miette::Diagnostic;
 use std::collections::BTreeMap;
@@ -75,7 +78,7 @@ impl Needs {
         match action {
             ActionSpec::Up => Needs { snapshots: None, certs: true, members: true },
             ActionSpec::EtcdSnapshotRestore { name, .. } => {
-                Needs { snapshots: Some(SnapshotNeeds::One(name.clone())), certs: false, members: false }
+                Needs { snapshots: Some(SnapshotNeeds::One(name.clone())), certs: true, members: false }
             }
             ActionSpec::EtcdSnapshotSave { name, .. } | ActionSpec::EtcdSnapshotDelete { name, .. } => {
                 Needs { snapshots: Some(SnapshotNeeds::One(name.clone())), certs: false, members: false }
@@ -120,9 +123,7 @@ pub async fn refresh(
             && let Ok(Some(c)) = host.inspect_container(names::ETCD).await
         {
             let facts = observed.hosts.entry(m.address.clone()).or_default();
-            facts
-                .containers
-                .insert(names::ETCD.into(), ContainerFacts { image: c.image, running: c.running, spec_hash: None });
+            facts.containers.insert(names::ETCD.into(), container_facts(c));
         }
     }
     if needs.members {
@@ -132,6 +133,23 @@ pub async fn refresh(
         observed.s3 = Some(observe_s3(s3, needs).await?);
     }
     Ok(observed)
+}
+
+fn file_name(path: &str) -> &str {
+    path.rsplit_once('/').map_or(path, |(_, f)| f)
+}
+
+/// What rkectl keeps of a container: no environment value, since some are secrets.
+fn container_facts(c: crate::host::ContainerInfo) -> ContainerFacts {
+    ContainerFacts {
+        made_by: MadeBy::of(&c.labels, &c.args),
+        spec_hash: c.labels.get(containers::SPEC_HASH_LABEL).cloned(),
+        image: c.image,
+        running: c.running && !c.restarting,
+        env: hashed_env(&c.env),
+        args: c.args,
+        binds: c.binds,
+    }
 }
 
 enum Failure {
@@ -147,20 +165,14 @@ impl From<HostError> for Failure {
 
 async fn observe_host(cluster: &Cluster, pool: &HostPool, node: &Node, needs: &Needs) -> Result<HostFacts, Failure> {
     let host = pool.get(&node.address).await?;
-    let mut f = HostFacts { docker_version: host.docker_info().await?.server_version, ..Default::default() };
+    let info = host.docker_info().await?;
+    let mut f = HostFacts { docker_version: info.server_version, arch: info.architecture, ..Default::default() };
     for name in std::iter::once(names::ETCD)
         .chain(std::iter::once(names::ROLLING_SNAPSHOTS))
         .chain(names::TEMPORARY.iter().copied())
     {
         if let Some(c) = host.inspect_container(name).await? {
-            f.containers.insert(
-                name.to_string(),
-                ContainerFacts {
-                    image: c.image,
-                    running: c.running && !c.restarting,
-                    spec_hash: c.labels.get(containers::SPEC_HASH_LABEL).cloned(),
-                },
-            );
+            f.containers.insert(name.to_string(), container_facts(c));
         }
     }
     for image in [&cluster.etcd.image, &cluster.tools_image] {
@@ -171,14 +183,14 @@ async fn observe_host(cluster: &Cluster, pool: &HostPool, node: &Node, needs: &N
     f.has_etcd_data =
         Some(host.list_dir(&format!("{}/member/snap", paths::DATA_DIR)).await?.iter().any(|e| e.name == "db"));
     if needs.certs {
-        let t = containers::tls_files(node);
-        let mut files = Vec::new();
-        for p in [&t.ca, &t.cert, &t.key] {
-            files.push(host.read_file(p).await?);
-        }
-        if files.iter().any(Option::is_some) {
-            f.certs_hash = Some(crate::etcd::pki::files_hash(files.iter().map(|b| b.as_deref())));
-        }
+        let t = crate::etcd::member::tls_files(node);
+        let ca = host.read_file(&t.ca).await?.map(|pem| {
+            // A file that holds no certificate still counts: it is something rkectl would replace.
+            Fingerprint::of_pem(&pem).unwrap_or_else(|| Fingerprint("not a certificate".into()))
+        });
+        let listed = host.list_dir(crate::rke::pki::CERT_DIR).await?;
+        let present = |p: &str| listed.iter().any(|e| e.name == file_name(p));
+        f.certs = Some(CertFiles { ca, cert: present(&t.cert), key: present(&t.key) });
     }
     if let Some(want) = &needs.snapshots {
         f.snapshots = observe_snapshots(cluster, host.as_ref(), want).await?;
@@ -191,58 +203,82 @@ async fn observe_snapshots(
     host: &dyn Host,
     want: &SnapshotNeeds,
 ) -> Result<BTreeMap<SnapshotName, SnapshotCopy>, Failure> {
-    let listing = host.list_dir(paths::SNAPSHOT_DIR).await?;
-    let mut out = BTreeMap::new();
-    let mut to_hash: Vec<SnapshotName> = Vec::new();
+    let listing = host.list_dir(crate::layout::SNAPSHOT_DIR).await?;
+    let mut out: BTreeMap<SnapshotName, SnapshotCopy> = BTreeMap::new();
     for e in listing {
-        let Ok(name) = SnapshotName::new(e.name.clone()) else { continue };
         if e.name.ends_with(".part") {
             continue;
         }
+        let Some((name, format)) = SnapshotFormat::parse_file_name(&e.name) else { continue };
         let wanted = match want {
             SnapshotNeeds::One(n) => &name == n,
             SnapshotNeeds::All { .. } => true,
         };
-        if !wanted {
+        // A host with both keeps RKE's choice: the archive (rke-tools unpacks it over the
+        // plain file when it serves a restore).
+        if !wanted || out.get(&name).is_some_and(|c| c.format == SnapshotFormat::Zip) {
             continue;
         }
-        let copy = SnapshotCopy { size: e.size, modified: e.modified, checksum: None, etcd_ok: None, problem: None };
-        match want {
-            SnapshotNeeds::One(_) | SnapshotNeeds::All { hash: Hashing::Checksum | Hashing::Full } => {
-                to_hash.push(name.clone())
-            }
-            SnapshotNeeds::All { hash: Hashing::None } => {}
-        }
-        out.insert(name, copy);
+        out.insert(
+            name,
+            SnapshotCopy {
+                format,
+                size: e.size,
+                modified: e.modified,
+                checksum: None,
+                etcd_ok: None,
+                problem: None,
+                db: None,
+                has_state: false,
+                identical_everywhere: false,
+            },
+        );
     }
-    if let SnapshotNeeds::All { hash: Hashing::None | Hashing::Checksum } = want {
-        for (name, copy) in out.iter_mut() {
-            if let Some(r) = crate::steps::read_record_quiet(host, name).await
-                && r.size == copy.size
-            {
+    // rkectl's records say which copies are one save copied everywhere; listings without
+    // hashing take checksums from them. A record only describes a file that is there, of
+    // the same format and size.
+    for (name, copy) in out.iter_mut() {
+        if let Some(r) = crate::steps::read_record_quiet(host, name).await
+            && r.format == copy.format
+            && r.size == copy.size
+        {
+            copy.identical_everywhere = r.identical_everywhere;
+            if matches!(want, SnapshotNeeds::All { hash: Hashing::None | Hashing::Checksum }) {
                 copy.checksum = Some(r.checksum);
                 copy.etcd_ok = Some(r.etcd_ok);
+                copy.db = r.db;
+                copy.has_state = r.has_state;
             }
         }
     }
+    let quick = matches!(want, SnapshotNeeds::All { hash: Hashing::Checksum });
+    let to_hash: Vec<(SnapshotName, SnapshotFormat)> = match want {
+        SnapshotNeeds::All { hash: Hashing::None } => Vec::new(),
+        _ => out.iter().map(|(n, c)| (n.clone(), c.format)).collect(),
+    };
     if !to_hash.is_empty() {
-        let refs: Vec<&SnapshotName> = to_hash.iter().collect();
-        let quick = matches!(want, SnapshotNeeds::All { hash: Hashing::Checksum });
+        let files: Vec<String> = to_hash.iter().map(|(n, f)| f.file_name(n)).collect();
         let spec = if quick {
-            containers::checksum_only(cluster, &refs)
+            containers::checksum_only(cluster, &files)
         } else {
-            containers::checksum_checker(cluster, &refs)
+            containers::checksum_checker(cluster, &files)
         };
         let out_run = run_once(host, &spec).await?;
         let reports: Vec<SnapshotReport> = report::parse_all(&out_run.logs);
-        for name in &to_hash {
+        for (name, _) in &to_hash {
             let copy = out.get_mut(name).expect("listed");
             match reports.iter().find(|r| r.name == name.as_str()) {
                 Some(r) => {
+                    if copy.checksum.as_ref() != Some(&r.checksum) {
+                        // The record described other bytes: it says nothing about these.
+                        copy.identical_everywhere = copy.identical_everywhere && copy.checksum.is_none();
+                    }
                     copy.checksum = Some(r.checksum.clone());
                     if !quick {
                         copy.etcd_ok = Some(r.etcd_ok);
                         copy.problem = r.problem.clone();
+                        copy.db = r.db.clone();
+                        copy.has_state = r.has_state;
                     }
                 }
                 None => {
@@ -283,13 +319,14 @@ async fn observe_members(cluster: &Cluster, pool: &HostPool, observed: &mut Obse
 async fn observe_s3(s3: &S3Settings, needs: &Needs) -> Result<S3Facts, RefreshError> {
     let client = crate::s3::S3Client::new(s3).await?;
     client.check().await?;
-    let mut snapshots = BTreeMap::new();
+    let mut snapshots: BTreeMap<SnapshotName, S3Copy> = BTreeMap::new();
     for o in client.list().await? {
+        let Some((name, format)) = SnapshotFormat::parse_file_name(o.name.as_str()) else { continue };
         let wanted = match &needs.snapshots {
-            Some(SnapshotNeeds::One(n)) => &o.name == n,
+            Some(SnapshotNeeds::One(n)) => &name == n,
             _ => true,
         };
-        if !wanted {
+        if !wanted || snapshots.get(&name).is_some_and(|c| c.format == SnapshotFormat::Zip) {
             continue;
         }
         let (checksum, has_pki) = if o.has_manifest {
@@ -300,7 +337,10 @@ async fn observe_s3(s3: &S3Settings, needs: &Needs) -> Result<S3Facts, RefreshEr
         } else {
             (None, false)
         };
-        snapshots.insert(o.name.clone(), S3Copy { size: o.size, modified: o.modified, checksum, has_pki });
+        snapshots.insert(
+            name,
+            S3Copy { format, size: o.size, etag: o.etag, modified: o.modified, checksum, has_pki, has_state: false },
+        );
     }
     Ok(S3Facts { target: s3.target(), snapshots })
 }

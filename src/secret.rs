@@ -54,6 +54,14 @@ pub fn redact(text: &str, secrets: &[&Secret]) -> String {
     out
 }
 
+/// Fills `buf` from the system's random source (nonces, certificate serial numbers).
+pub fn random_bytes(buf: &mut [u8]) {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(buf))
+        .expect("the system's random source is readable");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,6 +66,11 @@ enum Journal {
 enum Run {
     /// `plan up --offline` (lab: `up --yes`, and `etcd snapshot-restore --name base.db --yes`).
     Config,
+    /// `plan up`, which reads the SSH keys (an offline plan needs none) and is refused before
+    /// any host is dialed (lab: as `Config`).
+    Keys,
+    /// `plan up --offline`, in the lab too.
+    Offline,
     /// `plan ACTION --offline` (lab: `ACTION --yes`).
     Action(&'static [&'static str]),
     /// `apply FILE --yes` with a prepared plan file.
@@ -116,6 +121,14 @@ impl Case {
     }
     fn missing(mut self) -> Self {
         self.yml = Yml::Missing;
+        self
+    }
+    fn offline(mut self) -> Self {
+        self.run = Run::Offline;
+        self
+    }
+    fn keys(mut self) -> Self {
+        self.run = Run::Keys;
         self
     }
     fn action(mut self, args: &'static [&'static str]) -> Self {
@@ -237,8 +250,28 @@ fn cases() -> Vec<Case> {
             .at(9, 14),
         case("member-name-duplicate")
             .edit(&[("hostname_override: node2", "hostname_override: node1")])
-            .says(&["same member name etcd-node1 (also nodes[0])"])
+            .says(&["duplicate node name node1 (also nodes[0])", "etcd-node1"])
             .line(9),
+        // RKE lower-cases names before it compares them.
+        case("node-name-duplicate-in-another-case")
+            .edit(&[("hostname_override: node2", "hostname_override: NODE1")])
+            .says(&["duplicate node name node1 (also nodes[0])"])
+            .line(9),
+        case("node-name-not-dns")
+            .edit(&[("hostname_override: node2", "hostname_override: node_2")])
+            .says(&["node name `node_2` is not a valid DNS-1123 subdomain"])
+            .at(10, 24),
+        case("internal-address-splices-members")
+            .edit(&[("hostname_override: node2", "hostname_override: node2\n    internal_address: 10.77.0.12,etcd-x=https://10.0.0.9")])
+            .says(&["is not a host address"])
+            .line(11),
+        case("s3backupconfig-without-endpoint")
+            .edit(&[(
+                IMAGE,
+                "    image: rkectl-lab/etcd:v3.4.23\n    backup_config:\n      s3backupconfig:\n        bucket_name: b\n",
+            )])
+            .says(&["s3backupconfig has no endpoint"])
+            .line(24),
         case("no-etcd-node")
             .edit(&[("role: [etcd]", "role: [worker]"), ("role: [etcd]", "role: [controlplane]"), ("role: [etcd]", "role: [worker]")])
             .says(&["no node has the etcd role"])
@@ -347,21 +380,25 @@ fn cases() -> Vec<Case> {
             ]),
         // --- SSH keys (checked after parsing, before dialing) ---
         case("key-file-missing")
+            .keys()
             .edit(&[("node2\n    user: root\n    role: [etcd]\n    ssh_key_path: @SSH_KEY@", "node2\n    user: root\n    role: [etcd]\n    ssh_key_path: @CASE_DIR@/no-such-key")])
             .says(&["no-such-key for node 10.77.0.12 does not exist"])
             .at(13, 19),
         // Root can read any file whatever its mode, so "unreadable" is made of things open()
         // or read() refuse to root too: a directory (EISDIR) and a symlink loop (ELOOP).
         case("key-file-is-a-directory")
+            .keys()
             .edit(&[("ssh_key_path: @SSH_KEY@", "ssh_key_path: @CASE_DIR@")])
             .says(&["for node 10.77.0.11 cannot be read"])
             .at(8, 19),
         case("key-file-symlink-loop")
+            .keys()
             .edit(&[("node3\n    user: root\n    role: [etcd]\n    ssh_key_path: @SSH_KEY@", "node3\n    user: root\n    role: [etcd]\n    ssh_key_path: @CASE_DIR@/loop")])
             .setup(Setup::SymlinkLoop)
             .says(&["loop for node 10.77.0.13 cannot be read"])
             .at(18, 19),
         case("key-file-top-level-missing")
+            .keys()
             .edit(&[
                 ("cluster_name: rkectl-lab\n", "cluster_name: rkectl-lab\nssh_key_path: @CASE_DIR@/no-such-key\n"),
                 ("    ssh_key_path: @SSH_KEY@\n", ""),
@@ -370,6 +407,12 @@ fn cases() -> Vec<Case> {
             ])
             .says(&["no-such-key for node 10.77.0.11 does not exist"])
             .at(3, 15),
+        // A reviewer plans offline on a machine without the keys.
+        case("key-file-missing-offline-plan-needs-none")
+            .edit(&[("ssh_key_path: @SSH_KEY@", "ssh_key_path: @CASE_DIR@/no-such-key")])
+            .offline()
+            .exit(0)
+            .says(&["Planned offline"]),
         case("config-file-missing").missing().says(&["cannot read cluster configuration"]),
         // --- S3 flags ---
         case("s3-without-bucket")
@@ -530,8 +573,12 @@ fn commands(run: &Run, lab: bool, plan_file: &str) -> Vec<Vec<String>> {
     let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let with = |a: &[&str], extra: &[&str]| a.iter().chain(extra).map(|s| s.to_string()).collect::<Vec<_>>();
     match run {
-        Run::Config if lab => vec![v(&["up", "--yes"]), v(&["etcd", "snapshot-restore", "--name", "base.db", "--yes"])],
+        Run::Config | Run::Keys if lab => {
+            vec![v(&["up", "--yes"]), v(&["etcd", "snapshot-restore", "--name", "base.db", "--yes"])]
+        }
         Run::Config => vec![v(&["plan", "up", "--offline"])],
+        Run::Keys => vec![v(&["plan", "up"])],
+        Run::Offline => vec![v(&["plan", "up", "--offline"])],
         Run::Action(a) if lab => vec![with(a, &["--yes"])],
         Run::Action(a) => vec![with(&["plan"], a).into_iter().chain(v(&["--offline"])).collect()],
         Run::ApplyPlan(_) => vec![v(&["apply", plan_file, "--yes"])],
@@ -688,6 +735,7 @@ fn run_case(case: &Case, w: &World) -> Vec<String> {
         // The lab's state (its PKI), so that a command that wrongly went ahead would act
         // as it would on the real cluster.
         let _ = std::fs::copy(w.root.join("../cluster.rkectl-state"), dir.join("cluster.rkectl-state"));
+        let _ = std::fs::copy(w.root.join("../cluster.rkestate"), dir.join("cluster.rkestate"));
     }
     let plan_file = match prepare(case, &dir, w) {
         Ok(p) => p,
@@ -791,7 +839,7 @@ fn bad_inputs_are_refused_with_located_diagnostics() {
 #[test]
 fn bad_inputs_change_nothing_in_the_lab() {
     let Some(lab) = lab::Lab::get() else { return };
-    lab.ok(&["up", "--yes"]);
+    lab.ok(&["up", "--yes", "--new-pki"]);
     lab.ok(&["etcd", "snapshot-save", "--name", "base.db", "--yes"]);
     let mut nodes: Vec<&str> =
         lab.env.keys().filter_map(|k| k.strip_prefix("NODE_")).filter(|n| n.starts_with("node")).collect();

@@ -10,7 +10,13 @@ fn example(name: &str) -> config::LoadedConfig {
 
 #[test]
 fn a_cluster_yml_with_every_part_of_rke_parses_unchanged() {
-    let c = example("rke-cluster-full.yml").cluster;
+    let loaded = example("rke-cluster-full.yml");
+    // RKE takes etcd's image from system_images and ignores services.etcd.image: so does
+    // rkectl, and says so with the line.
+    let w: Vec<&str> = loaded.warnings.iter().map(|w| w.message.as_str()).collect();
+    assert!(w.iter().any(|m| m.contains("services.etcd.image") && m.contains("ignored")), "{w:?}");
+    assert_eq!(loaded.warnings[0].line, Some(58));
+    let c = loaded.cluster;
     assert_eq!(c.name, "mycluster");
     assert_eq!(c.nodes.len(), 3);
     assert_eq!(c.nodes[0].port, 2222);
@@ -18,7 +24,8 @@ fn a_cluster_yml_with_every_part_of_rke_parses_unchanged() {
     assert!(c.nodes[1].ssh.key.is_some());
     assert_eq!(c.nodes[2].internal_address(), "192.168.1.6");
     assert_eq!(c.etcd_nodes().count(), 1);
-    assert_eq!(c.etcd.image, "rancher/mirrored-coreos-etcd:v3.5.6");
+    assert_eq!(c.etcd.image, "rancher/coreos-etcd:v3.1.12");
+    assert_eq!(c.kubernetes_service_ips, ["10.43.0.1".parse::<std::net::IpAddr>().unwrap()]);
     assert_eq!(c.etcd.extra_args.get("heartbeat-interval").map(String::as_str), Some("500"));
     // backup_config overrides the legacy settings, and says which it overrides.
     match &c.etcd.recurring {

@@ -137,8 +137,9 @@ fn every_template_names_known_kinds_and_compiles_to_an_acyclic_graph() {
             name: rkectl::plan::step::SnapshotName::new("new.db").unwrap(),
             generated_name: false,
             s3: None,
+            include_state: false,
         },
-        ActionSpec::EtcdSnapshotRestore { name: name.clone(), s3: None },
+        ActionSpec::EtcdSnapshotRestore { name: name.clone(), from: rkectl::plan::RestoreSearch::Hosts },
         ActionSpec::EtcdSnapshotDelete { name: name.clone(), s3: None },
         ActionSpec::EtcdSnapshotPrune { policy: PrunePolicy::Count { keep: 1 }, s3: None },
     ] {
@@ -155,7 +156,7 @@ fn final_states(world: &rkectl::host::fake::FakeWorld, hosts: &[HostAddr]) -> Ve
 async fn restore_interrupted_at_every_operation_resumes_to_the_same_end_state() {
     let cfg = load(&etcd_cluster_yaml(3));
     let hosts = etcd_addrs(&cfg.cluster);
-    let pki = rkectl::etcd::pki::Pki::generate(&cfg.cluster).unwrap();
+    let pki = rkectl::rke::pki::Pki::generate(&cfg.cluster).unwrap();
     let dir = tempfile::tempdir().unwrap();
 
     // The uninterrupted run.
@@ -208,7 +209,7 @@ async fn restore_interrupted_at_every_operation_resumes_to_the_same_end_state() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_preflight_on_one_host_of_fifty_stops_everything_before_the_barrier() {
     let cfg = load(&etcd_cluster_yaml(50));
-    let pki = rkectl::etcd::pki::Pki::generate(&cfg.cluster).unwrap();
+    let pki = rkectl::rke::pki::Pki::generate(&cfg.cluster).unwrap();
     let world = running_world(&cfg.cluster, b"data", Some(("snap.db", b"snapshot-bytes")));
     let plan = restore_plan(&cfg, &world, "snap.db");
     let bad = HostAddr(addr(17));
@@ -237,7 +238,7 @@ async fn a_failing_preflight_on_one_host_of_fifty_stops_everything_before_the_ba
 #[tokio::test]
 async fn a_transient_failure_is_retried_and_a_helper_failure_reports_its_logs() {
     let cfg = load(&etcd_cluster_yaml(3));
-    let pki = rkectl::etcd::pki::Pki::generate(&cfg.cluster).unwrap();
+    let pki = rkectl::rke::pki::Pki::generate(&cfg.cluster).unwrap();
     let world = running_world(&cfg.cluster, b"data", Some(("snap.db", b"snapshot-bytes")));
     let plan = restore_plan(&cfg, &world, "snap.db");
     // etcd-restore fails twice on node2, then works: within the bounded retries.

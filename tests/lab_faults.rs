@@ -13,7 +13,7 @@ use std::process::{Child, Command};
 const NODES: [&str; 3] = ["node1", "node2", "node3"];
 
 fn prepare(lab: &Lab) {
-    lab.ok(&["up", "--yes"]);
+    lab.ok(&["up", "--yes", "--new-pki"]);
     lab.write("node1", "before", "1");
     lab.ok(&["etcd", "snapshot-save", "--name", "snap.db"]);
     lab.write("node2", "after", "2");
@@ -99,7 +99,7 @@ fn a_stopped_docker_daemon_is_named_and_nothing_changes() {
 #[test]
 fn s3_down_is_refused_before_anything_changes() {
     let Some(lab) = Lab::get() else { return };
-    lab.ok(&["up", "--yes"]);
+    lab.ok(&["up", "--yes", "--new-pki"]);
     let before = lab.world_fingerprint(&NODES);
     assert!(lab.lab(&["s3", "stop"]).status.success());
     let mut args: Vec<String> = ["etcd", "snapshot-save", "--name", "x.db"].iter().map(|s| s.to_string()).collect();
@@ -116,7 +116,7 @@ fn s3_down_is_refused_before_anything_changes() {
 #[test]
 fn a_full_snapshot_folder_fails_the_copy_cleanly_and_apply_finishes_after_it_is_fixed() {
     let Some(lab) = Lab::get() else { return };
-    lab.ok(&["up", "--yes"]);
+    lab.ok(&["up", "--yes", "--new-pki"]);
     lab.write("node1", "k", "v");
     lab.sh("node2", "mkdir -p /opt/rke/etcd-snapshots && mount -t tmpfs -o size=12k tmpfs /opt/rke/etcd-snapshots");
     let out = lab.rkectl(&["etcd", "snapshot-save", "--name", "full.db", "--yes"]);
@@ -217,7 +217,7 @@ fn a_second_apply_is_refused_and_a_killed_ones_lock_is_taken_over() {
 #[test]
 fn a_changed_host_key_stops_the_apply_with_a_clear_message() {
     let Some(lab) = Lab::get() else { return };
-    lab.ok(&["up", "--yes"]);
+    lab.ok(&["up", "--yes", "--new-pki"]);
     let known = std::fs::read_to_string(&lab.env["KNOWN_HOSTS"]).unwrap();
     // Replace node2's keys with another key of the same types.
     let other = lab.dir.path().join("other_host_key");

@@ -20,7 +20,7 @@ fn assert_snapshot_data(lab: &Lab, nodes: &[&str]) {
 }
 
 fn prepare(lab: &Lab) {
-    lab.ok(&["up", "--yes"]);
+    lab.ok(&["up", "--yes", "--new-pki"]);
     lab.write("node1", "before", "1");
     lab.ok(&["etcd", "snapshot-save", "--name", "snap.db"]);
     lab.write("node2", "after", "2");
@@ -99,7 +99,7 @@ fn the_reference_example_node2_replaced_by_node3_restored_from_s3_on_a_new_works
     let Some(lab) = Lab::get() else { return };
     // node1 [controlplane, worker] + node2 [etcd].
     lab.write_cluster_yml(&lab.cluster_yaml(&[("node1", "controlplane,worker"), ("node2", "etcd")]));
-    lab.ok(&["up", "--yes"]);
+    lab.ok(&["up", "--yes", "--new-pki"]);
     lab.write("node2", "before", "1");
     let mut save: Vec<String> =
         ["etcd", "snapshot-save", "--name", "snapshot.db"].iter().map(|s| s.to_string()).collect();
@@ -134,7 +134,7 @@ fn the_reference_example_node2_replaced_by_node3_restored_from_s3_on_a_new_works
     assert!(t.contains("Downloading snapshot [snapshot.db]"), "{t}");
     // The data is on node3, read with the PKI that came with the snapshot.
     std::fs::copy(ws.path().join("cluster.yml"), lab.cluster_yml()).unwrap();
-    std::fs::copy(ws.path().join("cluster.rkectl-state"), lab.dir.path().join("cluster.rkectl-state")).unwrap();
+    std::fs::copy(ws.path().join("cluster.rkestate"), lab.dir.path().join("cluster.rkestate")).unwrap();
     assert_eq!(lab.read("node3", "before").as_deref(), Some("1"));
     assert_eq!(lab.read("node3", "after"), None);
     let up = Command::new(env!("CARGO_BIN_EXE_rkectl"))

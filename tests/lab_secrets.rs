@@ -32,8 +32,8 @@ fn no_secret_appears_in_anything_rkectl_writes() {
         lab.env["S3_ACCESS_KEY"], lab.env["S3_SECRET_KEY"], lab.env["S3_BUCKET"], lab.env["S3_ENDPOINT"]
     );
     lab.write_cluster_yml(&lab.cluster_text().replace("    image: rkectl-lab/etcd:v3.4.23\n", &bc));
+    run(s(&["up", "--yes", "--json", "--new-pki"]), true);
     run(s(&["plan", "up", "--json", "--out", "up-plan.json"]), true);
-    run(s(&["up", "--yes", "--json"]), true);
     run(s(&["up", "--yes"]), true);
     run(with_s3(&["etcd", "snapshot-save", "--name", "s.db"]), true);
     run(with_s3(&["plan", "etcd", "snapshot-restore", "--name", "s.db", "--json", "--out", "restore-plan.json"]), true);
@@ -58,8 +58,6 @@ fn no_secret_appears_in_anything_rkectl_writes() {
     lab.sh("node3", "mv /var/run/docker.sock.off /var/run/docker.sock");
 
     // What counts as a secret: the S3 keys and every private key of the PKI.
-    let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(lab.dir.path().join("cluster.rkectl-state")).unwrap()).unwrap();
     let mut secrets: Vec<String> = vec![
         lab.env["S3_ACCESS_KEY"].clone(),
         lab.env["S3_SECRET_KEY"].clone(),
@@ -67,10 +65,8 @@ fn no_secret_appears_in_anything_rkectl_writes() {
         "WRONG-access-123456".into(),
     ];
     let body = |pem: &str| pem.lines().filter(|l| !l.starts_with("-----")).collect::<String>();
-    secrets.push(body(state["pki"]["ca_key"].as_str().unwrap()));
-    secrets.push(body(state["pki"]["client_key"].as_str().unwrap()));
-    for m in state["pki"]["members"].as_object().unwrap().values() {
-        secrets.push(body(m["key"].as_str().unwrap()));
+    for entry in lab.bundle().values() {
+        secrets.push(body(entry["keyPEM"].as_str().unwrap()));
     }
     for key in &secrets {
         assert!(key.len() > 10);
@@ -80,7 +76,7 @@ fn no_secret_appears_in_anything_rkectl_writes() {
     for e in std::fs::read_dir(lab.dir.path()).unwrap() {
         let p = e.unwrap().path();
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
-        if name == "cluster.yml" || name == "cluster.rkectl-state" {
+        if name == "cluster.yml" || name == "cluster.rkectl-state" || name == "cluster.rkestate" {
             continue;
         }
         files.push(name.clone());
@@ -100,7 +96,7 @@ fn no_secret_appears_in_anything_rkectl_writes() {
         }
     }
     // The state and the journal hold what must stay private: mode 0600.
-    for f in ["cluster.rkectl-state", "cluster.rkectl-journal"] {
+    for f in ["cluster.rkectl-state", "cluster.rkestate", "cluster.rkectl-journal"] {
         let p = lab.dir.path().join(f);
         if p.exists() {
             assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600, "{f}");

@@ -49,7 +49,7 @@ fn assert_saved_everywhere(lab: &Lab, name: &str) -> String {
 #[test]
 fn snapshot_save_with_and_without_a_name() {
     let Some(lab) = Lab::get() else { return };
-    lab.ok(&["up", "--yes"]);
+    lab.ok(&["up", "--yes", "--new-pki"]);
     lab.write("node1", "k1", "v1");
     let out = lab.ok(&["etcd", "snapshot-save", "--name", "snapshot.db"]);
     assert!(out.contains("Saving snapshot [snapshot.db] on host"), "{out}");
@@ -74,7 +74,7 @@ fn snapshot_save_with_and_without_a_name() {
 #[test]
 fn snapshot_save_to_s3_and_wrong_keys() {
     let Some(lab) = Lab::get() else { return };
-    lab.ok(&["up", "--yes"]);
+    lab.ok(&["up", "--yes", "--new-pki"]);
     lab.write("node1", "k1", "v1");
     let mut args: Vec<String> =
         ["etcd", "snapshot-save", "--name", "s3snap.db"].iter().map(|s| s.to_string()).collect();
@@ -127,7 +127,7 @@ fn recurring_snapshots_with_the_legacy_settings() {
         "    image: rkectl-lab/etcd:v3.4.23\n    snapshot: true\n    creation: 10s\n    retention: 30s\n",
     );
     lab.write_cluster_yml(&yml);
-    let out = lab.ok(&["up", "--yes"]);
+    let out = lab.ok(&["up", "--yes", "--new-pki"]);
     assert!(out.contains("Successfully started [etcd-rolling-snapshots] container"), "{out}");
     std::thread::sleep(Duration::from_secs(55));
     for n in NODES {
@@ -166,10 +166,11 @@ fn backup_config_becomes_the_agents_settings_and_keeps_exactly_retention_snapsho
         lab.env["S3_ACCESS_KEY"], lab.env["S3_SECRET_KEY"], lab.env["S3_BUCKET"], lab.env["S3_ENDPOINT"]
     );
     lab.write_cluster_yml(&lab.cluster_text().replace("    image: rkectl-lab/etcd:v3.4.23\n", &bc));
-    let plan = lab.ok(&["plan", "up"]);
+    let plan = lab.ok(&["plan", "up", "--new-pki"]);
     assert!(plan.contains("backup_config overrides the legacy creation=5m0s/retention=24h0m0s"), "{plan}");
     assert!(!plan.contains(&lab.env["S3_SECRET_KEY"]) && !plan.contains(&lab.env["S3_ACCESS_KEY"]), "keys in the plan");
-    let json: serde_json::Value = serde_json::from_slice(&lab.rkectl(&["plan", "up", "--json"]).stdout).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&lab.rkectl(&["plan", "up", "--new-pki", "--json"]).stdout).unwrap();
     let starts: Vec<&serde_json::Value> =
         json["steps"].as_array().unwrap().iter().filter(|s| s["kind"] == "start-rolling-snapshots").collect();
     assert_eq!(starts.len(), 3);
@@ -180,7 +181,7 @@ fn backup_config_becomes_the_agents_settings_and_keeps_exactly_retention_snapsho
     );
     assert_eq!(s["s3"]["bucket"], lab.env["S3_BUCKET"]);
     assert!(starts[1]["settings"]["s3"].is_null(), "only the first etcd host uploads");
-    lab.ok(&["up", "--yes"]);
+    lab.ok(&["up", "--yes", "--new-pki"]);
     let cmd = lab.sh("node1", "docker inspect -f '{{join .Config.Cmd \" \"}}' etcd-rolling-snapshots");
     assert!(cmd.contains("--creation 12h --keep 3") && cmd.contains("--bucket rkectl-backups"), "{cmd}");
 
@@ -207,7 +208,7 @@ fn backup_config_becomes_the_agents_settings_and_keeps_exactly_retention_snapsho
 #[test]
 fn snapshot_list_shows_every_copy_and_flags_one_that_differs() {
     let Some(lab) = Lab::get() else { return };
-    lab.ok(&["up", "--yes"]);
+    lab.ok(&["up", "--yes", "--new-pki"]);
     lab.ok(&["etcd", "snapshot-save", "--name", "a.db"]);
     let mut args: Vec<String> = ["etcd", "snapshot-save", "--name", "b.db"].iter().map(|s| s.to_string()).collect();
     args.extend(lab.s3_flags());
@@ -232,7 +233,7 @@ fn snapshot_list_shows_every_copy_and_flags_one_that_differs() {
 #[test]
 fn snapshot_delete_and_prune_on_hosts_and_in_s3() {
     let Some(lab) = Lab::get() else { return };
-    lab.ok(&["up", "--yes"]);
+    lab.ok(&["up", "--yes", "--new-pki"]);
     let s3 = lab.s3_flags();
     for name in ["keep-me.db", "rke_etcd_snapshot_2026-01-01T00:00:00Z", "rke_etcd_snapshot_2026-01-02T00:00:00Z"] {
         let mut a: Vec<String> = vec!["etcd".into(), "snapshot-save".into(), "--name".into(), name.into()];

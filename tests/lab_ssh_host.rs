@@ -66,6 +66,7 @@ impl Lab {
             user: "root".into(),
             roles: vec![Role::Etcd],
             hostname_override: None,
+            hostname: address.to_string(),
             internal_address: None,
             ssh: SshAuth { key: None, key_path: self.key(), key_path_explicit: true, agent: false },
             docker_socket: "/var/run/docker.sock".into(),

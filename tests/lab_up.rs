@@ -7,10 +7,8 @@ use common::lab::{Lab, text};
 use std::process::Command;
 
 fn ca_file(lab: &Lab) -> std::path::PathBuf {
-    let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(lab.dir.path().join("cluster.rkectl-state")).unwrap()).unwrap();
     let p = lab.dir.path().join("ca.pem");
-    std::fs::write(&p, state["pki"]["ca_cert"].as_str().unwrap()).unwrap();
+    std::fs::write(&p, lab.bundle()["kube-ca"]["certificatePEM"].as_str().unwrap()).unwrap();
     p
 }
 
@@ -26,7 +24,7 @@ fn member_names(lab: &Lab) -> Vec<String> {
 #[test]
 fn up_builds_a_tls_etcd_plane_that_refuses_clients_without_a_certificate() {
     let Some(lab) = Lab::get() else { return };
-    let out = lab.ok(&["up", "--yes"]);
+    let out = lab.ok(&["up", "--yes", "--new-pki"]);
     assert!(out.contains("Finished building up the etcd plane"), "{out}");
     let health = lab.etcdctl(None, &["endpoint", "health", "-w", "json"]).unwrap_or_else(|e| e);
     assert_eq!(health.matches("\"health\":true").count(), 3, "{health}");
@@ -50,9 +48,9 @@ fn up_builds_a_tls_etcd_plane_that_refuses_clients_without_a_certificate() {
         .unwrap();
     assert!(!plain.status.success(), "plain HTTP worked: {}", text(&plain));
 
-    // The state file holds private keys: mode 0600.
+    // RKE's state file holds private keys: mode 0600, as RKE writes it.
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(lab.dir.path().join("cluster.rkectl-state")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(lab.dir.path().join("cluster.rkestate")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     // No temporary container is left behind.
     for n in ["node1", "node2", "node3"] {
@@ -63,7 +61,7 @@ fn up_builds_a_tls_etcd_plane_that_refuses_clients_without_a_certificate() {
 #[test]
 fn a_second_up_plans_no_changes_and_touches_nothing() {
     let Some(lab) = Lab::get() else { return };
-    lab.ok(&["up", "--yes"]);
+    lab.ok(&["up", "--yes", "--new-pki"]);
     let before = lab.world_fingerprint(&["node1", "node2", "node3"]);
     let plan = lab.ok(&["plan", "up"]);
     assert!(plan.contains("No changes"), "{plan}");
@@ -78,7 +76,7 @@ fn a_second_up_plans_no_changes_and_touches_nothing() {
 #[test]
 fn a_fourth_etcd_node_joins_and_leaves() {
     let Some(lab) = Lab::get() else { return };
-    lab.ok(&["up", "--yes"]);
+    lab.ok(&["up", "--yes", "--new-pki"]);
     lab.write("node1", "k", "v");
     let three = lab.cluster_text();
     let node4 = format!(
@@ -123,7 +121,7 @@ fn a_fourth_etcd_node_joins_and_leaves() {
 #[test]
 fn a_changed_etcd_setting_recreates_members_one_at_a_time() {
     let Some(lab) = Lab::get() else { return };
-    lab.ok(&["up", "--yes"]);
+    lab.ok(&["up", "--yes", "--new-pki"]);
     lab.write("node1", "k", "v");
     let changed = lab.cluster_text().replacen(
         "    image: rkectl-lab/etcd:v3.4.23\n",
@@ -156,7 +154,7 @@ fn a_changed_etcd_setting_recreates_members_one_at_a_time() {
 #[test]
 fn unreachable_node_wrong_key_and_missing_image_fail_before_anything_changes() {
     let Some(lab) = Lab::get() else { return };
-    lab.ok(&["up", "--yes"]);
+    lab.ok(&["up", "--yes", "--new-pki"]);
     let good = lab.cluster_text();
     let nodes = ["node1", "node2", "node3"];
     let before = lab.world_fingerprint(&nodes);

@@ -8,9 +8,11 @@
 
 pub mod etcdctl;
 pub mod files;
+pub mod hashes;
 pub mod report;
 pub mod rolling;
 pub mod snapshot;
+pub mod verify;
 
 use crate::config::S3Settings;
 use crate::secret::Secret;
@@ -91,7 +93,8 @@ pub enum AgentCommand {
         #[arg(long)]
         checksum_only: bool,
     },
-    /// Takes a snapshot (`etcd-snapshot-once`), streaming it to S3 while it is written.
+    /// Takes a snapshot (`etcd-snapshot-once`) as rke-tools' archive, streaming it to S3
+    /// while it is written.
     SnapshotSave {
         #[arg(long)]
         endpoint: String,
@@ -99,19 +102,37 @@ pub enum AgentCommand {
         dir: PathBuf,
         #[arg(long)]
         name: String,
+        /// RKE's state file to put in the archive (removed once it is in).
+        #[arg(long)]
+        state_file: Option<PathBuf>,
+        /// Every etcd host gets a copy of this snapshot.
+        #[arg(long)]
+        copied_to_every_host: bool,
         #[command(flatten)]
         tls: Tls,
         #[command(flatten)]
         s3: S3Args,
     },
-    /// Downloads a snapshot from S3 and verifies it against its manifest.
+    /// Downloads a snapshot from S3 into a folder and verifies it.
     S3Download {
         #[arg(long)]
         name: String,
+        #[arg(long, value_enum)]
+        format: FormatArg,
         #[arg(long)]
-        dir: PathBuf,
+        into: PathBuf,
+        /// The ETag the plan pinned (objects without rkectl's manifest).
+        #[arg(long)]
+        etag: Option<String>,
         #[command(flatten)]
         s3: S3Args,
+    },
+    /// Unpacks an archive's database for a restore, verified.
+    SnapshotUnpack {
+        #[arg(long)]
+        archive: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Deletes snapshots and their records.
     SnapshotDelete {
@@ -169,6 +190,31 @@ pub enum AgentCommand {
     },
 }
 
+/// A snapshot format on the agent's command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    Raw,
+    Zip,
+}
+
+impl From<FormatArg> for crate::plan::step::SnapshotFormat {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Raw => crate::plan::step::SnapshotFormat::Raw,
+            FormatArg::Zip => crate::plan::step::SnapshotFormat::Zip,
+        }
+    }
+}
+
+impl From<crate::plan::step::SnapshotFormat> for FormatArg {
+    fn from(f: crate::plan::step::SnapshotFormat) -> Self {
+        match f {
+            crate::plan::step::SnapshotFormat::Raw => FormatArg::Raw,
+            crate::plan::step::SnapshotFormat::Zip => FormatArg::Zip,
+        }
+    }
+}
+
 /// Why an agent command failed.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -198,7 +244,7 @@ pub async fn run(cmd: AgentCommand) -> Result<(), AgentError> {
         AgentCommand::SnapshotVerify { paths, checksum_only } => {
             let mut failed = Vec::new();
             for path in paths {
-                let r = if checksum_only { snapshot::checksum(&path).await } else { snapshot::verify(&path).await };
+                let r = if checksum_only { verify::checksum(&path).await } else { verify::verify(&path).await };
                 match r {
                     Ok(r) => println!("{}", report::line(&r)),
                     Err(e) => failed.push(format!("{}: {e}", path.display())),
@@ -206,14 +252,41 @@ pub async fn run(cmd: AgentCommand) -> Result<(), AgentError> {
             }
             if failed.is_empty() { Ok(()) } else { Err(AgentError::new(failed.join("; "))) }
         }
-        AgentCommand::SnapshotSave { endpoint, dir, name, tls, s3 } => {
-            let r = snapshot::save(&endpoint, &tls, &dir, &name, s3.settings().as_ref()).await?;
+        AgentCommand::SnapshotSave { endpoint, dir, name, state_file, copied_to_every_host, tls, s3 } => {
+            let r = snapshot::save(snapshot::SaveRequest {
+                endpoint: &endpoint,
+                tls: &tls,
+                dir: &dir,
+                name: &name,
+                s3: s3.settings().as_ref(),
+                state_file: state_file.as_deref(),
+                copied_to_every_host,
+            })
+            .await?;
             println!("{}", report::line(&r));
             Ok(())
         }
-        AgentCommand::S3Download { name, dir, s3 } => {
+        AgentCommand::S3Download { name, format, into, etag, s3 } => {
             let settings = s3.settings().ok_or_else(|| AgentError::new("--bucket is required"))?;
-            let r = snapshot::download(&settings, &dir, &name).await?;
+            let r = snapshot::download(snapshot::DownloadRequest {
+                s3: &settings,
+                name: &name,
+                format: format.into(),
+                into: &into,
+                etag: etag.as_deref(),
+            })
+            .await?;
+            println!("{}", report::line(&r));
+            Ok(())
+        }
+        AgentCommand::SnapshotUnpack { archive, out } => {
+            let r = verify::unpack(&archive, &out).await?;
+            if !r.etcd_ok {
+                return Err(AgentError::new(format!(
+                    "the unpacked database fails etcd's check: {}",
+                    r.problem.unwrap_or_default()
+                )));
+            }
             println!("{}", report::line(&r));
             Ok(())
         }

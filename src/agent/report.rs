@@ -3,7 +3,7 @@
 //! The workstation reads a helper container's logs and takes the last such line; anything
 //! else the container printed (etcdctl's own chatter) is kept only for error messages.
 
-use crate::plan::step::Checksum;
+use crate::plan::step::{Checksum, SnapshotFacts, SnapshotFormat};
 use serde::{Deserialize, Serialize};
 
 /// The prefix of the report line.
@@ -20,7 +20,11 @@ pub struct EtcdStatus {
 /// A snapshot file on a node, checked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotReport {
+    /// The snapshot's name (without `.zip`).
     pub name: String,
+    /// A plain database, or rke-tools' archive.
+    pub format: SnapshotFormat,
+    /// Size and checksum of the file itself.
     pub size: u64,
     pub checksum: Checksum,
     /// etcd's integrity check passed (the SHA-256 trailer etcd appends, and the db opens).
@@ -30,6 +34,16 @@ pub struct SnapshotReport {
     pub etcd: Option<EtcdStatus>,
     /// Set when the snapshot was also uploaded to S3.
     pub uploaded: bool,
+    /// For an archive: size and checksum of the database inside (when it was read).
+    #[serde(default)]
+    pub db: Option<SnapshotFacts>,
+    /// The archive carries the cluster state.
+    #[serde(default)]
+    pub has_state: bool,
+    /// Every etcd host gets this same copy (rkectl's one-time save), so copies that
+    /// differ are an inconsistency, not each host's own snapshot.
+    #[serde(default)]
+    pub identical_everywhere: bool,
 }
 
 /// One member's health.

@@ -6,7 +6,7 @@
 
 use super::{AgentError, Tls, snapshot};
 use crate::config::{GoDuration, S3Settings};
-use crate::plan::step::SnapshotName;
+use crate::plan::step::{SnapshotFormat, SnapshotName};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -51,7 +51,16 @@ pub async fn run(s: Settings) -> Result<(), AgentError> {
         tick.tick().await;
         let name = format!("{}_etcd", now_rfc3339());
         let t0 = std::time::Instant::now();
-        match snapshot::save(&s.endpoint, &s.tls, &s.dir, &name, s.s3.as_ref()).await {
+        let req = snapshot::SaveRequest {
+            endpoint: &s.endpoint,
+            tls: &s.tls,
+            dir: &s.dir,
+            name: &name,
+            s3: s.s3.as_ref(),
+            state_file: None,
+            copied_to_every_host: false,
+        };
+        match snapshot::save(req).await {
             Ok(r) if r.etcd_ok => {
                 let runtime = GoDuration(t0.elapsed());
                 log("info", "Created backup", &format!(" name=\"{name}\" runtime={runtime}"));
@@ -73,17 +82,20 @@ pub async fn run(s: Settings) -> Result<(), AgentError> {
     }
 }
 
-/// Recurring snapshots in `dir`: (name, modified unix seconds), oldest first.
+/// Recurring snapshots in `dir` (`<time>_etcd`, as a plain file or an archive): (file
+/// name, when it was taken), oldest first. The time is the one in the name, as rke-tools
+/// reads it, else the file's.
 fn local_backups(dir: &Path) -> Result<Vec<(String, i64)>, AgentError> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir)? {
         let e = e?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !name.ends_with("_etcd") || !e.file_type()?.is_file() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let Some((name, _)) = SnapshotFormat::parse_file_name(&file) else { continue };
+        if !crate::plan::compile::is_recurring_name(&name) || !e.file_type()?.is_file() {
             continue;
         }
         let m = e.metadata()?.modified()?.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-        out.push((name, m));
+        out.push((file, crate::plan::compile::name_time(&name).unwrap_or(m)));
     }
     out.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
     Ok(out)
@@ -103,10 +115,12 @@ fn expired(list: &[(String, i64)], retention: Option<GoDuration>, keep: Option<u
 async fn prune(s: &Settings, retention: Option<GoDuration>) -> Result<(), AgentError> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let local = local_backups(&s.dir)?;
-    for name in expired(&local, retention, s.keep, now) {
-        let _ = std::fs::remove_file(s.dir.join(&name));
-        let _ = std::fs::remove_file(snapshot::records_dir(&s.dir).join(format!("{name}.json")));
-        log("info", "Removed backup", &format!(" name=\"{name}\""));
+    for file in expired(&local, retention, s.keep, now) {
+        let _ = std::fs::remove_file(s.dir.join(&file));
+        if let Some((name, _)) = SnapshotFormat::parse_file_name(&file) {
+            let _ = std::fs::remove_file(snapshot::records_dir(&s.dir).join(format!("{name}.json")));
+        }
+        log("info", "Removed backup", &format!(" name=\"{file}\""));
     }
     if let Some(settings) = &s.s3 {
         let client = crate::s3::S3Client::new(settings).await.map_err(|e| AgentError::new(e.to_string()))?;
@@ -115,8 +129,11 @@ async fn prune(s: &Settings, retention: Option<GoDuration>) -> Result<(), AgentE
             .await
             .map_err(|e| AgentError::new(e.to_string()))?
             .into_iter()
-            .filter(|o| o.name.as_str().ends_with("_etcd"))
-            .map(|o| (o.name.to_string(), o.modified))
+            .filter_map(|o| {
+                let (name, _) = SnapshotFormat::parse_file_name(o.name.as_str())?;
+                crate::plan::compile::is_recurring_name(&name)
+                    .then(|| (o.name.to_string(), crate::plan::compile::name_time(&name).unwrap_or(o.modified)))
+            })
             .collect();
         remote.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
         for name in expired(&remote, retention, s.keep, now) {

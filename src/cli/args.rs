@@ -70,11 +70,23 @@ pub struct S3Flags {
     pub s3_endpoint_ca: Option<PathBuf>,
 }
 
+/// How the cluster's PKI may be chosen.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct PkiArgs {
+    /// Create a new CA and certificates when there is none, or replace what the hosts trust
+    /// (the plan shows each replaced file and asks first).
+    #[arg(long)]
+    pub new_pki: bool,
+}
+
 /// An action: what `plan` reviews and `apply` executes.
 #[derive(Debug, Clone, Subcommand)]
 pub enum Action {
     /// Bring the etcd plane to what cluster.yml says.
-    Up,
+    Up {
+        #[command(flatten)]
+        pki: PkiArgs,
+    },
     /// etcd snapshot commands.
     Etcd {
         #[command(subcommand)]
@@ -90,6 +102,10 @@ pub enum EtcdAction {
         /// Specify snapshot name.
         #[arg(long)]
         name: Option<String>,
+        /// Put RKE's state file (cluster.rkestate: every private key of the cluster, in clear)
+        /// inside the archive, as `rke etcd snapshot-save` does.
+        #[arg(long)]
+        include_state: bool,
         #[command(flatten)]
         s3: S3Flags,
     },
@@ -98,6 +114,11 @@ pub enum EtcdAction {
         /// Specify snapshot name.
         #[arg(long)]
         name: String,
+        /// Use the cluster.rkestate beside cluster.yml, never the state stored with the snapshot.
+        #[arg(long)]
+        use_local_state: bool,
+        #[command(flatten)]
+        pki: PkiArgs,
         #[command(flatten)]
         s3: S3Flags,
     },
@@ -135,6 +156,8 @@ pub enum EtcdAction {
 pub enum Command {
     /// Bring the etcd plane to what cluster.yml says (plan, confirm, apply).
     Up {
+        #[command(flatten)]
+        pki: PkiArgs,
         #[command(flatten)]
         common: Common,
     },

@@ -5,7 +5,7 @@ use super::CliError;
 use super::args::{EtcdAction, S3Flags};
 use crate::config::{Cluster, GoDuration, LoadedConfig, RecurringSnapshots, S3Settings};
 use crate::plan::step::SnapshotName;
-use crate::plan::{ActionSpec, PrunePolicy};
+use crate::plan::{ActionSpec, PrunePolicy, RestoreSearch};
 use crate::secret::Secret;
 
 /// A snapshot name from the command line.
@@ -17,6 +17,24 @@ pub fn snapshot_name(name: &str) -> Result<SnapshotName, CliError> {
             "choose a plain file name such as `before-upgrade.db`",
         )
     })
+}
+
+/// S3 settings as RKE's one-time save and restore take them: from `--s3` and its flags over
+/// cluster.yml's `s3backupconfig`, or, without `--s3`, from `s3backupconfig` alone. The
+/// flag says whether `--s3` was given.
+pub fn s3_or_configured(flags: &S3Flags, cluster: &Cluster) -> Result<(Option<S3Settings>, bool), CliError> {
+    if flags.s3 {
+        return Ok((s3_settings(flags, cluster)?, true));
+    }
+    s3_settings(flags, cluster)?;
+    let configured = match cluster.configured_s3() {
+        Some(base) => {
+            let (access_key, secret_key, custom_ca) = credentials(flags, Some(base))?;
+            Some(S3Settings { access_key, secret_key, custom_ca, ..base.clone() })
+        }
+        None => None,
+    };
+    Ok((configured, false))
 }
 
 /// S3 settings from flags over cluster.yml's `s3backupconfig`; `None` without `--s3`.
@@ -78,8 +96,9 @@ pub fn credentials(flags: &S3Flags, base: Option<&S3Settings>) -> Result<(Secret
 /// The action an `etcd …` command asks for.
 pub fn etcd_action(cmd: &EtcdAction, cluster: &Cluster) -> Result<(ActionSpec, Option<S3Settings>), CliError> {
     Ok(match cmd {
-        EtcdAction::SnapshotSave { name, s3 } => {
-            let s3 = s3_settings(s3, cluster)?;
+        EtcdAction::SnapshotSave { name, include_state, s3 } => {
+            // RKE's one-time save uploads when cluster.yml has an s3backupconfig.
+            let (s3, _) = s3_or_configured(s3, cluster)?;
             let (name, generated) = match name {
                 Some(n) => (snapshot_name(n)?, false),
                 None => (SnapshotName::timestamped(time::OffsetDateTime::now_utc()), true),
@@ -89,16 +108,21 @@ pub fn etcd_action(cmd: &EtcdAction, cluster: &Cluster) -> Result<(ActionSpec, O
                     name,
                     generated_name: generated,
                     s3: s3.as_ref().map(S3Settings::target),
+                    include_state: *include_state,
                 },
                 s3,
             )
         }
-        EtcdAction::SnapshotRestore { name, s3 } => {
-            let s3 = s3_settings(s3, cluster)?;
-            (
-                ActionSpec::EtcdSnapshotRestore { name: snapshot_name(name)?, s3: s3.as_ref().map(S3Settings::target) },
-                s3,
-            )
+        EtcdAction::SnapshotRestore { name, s3, .. } => {
+            // RKE's restore takes the snapshot from cluster.yml's S3 when there is one, and
+            // falls back to the hosts; `--s3` insists on S3.
+            let (s3, explicit) = s3_or_configured(s3, cluster)?;
+            let from = match (&s3, explicit) {
+                (Some(s), true) => RestoreSearch::S3 { target: s.target() },
+                (Some(s), false) => RestoreSearch::S3ThenHosts { target: s.target() },
+                (None, _) => RestoreSearch::Hosts,
+            };
+            (ActionSpec::EtcdSnapshotRestore { name: snapshot_name(name)?, from }, s3)
         }
         EtcdAction::SnapshotDelete { name, s3 } => {
             let s3 = s3_settings(s3, cluster)?;

@@ -2,28 +2,38 @@
 //! the copies agree.
 
 use super::args::{Common, S3Flags};
-use super::{CliError, inputs, load_config, pool_for, redact_refusal};
-use crate::plan::step::{Checksum, SnapshotName, human_bytes};
+use super::{CliError, connector, inputs, load_config, redact_refusal};
+use crate::plan::step::{Checksum, SnapshotFormat, SnapshotName, human_bytes};
 use crate::refresh::{self, Hashing, Needs, SnapshotNeeds};
-use crate::state::StatePaths;
-use crate::state::cluster_state::ClusterState;
+use crate::secret::Secret;
 use std::collections::BTreeMap;
 
 /// One row of the listing.
 #[derive(Debug, serde::Serialize)]
 pub struct Row {
     pub name: SnapshotName,
+    /// `zip` when any copy is rke-tools' archive, else `raw`.
+    pub format: SnapshotFormat,
+    /// Some copy carries the cluster state (RKE's state file, every private key in clear).
+    pub has_state: bool,
     pub modified: i64,
     pub size: u64,
     /// Where a copy is: host addresses and `s3`.
     pub copies: BTreeMap<String, Copy>,
     /// Every copy has the same size and checksum.
     pub consistent: bool,
+    /// The copies differ because each host took its own (RKE's, recurring ones), not
+    /// because one of them changed.
+    pub per_host: bool,
 }
 
 /// One copy.
 #[derive(Debug, serde::Serialize)]
 pub struct Copy {
+    /// rkectl copied this one save to every host (copies must agree); else each host's own.
+    pub identical_everywhere: bool,
+    pub format: SnapshotFormat,
+    pub has_state: bool,
     pub size: u64,
     pub checksum: Option<Checksum>,
     pub etcd_ok: Option<bool>,
@@ -33,24 +43,30 @@ pub struct Copy {
 pub async fn run(common: &Common, verify: bool, s3_flags: &S3Flags) -> Result<(), CliError> {
     let cfg = load_config(common)?;
     let s3 = inputs::s3_settings(s3_flags, &cfg.cluster)?;
-    let paths = StatePaths::beside(&cfg.dir(), &cfg.stem());
-    let state = ClusterState::load(&paths.state).map_err(CliError::refused)?;
-    let pool = pool_for(common, &cfg.cluster, &state);
+    let pool = crate::prepare::pool(connector(common), &cfg.cluster, &[]);
+    let secrets: Vec<Secret> = s3.iter().flat_map(|s| [s.access_key.clone(), s.secret_key.clone()]).collect();
     let hash = if verify { Hashing::Full } else { Hashing::Checksum };
     let needs = Needs { snapshots: Some(SnapshotNeeds::All { hash }), certs: false, members: false };
     let observed = refresh::refresh(&cfg.cluster, &pool, &needs, s3.as_ref(), &[])
         .await
-        .map_err(|e| redact_refusal(e, s3.as_ref()))?;
+        .map_err(|e| redact_refusal(e, &secrets))?;
     let mut rows: BTreeMap<SnapshotName, Row> = BTreeMap::new();
     let mut add = |name: &SnapshotName, place: String, modified: i64, copy: Copy| {
         let row = rows.entry(name.clone()).or_insert_with(|| Row {
             name: name.clone(),
+            format: copy.format,
+            has_state: false,
             modified,
             size: copy.size,
             copies: BTreeMap::new(),
             consistent: true,
+            per_host: false,
         });
         row.modified = row.modified.max(modified);
+        row.has_state |= copy.has_state;
+        if copy.format == SnapshotFormat::Zip {
+            row.format = SnapshotFormat::Zip;
+        }
         row.copies.insert(place, copy);
     };
     for (host, facts) in &observed.hosts {
@@ -59,13 +75,28 @@ pub async fn run(common: &Common, verify: bool, s3_flags: &S3Flags) -> Result<()
                 name,
                 host.to_string(),
                 c.modified,
-                Copy { size: c.size, checksum: c.checksum.clone(), etcd_ok: c.etcd_ok },
+                Copy {
+                    identical_everywhere: c.identical_everywhere,
+                    format: c.format,
+                    has_state: c.has_state,
+                    size: c.size,
+                    checksum: c.checksum.clone(),
+                    etcd_ok: c.etcd_ok,
+                },
             );
         }
     }
     if let Some(s) = &observed.s3 {
         for (name, c) in &s.snapshots {
-            add(name, "s3".into(), c.modified, Copy { size: c.size, checksum: c.checksum.clone(), etcd_ok: None });
+            let copy = Copy {
+                identical_everywhere: false,
+                format: c.format,
+                has_state: c.has_state,
+                size: c.size,
+                checksum: c.checksum.clone(),
+                etcd_ok: None,
+            };
+            add(name, "s3".into(), c.modified, copy);
         }
     }
     for row in rows.values_mut() {
@@ -74,6 +105,7 @@ pub async fn run(common: &Common, verify: bool, s3_flags: &S3Flags) -> Result<()
             row.copies.values().filter_map(|c| c.checksum.as_ref()).collect();
         let corrupt = row.copies.values().any(|c| c.etcd_ok == Some(false));
         row.consistent = sizes.len() <= 1 && sums.len() <= 1 && !corrupt;
+        row.per_host = !row.consistent && !corrupt && row.copies.values().all(|c| !c.identical_everywhere);
         row.size = sizes.iter().next().copied().unwrap_or(row.size);
     }
     if common.json {
@@ -81,7 +113,7 @@ pub async fn run(common: &Common, verify: bool, s3_flags: &S3Flags) -> Result<()
         return Ok(());
     }
     let hosts: Vec<String> = cfg.cluster.etcd_nodes().map(|n| n.address.to_string()).collect();
-    println!("{:<48} {:<20} {:>10}  {:<20} {:<8} WHERE", "NAME", "TIME", "SIZE", "CHECKSUM", "COPIES");
+    println!("{:<48} {:<20} {:<6} {:>10}  {:<20} {:<8} WHERE", "NAME", "TIME", "FORMAT", "SIZE", "CHECKSUM", "COPIES");
     for row in rows.values() {
         let t = time::OffsetDateTime::from_unix_timestamp(row.modified)
             .ok()
@@ -93,7 +125,11 @@ pub async fn run(common: &Common, verify: bool, s3_flags: &S3Flags) -> Result<()
             .find_map(|c| c.checksum.as_ref())
             .map(|c| c.short().to_string())
             .unwrap_or_else(|| "-".into());
-        let agree = if row.consistent { "agree".to_string() } else { "DIFFER".to_string() };
+        let agree = match (row.consistent, row.per_host) {
+            (true, _) => "agree",
+            (false, true) => "per-host",
+            (false, false) => "DIFFER",
+        };
         let mut where_: Vec<String> = Vec::new();
         for (place, c) in &row.copies {
             let mut w = place.clone();
@@ -108,7 +144,19 @@ pub async fn run(common: &Common, verify: bool, s3_flags: &S3Flags) -> Result<()
         if !missing.is_empty() {
             w.push_str(&format!("  (not on {})", missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
         }
-        println!("{:<48} {:<20} {:>10}  {:<20} {:<8} {w}", row.name.as_str(), t, human_bytes(row.size), sum, agree);
+        let format = match (row.format, row.has_state) {
+            (SnapshotFormat::Zip, true) => "zip+state".to_string(),
+            (f, _) => f.to_string(),
+        };
+        println!(
+            "{:<48} {:<20} {:<6} {:>10}  {:<20} {:<8} {w}",
+            row.name.as_str(),
+            t,
+            format,
+            human_bytes(row.size),
+            sum,
+            agree
+        );
     }
     Ok(())
 }

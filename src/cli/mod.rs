@@ -11,24 +11,25 @@ pub mod args;
 pub mod inputs;
 pub mod list;
 
-use crate::config::{self, Cluster, ConfigError, LoadedConfig, Role, S3Settings};
-use crate::etcd::pki::Pki;
+use crate::cluster_pki::{ClusterPki, PkiFlags, PkiSource};
+use crate::config::{self, Cluster, ConfigError, LoadedConfig, S3Settings};
 use crate::exec::events::{Fanout, Reporter};
 use crate::exec::{self, RunOptions, reporter};
+use crate::host::Connector;
 use crate::host::ssh::{KnownHostsPolicy, SshConnector, SshOptions};
-use crate::host::{Connector, HostPool};
 use crate::plan::render::{RenderOptions, render};
-use crate::plan::{self, ActionSpec, Observed, Plan, RemovedMember, StepKind};
-use crate::refresh::{self, Needs};
+use crate::plan::{self, ActionSpec, Plan, StepKind};
+use crate::prepare::Prepared;
+use crate::rke::state::RkeState;
 use crate::secret::{Secret, redact};
-use crate::state::cluster_state::{ClusterState, DeployedMember, pki_from_json};
+use crate::state::StatePaths;
+use crate::state::cluster_state::DeployedMember;
 use crate::state::journal::{self, JournalState, JournalWriter};
 use crate::state::lock::ApplyLock;
-use crate::state::{StatePaths, seal};
 use args::{Action, Cli, Command, Common, EtcdAction, S3Flags};
 use clap::Parser;
 use miette::{Diagnostic, Report};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -87,13 +88,6 @@ pub struct Refusal {
     pub help: Option<String>,
 }
 
-fn s3_refused(e: crate::s3::S3Error) -> CliError {
-    CliError::refused(Refusal {
-        message: e.to_string(),
-        help: Some("nothing was changed; check the S3 endpoint, bucket and keys".into()),
-    })
-}
-
 fn refuse(message: impl Into<String>, help: impl Into<String>) -> CliError {
     CliError::refused(Refusal { message: message.into(), help: Some(help.into()) })
 }
@@ -124,15 +118,22 @@ pub fn main() -> ExitCode {
 
 async fn dispatch(cmd: Command) -> Result<(), CliError> {
     match cmd {
-        Command::Up { common } => act(&common, &Action::Up).await,
+        Command::Up { pki, common } => act(&common, &Action::Up { pki }).await,
         Command::Etcd { command: EtcdAction::SnapshotList { verify, s3 }, common } => {
             list::run(&common, verify, &s3).await
         }
         Command::Etcd { command, common } => act(&common, &Action::Etcd { command: Box::new(command) }).await,
         Command::Plan { action, out, offline, common } => {
-            let prepared = prepare(load_config(&common)?, &common, &action, offline).await?;
+            let cfg = if offline { config::load(&common.config)? } else { load_config(&common)? };
+            let prepared = prepare(cfg, &common, &action, offline).await?;
             show(&prepared.plan, &common);
             if let Some(path) = out {
+                if prepared.pki.as_ref().is_some_and(|p| p.source == PkiSource::New) {
+                    return Err(CliError::input(
+                        "a plan that makes a new PKI cannot be saved: its private keys cannot go into a plan file",
+                        "run the action itself (`rkectl up --new-pki`), which shows the plan and asks before applying",
+                    ));
+                }
                 let json = serde_json::to_vec_pretty(&PlanFile {
                     config: common.config.display().to_string(),
                     plan: prepared.plan.clone(),
@@ -159,23 +160,35 @@ struct PlanFile {
     plan: Plan,
 }
 
-/// Everything needed to apply a plan.
-struct Prepared {
-    plan: Plan,
-    cfg: LoadedConfig,
-    paths: StatePaths,
-    state: ClusterState,
-    pki: Option<Pki>,
-    /// The PKI is new (or has new members) and must be saved before applying.
-    pki_changed: bool,
-    s3: Option<S3Settings>,
-    pool: Option<Arc<HostPool>>,
-}
-
 fn load_config(common: &Common) -> Result<LoadedConfig, CliError> {
     let cfg = config::load(&common.config)?;
+    for w in &cfg.warnings {
+        let warning = ConfigWarning {
+            message: w.message.clone(),
+            src: miette::NamedSource::new(cfg.path.display().to_string(), cfg.source.clone()),
+            span: w.span,
+            label: w.label.clone(),
+            help: w.help.clone(),
+        };
+        eprintln!("{:?}", Report::new(warning));
+    }
     inputs::check_ssh_keys(&cfg, common.ssh_agent_auth)?;
     Ok(cfg)
+}
+
+/// A valid but doubtful setting in cluster.yml, shown as a warning with its line.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("{message}")]
+#[diagnostic(severity(Warning), code(rkectl::config::warning))]
+struct ConfigWarning {
+    message: String,
+    #[source_code]
+    src: miette::NamedSource<String>,
+    #[label("{label}")]
+    span: Option<miette::SourceSpan>,
+    label: String,
+    #[help]
+    help: Option<String>,
 }
 
 fn connector(common: &Common) -> Arc<dyn Connector> {
@@ -192,141 +205,40 @@ fn connector(common: &Common) -> Arc<dyn Connector> {
     }))
 }
 
-fn pool_for(common: &Common, cluster: &Cluster, state: &ClusterState) -> Arc<HostPool> {
-    let mut nodes: Vec<config::Node> = cluster.nodes.clone();
-    // Members that left cluster.yml are still dialed (to remove them) with the first
-    // etcd node's SSH settings, which is what a cluster of one kind of host has.
-    if let Some(template) = cluster.etcd_nodes().next() {
-        for m in &state.members {
-            if cluster.node(&m.address).is_none() {
-                let mut n = template.clone();
-                n.address = m.address.clone();
-                n.hostname_override = None;
-                n.internal_address = None;
-                nodes.push(n);
-            }
-        }
-    }
-    Arc::new(HostPool::new(connector(common), nodes))
-}
-
-fn removed_members(cluster: &Cluster, state: &ClusterState) -> Vec<RemovedMember> {
-    state
-        .members
-        .iter()
-        .filter(|m| cluster.node(&m.address).is_none_or(|n| !n.has_role(Role::Etcd)))
-        .map(|m| RemovedMember { address: m.address.clone(), member: m.member.clone() })
-        .collect()
-}
-
-fn action_spec(action: &Action, cluster: &Cluster) -> Result<(ActionSpec, Option<S3Settings>), CliError> {
+fn action_spec(action: &Action, cluster: &Cluster) -> Result<(ActionSpec, Option<S3Settings>, PkiFlags), CliError> {
     match action {
-        Action::Up => Ok((ActionSpec::Up, None)),
+        Action::Up { pki } => Ok((ActionSpec::Up, None, PkiFlags { new_pki: pki.new_pki, use_local_state: false })),
         Action::Etcd { command } if matches!(**command, EtcdAction::SnapshotList { .. }) => {
             Err(CliError::input("snapshot-list only reads; it has no plan", "run `rkectl etcd snapshot-list`"))
         }
-        Action::Etcd { command } => inputs::etcd_action(command, cluster),
-    }
-}
-
-/// The PKI an action works with: the state's, one sealed with an S3 snapshot, or a new one.
-async fn pki_for(
-    spec: &ActionSpec,
-    state: &ClusterState,
-    cluster: &Cluster,
-    s3: Option<&S3Settings>,
-) -> Result<(Option<Pki>, bool), CliError> {
-    let mut changed = false;
-    let mut pki = state.pki.clone();
-    if pki.is_none()
-        && let (ActionSpec::EtcdSnapshotRestore { name, .. }, Some(s3)) = (spec, s3)
-    {
-        let client = crate::s3::S3Client::new(s3).await.map_err(s3_refused)?;
-        if let Some(m) = client.get_manifest(name).await.map_err(s3_refused)?
-            && let Some(sealed) = m.pki
-        {
-            let json = seal::open(s3.secret_key.expose(), &sealed).ok_or_else(|| {
-                refuse(
-                    format!("the PKI stored with snapshot {name} cannot be opened with this S3 secret key"),
-                    "use the S3 credentials the snapshot was saved with",
-                )
-            })?;
-            pki = pki_from_json(&json);
-            changed = true;
+        Action::Etcd { command } => {
+            let flags = match &**command {
+                EtcdAction::SnapshotRestore { use_local_state, pki, .. } => {
+                    PkiFlags { new_pki: pki.new_pki, use_local_state: *use_local_state }
+                }
+                _ => PkiFlags::default(),
+            };
+            let (spec, s3) = inputs::etcd_action(command, cluster)?;
+            Ok((spec, s3, flags))
         }
     }
-    let needs_pki = matches!(spec, ActionSpec::Up | ActionSpec::EtcdSnapshotRestore { .. });
-    if pki.is_none() && needs_pki {
-        pki = Some(Pki::generate(cluster).map_err(CliError::refused)?);
-        changed = true;
-    }
-    if let Some(p) = pki.as_mut()
-        && needs_pki
-        && p.ensure_members(cluster).map_err(CliError::refused)?
-    {
-        changed = true;
-    }
-    Ok((pki, changed))
 }
 
 async fn prepare(cfg: LoadedConfig, common: &Common, action: &Action, offline: bool) -> Result<Prepared, CliError> {
-    let (spec, s3) = action_spec(action, &cfg.cluster)?;
-    let paths = StatePaths::beside(&cfg.dir(), &cfg.stem());
-    let state = ClusterState::load(&paths.state).map_err(CliError::refused)?;
-    let removed = if matches!(spec, ActionSpec::Up) { removed_members(&cfg.cluster, &state) } else { Vec::new() };
-    let (observed, pool, pki, pki_changed) = if offline {
-        let pki = state.pki.clone();
-        (Observed { offline: true, ..Default::default() }, None, pki, false)
-    } else {
-        let (pki, pki_changed) = pki_for(&spec, &state, &cfg.cluster, s3.as_ref()).await?;
-        let pool = pool_for(common, &cfg.cluster, &state);
-        let observed = refresh::refresh(&cfg.cluster, &pool, &Needs::for_action(&spec), s3.as_ref(), &removed)
-            .await
-            .map_err(|e| redact_refusal(e, s3.as_ref()))?;
-        (observed, Some(pool), pki, pki_changed)
-    };
-    check_save_name(&spec, &observed)?;
-    let expected_certs: BTreeMap<_, _> = match &pki {
-        Some(p) => {
-            cfg.cluster.etcd_nodes().filter_map(|n| Some((n.address.clone(), p.member_files_hash(n)?))).collect()
-        }
-        None => BTreeMap::new(),
-    };
-    let input = plan::CompileInput {
-        cluster: &cfg.cluster,
-        cluster_hash: &cfg.hash,
-        action: &spec,
-        observed: &observed,
-        removed_members: &removed,
-        expected_certs: &expected_certs,
-        now: time::OffsetDateTime::now_utc().unix_timestamp(),
-    };
-    let plan = plan::compile(&input).map_err(CliError::refused)?;
-    Ok(Prepared { plan, cfg, paths, state, pki, pki_changed, s3, pool })
+    let (spec, s3, pki_flags) = action_spec(action, &cfg.cluster)?;
+    let secrets: Vec<Secret> = s3.iter().flat_map(|s| [s.access_key.clone(), s.secret_key.clone()]).collect();
+    let input = crate::prepare::PrepareInput { cfg, spec, s3, pki_flags, offline, connector: connector(common) };
+    crate::prepare::prepare(input).await.map_err(|e| redact_refusal(e, &secrets))
 }
 
-fn redact_refusal(e: refresh::RefreshError, s3: Option<&S3Settings>) -> CliError {
-    let secrets: Vec<&Secret> = s3.map(|s| vec![&s.access_key, &s.secret_key]).unwrap_or_default();
-    let text = redact(&e.to_string(), &secrets);
+/// A refusal whose text may quote an S3 key back (a server's error message): redacted.
+fn redact_refusal(e: impl Diagnostic + Send + Sync + 'static, secrets: &[Secret]) -> CliError {
+    if secrets.is_empty() {
+        return CliError::refused(e);
+    }
+    let text = redact(&e.to_string(), &secrets.iter().collect::<Vec<_>>());
     let help = e.help().map(|h| h.to_string());
     CliError::refused(Refusal { message: text, help })
-}
-
-fn check_save_name(spec: &ActionSpec, observed: &Observed) -> Result<(), CliError> {
-    if let ActionSpec::EtcdSnapshotSave { name, .. } = spec {
-        let on: Vec<String> =
-            observed.hosts.iter().filter(|(_, f)| f.snapshots.contains_key(name)).map(|(h, _)| h.to_string()).collect();
-        if !on.is_empty() {
-            return Err(refuse(
-                format!("a snapshot named {name} already exists on {}", on.join(", ")),
-                "choose another --name (rkectl never overwrites a snapshot)",
-            ));
-        }
-        if observed.s3.as_ref().is_some_and(|s| s.snapshots.contains_key(name)) {
-            return Err(refuse(format!("a snapshot named {name} already exists in S3"), "choose another --name"));
-        }
-    }
-    Ok(())
 }
 
 fn show(plan: &Plan, common: &Common) {
@@ -341,12 +253,12 @@ fn show(plan: &Plan, common: &Common) {
 }
 
 fn confirm(plan: &Plan, common: &Common, what: &str) -> Result<(), CliError> {
-    if !plan.is_destructive() || common.yes {
+    if !plan.needs_confirmation() || common.yes {
         return Ok(());
     }
     if !std::io::stdin().is_terminal() {
         return Err(refuse(
-            format!("this plan deletes data ({what}) and there is no terminal to confirm it"),
+            format!("this plan needs confirmation ({what}) and there is no terminal to confirm it"),
             "review the plan above, then re-run with --yes",
         ));
     }
@@ -400,12 +312,25 @@ async fn act(common: &Common, action: &Action) -> Result<(), CliError> {
 fn describe_destruction(plan: &Plan) -> String {
     let hosts: HashSet<_> =
         plan.steps.iter().filter(|s| s.kind().is_destructive()).filter_map(|s| s.host.as_ref()).collect();
+    let mut parts = Vec::new();
     match &plan.action {
-        ActionSpec::EtcdSnapshotRestore { name, .. } => {
-            format!("Restore snapshot {name}: the current etcd data on {} host(s) will be deleted", hosts.len())
+        ActionSpec::EtcdSnapshotRestore { name, .. } => parts
+            .push(format!("Restore snapshot {name}: the current etcd data on {} host(s) will be deleted", hosts.len())),
+        _ if plan.is_destructive() => {
+            parts.push(format!("{}: data on {} host(s) will be deleted", plan.title, hosts.len().max(1)))
         }
-        _ => format!("{}: data on {} host(s) will be deleted", plan.title, hosts.len().max(1)),
+        _ => {}
     }
+    let replaced = plan.replacements();
+    if !replaced.is_empty() {
+        let on: HashSet<_> = replaced.iter().filter_map(|(s, _)| s.host.as_ref()).collect();
+        parts.push(format!(
+            "{} thing(s) rkectl did not make will be replaced on {} host(s) (see `replaces` above)",
+            replaced.len(),
+            on.len()
+        ));
+    }
+    parts.join("; ")
 }
 
 fn unfinished(paths: &StatePaths) -> CliError {
@@ -424,7 +349,7 @@ fn unfinished(paths: &StatePaths) -> CliError {
 }
 
 async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>) -> Result<(), CliError> {
-    let Prepared { plan, cfg, paths, mut state, pki, pki_changed, s3, pool } = p;
+    let Prepared { plan, cfg, paths, mut state, pki, rke_state, s3, pool } = p;
     if plan.observed.offline {
         return Err(refuse(
             "an offline plan cannot be applied: it did not look at the hosts",
@@ -439,11 +364,12 @@ async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>) -> Re
             prev.pid, prev.host, prev.since
         );
     }
-    if pki_changed {
-        state.pki = pki.clone();
-        state.cluster_name = cfg.cluster.name.clone();
-        state.save(&paths.state).map_err(CliError::refused)?;
+    // RKE's state file first: a certificate placed on a host must never be missing from it.
+    if let Some(p) = pki.as_ref().filter(|p| p.write) {
+        p.state.save().map_err(CliError::refused)?;
+        eprintln!("INFO[0000] Wrote the cluster's PKI to {}", p.state.path().display());
     }
+    let rke_state = pki.as_ref().map(|p| p.state.clone()).or(rke_state);
     let mut jw = match &resume {
         Some(_) => JournalWriter::append(&paths.journal).map_err(CliError::refused)?,
         None => {
@@ -453,11 +379,20 @@ async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>) -> Re
     let done = resume.as_ref().map(|j| j.finished.clone()).unwrap_or_default();
     let pool = match pool {
         Some(p) => p,
-        None => pool_for(common, &cfg.cluster, &state),
+        None => {
+            let removed = crate::prepare::removed_members(&cfg.cluster, &state, rke_state.as_ref());
+            crate::prepare::pool(connector(common), &cfg.cluster, &removed)
+        }
     };
     let cluster = Arc::new(cfg.cluster.clone());
-    let executor =
-        crate::steps::Executor { cluster: cluster.clone(), pool, pki: pki.clone(), s3: s3.clone(), helper_attempts: 2 };
+    let executor = crate::steps::Executor {
+        cluster: cluster.clone(),
+        pool,
+        pki: pki.as_ref().map(|p| p.pki.clone()),
+        state_text: rke_state.as_ref().map(RkeState::to_text),
+        s3: s3.clone(),
+        helper_attempts: 2,
+    };
     let human: Arc<dyn Reporter> = if common.json {
         Arc::new(reporter::JsonLines)
     } else {
@@ -469,10 +404,11 @@ async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>) -> Re
         secrets.push(s.access_key.clone());
         secrets.push(s.secret_key.clone());
     }
+    if let Some(st) = &rke_state {
+        secrets.extend(st.private_keys());
+    }
     if let Some(p) = &pki {
-        secrets.push(p.ca.key.clone());
-        secrets.push(p.client.key.clone());
-        secrets.extend(p.members.values().map(|m| m.key.clone()));
+        secrets.extend(p.pki.secrets());
     }
     let redactor = move |t: &str| redact(t, &secrets.iter().collect::<Vec<_>>());
     if let ActionSpec::EtcdSnapshotSave { name, generated_name: true, .. } = &plan.action {
@@ -490,7 +426,6 @@ async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>) -> Re
                     .etcd_nodes()
                     .map(|n| DeployedMember { address: n.address.clone(), member: crate::etcd::member_name(n) })
                     .collect();
-                state.pki = pki;
                 state.cluster_name = cluster.name.clone();
                 state.save(&paths.state).map_err(CliError::refused)?;
             }
@@ -592,16 +527,22 @@ async fn apply_file(common: &Common, file: &std::path::Path, s3_flags: &S3Flags)
     if paths.journal.exists() {
         return Err(unfinished(&paths));
     }
-    let state = ClusterState::load(&paths.state).map_err(CliError::refused)?;
     let s3 = s3_for_plan(&plan.action, s3_flags, &cfg.cluster)?;
-    let (pki, pki_changed) = pki_for(&plan.action, &state, &cfg.cluster, s3.as_ref()).await?;
-    let removed =
-        if matches!(plan.action, ActionSpec::Up) { removed_members(&cfg.cluster, &state) } else { Vec::new() };
-    let pool = pool_for(common, &cfg.cluster, &state);
-    let observed = refresh::refresh(&cfg.cluster, &pool, &Needs::for_action(&plan.action), s3.as_ref(), &removed)
-        .await
-        .map_err(|e| redact_refusal(e, s3.as_ref()))?;
-    if observed.fingerprint() != plan.observed_fingerprint {
+    let secrets: Vec<Secret> = s3.iter().flat_map(|s| [s.access_key.clone(), s.secret_key.clone()]).collect();
+    // The same preparation as when the plan was made; a local state file, once there, is the
+    // PKI (the plan may have written it from the snapshot's).
+    let use_local_state = crate::rke::state::path_for(&cfg.path).exists();
+    let input = crate::prepare::PrepareInput {
+        cfg,
+        spec: plan.action.clone(),
+        s3,
+        pki_flags: PkiFlags { new_pki: false, use_local_state },
+        offline: false,
+        connector: connector(common),
+    };
+    let fresh = crate::prepare::prepare(input).await.map_err(|e| redact_refusal(e, &secrets))?;
+    let observed = &fresh.plan.observed;
+    if fresh.plan.observed_fingerprint != plan.observed_fingerprint {
         let changed: Vec<String> = observed
             .hosts
             .iter()
@@ -620,7 +561,7 @@ async fn apply_file(common: &Common, file: &std::path::Path, s3_flags: &S3Flags)
         return Ok(());
     }
     confirm(&plan, common, &describe_destruction(&plan))?;
-    apply(Prepared { plan, cfg, paths, state, pki, pki_changed, s3, pool: Some(pool) }, common, None).await
+    apply(Prepared { plan, ..fresh }, common, None).await
 }
 
 /// S3 settings for a plan made earlier: its target, keys from flags, env or cluster.yml.
@@ -685,10 +626,34 @@ async fn resume(common: &Common, s3_flags: &S3Flags, abandon: bool) -> Result<()
     if let Some((step, err)) = &j.last_failure {
         eprintln!("The last run stopped at {step}: {err}");
     }
-    let state = ClusterState::load(&paths.state).map_err(CliError::refused)?;
+    let (_, state, rke_state) = crate::prepare::local_state(&cfg).map_err(CliError::refused)?;
     let s3 = s3_for_plan(&j.plan.action, s3_flags, &cfg.cluster)?;
-    let pki = state.pki.clone();
+    let pki = match (&rke_state, matches!(j.plan.action, ActionSpec::Up | ActionSpec::EtcdSnapshotRestore { .. })) {
+        (Some(st), true) => {
+            let pki = st.pki().map_err(CliError::refused)?.ok_or_else(|| {
+                refuse(format!("{} has no certificates", st.path().display()), "put RKE's cluster.rkestate back")
+            })?;
+            Some(ClusterPki {
+                pki,
+                state: st.clone(),
+                source: PkiSource::LocalState(st.path().to_path_buf()),
+                write: false,
+                issued: Vec::new(),
+            })
+        }
+        (None, true) => {
+            return Err(refuse(
+                format!(
+                    "the unfinished {} needs the cluster's PKI, and {} is gone",
+                    j.plan.title,
+                    crate::rke::state::path_for(&cfg.path).display()
+                ),
+                "put RKE's cluster.rkestate back beside cluster.yml, then run `rkectl apply` again",
+            ));
+        }
+        _ => None,
+    };
     let plan = j.plan.clone();
     confirm(&plan, common, &format!("Finish: {}", describe_destruction(&plan)))?;
-    apply(Prepared { plan, cfg, paths, state, pki, pki_changed: false, s3, pool: None }, common, Some(j)).await
+    apply(Prepared { plan, cfg, paths, state, pki, rke_state, s3, pool: None }, common, Some(j)).await
 }

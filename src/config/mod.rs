@@ -90,6 +90,8 @@ pub struct LoadedConfig {
     pub source: String,
     /// BLAKE3 of the text: a saved plan is pinned to it.
     pub hash: String,
+    /// Things that are valid but probably not what the user meant, located in the file.
+    pub warnings: Vec<ConfigProblem>,
     spans: SpanIndex,
 }
 
@@ -161,17 +163,19 @@ pub fn parse(path: &Path, text: String) -> Result<LoadedConfig, ConfigError> {
         }
     };
     let locator = Locator { source: &text, spans: &spans };
-    let mut v = Validator { loc: &locator, problems: Vec::new() };
+    let mut v = Validator { loc: &locator, problems: Vec::new(), warnings: Vec::new() };
     let cluster = v.cluster(raw);
     if !v.problems.is_empty() {
         return Err(invalid(v.problems, &text));
     }
+    let warnings = v.warnings;
     let hash = blake3::hash(text.as_bytes()).to_hex().to_string();
     Ok(LoadedConfig {
         cluster: cluster.expect("no problems means a cluster"),
         path: path.to_path_buf(),
         source: text,
         hash,
+        warnings,
         spans,
     })
 }
@@ -261,6 +265,7 @@ impl Locator<'_> {
 struct Validator<'a> {
     loc: &'a Locator<'a>,
     problems: Vec<ConfigProblem>,
+    warnings: Vec<ConfigProblem>,
 }
 
 fn s(v: &Option<ScalarString>) -> Option<String> {
@@ -271,6 +276,11 @@ impl Validator<'_> {
     fn problem(&mut self, path: &str, message: impl Into<String>, label: &str, help: Option<&str>) {
         let p = self.loc.at(path, message.into(), label, help.map(str::to_string));
         self.problems.push(p);
+    }
+
+    fn warning(&mut self, path: &str, message: impl Into<String>, label: &str, help: Option<&str>) {
+        let p = self.loc.at(path, message.into(), label, help.map(str::to_string));
+        self.warnings.push(p);
     }
 
     fn cluster(&mut self, raw: RawConfig) -> Option<Cluster> {
@@ -299,17 +309,18 @@ impl Validator<'_> {
                         Some("every node must have its own address; remove or change one of them"),
                     );
                 }
-                if n.has_role(Role::Etcd)
-                    && let Some(first) = seen_names.insert(n.hostname().to_string(), i)
-                {
+                // RKE compares hostnames after lower-casing them (its defaults do), across
+                // every node: two of them would be the same Kubernetes node and etcd member.
+                if let Some(first) = seen_names.insert(n.hostname().to_string(), i) {
                     self.problem(
                         &format!("nodes[{i}]"),
                         format!(
-                            "two etcd nodes would have the same member name etcd-{} (also nodes[{first}])",
+                            "duplicate node name {} (also nodes[{first}]); as an etcd member it would be etcd-{}",
+                            n.hostname(),
                             n.hostname()
                         ),
-                        "duplicate etcd member name",
-                        Some("give each etcd node its own hostname_override"),
+                        "duplicate node name",
+                        Some("RKE refuses it too: give each node its own hostname_override"),
                     );
                 }
                 nodes.push(n);
@@ -327,7 +338,20 @@ impl Validator<'_> {
         let services = raw.services.unwrap_or_default();
         let etcd_raw = services.etcd.unwrap_or_default();
         let images = raw.system_images.unwrap_or_default();
-        let image = s(&etcd_raw.image).or_else(|| s(&images.etcd)).unwrap_or_else(|| DEFAULT_ETCD_IMAGE.to_string());
+        // RKE takes the etcd image from system_images and overwrites services.etcd.image.
+        let image = s(&images.etcd).unwrap_or_else(|| DEFAULT_ETCD_IMAGE.to_string());
+        if let Some(ignored) = s(&etcd_raw.image).filter(|i| i != &image) {
+            self.warning(
+                "services.etcd.image",
+                format!("services.etcd.image `{ignored}` is ignored, as RKE ignores it: etcd runs {image}"),
+                "ignored",
+                Some("set the image under system_images.etcd"),
+            );
+        }
+        let kube_api = services.kube_api.unwrap_or_default();
+        let kubernetes_service_ips = self.service_ips(&kube_api.service_cluster_ip_range);
+        let cluster_domain = s(&services.kubelet.unwrap_or_default().cluster_domain)
+            .unwrap_or_else(|| DEFAULT_CLUSTER_DOMAIN.to_string());
         let tools_image = s(&images.rkectl_tools).unwrap_or_else(|| DEFAULT_TOOLS_IMAGE.to_string());
         let extra_args: BTreeMap<String, String> =
             etcd_raw.extra_args.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
@@ -351,6 +375,9 @@ impl Validator<'_> {
             ignore_docker_version: raw.ignore_docker_version.map(|b| b.0).unwrap_or(false),
             etcd: EtcdService { image, extra_args, extra_binds, extra_env, recurring, s3 },
             tools_image,
+            kubernetes_version: s(&raw.kubernetes_version),
+            kubernetes_service_ips: kubernetes_service_ips?,
+            cluster_domain,
         })
     }
 
@@ -379,6 +406,28 @@ impl Validator<'_> {
                 None
             }
         }
+    }
+
+    /// The first address of each range of `service_cluster_ip_range` (RKE's
+    /// `GetKubernetesServiceIP`: the network address plus one).
+    fn service_ips(&mut self, raw: &Option<ScalarString>) -> Option<Vec<std::net::IpAddr>> {
+        let text = s(raw).unwrap_or_else(|| DEFAULT_SERVICE_CLUSTER_IP_RANGE.to_string());
+        let mut out = Vec::new();
+        for range in text.split(',').map(str::trim) {
+            match first_service_ip(range) {
+                Some(ip) => out.push(ip),
+                None => {
+                    self.problem(
+                        "services.kube-api.service_cluster_ip_range",
+                        format!("`{range}` is not a CIDR range"),
+                        "not a CIDR",
+                        Some("write it as RKE does, e.g. 10.43.0.0/16"),
+                    );
+                    return None;
+                }
+            }
+        }
+        Some(out)
     }
 
     fn backup_config(
@@ -416,11 +465,17 @@ impl Validator<'_> {
             );
         }
         if !enabled {
-            let recurring = match (legacy_on, creation, retention) {
-                (true, Some(c), Some(r)) => RecurringSnapshots::Legacy { creation: c, retention: r },
-                _ => RecurringSnapshots::Disabled,
-            };
-            return (recurring, s3);
+            // RKE then applies no defaults and starts the service with a zero interval, which
+            // exits at once: no recurring snapshots, whatever the legacy settings say.
+            if legacy_on {
+                self.warning(
+                    &format!("{base}.enabled"),
+                    "backup_config.enabled is false, so no recurring snapshots are taken, as with RKE (services.etcd.snapshot: true does not bring them back)",
+                    "recurring snapshots off",
+                    Some("remove `enabled: false` to take snapshots"),
+                );
+            }
+            return (RecurringSnapshots::Disabled, s3);
         }
         let (Some(interval_hours), Some(retention_count)) = (interval, count) else {
             return (RecurringSnapshots::Disabled, s3);
@@ -458,7 +513,26 @@ impl Validator<'_> {
                 Some("add `bucket_name: <bucket>` to s3backupconfig"),
             );
         }
-        let endpoint = s(&raw.endpoint).unwrap_or_else(|| DEFAULT_S3_ENDPOINT.to_string());
+        let endpoint = s(&raw.endpoint);
+        if endpoint.is_none() {
+            self.problem(
+                base,
+                "s3backupconfig has no endpoint",
+                "endpoint missing",
+                Some("RKE refuses it too: add `endpoint: s3.amazonaws.com` (or your S3 server)"),
+            );
+        }
+        let endpoint = endpoint.unwrap_or_default();
+        if let Some(ca) = s(&raw.custom_ca)
+            && !is_pem_certificate(&ca)
+        {
+            self.problem(
+                &format!("{base}.custom_ca"),
+                "custom_ca is not a PEM certificate",
+                "not a certificate",
+                Some("RKE refuses it too: paste the CA certificate, from -----BEGIN CERTIFICATE----- to -----END CERTIFICATE-----"),
+            );
+        }
         if endpoint.contains(char::is_whitespace) {
             self.problem(
                 &format!("{base}.endpoint"),
@@ -554,14 +628,48 @@ impl Validator<'_> {
         let key_path = node_key_path
             .or_else(|| cluster_key_path.map(str::to_string))
             .unwrap_or_else(|| "~/.ssh/id_rsa".to_string());
+        let hostname_override = s(&rn.hostname_override);
+        // RKE defaults the name to the address and lower-cases it, then requires a DNS-1123
+        // subdomain: it becomes the Kubernetes node name and the etcd member `etcd-<name>`.
+        let hostname = hostname_override.clone().or_else(|| address.clone()).map(|h| h.to_lowercase());
+        if let Some(h) = &hostname
+            && let Err(why) = dns1123_subdomain(h)
+        {
+            let (at, what) = if hostname_override.is_some() {
+                (format!("{base}.hostname_override"), "hostname_override")
+            } else {
+                (format!("{base}.address"), "the address (used as the node name without hostname_override)")
+            };
+            self.problem(
+                &at,
+                format!("node name `{h}` is not a valid DNS-1123 subdomain: {why}"),
+                "not a valid node name",
+                Some(&format!(
+                    "RKE refuses it too: {what} must be lower-case letters, digits, `-` and `.`, starting and ending with a letter or digit"
+                )),
+            );
+        }
+        let internal_address = s(&rn.internal_address);
+        if let Some(a) = &internal_address
+            && (a.contains(char::is_whitespace) || a.contains([',', '=', '/']))
+        {
+            // It is spliced into etcd's `--initial-cluster` list: a `,` or `=` would add members.
+            self.problem(
+                &format!("{base}.internal_address"),
+                format!("`{a}` is not a host address"),
+                "bad address",
+                Some("an IP address or a host name"),
+            );
+        }
         Some(Node {
             index: i,
             address: HostAddr(address?),
             port: port?,
             user: user?,
             roles,
-            hostname_override: s(&rn.hostname_override),
-            internal_address: s(&rn.internal_address),
+            hostname_override,
+            hostname: hostname?,
+            internal_address,
             ssh: SshAuth {
                 key: s(&rn.ssh_key).map(Secret::new),
                 key_path: expand_home(&key_path),
@@ -571,6 +679,50 @@ impl Validator<'_> {
             docker_socket,
         })
     }
+}
+
+/// The network address of `cidr` plus one.
+fn first_service_ip(cidr: &str) -> Option<std::net::IpAddr> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let (addr, bits) = cidr.split_once('/')?;
+    let bits: u32 = bits.parse().ok()?;
+    match addr.parse::<IpAddr>().ok()? {
+        IpAddr::V4(a) if bits <= 32 => {
+            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            Some(IpAddr::V4(Ipv4Addr::from((u32::from(a) & mask).wrapping_add(1))))
+        }
+        IpAddr::V6(a) if bits <= 128 => {
+            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+            Some(IpAddr::V6(Ipv6Addr::from((u128::from(a) & mask).wrapping_add(1))))
+        }
+        _ => None,
+    }
+}
+
+/// Why `name` is not a DNS-1123 subdomain (Kubernetes' rule for node names), if it is not.
+fn dns1123_subdomain(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 253 {
+        return Err("it must be 1 to 253 characters long");
+    }
+    for label in name.split('.') {
+        let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+        let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        if !label.chars().all(ok_char) {
+            return Err("it may hold only lower-case letters, digits, `-` and `.`");
+        }
+        if !alnum(label.chars().next()) || !alnum(label.chars().last()) {
+            return Err("each part must start and end with a letter or digit");
+        }
+    }
+    Ok(())
+}
+
+/// Whether `text` holds a PEM certificate that parses.
+fn is_pem_certificate(text: &str) -> bool {
+    x509_parser::pem::Pem::iter_from_buffer(text.as_bytes())
+        .next()
+        .and_then(Result::ok)
+        .is_some_and(|p| p.label == "CERTIFICATE" && p.parse_x509().is_ok())
 }
 
 fn last(path: &str) -> &str {

@@ -16,6 +16,10 @@ pub const DEFAULT_SSH_PORT: u16 = 22;
 pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
 /// Default S3 endpoint (the reference's `--s3-endpoint` default).
 pub const DEFAULT_S3_ENDPOINT: &str = "s3.amazonaws.com";
+/// RKE's default `services.kube-api.service_cluster_ip_range`.
+pub const DEFAULT_SERVICE_CLUSTER_IP_RANGE: &str = "10.43.0.0/16";
+/// RKE's default `services.kubelet.cluster_domain`.
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
 /// Default etcd image when cluster.yml names none.
 pub const DEFAULT_ETCD_IMAGE: &str = "rancher/mirrored-coreos-etcd:v3.5.16";
 /// Default image of the node-side agent (the rkectl binary plus etcdctl).
@@ -102,6 +106,8 @@ pub struct Node {
     pub user: String,
     pub roles: Vec<Role>,
     pub hostname_override: Option<String>,
+    /// `hostname_override` or the address, lower-cased, as RKE defaults it.
+    pub hostname: String,
     pub internal_address: Option<String>,
     pub ssh: SshAuth,
     pub docker_socket: String,
@@ -113,14 +119,21 @@ impl Node {
         self.roles.contains(&role)
     }
 
-    /// The name RKE gives the node: `hostname_override`, else the address.
+    /// The name RKE gives the node: `hostname_override`, else the address, lower-cased
+    /// (RKE's defaults lower-case it; member names and certificates follow).
     pub fn hostname(&self) -> &str {
-        self.hostname_override.as_deref().unwrap_or(&self.address.0)
+        &self.hostname
     }
 
     /// The address other members use to reach this one (`internal_address`, else `address`).
     pub fn internal_address(&self) -> &str {
         self.internal_address.as_deref().unwrap_or(&self.address.0)
+    }
+
+    /// Whether the node has an `internal_address` of its own (RKE then binds etcd to it
+    /// instead of 0.0.0.0, and names the node's certificates after it).
+    pub fn has_own_internal_address(&self) -> bool {
+        self.internal_address.as_deref().is_some_and(|i| i != self.address.0)
     }
 }
 
@@ -205,6 +218,13 @@ pub struct Cluster {
     pub etcd: EtcdService,
     /// The node-side tools image (`system_images.rkectl_tools`).
     pub tools_image: String,
+    /// `kubernetes_version`, when written: RKE's etcd binds depend on it.
+    pub kubernetes_version: Option<String>,
+    /// The first address of each `services.kube-api.service_cluster_ip_range` range (RKE
+    /// puts them in every etcd certificate).
+    pub kubernetes_service_ips: Vec<std::net::IpAddr>,
+    /// `services.kubelet.cluster_domain` (in the certificates' DNS names).
+    pub cluster_domain: String,
 }
 
 impl Cluster {
@@ -221,5 +241,16 @@ impl Cluster {
     /// S3 settings from `backup_config.s3backupconfig`, if any.
     pub fn configured_s3(&self) -> Option<&S3Settings> {
         self.etcd.s3.as_ref()
+    }
+
+    /// Whether the etcd container's binds carry SELinux's `:z` (RKE drops it from
+    /// Kubernetes 1.22 on; a cluster.yml without `kubernetes_version` gets RKE's current
+    /// default, which is newer).
+    pub fn binds_with_z(&self) -> bool {
+        let Some(v) = &self.kubernetes_version else { return false };
+        let mut parts = v.trim_start_matches('v').split(['.', '-']);
+        let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(1);
+        let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(99);
+        (major, minor) < (1, 22)
     }
 }

@@ -19,6 +19,7 @@ pub struct RawConfig {
     pub ssh_agent_auth: Option<LenientBool>,
     pub cluster_name: Option<ScalarString>,
     pub ignore_docker_version: Option<LenientBool>,
+    pub kubernetes_version: Option<ScalarString>,
 }
 
 /// One entry of `nodes:`.
@@ -37,11 +38,29 @@ pub struct RawNode {
     pub ssh_key_path: Option<ScalarString>,
 }
 
-/// `services:`; only etcd matters to us.
+/// `services:`; etcd matters to us, and two settings of other services that RKE writes
+/// into every etcd certificate.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct RawServices {
     pub etcd: Option<RawEtcd>,
+    #[serde(rename = "kube-api")]
+    pub kube_api: Option<RawKubeApi>,
+    pub kubelet: Option<RawKubelet>,
+}
+
+/// `services.kube-api`: the service range (its first address is in the certificates).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawKubeApi {
+    pub service_cluster_ip_range: Option<ScalarString>,
+}
+
+/// `services.kubelet`: the cluster domain (in the certificates' DNS names).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawKubelet {
+    pub cluster_domain: Option<ScalarString>,
 }
 
 /// `services.etcd`.

@@ -4,10 +4,12 @@
 //! helpers that need etcd's own tools run the etcd image's binary directly through the
 //! entrypoint, never through a shell, because recent etcd images have none.
 
-use super::{CLUSTER_TOKEN, cert_stem, client_url, member_name, names, paths, peer_url};
+use super::member::tls_files;
+use super::{CLUSTER_TOKEN, client_url, member_name, names, paths, peer_url};
 use crate::config::{Cluster, Node, S3Settings};
 use crate::host::{ContainerSpec, RestartPolicy};
-use crate::plan::step::{ClusterState, RollingSettings, SnapshotName};
+use crate::plan::observed::{ContainerFacts, env_value_hash};
+use crate::plan::step::{RollingSettings, SnapshotName};
 
 /// Label holding the hash of the spec a service container was made from.
 pub const SPEC_HASH_LABEL: &str = "io.rkectl.spec-hash";
@@ -15,23 +17,6 @@ pub const SPEC_HASH_LABEL: &str = "io.rkectl.spec-hash";
 pub const MANAGED_LABEL: &str = "io.rkectl.managed";
 /// Where the tools image has the rkectl binary.
 pub const AGENT_BIN: &str = "/usr/local/bin/rkectl";
-
-/// Paths of a member's TLS files on the host (and, mounted at the same place, in containers).
-pub struct TlsFiles {
-    pub ca: String,
-    pub cert: String,
-    pub key: String,
-}
-
-/// The TLS files of `node`.
-pub fn tls_files(node: &Node) -> TlsFiles {
-    let stem = cert_stem(node);
-    TlsFiles {
-        ca: format!("{}/kube-ca.pem", paths::CERT_DIR),
-        cert: format!("{}/{stem}.pem", paths::CERT_DIR),
-        key: format!("{}/{stem}-key.pem", paths::CERT_DIR),
-    }
-}
 
 fn base(name: &str, image: &str) -> ContainerSpec {
     let mut spec = ContainerSpec::new(name, image);
@@ -71,67 +56,6 @@ fn s3_env(spec: &mut ContainerSpec, s3: &S3Settings) {
     }
 }
 
-/// The etcd flags that define a member, excluding those that only matter at first start.
-fn member_flags(cluster: &Cluster, node: &Node) -> Vec<String> {
-    let t = tls_files(node);
-    let mut args = vec![
-        format!("--name={}", member_name(node)),
-        format!("--data-dir={}/", paths::DATA_DIR_IN_CONTAINER),
-        format!("--listen-client-urls=https://0.0.0.0:{}", super::CLIENT_PORT),
-        format!("--advertise-client-urls={}", client_url(node)),
-        format!("--listen-peer-urls=https://0.0.0.0:{}", super::PEER_PORT),
-        format!("--initial-advertise-peer-urls={}", peer_url(node)),
-        "--client-cert-auth=true".into(),
-        "--peer-client-cert-auth=true".into(),
-        format!("--trusted-ca-file={}", t.ca),
-        format!("--peer-trusted-ca-file={}", t.ca),
-        format!("--cert-file={}", t.cert),
-        format!("--key-file={}", t.key),
-        format!("--peer-cert-file={}", t.cert),
-        format!("--peer-key-file={}", t.key),
-        "--heartbeat-interval=500".into(),
-        "--election-timeout=5000".into(),
-    ];
-    for (k, v) in &cluster.etcd.extra_args {
-        let flag = format!("--{}=", k.trim_start_matches('-'));
-        args.retain(|a| !a.starts_with(&flag));
-        args.push(format!("{flag}{v}"));
-    }
-    args
-}
-
-/// What decides whether a running etcd container must be replaced.
-pub fn etcd_spec_hash(cluster: &Cluster, node: &Node) -> String {
-    let mut h = blake3::Hasher::new();
-    h.update(cluster.etcd.image.as_bytes());
-    for part in member_flags(cluster, node).iter().chain(&cluster.etcd.extra_binds).chain(&cluster.etcd.extra_env) {
-        h.update(b"\0");
-        h.update(part.as_bytes());
-    }
-    h.finalize().to_hex()[..16].to_string()
-}
-
-/// The `etcd` member container.
-pub fn etcd(cluster: &Cluster, node: &Node, initial_cluster: &str, state: ClusterState) -> ContainerSpec {
-    let mut spec = base(names::ETCD, &cluster.etcd.image);
-    spec.entrypoint = Some(vec!["/usr/local/bin/etcd".into()]);
-    spec.cmd = member_flags(cluster, node);
-    spec.cmd.push(format!("--initial-cluster={initial_cluster}"));
-    spec.cmd.push(format!("--initial-cluster-state={state}"));
-    spec.cmd.push(format!("--initial-cluster-token={CLUSTER_TOKEN}"));
-    spec.env = cluster.etcd.extra_env.clone();
-    spec.env.push("ETCDCTL_API=3".into());
-    spec.binds = vec![
-        format!("{}:{}:z", paths::DATA_DIR, paths::DATA_DIR_IN_CONTAINER),
-        "/etc/kubernetes:/etc/kubernetes:z".into(),
-    ];
-    spec.binds.extend(cluster.etcd.extra_binds.iter().cloned());
-    spec.network_host = true;
-    spec.restart = RestartPolicy::Always;
-    spec.labels.insert(SPEC_HASH_LABEL.into(), etcd_spec_hash(cluster, node));
-    spec
-}
-
 /// `kube-cleaner`: removes the etcd data (the container itself is removed through Docker).
 pub fn cleaner(cluster: &Cluster) -> ContainerSpec {
     let mut spec =
@@ -154,7 +78,7 @@ pub const RESTORE_STAGING: &str = "restore-staging";
 pub fn restore(
     cluster: &Cluster,
     node: &Node,
-    snapshot: &SnapshotName,
+    snapshot_file: &str,
     initial_cluster: &str,
     tool: RestoreTool,
 ) -> ContainerSpec {
@@ -167,7 +91,7 @@ pub fn restore(
     spec.cmd = vec![
         "snapshot".into(),
         "restore".into(),
-        format!("{}/{}", paths::SNAPSHOT_DIR, snapshot),
+        snapshot_file.to_string(),
         format!("--data-dir={}/{RESTORE_STAGING}", paths::DATA_DIR_IN_CONTAINER),
         format!("--name={}", member_name(node)),
         format!("--initial-cluster={initial_cluster}"),
@@ -220,23 +144,25 @@ pub fn log_linker(cluster: &Cluster, container: &str, container_id: &str, docker
     spec
 }
 
-/// `etcd-checksum-checker`: size, BLAKE3 and etcd's hash check of snapshot files.
-pub fn checksum_checker(cluster: &Cluster, snapshots: &[&SnapshotName]) -> ContainerSpec {
-    checker(cluster, snapshots, false)
+/// `etcd-checksum-checker`: size, BLAKE3 and etcd's checks of snapshot files (file names
+/// in the snapshot folder, or paths in it).
+pub fn checksum_checker(cluster: &Cluster, files: &[String]) -> ContainerSpec {
+    checker(cluster, files, false)
 }
 
-/// `etcd-checksum-checker` computing only sizes and BLAKE3 (listings).
-pub fn checksum_only(cluster: &Cluster, snapshots: &[&SnapshotName]) -> ContainerSpec {
-    checker(cluster, snapshots, true)
+/// `etcd-checksum-checker` computing only sizes and BLAKE3 (listings, pinned copies).
+pub fn checksum_only(cluster: &Cluster, files: &[String]) -> ContainerSpec {
+    checker(cluster, files, true)
 }
 
-fn checker(cluster: &Cluster, snapshots: &[&SnapshotName], quick: bool) -> ContainerSpec {
+fn checker(cluster: &Cluster, files: &[String], quick: bool) -> ContainerSpec {
     let mut args = vec!["snapshot-verify".to_string()];
     if quick {
         args.push("--checksum-only".into());
     }
-    for s in snapshots {
-        args.extend(["--path".into(), format!("{}/{}", paths::SNAPSHOT_DIR, s)]);
+    for f in files {
+        let path = if f.starts_with('/') { f.clone() } else { format!("{}/{f}", paths::SNAPSHOT_DIR) };
+        args.extend(["--path".into(), path]);
     }
     let mut spec = agent(names::CHECKSUM_CHECKER, cluster, args);
     spec.binds = vec![format!("{0}:{0}:ro", paths::SNAPSHOT_DIR)];
@@ -249,6 +175,7 @@ pub fn snapshot_once(
     node: &Node,
     snapshot: &SnapshotName,
     upload: Option<&S3Settings>,
+    state_file: Option<&str>,
 ) -> ContainerSpec {
     let mut args = vec![
         "snapshot-save".into(),
@@ -258,7 +185,11 @@ pub fn snapshot_once(
         paths::SNAPSHOT_DIR.into(),
         "--name".into(),
         snapshot.to_string(),
+        "--copied-to-every-host".into(),
     ];
+    if let Some(f) = state_file {
+        args.extend(["--state-file".into(), f.to_string()]);
+    }
     args.extend(tls_args(node));
     let mut spec = agent(names::SNAPSHOT_ONCE, cluster, Vec::new());
     if let Some(s3) = upload {
@@ -271,16 +202,47 @@ pub fn snapshot_once(
     spec
 }
 
-/// `etcd-download-snapshot`: downloads and verifies a snapshot from S3.
-pub fn s3_download(cluster: &Cluster, snapshot: &SnapshotName, s3: &S3Settings) -> ContainerSpec {
+/// `etcd-download-snapshot`: downloads and verifies a snapshot from S3 into a folder (the
+/// snapshot folder, or the restore's staging folder), pinned to `etag` when rkectl did not
+/// write the object.
+pub fn s3_download(
+    cluster: &Cluster,
+    snapshot: &SnapshotName,
+    format: crate::plan::step::SnapshotFormat,
+    into: &str,
+    etag: Option<&str>,
+    s3: &S3Settings,
+) -> ContainerSpec {
     let mut spec = agent(names::S3_DOWNLOAD, cluster, Vec::new());
-    let mut args =
-        vec!["s3-download".into(), "--name".into(), snapshot.to_string(), "--dir".into(), paths::SNAPSHOT_DIR.into()];
+    let format = match format {
+        crate::plan::step::SnapshotFormat::Raw => "raw",
+        crate::plan::step::SnapshotFormat::Zip => "zip",
+    };
+    let mut args: Vec<String> = vec![
+        "s3-download".into(),
+        "--name".into(),
+        snapshot.to_string(),
+        "--format".into(),
+        format.into(),
+        "--into".into(),
+        into.into(),
+    ];
+    if let Some(e) = etag {
+        args.extend(["--etag".into(), e.to_string()]);
+    }
     args.extend(s3_args(s3));
     s3_env(&mut spec, s3);
     spec.cmd = args;
     spec.binds = vec![format!("{0}:{0}:z", paths::SNAPSHOT_DIR)];
     spec.network_host = true;
+    spec
+}
+
+/// `etcd-unpack-snapshot`: unpacks an archive's database for a restore, verified.
+pub fn unpack(cluster: &Cluster, archive: &str, out: &str) -> ContainerSpec {
+    let args = vec!["snapshot-unpack".into(), "--archive".into(), archive.into(), "--out".into(), out.into()];
+    let mut spec = agent(names::UNPACK, cluster, args);
+    spec.binds = vec![format!("{0}:{0}:z", paths::SNAPSHOT_DIR)];
     spec
 }
 
@@ -378,6 +340,81 @@ pub fn rolling_snapshots(cluster: &Cluster, node: &Node, settings: &RollingSetti
     spec.restart = RestartPolicy::Always;
     spec.labels.insert(SPEC_HASH_LABEL.into(), spec_hash(&spec));
     spec
+}
+
+/// Why RKE's running `etcd-rolling-snapshots` does not do what cluster.yml asks, if it
+/// does not. rke-tools reads its settings from its command (`--creation`, `--retention`,
+/// `--s3-*`) and its S3 keys from base64 environment values.
+pub fn rke_rolling_mismatch(cluster: &Cluster, running: &ContainerFacts) -> Option<String> {
+    use crate::config::{GoDuration, RecurringSnapshots as R};
+    let flag = |name: &str| -> Option<&str> {
+        let prefix = format!("--{name}=");
+        running.args.iter().find_map(|a| a.strip_prefix(prefix.as_str()))
+    };
+    let duration = |name: &str| flag(name).and_then(|v| GoDuration::parse(v).ok());
+    let hours = |h: u64| GoDuration(std::time::Duration::from_secs(h * 3600));
+    let (creation, retention) = match &cluster.etcd.recurring {
+        R::Disabled => return Some("cluster.yml asks for no recurring snapshots".into()),
+        R::Legacy { creation, retention } => (*creation, *retention),
+        R::BackupConfig { interval_hours, retention, .. } => {
+            (hours(u64::from(*interval_hours)), hours(u64::from(*interval_hours) * u64::from(*retention)))
+        }
+    };
+    let mut why = Vec::new();
+    match duration("creation") {
+        Some(c) if c == creation => {}
+        c => why.push(format!("it snapshots every {}, cluster.yml says {creation}", show(c))),
+    }
+    match duration("retention") {
+        Some(r) if r == retention => {}
+        r => why.push(format!("it keeps snapshots for {}, cluster.yml says {retention}", show(r))),
+    }
+    let wants_s3 = matches!(cluster.etcd.recurring, R::BackupConfig { .. }) && cluster.etcd.s3.is_some();
+    let uploads = flag("s3-backup").is_some_and(|v| v == "true");
+    match (wants_s3, uploads, &cluster.etcd.s3) {
+        (true, true, Some(s3)) => {
+            let bare = |e: &str| {
+                e.trim_start_matches("https://").trim_start_matches("http://").trim_end_matches('/').to_string()
+            };
+            if flag("s3-endpoint").map(bare) != Some(bare(&s3.endpoint)) {
+                why.push(format!(
+                    "it uploads to endpoint {}, cluster.yml says {}",
+                    flag("s3-endpoint").unwrap_or("-"),
+                    s3.endpoint
+                ));
+            }
+            if flag("s3-bucketName") != Some(s3.bucket.as_str()) {
+                why.push(format!(
+                    "it uploads to bucket {}, cluster.yml says {}",
+                    flag("s3-bucketName").unwrap_or("-"),
+                    s3.bucket
+                ));
+            }
+            if flag("s3-folder").unwrap_or("") != s3.folder.as_deref().unwrap_or("") {
+                why.push(format!(
+                    "it uploads to folder {}, cluster.yml says {}",
+                    flag("s3-folder").unwrap_or("-"),
+                    s3.folder.as_deref().unwrap_or("-")
+                ));
+            }
+            for (env, key) in [("S3_ACCESS_KEY", &s3.access_key), ("S3_SECRET_KEY", &s3.secret_key)] {
+                use base64::Engine;
+                let want = (!key.is_empty())
+                    .then(|| env_value_hash(&base64::engine::general_purpose::STANDARD.encode(key.expose())));
+                if running.env.get(env) != want.as_ref() {
+                    why.push(format!("its {env} is not the key in cluster.yml"));
+                }
+            }
+        }
+        (true, false, _) => why.push("it does not upload to S3, cluster.yml asks it to".into()),
+        (false, true, _) => why.push("it uploads to S3, cluster.yml does not ask it to".into()),
+        _ => {}
+    }
+    (!why.is_empty()).then(|| why.join("; "))
+}
+
+fn show(d: Option<crate::config::GoDuration>) -> String {
+    d.map(|d| d.to_string()).unwrap_or_else(|| "(not set)".into())
 }
 
 /// Hash of what defines a service container (image, command, binds, environment).

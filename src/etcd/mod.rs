@@ -5,7 +5,7 @@
 //! strings; the steps run them.
 
 pub mod containers;
-pub mod pki;
+pub mod member;
 
 use crate::config::{Cluster, Node};
 
@@ -29,6 +29,8 @@ pub mod names {
     pub const CHECKSUM_CHECKER: &str = "etcd-checksum-checker";
     /// Downloads a snapshot from S3 onto a node.
     pub const S3_DOWNLOAD: &str = "etcd-download-snapshot";
+    /// Unpacks an archive's database for a restore.
+    pub const UNPACK: &str = "etcd-unpack-snapshot";
     /// Deletes snapshots on a node (prune).
     pub const SNAPSHOT_PRUNE: &str = "etcd-snapshot-prune";
     /// Queries the members' health (tools image's etcdctl).
@@ -42,6 +44,7 @@ pub mod names {
         LOG_LINKER,
         CHECKSUM_CHECKER,
         S3_DOWNLOAD,
+        UNPACK,
         SNAPSHOT_PRUNE,
         HEALTH_CHECK,
     ];
@@ -58,7 +61,7 @@ pub mod paths {
     /// Where the data folder appears inside the etcd container (RKE's layout).
     pub const DATA_DIR_IN_CONTAINER: &str = "/var/lib/rancher/etcd";
     /// Certificates (RKE's layout).
-    pub const CERT_DIR: &str = "/etc/kubernetes/ssl";
+    pub const CERT_DIR: &str = crate::rke::pki::CERT_DIR;
     /// RKE's log links.
     pub const LOG_DIR: &str = "/var/lib/rancher/rke/log";
 }
@@ -70,9 +73,15 @@ pub const CLIENT_PORT: u16 = 2379;
 /// Peer port.
 pub const PEER_PORT: u16 = 2380;
 
-/// The member name RKE gives a node: `etcd-<hostname>`.
+/// The member name RKE gives a node: `etcd-<hostname>` (the lower-cased override or address).
 pub fn member_name(node: &Node) -> String {
     format!("etcd-{}", node.hostname())
+}
+
+/// The address etcd binds to: RKE's `0.0.0.0`, or the internal address when the node has
+/// one of its own (a DNATed public address cannot be bound).
+pub fn listen_address(node: &Node) -> &str {
+    if node.has_own_internal_address() { node.internal_address() } else { "0.0.0.0" }
 }
 
 /// `https://<internal address>:2380`.
@@ -93,11 +102,6 @@ pub fn initial_cluster<'a>(members: impl IntoIterator<Item = &'a Node>) -> Strin
 /// The initial cluster of every etcd node of cluster.yml.
 pub fn cluster_initial_cluster(cluster: &Cluster) -> String {
     initial_cluster(cluster.etcd_nodes())
-}
-
-/// File name stem of a member's certificate, RKE-style (`kube-etcd-10-0-0-1`).
-pub fn cert_stem(node: &Node) -> String {
-    format!("kube-etcd-{}", node.address.as_str().replace(['.', ':'], "-"))
 }
 
 /// The `--initial-cluster` string of a plan's symbolic initial cluster.

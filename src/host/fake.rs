@@ -10,7 +10,7 @@ use super::{ByteStream, Connector, ContainerInfo, ContainerSpec, DirEntry, Docke
 use crate::agent::report::{self, Done, HealthReport, MemberHealth, SnapshotReport};
 use crate::config::{HostAddr, Node};
 use crate::etcd::{names, paths};
-use crate::plan::step::Checksum;
+use crate::plan::step::{Checksum, SnapshotName};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,6 +24,12 @@ use tokio::sync::Notify;
 pub struct FakeContainer {
     pub spec_image: String,
     pub cmd: Vec<String>,
+    /// Entrypoint then command, as Docker reports a container's.
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub binds: Vec<String>,
+    /// A service (restarted always): it runs until removed instead of exiting.
+    pub service: bool,
     pub labels: BTreeMap<String, String>,
     pub running: bool,
     pub exit_code: Option<i64>,
@@ -204,17 +210,57 @@ fn arg<'a>(cmd: &'a [String], flag: &str) -> Option<&'a str> {
     })
 }
 
-fn snapshot_report(name: &str, data: &[u8]) -> SnapshotReport {
+fn snapshot_report(file: &str, data: &[u8]) -> SnapshotReport {
     let corrupt = data.starts_with(b"CORRUPT");
+    let (name, format) = crate::plan::step::SnapshotFormat::parse_file_name(file.strip_suffix(".db").unwrap_or(file))
+        .map(|(n, f)| (n.to_string(), f))
+        .unwrap_or((file.to_string(), crate::plan::step::SnapshotFormat::Raw));
     SnapshotReport {
-        name: name.to_string(),
+        name,
+        format,
         size: data.len() as u64,
         checksum: Checksum::of(data),
         etcd_ok: !corrupt,
         problem: corrupt.then(|| "sha256 trailer mismatch (fake)".to_string()),
         etcd: None,
         uploaded: false,
+        db: None,
+        has_state: false,
+        identical_everywhere: false,
     }
+}
+
+/// rke-tools' archive of a fake database, made by the real archive writer.
+pub fn archive(name: &str, db: &[u8], state: Option<&[u8]>) -> Vec<u8> {
+    let mut w = crate::rke::archive::ArchiveWriter::start(Vec::new(), name).expect("in memory");
+    w.write_db(db).expect("in memory");
+    w.finish(state).expect("in memory")
+}
+
+/// The checker's report of a file: for an archive, of its database too (by the real reader).
+fn checked(file: &str, data: &[u8]) -> SnapshotReport {
+    let mut r = snapshot_report(file, data);
+    if r.format == crate::plan::step::SnapshotFormat::Zip {
+        let name = r.name.clone();
+        let mut db = Vec::new();
+        match crate::rke::archive::contents(std::io::Cursor::new(data), &name) {
+            Ok((mut z, c)) if c.db => {
+                let _ = crate::rke::archive::read_db(&mut z, &name, |b| {
+                    db.extend_from_slice(b);
+                    Ok(())
+                });
+                r.has_state = c.state;
+                r.db = Some(crate::plan::step::SnapshotFacts { size: db.len() as u64, checksum: Checksum::of(&db) });
+                r.etcd_ok = !db.starts_with(b"CORRUPT");
+                r.problem = (!r.etcd_ok).then(|| "sha256 trailer mismatch (fake)".to_string());
+            }
+            _ => {
+                r.etcd_ok = false;
+                r.problem = Some("not a readable zip archive (fake)".into());
+            }
+        }
+    }
+    r
 }
 
 /// Plays a helper container on the host's files; returns (exit code, logs).
@@ -271,7 +317,7 @@ fn simulate(
             for w in cmd.windows(2).filter(|w| w[0] == "--path") {
                 let path = w[1].as_str();
                 match s.files.get(path) {
-                    Some(d) => out.push(report::line(&snapshot_report(path.rsplit('/').next().unwrap_or(path), d))),
+                    Some(d) => out.push(report::line(&checked(path.rsplit('/').next().unwrap_or(path), d))),
                     None => {
                         code = 1;
                         out.push(format!("{path}: no such file"));
@@ -285,32 +331,65 @@ fn simulate(
             let Some(data) = s.etcd_data().map(<[u8]>::to_vec) else {
                 return (1, "etcd is not running (fake)".into());
             };
-            let mut snap = b"snapshot:".to_vec();
-            snap.extend(data);
-            let mut r = snapshot_report(&name, &snap);
-            s.files.insert(format!("{}/{name}", paths::SNAPSHOT_DIR), snap.clone());
+            let state = arg(cmd, "--state-file").and_then(|p| s.files.remove(p));
+            let mut db = b"snapshot:".to_vec();
+            db.extend(data);
+            let zip = archive(&name, &db, state.as_deref());
+            let file = format!("{name}.zip");
+            let mut r = checked(&file, &zip);
+            r.identical_everywhere = cmd.iter().any(|a| a == "--copied-to-every-host");
+            s.files.insert(format!("{}/{file}", paths::SNAPSHOT_DIR), zip.clone());
             if arg(cmd, "--bucket").is_some() {
-                world.s3.lock().expect("s3 lock").insert(name.clone(), snap);
+                world.s3.lock().expect("s3 lock").insert(file, zip);
                 r.uploaded = true;
             }
-            s.files
-                .insert(format!("{}/{name}.json", paths::SNAPSHOT_META_DIR), serde_json::to_vec(&r).expect("report"));
+            s.files.insert(
+                crate::layout::record(&SnapshotName::new(name).expect("name")),
+                serde_json::to_vec(&r).expect("report"),
+            );
             (0, report::line(&r))
         }
         names::S3_DOWNLOAD => {
             let name = arg(cmd, "--name").unwrap_or_default().to_string();
-            match world.s3.lock().expect("s3 lock").get(&name).cloned() {
+            let file = if arg(cmd, "--format") == Some("zip") { format!("{name}.zip") } else { name.clone() };
+            let into = arg(cmd, "--into").unwrap_or(paths::SNAPSHOT_DIR).to_string();
+            match world.s3.lock().expect("s3 lock").get(&file).cloned() {
                 Some(d) => {
-                    let r = snapshot_report(&name, &d);
-                    s.files.insert(format!("{}/{name}", paths::SNAPSHOT_DIR), d);
-                    s.files.insert(
-                        format!("{}/{name}.json", paths::SNAPSHOT_META_DIR),
-                        serde_json::to_vec(&r).expect("report"),
-                    );
+                    let r = checked(&file, &d);
+                    s.files.insert(format!("{into}/{file}"), d);
+                    if into == paths::SNAPSHOT_DIR {
+                        s.files.insert(
+                            crate::layout::record(&SnapshotName::new(name).expect("name")),
+                            serde_json::to_vec(&r).expect("report"),
+                        );
+                    }
                     (0, report::line(&r))
                 }
-                None => (1, format!("{name}: NoSuchKey")),
+                None => (1, format!("{file}: NoSuchKey")),
             }
+        }
+        names::UNPACK => {
+            let (Some(from), Some(out)) = (arg(cmd, "--archive"), arg(cmd, "--out")) else {
+                return (2, "usage (fake)".into());
+            };
+            let Some(zip) = s.files.get(from).cloned() else { return (1, format!("{from}: no such file")) };
+            let name = from.rsplit('/').next().unwrap_or(from).trim_end_matches(".zip").to_string();
+            let mut db = Vec::new();
+            let unpacked = crate::rke::archive::contents(std::io::Cursor::new(zip), &name).and_then(|(mut z, _)| {
+                crate::rke::archive::read_db(&mut z, &name, |c| {
+                    db.extend_from_slice(c);
+                    Ok(())
+                })
+            });
+            if let Err(e) = unpacked {
+                return (1, format!("{from}: {e}"));
+            }
+            if db.starts_with(b"CORRUPT") {
+                return (1, "the database is damaged (fake)".into());
+            }
+            let r = snapshot_report(&format!("{name}.db"), &db);
+            s.files.insert(out.to_string(), db);
+            (0, report::line(&r))
         }
         names::SNAPSHOT_PRUNE => {
             let mut it = cmd.iter();
@@ -319,6 +398,7 @@ fn simulate(
                     && let Some(n) = it.next()
                 {
                     s.files.remove(&format!("{}/{n}", paths::SNAPSHOT_DIR));
+                    s.files.remove(&format!("{}/{n}.zip", paths::SNAPSHOT_DIR));
                     s.files.remove(&format!("{}/{n}.json", paths::SNAPSHOT_META_DIR));
                 }
             }
@@ -362,7 +442,11 @@ impl Host for FakeHost {
     async fn docker_info(&self) -> HostResult<DockerInfo> {
         self.with("docker info", |s| {
             self.docker(s)?;
-            Ok(DockerInfo { server_version: "24.0.7".into(), root_dir: "/var/lib/docker".into() })
+            Ok(DockerInfo {
+                server_version: "24.0.7".into(),
+                root_dir: "/var/lib/docker".into(),
+                architecture: "x86_64".into(),
+            })
         })
         .await
     }
@@ -402,6 +486,9 @@ impl Host for FakeHost {
                 restarting: false,
                 exit_code: c.exit_code,
                 labels: c.labels.clone(),
+                args: c.args.clone(),
+                env: c.env.clone(),
+                binds: c.binds.clone(),
             }))
         })
         .await
@@ -443,6 +530,15 @@ impl Host for FakeHost {
                 FakeContainer {
                     spec_image: spec.image.clone(),
                     cmd: spec.cmd.clone(),
+                    args: spec.entrypoint.iter().flatten().chain(&spec.cmd).cloned().collect(),
+                    env: spec
+                        .env
+                        .iter()
+                        .cloned()
+                        .chain(spec.secret_env.iter().map(|(k, v)| format!("{k}={}", v.expose())))
+                        .collect(),
+                    binds: spec.binds.clone(),
+                    service: spec.restart == super::RestartPolicy::Always,
                     labels: spec.labels.clone(),
                     running: false,
                     exit_code: None,
@@ -475,7 +571,7 @@ impl Host for FakeHost {
                 transient: false,
             });
         };
-        if c.labels.contains_key(crate::etcd::containers::SPEC_HASH_LABEL) {
+        if c.service {
             // A service: it runs until removed.
             let st = hosts.get_mut(&self.addr).expect("host");
             st.containers.get_mut(name).expect("container").running = true;
@@ -576,6 +672,21 @@ impl Host for FakeHost {
             })
             .await?;
         Ok(Box::new(std::io::Cursor::new(data)))
+    }
+
+    async fn read_range(&self, path: &str, offset: u64, len: u64) -> HostResult<Vec<u8>> {
+        self.with("read range", |s| {
+            let data = s.files.get(path).ok_or_else(|| HostError::Io {
+                host: self.addr.clone(),
+                op: "read".into(),
+                reason: format!("{path}: no such file"),
+                transient: false,
+            })?;
+            let start = (offset as usize).min(data.len());
+            let end = start.saturating_add(len as usize).min(data.len());
+            Ok(data[start..end].to_vec())
+        })
+        .await
     }
 
     async fn write_stream(&self, path: &str, mut data: ByteStream, _mode: u32) -> HostResult<u64> {

@@ -78,6 +78,12 @@ pub struct ContainerInfo {
     pub restarting: bool,
     pub exit_code: Option<i64>,
     pub labels: BTreeMap<String, String>,
+    /// The entrypoint, then the command: what the container runs.
+    pub args: Vec<String>,
+    /// Its environment (`NAME=value`, secrets included: never print it).
+    pub env: Vec<String>,
+    /// Its bind mounts, as Docker reports them.
+    pub binds: Vec<String>,
 }
 
 /// What Docker says about itself.
@@ -86,6 +92,8 @@ pub struct DockerInfo {
     pub server_version: String,
     /// Docker's data root (for the log linker).
     pub root_dir: String,
+    /// The machine's architecture as Docker names it (`x86_64`, `aarch64`).
+    pub architecture: String,
 }
 
 /// A file in a directory listing.
@@ -169,6 +177,9 @@ pub trait Host: Send + Sync {
     async fn list_dir(&self, path: &str) -> HostResult<Vec<DirEntry>>;
     /// Streams a file's contents.
     async fn open_read(&self, path: &str) -> HostResult<ByteStream>;
+    /// `len` bytes of a file from `offset` (fewer at its end): reading part of a large file,
+    /// such as an archive's directory, without moving the rest.
+    async fn read_range(&self, path: &str, offset: u64, len: u64) -> HostResult<Vec<u8>>;
     /// Writes a stream to a file atomically; returns the byte count.
     async fn write_stream(&self, path: &str, data: ByteStream, mode: u32) -> HostResult<u64>;
 }

@@ -445,6 +445,11 @@ struct Finished {
 const READ_SCRIPT: &str = r#"[ -e "$1" ] || exit 3
 exec cat -- "$1""#;
 
+/// Prints `$3` bytes of `$1` from byte `$2`; exit 3 when it does not exist. (`tail -c +N`
+/// seeks on a regular file, in GNU and busybox alike.)
+const RANGE_SCRIPT: &str = r#"[ -e "$1" ] || exit 3
+tail -c "+$(($2 + 1))" -- "$1" | head -c "$3""#;
+
 /// Removes a file; exit 3 when there was none.
 const REMOVE_SCRIPT: &str = r#"[ -e "$1" ] || [ -L "$1" ] || exit 3
 exec rm -f -- "$1""#;
@@ -493,6 +498,7 @@ impl Host for SshHost {
             Ok(info) => Ok(DockerInfo {
                 server_version: info.server_version.unwrap_or_else(|| self.docker_version.clone()),
                 root_dir: info.docker_root_dir.unwrap_or_default(),
+                architecture: info.architecture.unwrap_or_default(),
             }),
             Err(e) => Err(self.docker_err("info", e).await),
         }
@@ -536,6 +542,9 @@ impl Host for SshHost {
         let state = r.state.unwrap_or_default();
         let running = state.running.unwrap_or(false);
         let config = r.config.unwrap_or_default();
+        let binds = r.host_config.and_then(|h| h.binds).unwrap_or_default();
+        let mut args = config.entrypoint.clone().unwrap_or_default();
+        args.extend(config.cmd.clone().unwrap_or_default());
         Ok(Some(ContainerInfo {
             id: r.id.unwrap_or_default(),
             name: r.name.map(|n| n.trim_start_matches('/').to_string()).unwrap_or_else(|| name.to_string()),
@@ -545,6 +554,9 @@ impl Host for SshHost {
             restarting: state.restarting.unwrap_or(false),
             exit_code: if running { None } else { state.exit_code },
             labels: config.labels.unwrap_or_default().into_iter().collect(),
+            args,
+            env: config.env.unwrap_or_default(),
+            binds,
         }))
     }
 
@@ -670,6 +682,15 @@ impl Host for SshHost {
                 self.discard(&tmp).await;
                 Err(e)
             }
+        }
+    }
+
+    async fn read_range(&self, path: &str, offset: u64, len: u64) -> HostResult<Vec<u8>> {
+        let f = self.run("read file", RANGE_SCRIPT, &[path, &offset.to_string(), &len.to_string()], None).await?;
+        match f.code {
+            0 => Ok(f.stdout),
+            EXIT_ABSENT => Err(self.io_err("read file", format!("{path}: no such file"), false)),
+            _ => Err(self.script_failed("read file", path, &f)),
         }
     }
 

@@ -9,15 +9,15 @@
 //! - a barrier waits for every step since the previous barrier, and everything after it
 //!   waits for the barrier (one node instead of hosts² edges).
 
-use super::observed::{Observed, SnapshotCopy};
+use super::observed::{ContainerFacts, MadeBy, Observed, SnapshotCopy};
 use super::step::{
-    Checksum, ClusterState, DeleteFrom, InitialCluster, SnapshotFacts, SnapshotName, SnapshotSource, Step, StepAction,
-    StepId, StepKind,
+    Checksum, ClusterState, DeleteFrom, InitialCluster, Pin, Replacement, RestoreFile, SnapshotFacts, SnapshotFormat,
+    SnapshotLocation, SnapshotName, SnapshotSource, Step, StepAction, StepId, StepKind,
 };
 use super::template::{Entry, HostSelector, Order, Template};
 use super::view::{View, ViewKey};
-use super::{ActionSpec, FORMAT, HostChange, Plan, PrunePolicy};
-use crate::config::{Cluster, HostAddr, Node, RecurringSnapshots, Role};
+use super::{ActionSpec, FORMAT, HostChange, Plan, PrunePolicy, RestoreSearch};
+use crate::config::{Cluster, HostAddr, Node, RecurringSnapshots, Role, S3Target};
 use crate::etcd::{self, containers, names};
 use miette::Diagnostic;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -36,8 +36,8 @@ pub struct CompileInput<'a> {
     pub action: &'a ActionSpec,
     pub observed: &'a Observed,
     pub removed_members: &'a [RemovedMember],
-    /// Hash of the certificate files each etcd host should have (from the PKI).
-    pub expected_certs: &'a BTreeMap<HostAddr, String>,
+    /// The fingerprint of the cluster's CA, when there is a PKI.
+    pub pki_ca: Option<&'a crate::rke::pki::Fingerprint>,
     /// Now, in seconds since the Unix epoch (prune by age).
     pub now: i64,
 }
@@ -48,7 +48,7 @@ pub enum CompileError {
     #[error(transparent)]
     #[diagnostic(code(rkectl::plan::template))]
     Template(#[from] super::template::TemplateError),
-    #[error("snapshot {name} is not on any etcd host (looked in {dir} on {hosts})")]
+    #[error("snapshot {name} is not on any etcd host (looked for {name} and {name}.zip in {dir} on {hosts})")]
     #[diagnostic(
         code(rkectl::plan::snapshot_missing),
         help("run `rkectl etcd snapshot-list` to see the snapshots there are, or restore from S3 with --s3")
@@ -60,12 +60,6 @@ pub enum CompileError {
         help("check --bucket-name, --folder and the name; `rkectl etcd snapshot-list --s3` lists the bucket")
     )]
     S3SnapshotMissing { name: SnapshotName, target: String },
-    #[error("snapshot {name} in S3 has no recorded checksum, so its copies cannot be verified")]
-    #[diagnostic(
-        code(rkectl::plan::s3_no_checksum),
-        help("it was not uploaded by rkectl; download it onto one etcd host and restore without --s3")
-    )]
-    S3NoChecksum { name: SnapshotName },
     #[error("the copies of snapshot {name} differ and no good copy can be chosen: {groups}")]
     #[diagnostic(
         code(rkectl::plan::snapshot_inconsistent),
@@ -101,16 +95,25 @@ struct Builder<'a> {
     /// Nodes by address (plans of a thousand hosts look nodes up per step).
     nodes: HashMap<&'a HostAddr, &'a Node>,
     notes: Vec<String>,
+    /// Hosts where RKE's own recurring snapshot service stays.
+    kept_rke_rolling: Vec<String>,
 }
 
+/// The copy of the snapshot that every member is restored from.
 #[derive(Debug, Clone)]
 struct Reference {
-    facts: Option<SnapshotFacts>,
-    /// Hosts whose copy matches, in cluster.yml order.
+    /// What it is; `None` in offline plans.
+    pin: Option<Pin>,
+    format: SnapshotFormat,
+    /// The database inside an archive, when it was checked.
+    db: Option<SnapshotFacts>,
+    /// Copies come from S3 rather than from hosts.
+    from_s3: Option<S3Target>,
+    /// Hosts whose own copy is the reference, in cluster.yml order.
     good: Vec<HostAddr>,
     good_set: HashSet<HostAddr>,
-    /// From S3 rather than from hosts.
-    from_s3: bool,
+    /// Why this copy, when it needs saying.
+    why: Vec<String>,
 }
 
 /// Compiles `input.action` into a plan.
@@ -134,6 +137,7 @@ pub fn compile_with(template: &Template, input: &CompileInput<'_>) -> Result<Pla
         fetches: 0,
         nodes: input.cluster.nodes.iter().map(|n| (&n.address, n)).collect(),
         notes: Vec::new(),
+        kept_rke_rolling: Vec::new(),
     };
     b.prepare()?;
     for entry in &template.phases {
@@ -184,6 +188,12 @@ pub fn compile_with(template: &Template, input: &CompileInput<'_>) -> Result<Pla
         && last.kind() == StepKind::Barrier
     {
         b.steps.pop();
+    }
+    if !b.kept_rke_rolling.is_empty() {
+        b.notes.push(format!(
+            "RKE's etcd-rolling-snapshots already takes snapshots as cluster.yml asks on {}; rkectl leaves it running.",
+            b.kept_rke_rolling.join(", ")
+        ));
     }
     let changes = b.changes();
     let observed = input.observed.clone();
@@ -311,20 +321,25 @@ impl<'a> Builder<'a> {
 
     fn prepare(&mut self) -> Result<(), CompileError> {
         match self.input.action {
-            ActionSpec::EtcdSnapshotRestore { name, s3 } => {
-                self.reference = Some(self.choose_reference(name, s3.is_some())?);
-                if let Some(r) = &self.reference {
-                    let src = if r.from_s3 { "S3" } else { "the etcd hosts" };
-                    match &r.facts {
-                        Some(f) => self.notes.push(format!(
-                            "Restoring snapshot {name} ({}, {}) from {src}; the current etcd data on every etcd host will be deleted.",
-                            f.checksum, super::step::human_bytes(f.size)
-                        )),
-                        None => self.notes.push(format!(
-                            "Restoring snapshot {name}; its copies are not known (offline plan): this plan is for review and cannot be applied."
-                        )),
+            ActionSpec::EtcdSnapshotRestore { name, from } => {
+                let r = self.choose_reference(name, from)?;
+                match &r.pin {
+                    Some(pin) => {
+                        let src = match &r.from_s3 {
+                            Some(t) => t.to_string(),
+                            None => "the etcd hosts".into(),
+                        };
+                        self.notes.push(format!(
+                            "Restoring snapshot {} ({pin}) from {src}; the current etcd data on every etcd host will be deleted.",
+                            r.format.file_name(name)
+                        ))
                     }
+                    None => self.notes.push(format!(
+                        "Restoring snapshot {name}; its copies are not known (offline plan): this plan is for review and cannot be applied."
+                    )),
                 }
+                self.notes.extend(r.why.iter().cloned());
+                self.reference = Some(r);
             }
             ActionSpec::EtcdSnapshotSave { name, generated_name: true, .. } => {
                 self.notes.push(format!("Name of the snapshot is not specified using [{name}]"));
@@ -346,80 +361,158 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
-    fn choose_reference(&self, name: &SnapshotName, from_s3: bool) -> Result<Reference, CompileError> {
+    /// The copy every member is restored from, and which hosts already hold it.
+    fn choose_reference(&self, name: &SnapshotName, search: &RestoreSearch) -> Result<Reference, CompileError> {
         let obs = self.input.observed;
         if obs.offline {
-            return Ok(Reference { facts: None, good: Vec::new(), good_set: HashSet::new(), from_s3 });
+            return Ok(Reference {
+                pin: None,
+                format: SnapshotFormat::Raw,
+                db: None,
+                from_s3: search.s3().cloned(),
+                good: Vec::new(),
+                good_set: HashSet::new(),
+                why: Vec::new(),
+            });
         }
         let copies: Vec<(HostAddr, &SnapshotCopy)> = self
             .etcd_nodes()
             .iter()
             .filter_map(|n| Some((n.address.clone(), obs.host(&n.address)?.snapshots.get(name)?)))
             .collect();
-        if from_s3 {
-            let s3 = obs.s3.as_ref();
-            let target = s3.map(|s| s.target.to_string()).unwrap_or_default();
-            let copy = s3
-                .and_then(|s| s.snapshots.get(name))
-                .ok_or_else(|| CompileError::S3SnapshotMissing { name: name.clone(), target })?;
-            let checksum = copy.checksum.clone().ok_or_else(|| CompileError::S3NoChecksum { name: name.clone() })?;
-            let good: Vec<HostAddr> = copies
-                .iter()
-                .filter(|(_, c)| c.checksum.as_ref() == Some(&checksum) && c.etcd_ok != Some(false))
-                .map(|(h, _)| h.clone())
-                .collect();
-            let good_set = good.iter().cloned().collect();
-            return Ok(Reference {
-                facts: Some(SnapshotFacts { size: copy.size, checksum }),
-                good,
-                good_set,
-                from_s3: true,
-            });
+        let in_s3 = obs.s3.as_ref().and_then(|s| s.snapshots.get(name));
+        match (search, in_s3) {
+            (RestoreSearch::S3 { target } | RestoreSearch::S3ThenHosts { target }, Some(copy)) => {
+                let pin = match &copy.checksum {
+                    Some(checksum) => {
+                        Pin::Checksum { facts: SnapshotFacts { size: copy.size, checksum: checksum.clone() } }
+                    }
+                    None => Pin::S3Object { size: copy.size, etag: copy.etag.clone() },
+                };
+                let good: Vec<HostAddr> = copies
+                    .iter()
+                    .filter(|(_, c)| {
+                        c.format == copy.format
+                            && c.checksum.is_some()
+                            && c.checksum.as_ref() == pin.checksum()
+                            && c.etcd_ok != Some(false)
+                    })
+                    .map(|(h, _)| h.clone())
+                    .collect();
+                let db = copies.iter().find(|(h, _)| good.contains(h)).and_then(|(_, c)| c.db.clone());
+                Ok(Reference {
+                    pin: Some(pin),
+                    format: copy.format,
+                    db,
+                    from_s3: Some(target.clone()),
+                    good_set: good.iter().cloned().collect(),
+                    good,
+                    why: Vec::new(),
+                })
+            }
+            (RestoreSearch::S3 { target }, None) => {
+                Err(CompileError::S3SnapshotMissing { name: name.clone(), target: target.to_string() })
+            }
+            (RestoreSearch::S3ThenHosts { target }, None) => {
+                let mut r = self.reference_on_hosts(name, &copies)?;
+                r.why.insert(
+                    0,
+                    format!("Snapshot {name} is not in {target} (cluster.yml's s3backupconfig); restoring from the etcd hosts' copies, as RKE falls back to them."),
+                );
+                Ok(r)
+            }
+            (RestoreSearch::Hosts, _) => self.reference_on_hosts(name, &copies),
         }
+    }
+
+    /// The reference among the hosts' copies: the one copy they agree on, or, for copies
+    /// that are each host's own snapshot (RKE's, recurring ones), the first etcd host's
+    /// valid copy, as RKE's restore serves the first host's copy to the others.
+    fn reference_on_hosts(
+        &self,
+        name: &SnapshotName,
+        copies: &[(HostAddr, &SnapshotCopy)],
+    ) -> Result<Reference, CompileError> {
         if copies.is_empty() {
             return Err(CompileError::SnapshotMissing {
                 name: name.clone(),
-                dir: etcd::paths::SNAPSHOT_DIR,
+                dir: crate::layout::SNAPSHOT_DIR,
                 hosts: self.etcd_nodes().iter().map(|n| n.address.to_string()).collect::<Vec<_>>().join(", "),
             });
         }
-        let mut groups: BTreeMap<&Checksum, (u64, Vec<HostAddr>)> = BTreeMap::new();
+        let mut groups: Vec<((SnapshotFormat, Checksum), Vec<HostAddr>)> = Vec::new();
         let mut problems = Vec::new();
-        for (h, c) in &copies {
+        for (h, c) in copies {
             match (&c.checksum, c.etcd_ok) {
                 (Some(sum), ok) if ok != Some(false) => {
-                    groups.entry(sum).or_insert((c.size, Vec::new())).1.push(h.clone())
+                    let key = (c.format, sum.clone());
+                    match groups.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, hosts)) => hosts.push(h.clone()),
+                        None => groups.push((key, vec![h.clone()])),
+                    }
                 }
                 _ => problems.push(format!("{h}: {}", c.problem.as_deref().unwrap_or("fails etcd's hash check"))),
             }
         }
-        match groups.len() {
-            0 => Err(CompileError::SnapshotCorrupt { name: name.clone(), problems: problems.join("; ") }),
-            1 => {
-                let (sum, (size, good)) = groups.into_iter().next().expect("one group");
-                let good_set = good.iter().cloned().collect();
-                Ok(Reference {
-                    facts: Some(SnapshotFacts { size, checksum: sum.clone() }),
-                    good,
-                    good_set,
-                    from_s3: false,
-                })
+        let copy_of = |h: &HostAddr| copies.iter().find(|(c, _)| c == h).map(|(_, c)| *c).expect("a copy of each host");
+        let mut why = Vec::new();
+        let (key, good) = match groups.len() {
+            0 => return Err(CompileError::SnapshotCorrupt { name: name.clone(), problems: problems.join("; ") }),
+            1 => groups.remove(0),
+            _ => {
+                let one_time: Vec<&HostAddr> =
+                    groups.iter().flat_map(|(_, hs)| hs).filter(|h| copy_of(h).identical_everywhere).collect();
+                if !one_time.is_empty() {
+                    return Err(CompileError::SnapshotInconsistent {
+                        name: name.clone(),
+                        groups: groups
+                            .iter()
+                            .map(|((_, sum), hosts)| {
+                                format!(
+                                    "{} on {}",
+                                    sum.short(),
+                                    hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(", ")
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    });
+                }
+                let (key, good) = groups.remove(0);
+                why.push(format!(
+                    "The copies of snapshot {name} differ from host to host, as RKE's do (each host snapshots its own member): every member is restored from {}'s copy ({}), the first etcd host with a valid one, as RKE's restore does. The other hosts keep their own copy; the chosen one is staged beside it and removed after the restore.",
+                    good[0],
+                    key.1.short()
+                ));
+                (key, good)
             }
-            _ => Err(CompileError::SnapshotInconsistent {
-                name: name.clone(),
-                groups: groups
-                    .iter()
-                    .map(|(sum, (_, hosts))| {
-                        format!(
-                            "{} on {}",
-                            sum.short(),
-                            hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(", ")
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            }),
+        };
+        let size = copy_of(&good[0]).size;
+        let db = copy_of(&good[0]).db.clone();
+        Ok(Reference {
+            pin: Some(Pin::Checksum { facts: SnapshotFacts { size, checksum: key.1 } }),
+            format: key.0,
+            db,
+            from_s3: None,
+            good_set: good.iter().cloned().collect(),
+            good,
+            why,
+        })
+    }
+
+    /// Where a host's copy of the reference goes: the snapshot folder if the host has no
+    /// file of that name, else beside it (never over it).
+    fn fetch_location(&self, host: &HostAddr, name: &SnapshotName) -> SnapshotLocation {
+        match self.facts(host).and_then(|f| f.snapshots.get(name)) {
+            Some(_) => SnapshotLocation::Staged,
+            None => SnapshotLocation::Listed,
         }
+    }
+
+    /// Where the restore on `host` finds the reference copy, once distributed.
+    fn reference_location(&self, host: &HostAddr, name: &SnapshotName) -> SnapshotLocation {
+        let r = self.reference.as_ref().expect("restore has a reference");
+        if r.good_set.contains(host) { SnapshotLocation::Listed } else { self.fetch_location(host, name) }
     }
 
     fn plan_cluster(&mut self, kind: StepKind) -> Result<Vec<StepAction>, CompileError> {
@@ -476,7 +569,6 @@ impl<'a> Builder<'a> {
 
     fn plan_host(&mut self, kind: StepKind, host: &HostAddr) -> Result<Vec<StepAction>, CompileError> {
         let action = self.input.action;
-        let cluster = self.cluster();
         let node = self.node(host);
         let one = |a: StepAction| Ok(vec![a]);
         let none = || Ok(Vec::new());
@@ -492,31 +584,35 @@ impl<'a> Builder<'a> {
                 let ActionSpec::EtcdSnapshotRestore { name, .. } = action else { return none() };
                 let r = self.reference.as_ref().expect("restore has a reference");
                 if self.offline() {
-                    return one(StepAction::VerifySnapshot { snapshot: name.clone(), expect: None });
+                    return one(StepAction::VerifySnapshot { snapshot: name.clone(), format: r.format, expect: None });
                 }
-                if r.good_set.contains(host) {
-                    one(StepAction::VerifySnapshot { snapshot: name.clone(), expect: r.facts.clone() })
-                } else {
-                    none()
+                match (&r.pin, r.good_set.contains(host)) {
+                    (Some(Pin::Checksum { facts }), true) => one(StepAction::VerifySnapshot {
+                        snapshot: name.clone(),
+                        format: r.format,
+                        expect: Some(facts.clone()),
+                    }),
+                    _ => none(),
                 }
             }
             StepKind::FetchSnapshot => match action {
-                ActionSpec::EtcdSnapshotRestore { name, s3 } => {
+                ActionSpec::EtcdSnapshotRestore { name, .. } => {
                     let r = self.reference.as_ref().expect("restore has a reference");
                     if self.offline() || r.good_set.contains(host) {
                         return none();
                     }
-                    let expect = r.facts.clone();
-                    let source = match (r.from_s3, s3) {
-                        (true, Some(target)) => SnapshotSource::S3 { target: target.clone() },
-                        _ => {
-                            // Spread copies over the hosts that have a good one.
+                    let source = match &r.from_s3 {
+                        Some(target) => SnapshotSource::S3 { target: target.clone() },
+                        None => {
+                            // Spread copies over the hosts that have the reference.
                             let source = r.good[self.fetches % r.good.len()].clone();
                             self.fetches += 1;
                             SnapshotSource::Host { host: source }
                         }
                     };
-                    one(StepAction::FetchSnapshot { snapshot: name.clone(), expect, source })
+                    let (format, expect) = (r.format, r.pin.clone());
+                    let into = self.fetch_location(host, name);
+                    one(StepAction::FetchSnapshot { snapshot: name.clone(), format, expect, source, into })
                 }
                 ActionSpec::EtcdSnapshotSave { name, .. } => {
                     let source = self.snapshot_source()?;
@@ -525,16 +621,39 @@ impl<'a> Builder<'a> {
                     }
                     one(StepAction::FetchSnapshot {
                         snapshot: name.clone(),
+                        format: SnapshotFormat::Zip,
                         expect: None,
                         source: SnapshotSource::Host { host: source },
+                        into: SnapshotLocation::Listed,
                     })
                 }
                 _ => none(),
             },
-            StepKind::SaveSnapshot => match action {
-                ActionSpec::EtcdSnapshotSave { name, s3, .. } => {
-                    one(StepAction::SaveSnapshot { snapshot: name.clone(), upload: s3.clone() })
+            StepKind::UnpackSnapshot => {
+                let ActionSpec::EtcdSnapshotRestore { name, .. } = action else { return none() };
+                let r = self.reference.as_ref().expect("restore has a reference");
+                if r.format != SnapshotFormat::Zip || self.offline() {
+                    return none();
                 }
+                let from = self.reference_location(host, name);
+                let expect = self.reference.as_ref().and_then(|r| r.db.clone());
+                one(StepAction::UnpackSnapshot { snapshot: name.clone(), from, expect })
+            }
+            StepKind::DiscardStaged => {
+                let ActionSpec::EtcdSnapshotRestore { name, .. } = action else { return none() };
+                let staged = self.planned.contains(&(host.clone(), StepKind::UnpackSnapshot))
+                    || self.steps.iter().any(|s| {
+                        s.host.as_ref() == Some(host)
+                            && matches!(s.action, StepAction::FetchSnapshot { into: SnapshotLocation::Staged, .. })
+                    });
+                if staged { one(StepAction::DiscardStaged { snapshot: name.clone() }) } else { none() }
+            }
+            StepKind::SaveSnapshot => match action {
+                ActionSpec::EtcdSnapshotSave { name, s3, include_state, .. } => one(StepAction::SaveSnapshot {
+                    snapshot: name.clone(),
+                    upload: s3.clone(),
+                    include_state: *include_state,
+                }),
                 _ => none(),
             },
             StepKind::CleanHost => one(StepAction::CleanHost),
@@ -542,25 +661,26 @@ impl<'a> Builder<'a> {
                 let ActionSpec::EtcdSnapshotRestore { name, .. } = action else { return none() };
                 let node = node.expect("restore runs on etcd nodes");
                 let r = self.reference.as_ref().expect("restore has a reference");
+                let (from, expect) = match r.format {
+                    SnapshotFormat::Zip => (RestoreFile::Unpacked, r.db.clone()),
+                    SnapshotFormat::Raw => (
+                        RestoreFile::Copy { location: self.reference_location(host, name) },
+                        match &r.pin {
+                            Some(Pin::Checksum { facts }) => Some(facts.clone()),
+                            _ => None,
+                        },
+                    ),
+                };
                 one(StepAction::Restore {
                     snapshot: name.clone(),
-                    expect: r.facts.clone(),
+                    from,
+                    expect,
                     member: etcd::member_name(node),
                     initial_cluster: InitialCluster::AllEtcdNodes,
                 })
             }
             StepKind::DeployCerts => {
-                let node = node.expect("certificates go to etcd nodes");
-                let member = etcd::member_name(node);
-                if matches!(action, ActionSpec::EtcdSnapshotRestore { .. }) || self.offline() {
-                    return one(StepAction::DeployCerts { member });
-                }
-                let have = self.facts(host).and_then(|f| f.certs_hash.clone());
-                if have.as_ref() != self.input.expected_certs.get(host) {
-                    one(StepAction::DeployCerts { member })
-                } else {
-                    none()
-                }
+                Ok(self.plan_deploy_certs(node.expect("certificates go to etcd nodes")).into_iter().collect())
             }
             StepKind::MemberAdd => {
                 let node = node.expect("members are etcd nodes");
@@ -573,36 +693,7 @@ impl<'a> Builder<'a> {
                 one(StepAction::MemberAdd { member, peer_url: etcd::peer_url(node) })
             }
             StepKind::StartEtcd => {
-                let node = node.expect("etcd runs on etcd nodes");
-                let member = etcd::member_name(node);
-                let spec_hash = containers::etcd_spec_hash(cluster, node);
-                if let ActionSpec::EtcdSnapshotRestore { .. } = action {
-                    return one(StepAction::StartEtcd {
-                        member,
-                        initial_cluster: InitialCluster::AllEtcdNodes,
-                        cluster_state: ClusterState::New,
-                        spec_hash,
-                    });
-                }
-                let current = self.facts(host).and_then(|f| f.containers.get(names::ETCD));
-                let up_to_date =
-                    current.is_some_and(|c| c.running && c.spec_hash.as_deref() == Some(spec_hash.as_str()));
-                if up_to_date && !self.planned.contains(&(host.clone(), StepKind::DeployCerts)) {
-                    return none();
-                }
-                let others_running = self.running_members().iter().any(|n| &n.address != host);
-                let joining = self.planned.contains(&(host.clone(), StepKind::MemberAdd));
-                let (cluster_state, initial_cluster) = if joining {
-                    // A joining member's initial cluster is the current members plus itself.
-                    let mut hosts: Vec<HostAddr> = self.running_members().iter().map(|n| n.address.clone()).collect();
-                    hosts.push(node.address.clone());
-                    (ClusterState::Existing, InitialCluster::Hosts { hosts })
-                } else if others_running || current.is_some() {
-                    (ClusterState::Existing, InitialCluster::AllEtcdNodes)
-                } else {
-                    (ClusterState::New, InitialCluster::AllEtcdNodes)
-                };
-                one(StepAction::StartEtcd { member, initial_cluster, cluster_state, spec_hash })
+                Ok(self.plan_start_etcd(node.expect("etcd runs on etcd nodes")).into_iter().collect())
             }
             StepKind::LogLinker => {
                 if self.planned.contains(&(host.clone(), StepKind::StartEtcd)) {
@@ -632,21 +723,9 @@ impl<'a> Builder<'a> {
                 if has { one(StepAction::RemoveEtcd) } else { none() }
             }
             StepKind::StartRollingSnapshots => {
-                let node = node.expect("rolling snapshots run on etcd nodes");
-                let Some(settings) = containers::rolling_settings(cluster, node) else { return none() };
-                let spec = containers::rolling_snapshots(cluster, node, &settings);
-                let spec_hash = spec.labels.get(containers::SPEC_HASH_LABEL).cloned().unwrap_or_default();
-                let current = self.facts(host).and_then(|f| f.containers.get(names::ROLLING_SNAPSHOTS));
-                if current.is_some_and(|c| c.running && c.spec_hash.as_deref() == Some(spec_hash.as_str())) {
-                    return none();
-                }
-                one(StepAction::StartRollingSnapshots { settings, spec_hash })
+                Ok(self.plan_start_rolling(node.expect("rolling snapshots run on etcd nodes")).into_iter().collect())
             }
-            StepKind::RemoveRollingSnapshots => {
-                let wanted = node.and_then(|n| containers::rolling_settings(cluster, n)).is_some();
-                let present = self.facts(host).is_some_and(|f| f.containers.contains_key(names::ROLLING_SNAPSHOTS));
-                if !wanted && present { one(StepAction::RemoveRollingSnapshots) } else { none() }
-            }
+            StepKind::RemoveRollingSnapshots => Ok(self.plan_remove_rolling(host).into_iter().collect()),
             StepKind::DeleteSnapshot => {
                 let Some(f) = self.facts(host) else { return none() };
                 let names: Vec<SnapshotName> = match action {
@@ -665,6 +744,116 @@ impl<'a> Builder<'a> {
             }
             StepKind::HealthCheck | StepKind::Barrier => none(),
         }
+    }
+
+    /// Certificates go to a member's host when its CA file is missing or is not the
+    /// cluster's CA, or its own certificate or key is missing. Files that are there and
+    /// chained to the cluster's CA are left alone: they are RKE's, and RKE's cert-deployer
+    /// does not rewrite them either.
+    fn plan_deploy_certs(&self, node: &Node) -> Option<StepAction> {
+        let member = etcd::member_name(node);
+        if self.offline() {
+            return Some(StepAction::DeployCerts { member, replaces: None });
+        }
+        let files = self.facts(&node.address).and_then(|f| f.certs.clone()).unwrap_or_default();
+        let ca_ok = files.ca.is_some() && files.ca.as_ref() == self.input.pki_ca;
+        if ca_ok && files.cert && files.key {
+            return None;
+        }
+        let replaces = match (&files.ca, self.input.pki_ca) {
+            (Some(have), Some(want)) if have != want => Some(Replacement {
+                what: format!("the certificates in {}", crate::rke::pki::CERT_DIR),
+                why: format!(
+                    "its kube-ca.pem is another CA ({}) than the cluster's PKI ({})",
+                    have.short(),
+                    want.short()
+                ),
+            }),
+            _ => None,
+        };
+        Some(StepAction::DeployCerts { member, replaces })
+    }
+
+    fn plan_start_etcd(&self, node: &'a Node) -> Option<StepAction> {
+        let host = &node.address;
+        let member = etcd::member_name(node);
+        if let ActionSpec::EtcdSnapshotRestore { .. } = self.input.action {
+            return Some(StepAction::StartEtcd {
+                member,
+                initial_cluster: InitialCluster::AllEtcdNodes,
+                cluster_state: ClusterState::New,
+                replaces: None,
+            });
+        }
+        let facts = self.facts(host);
+        let arch = facts.map(|f| f.arch.as_str()).filter(|a| !a.is_empty()).unwrap_or("x86_64");
+        let current = facts.and_then(|f| f.containers.get(names::ETCD));
+        let differences =
+            current.map(|c| crate::etcd::member::differences(self.cluster(), node, arch, c)).unwrap_or_default();
+        let up_to_date = current.is_some_and(|c| c.running) && differences.is_empty();
+        if up_to_date && !self.planned.contains(&(host.clone(), StepKind::DeployCerts)) {
+            return None;
+        }
+        let replaces = match current {
+            Some(c) if c.made_by != MadeBy::Rkectl && !differences.is_empty() => Some(Replacement {
+                what: format!("the etcd container {}", made_by(c.made_by)),
+                why: format!("cluster.yml asks for a different one: {}", differences.join(", ")),
+            }),
+            _ => None,
+        };
+        let others_running = self.running_members().iter().any(|n| &n.address != host);
+        let joining = self.planned.contains(&(host.clone(), StepKind::MemberAdd));
+        let (cluster_state, initial_cluster) = if joining {
+            // A joining member's initial cluster is the current members plus itself.
+            let mut hosts: Vec<HostAddr> = self.running_members().iter().map(|n| n.address.clone()).collect();
+            hosts.push(node.address.clone());
+            (ClusterState::Existing, InitialCluster::Hosts { hosts })
+        } else if others_running || current.is_some() {
+            (ClusterState::Existing, InitialCluster::AllEtcdNodes)
+        } else {
+            (ClusterState::New, InitialCluster::AllEtcdNodes)
+        };
+        Some(StepAction::StartEtcd { member, initial_cluster, cluster_state, replaces })
+    }
+
+    fn plan_start_rolling(&mut self, node: &Node) -> Option<StepAction> {
+        let cluster = self.cluster();
+        let settings = containers::rolling_settings(cluster, node)?;
+        let current = self.facts(&node.address).and_then(|f| f.containers.get(names::ROLLING_SNAPSHOTS));
+        let what = |c: &ContainerFacts| format!("etcd-rolling-snapshots {}", made_by(c.made_by));
+        let replaces = match current {
+            Some(c) if c.made_by == MadeBy::Rkectl => {
+                let spec = containers::rolling_snapshots(cluster, node, &settings);
+                if c.running && c.spec_hash.as_ref() == spec.labels.get(containers::SPEC_HASH_LABEL) {
+                    return None;
+                }
+                None
+            }
+            Some(c) => match containers::rke_rolling_mismatch(cluster, c) {
+                // RKE's own service already does what cluster.yml asks: it stays.
+                None if c.running => {
+                    self.kept_rke_rolling.push(node.address.to_string());
+                    return None;
+                }
+                None => Some(Replacement { what: what(c), why: "it is not running".into() }),
+                Some(why) => Some(Replacement { what: what(c), why }),
+            },
+            None => None,
+        };
+        Some(StepAction::StartRollingSnapshots { settings, replaces })
+    }
+
+    fn plan_remove_rolling(&self, host: &HostAddr) -> Option<StepAction> {
+        let wanted = self.node(host).and_then(|n| containers::rolling_settings(self.cluster(), n)).is_some();
+        let current = self.facts(host).and_then(|f| f.containers.get(names::ROLLING_SNAPSHOTS))?;
+        if wanted {
+            return None;
+        }
+        let replaces = (current.made_by != MadeBy::Rkectl).then(|| Replacement {
+            what: format!("etcd-rolling-snapshots {}", made_by(current.made_by)),
+            why: "cluster.yml enables no recurring snapshots (services.etcd.snapshot is off unless set, as in the reference; RKE itself turns it on by default): set `snapshot: true` or a backup_config to keep them".into(),
+        });
+        Some(StepAction::RemoveRollingSnapshots { replaces })
     }
 
     fn changes(&self) -> Vec<HostChange> {
@@ -724,14 +913,24 @@ impl<'a> Builder<'a> {
     }
 }
 
+fn made_by(m: MadeBy) -> &'static str {
+    match m {
+        MadeBy::Rke => "that RKE made",
+        MadeBy::Rkectl => "that rkectl made",
+        MadeBy::Unknown => "that neither RKE nor rkectl made",
+    }
+}
+
 /// Snapshots a prune deletes: by age, or all but the newest `keep`. Only snapshots made by
-/// rkectl's or RKE's automatic naming are candidates; a name a user chose is kept.
+/// rkectl's or RKE's automatic naming are candidates; a name a user chose is kept. Their age
+/// is read from the name, as rke-tools reads it, else taken from the file.
 pub fn prune_candidates<'a>(
     snapshots: impl Iterator<Item = (&'a SnapshotName, i64)>,
     policy: &PrunePolicy,
     now: i64,
 ) -> Vec<SnapshotName> {
-    let mut auto: Vec<(&SnapshotName, i64)> = snapshots.filter(|(n, _)| is_automatic_name(n)).collect();
+    let mut auto: Vec<(&SnapshotName, i64)> =
+        snapshots.filter(|(n, _)| is_automatic_name(n)).map(|(n, m)| (n, name_time(n).unwrap_or(m))).collect();
     match policy {
         PrunePolicy::Age { seconds, .. } => {
             auto.into_iter().filter(|(_, m)| now.saturating_sub(*m) > *seconds as i64).map(|(n, _)| n.clone()).collect()
@@ -743,8 +942,46 @@ pub fn prune_candidates<'a>(
     }
 }
 
-/// Whether a snapshot name was made automatically (recurring `…_etcd`, or one-time default).
+/// Whether a snapshot name is a recurring one (`<RFC 3339 time>_etcd`, RKE's and rkectl's).
+pub fn is_recurring_name(n: &SnapshotName) -> bool {
+    n.as_str().ends_with("_etcd")
+}
+
+/// Whether a snapshot name was made automatically (recurring, or one-time default).
 pub fn is_automatic_name(n: &SnapshotName) -> bool {
+    n.as_str().starts_with(ONE_TIME_PREFIX) || is_recurring_name(n)
+}
+
+/// The prefix of a one-time snapshot's default name.
+const ONE_TIME_PREFIX: &str = "rke_etcd_snapshot_";
+
+/// When an automatically named snapshot was taken, from its name (unix seconds).
+pub fn name_time(n: &SnapshotName) -> Option<i64> {
     let s = n.as_str();
-    s.starts_with("rke_etcd_snapshot_") || s.ends_with("_etcd")
+    let t = match s.strip_prefix(ONE_TIME_PREFIX) {
+        Some(rest) => rest,
+        None => s.split('_').next()?,
+    };
+    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok().map(|t| t.unix_timestamp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn automatic_names_carry_their_time_as_rke_tools_reads_it() {
+        let n = |s: &str| SnapshotName::new(s).unwrap();
+        assert_eq!(name_time(&n("1970-01-01T00:01:00Z_etcd")), Some(60));
+        assert_eq!(name_time(&n("rke_etcd_snapshot_1970-01-01T01:00:00+01:00")), Some(0));
+        assert_eq!(name_time(&n("before-upgrade")), None);
+        assert!(is_recurring_name(&n("2024-10-04T22:40:30Z_etcd")));
+        assert!(!is_automatic_name(&n("before-upgrade.db")));
+        let policy = PrunePolicy::Age { seconds: 30, text: "30s".into() };
+        let old = n("1970-01-01T00:00:10Z_etcd");
+        let new = n("1970-01-01T00:01:00Z_etcd");
+        // The file times (100) say both are new; the names say the first is old.
+        let got = prune_candidates([(&old, 100), (&new, 100)].into_iter(), &policy, 80);
+        assert_eq!(got, [old]);
+    }
 }

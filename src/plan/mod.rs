@@ -39,13 +39,37 @@ pub enum ActionSpec {
         /// The name was not given and was made from the time (the reference warns).
         generated_name: bool,
         s3: Option<S3Target>,
+        /// The archive carries RKE's state file (every private key, in clear), as RKE's do.
+        include_state: bool,
     },
     /// `rkectl etcd snapshot-restore`.
-    EtcdSnapshotRestore { name: SnapshotName, s3: Option<S3Target> },
+    EtcdSnapshotRestore { name: SnapshotName, from: RestoreSearch },
     /// `rkectl etcd snapshot-delete`.
     EtcdSnapshotDelete { name: SnapshotName, s3: Option<S3Target> },
     /// `rkectl etcd snapshot-prune`.
     EtcdSnapshotPrune { policy: PrunePolicy, s3: Option<S3Target> },
+}
+
+/// Where a restore looks for its snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "in")]
+pub enum RestoreSearch {
+    /// The etcd hosts' snapshot folders.
+    Hosts,
+    /// S3 (`--s3`): the snapshot must be there.
+    S3 { target: S3Target },
+    /// S3 from cluster.yml's `s3backupconfig`, as RKE does, falling back to the hosts.
+    S3ThenHosts { target: S3Target },
+}
+
+impl RestoreSearch {
+    /// The S3 target searched, if any.
+    pub fn s3(&self) -> Option<&S3Target> {
+        match self {
+            RestoreSearch::Hosts => None,
+            RestoreSearch::S3 { target } | RestoreSearch::S3ThenHosts { target } => Some(target),
+        }
+    }
 }
 
 /// Which snapshots a prune keeps.
@@ -74,8 +98,8 @@ impl ActionSpec {
     pub fn s3(&self) -> Option<&S3Target> {
         match self {
             ActionSpec::Up => None,
+            ActionSpec::EtcdSnapshotRestore { from, .. } => from.s3(),
             ActionSpec::EtcdSnapshotSave { s3, .. }
-            | ActionSpec::EtcdSnapshotRestore { s3, .. }
             | ActionSpec::EtcdSnapshotDelete { s3, .. }
             | ActionSpec::EtcdSnapshotPrune { s3, .. } => s3.as_ref(),
         }
@@ -166,8 +190,20 @@ impl Plan {
         })
     }
 
-    /// Whether any step deletes or replaces data.
+    /// Whether any step deletes data.
     pub fn is_destructive(&self) -> bool {
         self.steps.iter().any(|s| s.kind().is_destructive())
+    }
+
+    /// What the plan replaces that rkectl did not make (RKE's containers, certificate files
+    /// that differ from the cluster's PKI), with the step that does it.
+    pub fn replacements(&self) -> Vec<(&Step, &step::Replacement)> {
+        self.steps.iter().filter_map(|s| Some((s, s.action.replaces()?))).collect()
+    }
+
+    /// Whether applying needs the user's confirmation: it deletes data, or replaces
+    /// something rkectl did not make.
+    pub fn needs_confirmation(&self) -> bool {
+        self.is_destructive() || !self.replacements().is_empty()
     }
 }

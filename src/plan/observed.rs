@@ -3,7 +3,7 @@
 //! Pure data, gathered read-only by [`crate::refresh`] and serialised into the plan, so a
 //! saved plan can tell whether the world changed since it was made (its fingerprint).
 
-use super::step::{Checksum, SnapshotName};
+use super::step::{Checksum, SnapshotFacts, SnapshotFormat, SnapshotName};
 use crate::config::{HostAddr, S3Target};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -35,6 +35,9 @@ impl Observed {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostFacts {
     pub docker_version: String,
+    /// Docker's name for the machine's architecture (etcd's `ETCD_UNSUPPORTED_ARCH`).
+    #[serde(default)]
+    pub arch: String,
     /// Containers we care about, by name.
     pub containers: BTreeMap<String, ContainerFacts>,
     /// Images the action needs that are not on the host (pullable, or refresh would have failed).
@@ -43,10 +46,28 @@ pub struct HostFacts {
     pub snapshots: BTreeMap<SnapshotName, SnapshotCopy>,
     /// Whether `/var/lib/etcd` holds data.
     pub has_etcd_data: Option<bool>,
-    /// Hash of the CA and member certificate files found on the host.
-    pub certs_hash: Option<String>,
+    /// The CA and member certificate files found on the host, when the action looks.
+    pub certs: Option<CertFiles>,
     /// The cluster's members as this host's etcd reports them (names), when it runs.
     pub members: Option<Vec<String>>,
+}
+
+/// A member's certificate files on its host (`/etc/kubernetes/ssl`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertFiles {
+    /// The fingerprint of `kube-ca.pem`, when the host has one.
+    pub ca: Option<crate::rke::pki::Fingerprint>,
+    /// The member's `kube-etcd-<address>.pem` is there.
+    pub cert: bool,
+    /// The member's `kube-etcd-<address>-key.pem` is there.
+    pub key: bool,
+}
+
+impl CertFiles {
+    /// Whether any of the three files is there.
+    pub fn any(&self) -> bool {
+        self.ca.is_some() || self.cert || self.key
+    }
 }
 
 /// A container as refresh saw it.
@@ -56,11 +77,65 @@ pub struct ContainerFacts {
     pub running: bool,
     /// The `io.rkectl.spec-hash` label: which spec created it.
     pub spec_hash: Option<String>,
+    /// Who made it, as its labels and command tell.
+    pub made_by: MadeBy,
+    /// Entrypoint then command.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Its environment: each name with a short hash of its value (values may be secrets).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Its bind mounts.
+    #[serde(default)]
+    pub binds: Vec<String>,
+}
+
+/// Who made a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MadeBy {
+    Rkectl,
+    Rke,
+    /// Neither label nor command says.
+    Unknown,
+}
+
+impl MadeBy {
+    /// Who made a container, from its labels and command.
+    pub fn of(labels: &BTreeMap<String, String>, args: &[String]) -> MadeBy {
+        if labels.contains_key(crate::etcd::containers::MANAGED_LABEL) {
+            MadeBy::Rkectl
+        } else if labels.contains_key(crate::etcd::member::RKE_NAME_LABEL)
+            || args.first().is_some_and(|a| a.starts_with("/opt/rke-tools/"))
+        {
+            MadeBy::Rke
+        } else {
+            MadeBy::Unknown
+        }
+    }
+}
+
+/// A short, stable hash of an environment value, so that plans can tell values apart
+/// without holding them.
+pub fn env_value_hash(value: &str) -> String {
+    blake3::hash(value.as_bytes()).to_hex()[..12].to_string()
+}
+
+/// An environment as name → hash of value.
+pub fn hashed_env<'a>(env: impl IntoIterator<Item = &'a String>) -> BTreeMap<String, String> {
+    env.into_iter()
+        .map(|e| match e.split_once('=') {
+            Some((k, v)) => (k.to_string(), env_value_hash(v)),
+            None => (e.clone(), env_value_hash("")),
+        })
+        .collect()
 }
 
 /// One copy of a snapshot on a host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotCopy {
+    /// A plain database, or rke-tools' archive (preferred when a host has both).
+    pub format: SnapshotFormat,
     pub size: u64,
     /// Seconds since the Unix epoch.
     pub modified: i64,
@@ -70,6 +145,16 @@ pub struct SnapshotCopy {
     pub etcd_ok: Option<bool>,
     /// Why the check failed, if it did.
     pub problem: Option<String>,
+    /// For an archive: the database inside, when it was checked.
+    #[serde(default)]
+    pub db: Option<SnapshotFacts>,
+    /// The archive carries the cluster state (RKE's state file).
+    #[serde(default)]
+    pub has_state: bool,
+    /// rkectl's record says every etcd host got this same copy (a one-time save by
+    /// rkectl); copies without it (RKE's, recurring ones) are each host's own.
+    #[serde(default)]
+    pub identical_everywhere: bool,
 }
 
 /// The S3 side.
@@ -83,10 +168,18 @@ pub struct S3Facts {
 /// A snapshot stored in S3.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct S3Copy {
+    /// A plain database, or rke-tools' archive (`<name>.zip`).
+    pub format: SnapshotFormat,
     pub size: u64,
+    /// The object's ETag (it changes when the object is replaced).
+    #[serde(default)]
+    pub etag: String,
     pub modified: i64,
     /// From the manifest stored with the object; `None` for objects rkectl did not write.
     pub checksum: Option<Checksum>,
-    /// Whether the cluster's PKI was stored with it.
+    /// Whether the cluster's PKI was stored with it (sealed in rkectl's manifest).
     pub has_pki: bool,
+    /// Whether the archive carries the cluster state (known when it was looked at).
+    #[serde(default)]
+    pub has_state: bool,
 }

@@ -99,6 +99,100 @@ impl fmt::Display for SnapshotName {
     }
 }
 
+/// How a snapshot is stored: the plain database (`<name>`, as `etcdctl snapshot save`
+/// writes it and older RKE kept it) or rke-tools' archive (`<name>.zip`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SnapshotFormat {
+    Raw,
+    Zip,
+}
+
+impl SnapshotFormat {
+    /// The file (or object) name of snapshot `name` in this format.
+    pub fn file_name(self, name: &SnapshotName) -> String {
+        match self {
+            SnapshotFormat::Raw => name.as_str().to_string(),
+            SnapshotFormat::Zip => format!("{name}{}", crate::rke::archive::SUFFIX),
+        }
+    }
+
+    /// The snapshot a file name stands for: `x.zip` is snapshot `x` as an archive.
+    pub fn parse_file_name(file: &str) -> Option<(SnapshotName, SnapshotFormat)> {
+        match file.strip_suffix(crate::rke::archive::SUFFIX) {
+            Some(stem) => SnapshotName::new(stem).ok().map(|n| (n, SnapshotFormat::Zip)),
+            None => SnapshotName::new(file).ok().map(|n| (n, SnapshotFormat::Raw)),
+        }
+    }
+}
+
+impl fmt::Display for SnapshotFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SnapshotFormat::Raw => "plain",
+            SnapshotFormat::Zip => "zip",
+        })
+    }
+}
+
+/// Where a snapshot file is on a node (see [`crate::layout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SnapshotLocation {
+    /// In the snapshot folder, where RKE and rkectl list it.
+    Listed,
+    /// Staged for a restore beside a differing copy of the host's own, and removed after.
+    Staged,
+}
+
+/// The file a member is restored from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "from")]
+pub enum RestoreFile {
+    /// A plain copy of the snapshot.
+    Copy { location: SnapshotLocation },
+    /// The database unpacked from the snapshot's archive.
+    Unpacked,
+}
+
+/// What a copy must be to be the right one: pinned when the plan is made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "by")]
+pub enum Pin {
+    /// Its size and checksum.
+    Checksum { facts: SnapshotFacts },
+    /// An S3 object rkectl did not write (no checksum recorded): its size and ETag, which
+    /// change if the object is replaced.
+    S3Object { size: u64, etag: String },
+}
+
+impl Pin {
+    /// The size pinned.
+    pub fn size(&self) -> u64 {
+        match self {
+            Pin::Checksum { facts } => facts.size,
+            Pin::S3Object { size, .. } => *size,
+        }
+    }
+
+    /// The checksum pinned, if one is.
+    pub fn checksum(&self) -> Option<&Checksum> {
+        match self {
+            Pin::Checksum { facts } => Some(&facts.checksum),
+            Pin::S3Object { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for Pin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pin::Checksum { facts } => write!(f, "{}, {}", human_bytes(facts.size), facts.checksum.short()),
+            Pin::S3Object { size, etag } => write!(f, "{}, S3 ETag {etag}", human_bytes(*size)),
+        }
+    }
+}
+
 /// A content checksum, `blake3:<hex>`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -211,6 +305,23 @@ pub enum DeleteFrom {
     S3 { target: S3Target },
 }
 
+/// Something on a host that a step replaces although rkectl did not make it, or that
+/// differs from what the cluster's files say it should be: the plan says what and why,
+/// and applying it needs confirmation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replacement {
+    /// What is replaced (`RKE's etcd container`).
+    pub what: String,
+    /// Why.
+    pub why: String,
+}
+
+impl fmt::Display for Replacement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "replaces {}: {}", self.what, self.why)
+    }
+}
+
 /// What a step does, with its parameters. Serialised with a kebab-case `kind` tag.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -221,20 +332,43 @@ pub enum StepAction {
     Dial,
     /// Pulls images the host lacks.
     PullImages { images: Vec<String> },
-    /// Checks the host's copy of a snapshot: present, expected checksum, etcd's hash check.
+    /// Checks that the host's own copy of a snapshot is still the one the plan pinned.
     /// `expect` is `None` only in offline plans, which cannot be applied.
-    VerifySnapshot { snapshot: SnapshotName, expect: Option<SnapshotFacts> },
-    /// Gives the host a verified copy of a snapshot it lacks.
-    /// `expect` is `None` when the snapshot is made by this plan: the source's record is used.
-    FetchSnapshot { snapshot: SnapshotName, expect: Option<SnapshotFacts>, source: SnapshotSource },
+    VerifySnapshot { snapshot: SnapshotName, format: SnapshotFormat, expect: Option<SnapshotFacts> },
+    /// Gives the host a verified copy of a snapshot, `into` the snapshot folder when the
+    /// host has no file of that name, else staged beside it (a host's copy is never
+    /// overwritten). `expect` is `None` when the snapshot is made by this plan: the source's
+    /// record is used.
+    FetchSnapshot {
+        snapshot: SnapshotName,
+        format: SnapshotFormat,
+        expect: Option<Pin>,
+        source: SnapshotSource,
+        into: SnapshotLocation,
+    },
+    /// Unpacks the database from the snapshot's archive for the restore, verified.
+    UnpackSnapshot { snapshot: SnapshotName, from: SnapshotLocation, expect: Option<SnapshotFacts> },
     /// Removes the etcd container and the etcd data (`kube-cleaner`).
     CleanHost,
     /// Restores the snapshot into a fresh data folder (`etcd-restore`).
-    Restore { snapshot: SnapshotName, expect: Option<SnapshotFacts>, member: String, initial_cluster: InitialCluster },
+    Restore {
+        snapshot: SnapshotName,
+        from: RestoreFile,
+        expect: Option<SnapshotFacts>,
+        member: String,
+        initial_cluster: InitialCluster,
+    },
+    /// Removes what the restore staged (copies and unpacked databases).
+    DiscardStaged { snapshot: SnapshotName },
     /// Places the member's certificates and the CA on the host.
-    DeployCerts { member: String },
+    DeployCerts { member: String, replaces: Option<Replacement> },
     /// Creates and starts the `etcd` container (replacing one that differs).
-    StartEtcd { member: String, initial_cluster: InitialCluster, cluster_state: ClusterState, spec_hash: String },
+    StartEtcd {
+        member: String,
+        initial_cluster: InitialCluster,
+        cluster_state: ClusterState,
+        replaces: Option<Replacement>,
+    },
     /// Adds a member to the running cluster before it starts (`etcdctl member add`).
     MemberAdd { member: String, peer_url: String },
     /// Removes a member from the running cluster (`etcdctl member remove`).
@@ -247,12 +381,13 @@ pub enum StepAction {
     RemoveLogLinker,
     /// Checks that every member is healthy and, after a restore, holds the same data.
     HealthCheck { members: Vec<HostAddr>, same_revision: bool },
-    /// Takes a snapshot on this host (`etcd-snapshot-once`), optionally streaming it to S3.
-    SaveSnapshot { snapshot: SnapshotName, upload: Option<S3Target> },
+    /// Takes a snapshot on this host (`etcd-snapshot-once`) as rke-tools' archive,
+    /// optionally with the cluster state inside, optionally streaming it to S3.
+    SaveSnapshot { snapshot: SnapshotName, upload: Option<S3Target>, include_state: bool },
     /// Starts or replaces `etcd-rolling-snapshots`.
-    StartRollingSnapshots { settings: RollingSettings, spec_hash: String },
+    StartRollingSnapshots { settings: RollingSettings, replaces: Option<Replacement> },
     /// Removes `etcd-rolling-snapshots`.
-    RemoveRollingSnapshots,
+    RemoveRollingSnapshots { replaces: Option<Replacement> },
     /// Deletes a snapshot from the host or from S3.
     DeleteSnapshot { snapshot: SnapshotName, from: DeleteFrom },
 }
@@ -266,8 +401,10 @@ pub enum StepKind {
     PullImages,
     VerifySnapshot,
     FetchSnapshot,
+    UnpackSnapshot,
     CleanHost,
     Restore,
+    DiscardStaged,
     DeployCerts,
     StartEtcd,
     MemberAdd,
@@ -291,8 +428,10 @@ impl StepKind {
             StepKind::PullImages => "pull-images",
             StepKind::VerifySnapshot => "verify-snapshot",
             StepKind::FetchSnapshot => "fetch-snapshot",
+            StepKind::UnpackSnapshot => "unpack-snapshot",
             StepKind::CleanHost => "clean-host",
             StepKind::Restore => "restore",
+            StepKind::DiscardStaged => "discard-staged",
             StepKind::DeployCerts => "deploy-certs",
             StepKind::StartEtcd => "start-etcd",
             StepKind::MemberAdd => "member-add",
@@ -331,6 +470,7 @@ impl StepKind {
                 | StepKind::PullImages
                 | StepKind::VerifySnapshot
                 | StepKind::FetchSnapshot
+                | StepKind::UnpackSnapshot
                 | StepKind::HealthCheck
         )
     }
@@ -357,8 +497,10 @@ impl StepAction {
             StepAction::PullImages { .. } => StepKind::PullImages,
             StepAction::VerifySnapshot { .. } => StepKind::VerifySnapshot,
             StepAction::FetchSnapshot { .. } => StepKind::FetchSnapshot,
+            StepAction::UnpackSnapshot { .. } => StepKind::UnpackSnapshot,
             StepAction::CleanHost => StepKind::CleanHost,
             StepAction::Restore { .. } => StepKind::Restore,
+            StepAction::DiscardStaged { .. } => StepKind::DiscardStaged,
             StepAction::DeployCerts { .. } => StepKind::DeployCerts,
             StepAction::StartEtcd { .. } => StepKind::StartEtcd,
             StepAction::MemberAdd { .. } => StepKind::MemberAdd,
@@ -369,29 +511,65 @@ impl StepAction {
             StepAction::HealthCheck { .. } => StepKind::HealthCheck,
             StepAction::SaveSnapshot { .. } => StepKind::SaveSnapshot,
             StepAction::StartRollingSnapshots { .. } => StepKind::StartRollingSnapshots,
-            StepAction::RemoveRollingSnapshots => StepKind::RemoveRollingSnapshots,
+            StepAction::RemoveRollingSnapshots { .. } => StepKind::RemoveRollingSnapshots,
             StepAction::DeleteSnapshot { .. } => StepKind::DeleteSnapshot,
+        }
+    }
+
+    /// What the step replaces that rkectl did not make, if anything.
+    pub fn replaces(&self) -> Option<&Replacement> {
+        match self {
+            StepAction::DeployCerts { replaces, .. }
+            | StepAction::StartEtcd { replaces, .. }
+            | StepAction::StartRollingSnapshots { replaces, .. }
+            | StepAction::RemoveRollingSnapshots { replaces } => replaces.as_ref(),
+            _ => None,
         }
     }
 
     /// One line saying what the step does, for plans and logs.
     pub fn describe(&self) -> String {
+        let what = self.describe_action();
+        match self.replaces() {
+            Some(r) => format!("{what} ({r})"),
+            None => what,
+        }
+    }
+
+    fn describe_action(&self) -> String {
         match self {
             StepAction::Barrier { reason } => format!("wait: {reason}"),
             StepAction::Dial => "open SSH session and Docker tunnel, check Docker".into(),
             StepAction::PullImages { images } => format!("pull {}", images.join(", ")),
-            StepAction::VerifySnapshot { snapshot, expect: Some(e) } => {
-                format!("verify snapshot {snapshot} ({}, {})", e.checksum.short(), human_bytes(e.size))
+            StepAction::VerifySnapshot { snapshot, format, expect: Some(e) } => {
+                format!(
+                    "verify snapshot {} ({}, {})",
+                    format.file_name(snapshot),
+                    e.checksum.short(),
+                    human_bytes(e.size)
+                )
             }
-            StepAction::VerifySnapshot { snapshot, expect: None } => {
-                format!("verify snapshot {snapshot} (checksum not known offline)")
+            StepAction::VerifySnapshot { snapshot, format, expect: None } => {
+                format!("verify snapshot {} (checksum not known offline)", format.file_name(snapshot))
             }
-            StepAction::FetchSnapshot { snapshot, source, .. } => format!("copy snapshot {snapshot} from {source}"),
+            StepAction::FetchSnapshot { snapshot, format, source, into, .. } => {
+                let file = format.file_name(snapshot);
+                match into {
+                    SnapshotLocation::Listed => format!("copy snapshot {file} from {source}"),
+                    SnapshotLocation::Staged => {
+                        format!("copy snapshot {file} from {source}, staged beside this host's own differing copy")
+                    }
+                }
+            }
+            StepAction::UnpackSnapshot { snapshot, .. } => {
+                format!("unpack the database of {snapshot}.zip for the restore")
+            }
             StepAction::CleanHost => "remove etcd container and data (kube-cleaner)".into(),
+            StepAction::DiscardStaged { snapshot } => format!("remove what the restore of {snapshot} staged"),
             StepAction::Restore { snapshot, member, .. } => {
                 format!("restore {snapshot} as member {member} (etcd-restore)")
             }
-            StepAction::DeployCerts { member } => format!("place CA and certificates of {member}"),
+            StepAction::DeployCerts { member, .. } => format!("place CA and certificates of {member}"),
             StepAction::StartEtcd { member, cluster_state, .. } => {
                 format!("start etcd container, member {member}, initial cluster state {cluster_state}")
             }
@@ -404,14 +582,17 @@ impl StepAction {
                 let what = if *same_revision { "healthy, same revision" } else { "healthy" };
                 format!("check {} member(s) {what}", members.len())
             }
-            StepAction::SaveSnapshot { snapshot, upload } => match upload {
-                Some(t) => format!("save snapshot {snapshot} (etcd-snapshot-once), stream to {t}"),
-                None => format!("save snapshot {snapshot} (etcd-snapshot-once)"),
-            },
+            StepAction::SaveSnapshot { snapshot, upload, include_state } => {
+                let state = if *include_state { " with the cluster state inside" } else { "" };
+                match upload {
+                    Some(t) => format!("save snapshot {snapshot}.zip{state} (etcd-snapshot-once), stream to {t}"),
+                    None => format!("save snapshot {snapshot}.zip{state} (etcd-snapshot-once)"),
+                }
+            }
             StepAction::StartRollingSnapshots { settings, .. } => {
                 format!("run etcd-rolling-snapshots ({})", describe_rolling(settings))
             }
-            StepAction::RemoveRollingSnapshots => "remove etcd-rolling-snapshots".into(),
+            StepAction::RemoveRollingSnapshots { .. } => "remove etcd-rolling-snapshots".into(),
             StepAction::DeleteSnapshot { snapshot, from } => match from {
                 DeleteFrom::Host => format!("delete snapshot {snapshot}"),
                 DeleteFrom::S3 { target } => format!("delete snapshot {snapshot} from {target}"),

@@ -4,7 +4,9 @@
 //! step's effect over it, so the diff can never disagree with the steps.
 
 use super::observed::{HostFacts, Observed};
-use super::step::{DeleteFrom, SnapshotName, Step, StepAction, describe_rolling, human_bytes};
+use super::step::{
+    DeleteFrom, SnapshotFormat, SnapshotLocation, SnapshotName, Step, StepAction, describe_rolling, human_bytes,
+};
 use crate::config::HostAddr;
 use crate::etcd::names;
 use std::collections::BTreeMap;
@@ -17,6 +19,8 @@ pub enum Resource {
     EtcdData,
     Certificates,
     Snapshot(SnapshotName),
+    /// A copy staged for a restore (beside the host's own).
+    Staged(SnapshotName),
 }
 
 impl fmt::Display for Resource {
@@ -26,6 +30,7 @@ impl fmt::Display for Resource {
             Resource::EtcdData => write!(f, "etcd data {}", crate::etcd::paths::DATA_DIR),
             Resource::Certificates => write!(f, "certificates {}", crate::etcd::paths::CERT_DIR),
             Resource::Snapshot(n) => write!(f, "snapshot {n}"),
+            Resource::Staged(n) => write!(f, "staged copy of {n}"),
         }
     }
 }
@@ -66,14 +71,20 @@ impl View {
         if let Some(true) = f.has_etcd_data {
             r.insert(Resource::EtcdData, "present".into());
         }
-        if f.certs_hash.is_some() {
-            r.insert(Resource::Certificates, "present".into());
+        if let Some(c) = f.certs.as_ref().filter(|c| c.any()) {
+            let ca = match &c.ca {
+                Some(fp) => format!("CA {}", fp.short()),
+                None => "no CA".into(),
+            };
+            let member =
+                if c.cert && c.key { "member certificate and key" } else { "member certificate or key MISSING" };
+            r.insert(Resource::Certificates, format!("{ca}, {member}"));
         }
         for (name, copy) in &f.snapshots {
             if !snapshots_shown(name) {
                 continue;
             }
-            let mut s = human_bytes(copy.size);
+            let mut s = describe_copy(name, copy.format, copy.size, copy.has_state);
             if let Some(c) = &copy.checksum {
                 s.push_str(&format!(", {}", c.short()));
             }
@@ -93,7 +104,7 @@ impl View {
         let mut r = BTreeMap::new();
         for (name, copy) in &s3.snapshots {
             if snapshots_shown(name) {
-                let mut s = human_bytes(copy.size);
+                let mut s = describe_copy(name, copy.format, copy.size, copy.has_state);
                 if let Some(c) = &copy.checksum {
                     s.push_str(&format!(", {}", c.short()));
                 }
@@ -109,6 +120,17 @@ impl View {
             return vec!["(not observed)".to_string()];
         }
         self.resources.iter().map(|(k, v)| format!("{k}: {v}")).collect()
+    }
+}
+
+/// `14 B`, or `snap.zip (with the cluster state), 14 B` for an archive.
+fn describe_copy(name: &SnapshotName, format: SnapshotFormat, size: u64, has_state: bool) -> String {
+    match format {
+        SnapshotFormat::Raw => human_bytes(size),
+        SnapshotFormat::Zip => {
+            let state = if has_state { " (with the cluster state)" } else { "" };
+            format!("{}{state}, {}", format.file_name(name), human_bytes(size))
+        }
     }
 }
 
@@ -130,8 +152,8 @@ pub fn apply(step: &Step, views: &mut BTreeMap<ViewKey, View>, etcd_image: &str)
             let sum = expect.as_ref().map(|e| format!(", {}", e.checksum.short())).unwrap_or_default();
             r.insert(Resource::EtcdData, format!("restored from {snapshot}{sum} as {member}"));
         }
-        StepAction::DeployCerts { member } => {
-            r.insert(Resource::Certificates, format!("CA + {member} (rkectl PKI)"));
+        StepAction::DeployCerts { member, .. } => {
+            r.insert(Resource::Certificates, format!("the cluster's CA, {member}'s certificate and key"));
         }
         StepAction::StartEtcd { member, .. } => {
             r.insert(Resource::Container(names::ETCD.into()), format!("running {etcd_image}, member {member}"));
@@ -140,14 +162,28 @@ pub fn apply(step: &Step, views: &mut BTreeMap<ViewKey, View>, etcd_image: &str)
         StepAction::RemoveEtcd => {
             r.remove(&Resource::Container(names::ETCD.into()));
         }
-        StepAction::FetchSnapshot { snapshot, expect, source } => {
+        StepAction::FetchSnapshot { snapshot, format, expect, source, into } => {
             let what = match expect {
-                Some(e) => format!("{}, {}", human_bytes(e.size), e.checksum.short()),
+                Some(e) => e.to_string(),
                 None => "copy".to_string(),
             };
-            r.insert(Resource::Snapshot(snapshot.clone()), format!("{what} (from {source})"));
+            let what = match format {
+                SnapshotFormat::Raw => what,
+                SnapshotFormat::Zip => format!("{}, {what}", format.file_name(snapshot)),
+            };
+            match into {
+                SnapshotLocation::Listed => {
+                    r.insert(Resource::Snapshot(snapshot.clone()), format!("{what} (from {source})"));
+                }
+                SnapshotLocation::Staged => {
+                    r.insert(Resource::Staged(snapshot.clone()), format!("{what} (from {source}), for the restore"));
+                }
+            }
         }
-        StepAction::SaveSnapshot { snapshot, upload } => {
+        StepAction::DiscardStaged { snapshot } => {
+            r.remove(&Resource::Staged(snapshot.clone()));
+        }
+        StepAction::SaveSnapshot { snapshot, upload, .. } => {
             r.insert(Resource::Snapshot(snapshot.clone()), "new snapshot".into());
             if upload.is_some() {
                 views
@@ -163,7 +199,7 @@ pub fn apply(step: &Step, views: &mut BTreeMap<ViewKey, View>, etcd_image: &str)
                 format!("running ({})", describe_rolling(settings)),
             );
         }
-        StepAction::RemoveRollingSnapshots => {
+        StepAction::RemoveRollingSnapshots { .. } => {
             r.remove(&Resource::Container(names::ROLLING_SNAPSHOTS.into()));
         }
         StepAction::DeleteSnapshot { snapshot, .. } => {
@@ -178,6 +214,7 @@ pub fn apply(step: &Step, views: &mut BTreeMap<ViewKey, View>, etcd_image: &str)
         StepAction::Barrier { .. }
         | StepAction::PullImages { .. }
         | StepAction::VerifySnapshot { .. }
+        | StepAction::UnpackSnapshot { .. }
         | StepAction::MemberAdd { .. }
         | StepAction::MemberRemove { .. }
         | StepAction::LogLinker { .. }

@@ -22,12 +22,25 @@ impl S3Client {
         out: impl AsyncWrite + Send + Unpin,
         progress: &dyn TransferProgress,
     ) -> Result<Downloaded, S3Error> {
+        self.download_pinned(name, None, out, progress).await
+    }
+
+    /// [`S3Client::download`] of the object only if its ETag is still `etag` (`If-Match`):
+    /// the object the plan was made for, not one replaced since.
+    pub async fn download_pinned(
+        &self,
+        name: &SnapshotName,
+        etag: Option<&str>,
+        out: impl AsyncWrite + Send + Unpin,
+        progress: &dyn TransferProgress,
+    ) -> Result<Downloaded, S3Error> {
         let key = self.key(name);
         let resp = self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(&key)
+            .set_if_match(etag.map(str::to_string))
             .send()
             .await
             .map_err(|e| self.errors.sdk("download", Some(&key), e))?;

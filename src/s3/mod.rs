@@ -127,6 +127,8 @@ pub struct S3Snapshot {
     pub modified: i64,
     /// Whether its manifest exists, i.e. the upload was completed by rkectl.
     pub has_manifest: bool,
+    /// The object's ETag (it changes when the object is replaced).
+    pub etag: String,
 }
 
 /// A client for one bucket (and folder) of one S3 endpoint.
@@ -206,7 +208,7 @@ impl S3Client {
     /// Every snapshot object directly under the folder (manifests excluded), by name.
     pub async fn list(&self) -> Result<Vec<S3Snapshot>, S3Error> {
         let prefix = self.prefix();
-        let mut objects: Vec<(String, u64, i64)> = Vec::new();
+        let mut objects: Vec<(String, u64, i64, String)> = Vec::new();
         let mut manifests = std::collections::BTreeSet::new();
         let mut token: Option<String> = None;
         loop {
@@ -232,7 +234,8 @@ impl S3Client {
                 }
                 let size = obj.size().unwrap_or(0).max(0) as u64;
                 let modified = obj.last_modified().map(|t| t.secs()).unwrap_or(0);
-                objects.push((rest.to_string(), size, modified));
+                let etag = obj.e_tag().unwrap_or_default().to_string();
+                objects.push((rest.to_string(), size, modified, etag));
             }
             match (page.is_truncated(), page.next_continuation_token()) {
                 (Some(true), Some(t)) => token = Some(t.to_string()),
@@ -242,13 +245,32 @@ impl S3Client {
         let mut out: Vec<S3Snapshot> = objects
             .into_iter()
             // Keys that are not valid snapshot names (hidden files, odd characters) are not ours.
-            .filter_map(|(name, size, modified)| {
+            .filter_map(|(name, size, modified, etag)| {
                 let has_manifest = manifests.contains(&name);
-                SnapshotName::new(name).ok().map(|name| S3Snapshot { name, size, modified, has_manifest })
+                SnapshotName::new(name).ok().map(|name| S3Snapshot { name, size, modified, has_manifest, etag })
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
+    }
+
+    /// `len` bytes of object `name` from `offset` (fewer at its end).
+    pub async fn read_range(&self, name: &SnapshotName, offset: u64, len: u64) -> Result<Vec<u8>, S3Error> {
+        let key = self.key(name);
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let resp = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .range(format!("bytes={offset}-{}", offset + len - 1))
+            .send()
+            .await
+            .map_err(|e| self.errors.sdk("download", Some(&key), e))?;
+        let bytes = resp.body.collect().await.map_err(|e| S3Error::Internal(e.to_string()))?;
+        Ok(bytes.into_bytes().to_vec())
     }
 
     /// Deletes snapshot `name` and its manifest; `false` when neither existed.

@@ -1,19 +1,17 @@
-//! The cluster state file: the PKI and the members rkectl deployed.
+//! The cluster state file: what rkectl knows that RKE's state does not hold.
 //!
-//! This is what lets a restore work without any pki bundle, and what tells `up` which
-//! members to remove when they leave cluster.yml. JSON, mode 0600, replaced atomically
-//! (write a temporary file, fsync, rename, fsync the folder).
+//! Today that is the members rkectl deployed, which tells `up` which members to remove
+//! when they leave cluster.yml. The PKI lives in RKE's `cluster.rkestate` (see
+//! [`crate::rke::state`]); keeping a second copy here would let the two disagree. JSON,
+//! mode 0600, replaced atomically (write a temporary file, fsync, rename, fsync the folder).
 
 use crate::config::HostAddr;
-use crate::etcd::pki::{CertPair, Pki};
-use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Version of the state file this build writes.
-pub const STATE_FORMAT: u32 = 1;
+pub const STATE_FORMAT: u32 = 2;
 
 /// A member rkectl deployed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,54 +24,18 @@ pub struct DeployedMember {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClusterState {
     pub cluster_name: String,
-    pub pki: Option<Pki>,
     pub members: Vec<DeployedMember>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct PairOnDisk {
-    cert: String,
-    key: String,
-}
-
-#[derive(Serialize, Deserialize)]
-struct PkiOnDisk {
-    ca_cert: String,
-    ca_key: String,
-    client_cert: String,
-    client_key: String,
-    members: BTreeMap<HostAddr, PairOnDisk>,
-}
-
-impl PkiOnDisk {
-    fn from_pki(p: &Pki) -> PkiOnDisk {
-        let pair = |p: &CertPair| PairOnDisk { cert: p.cert.clone(), key: p.key.expose().to_string() };
-        PkiOnDisk {
-            ca_cert: p.ca.cert.clone(),
-            ca_key: p.ca.key.expose().to_string(),
-            client_cert: p.client.cert.clone(),
-            client_key: p.client.key.expose().to_string(),
-            members: p.members.iter().map(|(k, v)| (k.clone(), pair(v))).collect(),
-        }
-    }
-
-    fn into_pki(self) -> Pki {
-        let pair = |p: PairOnDisk| CertPair { cert: p.cert, key: Secret::new(p.key) };
-        Pki {
-            ca: CertPair { cert: self.ca_cert, key: Secret::new(self.ca_key) },
-            client: CertPair { cert: self.client_cert, key: Secret::new(self.client_key) },
-            members: self.members.into_iter().map(|(k, v)| (k, pair(v))).collect(),
-        }
-    }
 }
 
 #[derive(Serialize, Deserialize)]
 struct OnDisk {
     format: u32,
     cluster_name: String,
-    pki: Option<PkiOnDisk>,
     #[serde(default)]
     members: Vec<DeployedMember>,
+    /// Format 1 kept a PKI of rkectl's own here.
+    #[serde(default, skip_serializing)]
+    pki: Option<serde_json::Value>,
 }
 
 /// Why the state file cannot be used.
@@ -87,11 +49,16 @@ pub enum StateError {
         source: std::io::Error,
     },
     #[error("the cluster state {} is not valid: {reason}", path.display())]
-    #[diagnostic(
-        code(rkectl::state::invalid),
-        help("it holds the cluster's PKI; restore it from a backup rather than deleting it")
-    )]
+    #[diagnostic(code(rkectl::state::invalid), help("it lists the etcd members rkectl deployed; fix or remove it"))]
     Invalid { path: PathBuf, reason: String },
+    #[error("the cluster state {} holds a PKI of rkectl 0.1's own", path.display())]
+    #[diagnostic(
+        code(rkectl::state::legacy_pki),
+        help(
+            "this rkectl keeps the PKI where RKE does, in cluster.rkestate; the certificates of that PKI are still on the etcd hosts: rebuild the plane with `rkectl up --new-pki` (it replaces them), or keep using the version that made it"
+        )
+    )]
+    LegacyPki { path: PathBuf },
 }
 
 impl ClusterState {
@@ -110,7 +77,10 @@ impl ClusterState {
                 reason: format!("written by a newer rkectl (format {})", d.format),
             });
         }
-        Ok(ClusterState { cluster_name: d.cluster_name, pki: d.pki.map(PkiOnDisk::into_pki), members: d.members })
+        if d.pki.as_ref().is_some_and(|p| !p.is_null()) {
+            return Err(StateError::LegacyPki { path: path.to_path_buf() });
+        }
+        Ok(ClusterState { cluster_name: d.cluster_name, members: d.members })
     }
 
     /// Writes the state file atomically with mode 0600.
@@ -119,22 +89,12 @@ impl ClusterState {
         let d = OnDisk {
             format: STATE_FORMAT,
             cluster_name: self.cluster_name.clone(),
-            pki: self.pki.as_ref().map(PkiOnDisk::from_pki),
             members: self.members.clone(),
+            pki: None,
         };
         let json = serde_json::to_vec_pretty(&d).expect("state serialises");
         write_private_atomic(path, &json).map_err(io)
     }
-}
-
-/// The PKI as a JSON document (sealed before it is stored with S3 snapshots).
-pub fn pki_to_json(p: &Pki) -> Secret {
-    Secret::new(serde_json::to_string(&PkiOnDisk::from_pki(p)).expect("pki serialises"))
-}
-
-/// Reads a PKI from [`pki_to_json`]'s output.
-pub fn pki_from_json(json: &str) -> Option<Pki> {
-    serde_json::from_str::<PkiOnDisk>(json).ok().map(PkiOnDisk::into_pki)
 }
 
 /// Writes `data` to `path` via a temporary file, fsync and rename; mode 0600.

@@ -21,7 +21,7 @@ fn cipher(secret: &str) -> ChaCha20Poly1305 {
 pub fn seal(secret: &str, plaintext: &str) -> String {
     let mut nonce = [0u8; 12];
     // The nonce must never repeat for a key; 96 random bits make that a non-issue here.
-    getrandom(&mut nonce);
+    crate::secret::random_bytes(&mut nonce);
     let ct = cipher(secret)
         .encrypt(Nonce::from_slice(&nonce), plaintext.as_bytes())
         .expect("encryption of an in-memory buffer cannot fail");
@@ -39,13 +39,6 @@ pub fn open(secret: &str, sealed: &str) -> Option<String> {
     let (nonce, ct) = raw.split_at(12);
     let pt = cipher(secret).decrypt(Nonce::from_slice(nonce), ct).ok()?;
     String::from_utf8(pt).ok()
-}
-
-fn getrandom(buf: &mut [u8]) {
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(buf))
-        .expect("the system's random source is readable");
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ impl Executor {
         &self,
         addr: &HostAddr,
         snapshot: &SnapshotName,
+        file: &str,
         member: &str,
         initial_cluster: &str,
         ctx: &StepCtx<'_>,
@@ -49,7 +50,7 @@ impl Executor {
         self.helper(host.as_ref(), &containers::cleaner(&self.cluster)).await?;
         let mut tool = RestoreTool::Etcdutl;
         let out = loop {
-            let spec = containers::restore(&self.cluster, node, snapshot, initial_cluster, tool);
+            let spec = containers::restore(&self.cluster, node, file, initial_cluster, tool);
             match run_once(host.as_ref(), &spec).await {
                 Ok(out) => break out,
                 // etcd 3.4 images have no etcdutl; their etcdctl restores.
@@ -95,10 +96,22 @@ impl Executor {
     ) -> Result<(), StepError> {
         let host = self.host(addr).await?;
         let node = self.node(addr)?;
-        let spec = containers::etcd(&self.cluster, node, initial_cluster, state);
-        let want = spec.labels.get(containers::SPEC_HASH_LABEL).cloned();
+        let arch = host.docker_info().await?.architecture;
+        let spec = crate::etcd::member::spec(&self.cluster, node, initial_cluster, state, &arch);
+        let same = |c: &crate::host::ContainerInfo| {
+            let facts = crate::plan::observed::ContainerFacts {
+                image: c.image.clone(),
+                running: c.running,
+                spec_hash: None,
+                made_by: crate::plan::observed::MadeBy::of(&c.labels, &c.args),
+                args: c.args.clone(),
+                env: crate::plan::observed::hashed_env(&c.env),
+                binds: c.binds.clone(),
+            };
+            crate::etcd::member::differences(&self.cluster, node, &arch, &facts).is_empty()
+        };
         match host.inspect_container(names::ETCD).await? {
-            Some(c) if c.running && c.labels.get(containers::SPEC_HASH_LABEL) == want.as_ref() => {
+            Some(c) if c.running && same(&c) => {
                 ctx.log("etcd", format!("Container [etcd] is already running on host [{addr}]"));
             }
             Some(_) => {

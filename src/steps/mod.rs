@@ -9,7 +9,7 @@
 mod etcd_steps;
 mod snapshot;
 
-pub use snapshot::{read_record, record_path, snapshot_path};
+pub use snapshot::{archive_state, read_record};
 
 /// rkectl's record of a snapshot on a host, ignoring any error (refresh of a listing).
 pub async fn read_record_quiet(
@@ -21,10 +21,12 @@ pub async fn read_record_quiet(
 
 use crate::agent::report;
 use crate::config::{Cluster, HostAddr, Node, S3Settings};
-use crate::etcd::{names, pki::Pki};
+use crate::etcd::names;
 use crate::exec::{StepCtx, StepError, StepRunner};
 use crate::host::{ContainerSpec, Host, HostPool, RunOutput, run_once, run_watched};
 use crate::plan::{Step, StepAction};
+use crate::rke::pki::Pki;
+use crate::secret::Secret;
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -34,6 +36,8 @@ pub struct Executor {
     pub pool: Arc<HostPool>,
     /// The cluster's PKI, for placing certificates.
     pub pki: Option<Pki>,
+    /// RKE's state file as text: put in archives when asked, and sealed with S3 snapshots.
+    pub state_text: Option<Secret>,
     /// S3 settings with keys, for steps that use S3.
     pub s3: Option<S3Settings>,
     /// How many times a failing helper container is tried inside one step attempt.
@@ -176,22 +180,34 @@ impl Executor {
                 }
                 Ok(())
             }
-            StepAction::VerifySnapshot { snapshot, expect } => {
-                self.verify_snapshot(need()?, snapshot, expect.as_ref(), ctx).await
+            StepAction::VerifySnapshot { snapshot, format, expect } => {
+                self.verify_snapshot(need()?, snapshot, *format, expect.as_ref(), ctx).await
             }
-            StepAction::FetchSnapshot { snapshot, expect, source } => {
-                self.fetch_snapshot(need()?, snapshot, expect.as_ref(), source, ctx).await
+            StepAction::FetchSnapshot { snapshot, format, expect, source, into } => {
+                let f =
+                    snapshot::Fetch { name: snapshot, format: *format, expect: expect.as_ref(), source, into: *into };
+                self.fetch_snapshot(need()?, f, ctx).await
             }
-            StepAction::SaveSnapshot { snapshot, upload } => {
-                self.save_snapshot(need()?, snapshot, upload.is_some(), ctx).await
+            StepAction::UnpackSnapshot { snapshot, from, expect } => {
+                self.unpack_snapshot(need()?, snapshot, *from, expect.as_ref(), ctx).await
+            }
+            StepAction::DiscardStaged { snapshot } => self.discard_staged(need()?, snapshot, ctx).await,
+            StepAction::SaveSnapshot { snapshot, upload, include_state } => {
+                self.save_snapshot(need()?, snapshot, upload.is_some(), *include_state, ctx).await
             }
             StepAction::DeleteSnapshot { snapshot, from } => self.delete_snapshot(addr, snapshot, from, ctx).await,
             StepAction::CleanHost => self.clean_host(need()?, ctx).await,
-            StepAction::Restore { snapshot, member, initial_cluster, .. } => {
+            StepAction::Restore { snapshot, from, member, initial_cluster, .. } => {
                 let ic = crate::etcd::resolve_initial_cluster(&self.cluster, initial_cluster);
-                self.restore(need()?, snapshot, member, &ic, ctx).await
+                let file = match from {
+                    crate::plan::step::RestoreFile::Copy { location } => {
+                        crate::layout::snapshot_file(snapshot, crate::plan::step::SnapshotFormat::Raw, *location)
+                    }
+                    crate::plan::step::RestoreFile::Unpacked => crate::layout::unpacked_db(snapshot),
+                };
+                self.restore(need()?, snapshot, &file, member, &ic, ctx).await
             }
-            StepAction::DeployCerts { member } => self.deploy_certs(need()?, member, ctx).await,
+            StepAction::DeployCerts { member, .. } => self.deploy_certs(need()?, member, ctx).await,
             StepAction::StartEtcd { initial_cluster, cluster_state, .. } => {
                 let ic = crate::etcd::resolve_initial_cluster(&self.cluster, initial_cluster);
                 self.start_etcd(need()?, &ic, *cluster_state, ctx).await
@@ -208,7 +224,7 @@ impl Executor {
             }
             StepAction::HealthCheck { members, same_revision } => self.health_check(members, *same_revision, ctx).await,
             StepAction::StartRollingSnapshots { settings, .. } => self.start_rolling(need()?, settings, ctx).await,
-            StepAction::RemoveRollingSnapshots => {
+            StepAction::RemoveRollingSnapshots { .. } => {
                 let host = self.host(need()?).await?;
                 host.remove_container(names::ROLLING_SNAPSHOTS).await?;
                 ctx.log(

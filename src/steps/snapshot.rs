@@ -1,31 +1,58 @@
-//! Snapshot steps: verify a copy, give a host a copy, take a snapshot, delete one.
+//! Snapshot steps: verify a copy, give a host a copy, unpack an archive, take a snapshot,
+//! delete one, tidy up after a restore.
 
 use super::Executor;
 use crate::agent::report::SnapshotReport;
 use crate::config::HostAddr;
-use crate::etcd::{containers, paths};
+use crate::etcd::containers;
 use crate::exec::{StepCtx, StepError};
 use crate::host::{ByteStream, Host};
-use crate::plan::step::{Checksum, DeleteFrom, SnapshotFacts, SnapshotName, SnapshotSource};
-use std::pin::Pin;
+use crate::layout;
+use crate::plan::step::{
+    Checksum, DeleteFrom, Pin, SnapshotFacts, SnapshotFormat, SnapshotLocation, SnapshotName, SnapshotSource,
+};
+use crate::secret::Secret;
+use std::pin::Pin as StdPin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, ReadBuf};
 
-/// Path of a snapshot on a node.
-pub fn snapshot_path(name: &SnapshotName) -> String {
-    format!("{}/{name}", paths::SNAPSHOT_DIR)
-}
-
-/// Path of rkectl's record of a snapshot on a node.
-pub fn record_path(name: &SnapshotName) -> String {
-    format!("{}/{name}.json", paths::SNAPSHOT_META_DIR)
-}
-
 /// Reads rkectl's record of a snapshot on a host, if there is one.
 pub async fn read_record(host: &dyn Host, name: &SnapshotName) -> Result<Option<SnapshotReport>, StepError> {
-    Ok(host.read_file(&record_path(name)).await?.and_then(|b| serde_json::from_slice(&b).ok()))
+    Ok(host.read_file(&layout::record(name)).await?.and_then(|b| serde_json::from_slice(&b).ok()))
+}
+
+/// A host's file, read in ranges.
+struct HostFile {
+    host: Arc<dyn Host>,
+    path: String,
+    size: u64,
+}
+
+#[async_trait::async_trait]
+impl crate::rke::archive::RangeSource for HostFile {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    async fn read_range(&self, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+        self.host.read_range(&self.path, offset, len).await.map_err(std::io::Error::other)
+    }
+}
+
+/// The cluster state inside snapshot `name`'s archive on a host, if it has one; only the
+/// archive's directory and that entry cross the network.
+pub async fn archive_state(host: Arc<dyn Host>, name: &SnapshotName) -> Result<Option<Secret>, StepError> {
+    let file = SnapshotFormat::Zip.file_name(name);
+    let Some(entry) = host.list_dir(layout::SNAPSHOT_DIR).await?.into_iter().find(|e| e.name == file) else {
+        return Ok(None);
+    };
+    let path = layout::snapshot_file(name, SnapshotFormat::Zip, SnapshotLocation::Listed);
+    let source = Arc::new(HostFile { host, path, size: entry.size });
+    let state = crate::rke::archive::remote_state(source, name.as_str())
+        .await
+        .map_err(|e| StepError::fatal(format!("cannot read the archive of {name}: {e}")))?;
+    Ok(state.map(|b| Secret::new(String::from_utf8_lossy(&b).into_owned())))
 }
 
 /// A reader that hashes and counts what passes through it.
@@ -36,9 +63,13 @@ struct Hashing {
 }
 
 impl AsyncRead for Hashing {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: StdPin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let r = StdPin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = &r {
             let new = &buf.filled()[before..];
             if !new.is_empty() {
@@ -50,16 +81,25 @@ impl AsyncRead for Hashing {
     }
 }
 
-fn mismatch(host: &HostAddr, name: &SnapshotName, what: &str, found: &str, want: &str) -> StepError {
+/// What a fetch-snapshot step gives a host.
+pub(super) struct Fetch<'a> {
+    pub name: &'a SnapshotName,
+    pub format: SnapshotFormat,
+    pub expect: Option<&'a Pin>,
+    pub source: &'a SnapshotSource,
+    pub into: SnapshotLocation,
+}
+
+fn mismatch(host: &HostAddr, name: &str, what: &str, found: &str, want: &str) -> StepError {
     StepError::fatal(format!(
         "the copy of snapshot {name} on host {host} has {what} {found}, but the plan expects {want}: it changed since the plan was made; plan again"
     ))
 }
 
 impl Executor {
-    /// Runs the checksum checker on a host's copy.
-    async fn check_copy(&self, host: &dyn Host, name: &SnapshotName) -> Result<SnapshotReport, StepError> {
-        let spec = containers::checksum_checker(&self.cluster, &[name]);
+    /// Runs the full checksum checker on a file of a host.
+    async fn check_file(&self, host: &dyn Host, path: &str) -> Result<SnapshotReport, StepError> {
+        let spec = containers::checksum_checker(&self.cluster, &[path.to_string()]);
         self.helper_report(host, &spec).await
     }
 
@@ -67,6 +107,7 @@ impl Executor {
         &self,
         addr: &HostAddr,
         name: &SnapshotName,
+        format: SnapshotFormat,
         expect: Option<&SnapshotFacts>,
         ctx: &StepCtx<'_>,
     ) -> Result<(), StepError> {
@@ -76,36 +117,38 @@ impl Executor {
             ));
         };
         let host = self.host(addr).await?;
-        // The plan was made from a full check of this copy (etcd's SHA-256 trailer and
-        // `snapshot status`), and the restore checks the trailer again: here it is enough to
-        // prove the bytes are still those, which BLAKE3 does several times faster.
-        let spec = containers::checksum_only(&self.cluster, &[name]);
+        let file = format.file_name(name);
+        // The plan was made from a full check of this copy, and the restore checks etcd's
+        // trailer again: here it is enough to prove the bytes are still those, which BLAKE3
+        // does several times faster.
+        let spec = containers::checksum_only(&self.cluster, std::slice::from_ref(&file));
         let report: SnapshotReport = self.helper_report(host.as_ref(), &spec).await?;
         if report.size != expect.size {
-            return Err(mismatch(addr, name, "size", &report.size.to_string(), &expect.size.to_string()));
+            return Err(mismatch(addr, &file, "size", &report.size.to_string(), &expect.size.to_string()));
         }
         if report.checksum != expect.checksum {
-            return Err(mismatch(addr, name, "checksum", &report.checksum.0, &expect.checksum.0));
+            return Err(mismatch(addr, &file, "checksum", &report.checksum.0, &expect.checksum.0));
         }
-        ctx.log("etcd", format!("Verified snapshot [{name}] on host [{addr}] ({})", expect.checksum.short()));
+        ctx.log("etcd", format!("Verified snapshot [{file}] on host [{addr}] ({})", expect.checksum.short()));
         Ok(())
     }
 
     pub(super) async fn fetch_snapshot(
         &self,
         addr: &HostAddr,
-        name: &SnapshotName,
-        expect: Option<&SnapshotFacts>,
-        source: &SnapshotSource,
+        f: Fetch<'_>,
         ctx: &StepCtx<'_>,
     ) -> Result<(), StepError> {
-        let dst = self.host(addr).await?;
+        let Fetch { name, format, expect, source, into } = f;
         match source {
             SnapshotSource::Host { host: from } => {
-                let src = self.host(from).await?;
                 let want = match expect {
-                    Some(e) => e.clone(),
+                    Some(Pin::Checksum { facts }) => facts.clone(),
+                    Some(Pin::S3Object { .. }) => {
+                        return Err(StepError::fatal("a copy between hosts is pinned by checksum; plan again"));
+                    }
                     None => {
+                        let src = self.host(from).await?;
                         let r = read_record(src.as_ref(), name).await?.ok_or_else(|| {
                             StepError::fatal(format!(
                                 "host {from} has no record of snapshot {name}; it was not saved by this apply"
@@ -114,79 +157,34 @@ impl Executor {
                         SnapshotFacts { size: r.size, checksum: r.checksum }
                     }
                 };
-                // Already there and right (a resumed apply): nothing to copy.
-                if let Some(r) = read_record(dst.as_ref(), name).await?
-                    && r.checksum == want.checksum
-                {
-                    let check = self.check_copy(dst.as_ref(), name).await?;
-                    if check.checksum == want.checksum && check.etcd_ok {
-                        ctx.log("etcd", format!("Host [{addr}] already has snapshot [{name}]"));
-                        return Ok(());
-                    }
-                }
-                ctx.log("etcd", format!("Copying snapshot [{name}] from host [{from}] to host [{addr}]"));
-                let hasher = Arc::new(Mutex::new(blake3::Hasher::new()));
-                let count = Arc::new(AtomicU64::new(0));
-                let reader = Hashing {
-                    inner: src.open_read(&snapshot_path(name)).await?,
-                    hasher: hasher.clone(),
-                    count: count.clone(),
-                };
-                let progress = {
-                    let count = count.clone();
-                    let total = want.size;
-                    async move {
-                        loop {
-                            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-                            ctx.bytes(count.load(Ordering::Relaxed), Some(total));
-                        }
-                    }
-                };
-                let target = snapshot_path(name);
-                let copied = tokio::select! {
-                    r = dst.write_stream(&target, Box::new(reader), 0o600) => r?,
-                    _ = progress => unreachable!("progress never ends"),
-                };
-                ctx.bytes(copied, Some(want.size));
-                let got = Checksum::from_hasher(&hasher.lock().expect("hasher lock"));
-                if copied != want.size || got != want.checksum {
-                    dst.remove_file(&snapshot_path(name)).await?;
-                    return Err(StepError::transient(format!(
-                        "copy of snapshot {name} from {from} to {addr} arrived damaged ({copied} bytes, {}); removed it",
-                        got.short()
-                    )));
-                }
-                let check = self.check_copy(dst.as_ref(), name).await?;
-                if check.checksum != want.checksum || !check.etcd_ok {
-                    dst.remove_file(&snapshot_path(name)).await?;
-                    return Err(StepError::fatal(format!(
-                        "copy of snapshot {name} on {addr} fails verification after the copy: {}",
-                        check.problem.unwrap_or_else(|| check.checksum.0.clone())
-                    )));
-                }
-                let record = serde_json::to_vec(&check).expect("report serialises");
-                dst.write_file(&record_path(name), &record, 0o600).await?;
-                ctx.log(
-                    "etcd",
-                    format!("Snapshot [{name}] copied to host [{addr}] and verified ({})", want.checksum.short()),
-                );
-                Ok(())
+                let copy = Fetch { name, format, expect: None, source, into };
+                self.copy_between_hosts(addr, from, copy, &want, ctx).await
             }
             SnapshotSource::S3 { target } => {
                 let s3 = self.s3.as_ref().ok_or_else(|| {
                     StepError::fatal("S3 credentials are needed to download the snapshot; pass --access-key/--secret-key or set them in cluster.yml")
                 })?;
-                ctx.log("etcd", format!("Downloading snapshot [{name}] from {target} to host [{addr}]"));
-                let spec = containers::s3_download(&self.cluster, name, s3);
+                let dst = self.host(addr).await?;
+                let file = format.file_name(name);
+                ctx.log("etcd", format!("Downloading snapshot [{file}] from {target} to host [{addr}]"));
+                let etag = match expect {
+                    Some(Pin::S3Object { etag, .. }) => Some(etag.as_str()),
+                    _ => None,
+                };
+                let dir = match into {
+                    SnapshotLocation::Listed => layout::SNAPSHOT_DIR,
+                    SnapshotLocation::Staged => layout::STAGING_DIR,
+                };
+                let spec = containers::s3_download(&self.cluster, name, format, dir, etag, s3);
                 let report: SnapshotReport = self.helper_report(dst.as_ref(), &spec).await?;
-                if let Some(e) = expect
-                    && report.checksum != e.checksum
+                if let Some(sum) = expect.and_then(Pin::checksum)
+                    && &report.checksum != sum
                 {
-                    return Err(mismatch(addr, name, "checksum", &report.checksum.0, &e.checksum.0));
+                    return Err(mismatch(addr, &file, "checksum", &report.checksum.0, &sum.0));
                 }
                 if !report.etcd_ok {
                     return Err(StepError::fatal(format!(
-                        "snapshot {name} downloaded from S3 fails etcd's hash check: {}",
+                        "snapshot {file} downloaded from S3 fails etcd's check: {}",
                         report.problem.unwrap_or_default()
                     )));
                 }
@@ -199,11 +197,133 @@ impl Executor {
         }
     }
 
+    /// Copies a snapshot file from one host to another, hashing it on the way, then checks
+    /// the copy fully where it landed.
+    async fn copy_between_hosts(
+        &self,
+        addr: &HostAddr,
+        from: &HostAddr,
+        f: Fetch<'_>,
+        want: &SnapshotFacts,
+        ctx: &StepCtx<'_>,
+    ) -> Result<(), StepError> {
+        let Fetch { name, format, into, .. } = f;
+        let dst = self.host(addr).await?;
+        let src = self.host(from).await?;
+        let file = format.file_name(name);
+        let target = layout::snapshot_file(name, format, into);
+        // Already there and right (a resumed apply): nothing to copy.
+        if dst.list_dir(parent(&target)).await?.iter().any(|e| e.name == file && e.size == want.size) {
+            let check = self.check_file(dst.as_ref(), &target).await?;
+            if check.checksum == want.checksum && check.etcd_ok {
+                ctx.log("etcd", format!("Host [{addr}] already has snapshot [{file}]"));
+                return Ok(());
+            }
+        }
+        ctx.log("etcd", format!("Copying snapshot [{file}] from host [{from}] to host [{addr}]"));
+        let hasher = Arc::new(Mutex::new(blake3::Hasher::new()));
+        let count = Arc::new(AtomicU64::new(0));
+        let source_file = layout::snapshot_file(name, format, SnapshotLocation::Listed);
+        let reader =
+            Hashing { inner: src.open_read(&source_file).await?, hasher: hasher.clone(), count: count.clone() };
+        let progress = {
+            let count = count.clone();
+            let total = want.size;
+            async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    ctx.bytes(count.load(Ordering::Relaxed), Some(total));
+                }
+            }
+        };
+        let copied = tokio::select! {
+            r = dst.write_stream(&target, Box::new(reader), 0o600) => r?,
+            _ = progress => unreachable!("progress never ends"),
+        };
+        ctx.bytes(copied, Some(want.size));
+        let got = Checksum::from_hasher(&hasher.lock().expect("hasher lock"));
+        if copied != want.size || got != want.checksum {
+            dst.remove_file(&target).await?;
+            return Err(StepError::transient(format!(
+                "copy of snapshot {file} from {from} to {addr} arrived damaged ({copied} bytes, {}); removed it",
+                got.short()
+            )));
+        }
+        let mut check = self.check_file(dst.as_ref(), &target).await?;
+        if check.checksum != want.checksum || !check.etcd_ok {
+            dst.remove_file(&target).await?;
+            return Err(StepError::fatal(format!(
+                "copy of snapshot {file} on {addr} fails verification after the copy: {}",
+                check.problem.unwrap_or_else(|| check.checksum.0.clone())
+            )));
+        }
+        if into == SnapshotLocation::Listed {
+            if let Some(r) = read_record(src.as_ref(), name).await? {
+                check.identical_everywhere = r.identical_everywhere && r.checksum == check.checksum;
+            }
+            let record = serde_json::to_vec(&check).expect("report serialises");
+            dst.write_file(&layout::record(name), &record, 0o600).await?;
+        }
+        ctx.log("etcd", format!("Snapshot [{file}] copied to host [{addr}] and verified ({})", want.checksum.short()));
+        Ok(())
+    }
+
+    pub(super) async fn unpack_snapshot(
+        &self,
+        addr: &HostAddr,
+        name: &SnapshotName,
+        from: SnapshotLocation,
+        expect: Option<&SnapshotFacts>,
+        ctx: &StepCtx<'_>,
+    ) -> Result<(), StepError> {
+        let host = self.host(addr).await?;
+        let archive = layout::snapshot_file(name, SnapshotFormat::Zip, from);
+        let out = layout::unpacked_db(name);
+        let spec = containers::unpack(&self.cluster, &archive, &out);
+        let report: SnapshotReport = self.helper_report(host.as_ref(), &spec).await?;
+        if let Some(e) = expect
+            && (report.checksum != e.checksum || report.size != e.size)
+        {
+            host.remove_file(&out).await?;
+            return Err(mismatch(addr, &format!("{name}.zip"), "a database", &report.checksum.0, &e.checksum.0));
+        }
+        ctx.log(
+            "etcd",
+            format!("Unpacked the database of snapshot [{name}.zip] on host [{addr}] ({})", report.checksum.short()),
+        );
+        Ok(())
+    }
+
+    pub(super) async fn discard_staged(
+        &self,
+        addr: &HostAddr,
+        name: &SnapshotName,
+        ctx: &StepCtx<'_>,
+    ) -> Result<(), StepError> {
+        let host = self.host(addr).await?;
+        let mut removed = Vec::new();
+        let staged = [
+            layout::snapshot_file(name, SnapshotFormat::Raw, SnapshotLocation::Staged),
+            layout::snapshot_file(name, SnapshotFormat::Zip, SnapshotLocation::Staged),
+            layout::unpacked_db(name),
+        ];
+        for path in staged {
+            if host.remove_file(&path).await? {
+                removed.push(path);
+            }
+        }
+        if !removed.is_empty() {
+            ctx.log("etcd", format!("Removed what the restore staged on host [{addr}]: {}", removed.join(", ")));
+        }
+        Ok(())
+    }
+
     pub(super) async fn save_snapshot(
         &self,
         addr: &HostAddr,
         name: &SnapshotName,
         upload: bool,
+        include_state: bool,
         ctx: &StepCtx<'_>,
     ) -> Result<(), StepError> {
         let host = self.host(addr).await?;
@@ -221,8 +341,23 @@ impl Executor {
         } else {
             None
         };
-        let spec = containers::snapshot_once(&self.cluster, node, name, s3);
-        let report: SnapshotReport = self.helper_watched(host.as_ref(), &spec, ctx).await?;
+        let state_file = if include_state {
+            let state = self.state_text.as_ref().ok_or_else(|| {
+                StepError::fatal("--include-state needs RKE's cluster.rkestate beside cluster.yml, and there is none")
+            })?;
+            let path = format!("{}/{name}.rkestate", layout::RECORDS_DIR);
+            host.write_file(&path, state.expose().as_bytes(), 0o600).await?;
+            Some(path)
+        } else {
+            None
+        };
+        let spec = containers::snapshot_once(&self.cluster, node, name, s3, state_file.as_deref());
+        let result: Result<SnapshotReport, StepError> = self.helper_watched(host.as_ref(), &spec, ctx).await;
+        if let Some(p) = &state_file {
+            // The agent removes it once it is in the archive; a failed save must not leave it.
+            host.remove_file(p).await?;
+        }
+        let report = result?;
         if !report.etcd_ok {
             return Err(StepError::fatal(format!(
                 "the snapshot taken on {addr} fails etcd's hash check: {}",
@@ -234,8 +369,8 @@ impl Executor {
             format!("Successfully started [{}] container on host [{addr}]", crate::etcd::names::SNAPSHOT_ONCE),
         );
         if let Some(s3) = s3 {
-            self.attach_pki(s3, name).await?;
-            ctx.log("etcd", format!("Uploaded snapshot [{name}] to {} ({})", s3.target(), report.checksum.short()));
+            self.attach_state(s3, name).await?;
+            ctx.log("etcd", format!("Uploaded snapshot [{name}.zip] to {} ({})", s3.target(), report.checksum.short()));
         }
         Ok(())
     }
@@ -259,7 +394,11 @@ impl Executor {
                 let s3 =
                     self.s3.as_ref().ok_or_else(|| StepError::fatal("S3 credentials are needed to delete from S3"))?;
                 let client = crate::s3::S3Client::new(s3).await.map_err(s3_error)?;
-                client.delete(name).await.map_err(s3_error)?;
+                for format in [SnapshotFormat::Zip, SnapshotFormat::Raw] {
+                    let object =
+                        SnapshotName::new(format.file_name(name)).map_err(|e| StepError::fatal(e.to_string()))?;
+                    client.delete(&object).await.map_err(s3_error)?;
+                }
                 ctx.log("etcd", format!("Deleted snapshot [{name}] from {target}"));
                 Ok(())
             }
@@ -267,19 +406,24 @@ impl Executor {
         }
     }
 
-    /// Stores the PKI, encrypted, with a snapshot in S3, so a restore from a new workstation
-    /// has what it needs.
-    async fn attach_pki(&self, s3: &crate::config::S3Settings, name: &SnapshotName) -> Result<(), StepError> {
-        let Some(pki) = &self.pki else { return Ok(()) };
+    /// Stores RKE's state, sealed, with a snapshot in S3, so a restore from a new
+    /// workstation has the PKI it needs.
+    async fn attach_state(&self, s3: &crate::config::S3Settings, name: &SnapshotName) -> Result<(), StepError> {
+        let Some(state) = &self.state_text else { return Ok(()) };
+        let object =
+            SnapshotName::new(SnapshotFormat::Zip.file_name(name)).map_err(|e| StepError::fatal(e.to_string()))?;
         let client = crate::s3::S3Client::new(s3).await.map_err(s3_error)?;
-        let Some(mut manifest) = client.get_manifest(name).await.map_err(s3_error)? else {
+        let Some(mut manifest) = client.get_manifest(&object).await.map_err(s3_error)? else {
             return Err(StepError::fatal(format!("snapshot {name} was uploaded but its manifest is missing in S3")));
         };
-        let json = crate::state::cluster_state::pki_to_json(pki);
-        manifest.pki = Some(crate::state::seal::seal(s3.secret_key.expose(), json.expose()));
-        client.put_manifest(name, &manifest).await.map_err(s3_error)?;
+        manifest.pki = Some(crate::state::seal::seal(s3.secret_key.expose(), state.expose()));
+        client.put_manifest(&object, &manifest).await.map_err(s3_error)?;
         Ok(())
     }
+}
+
+fn parent(path: &str) -> &str {
+    path.rsplit_once('/').map_or(".", |(d, _)| d)
 }
 
 /// An S3 failure as a step error.

@@ -86,6 +86,23 @@ impl Lab {
         format!("10.77.0.1{}", &node[4..])
     }
 
+    /// RKE's state beside the working cluster.yml (`cluster.rkestate`), as JSON.
+    pub fn rkestate(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.dir.path().join("cluster.rkestate")).expect("cluster.rkestate");
+        serde_json::from_str(&text).expect("cluster.rkestate is JSON")
+    }
+
+    /// The certificate bundle of RKE's state (`currentState`'s, else `desiredState`'s).
+    pub fn bundle(&self) -> serde_json::Map<String, serde_json::Value> {
+        let st = self.rkestate();
+        for s in ["currentState", "desiredState"] {
+            if let Some(b) = st[s]["certificatesBundle"].as_object().filter(|b| !b.is_empty()) {
+                return b.clone();
+            }
+        }
+        panic!("cluster.rkestate has no certificates")
+    }
+
     /// `rkectl ARGS…` in the working folder, with the lab's known_hosts.
     pub fn rkectl(&self, args: &[&str]) -> Output {
         self.rkectl_env(args, &[])

@@ -2,17 +2,17 @@
 #![allow(dead_code)]
 
 use rkectl::config::{self, Cluster, HostAddr, LoadedConfig};
-use rkectl::etcd::pki::Pki;
 use rkectl::etcd::{names, paths};
 use rkectl::exec::events::Recorder;
 use rkectl::exec::{self, RunOptions, RunOutcome};
 use rkectl::host::HostPool;
 use rkectl::host::fake::{FakeConnector, FakeWorld};
-use rkectl::plan::observed::{ContainerFacts, HostFacts, Observed, SnapshotCopy};
-use rkectl::plan::step::{Checksum, SnapshotName};
-use rkectl::plan::{self, ActionSpec, Plan};
+use rkectl::plan::observed::{ContainerFacts, HostFacts, MadeBy, Observed, SnapshotCopy, hashed_env};
+use rkectl::plan::step::{Checksum, SnapshotFormat, SnapshotName};
+use rkectl::plan::{self, ActionSpec, Plan, RestoreSearch};
+use rkectl::rke::pki::Pki;
 use rkectl::state::journal::JournalWriter;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,7 +54,11 @@ pub fn running_world(cluster: &Cluster, data: &[u8], snapshot: Option<(&str, &[u
                 rkectl::host::fake::FakeContainer {
                     spec_image: ETCD_IMAGE.into(),
                     cmd: vec![],
-                    labels: [(rkectl::etcd::containers::SPEC_HASH_LABEL.to_string(), "old".to_string())].into(),
+                    args: vec![],
+                    env: vec![],
+                    binds: vec![],
+                    service: true,
+                    labels: [(rkectl::etcd::containers::MANAGED_LABEL.to_string(), "true".to_string())].into(),
                     running: true,
                     exit_code: None,
                     logs: String::new(),
@@ -78,7 +82,15 @@ pub fn observed_for(cluster: &Cluster, world: &FakeWorld, snapshot: &str) -> Obs
         if let Some(c) = h.containers.get(names::ETCD) {
             f.containers.insert(
                 names::ETCD.into(),
-                ContainerFacts { image: c.spec_image.clone(), running: c.running, spec_hash: Some("old".into()) },
+                ContainerFacts {
+                    image: c.spec_image.clone(),
+                    running: c.running,
+                    spec_hash: None,
+                    made_by: MadeBy::of(&c.labels, &c.args),
+                    args: c.args.clone(),
+                    env: hashed_env(&c.env),
+                    binds: c.binds.clone(),
+                },
             );
         }
         f.has_etcd_data = Some(h.etcd_data().is_some());
@@ -87,11 +99,15 @@ pub fn observed_for(cluster: &Cluster, world: &FakeWorld, snapshot: &str) -> Obs
             f.snapshots.insert(
                 SnapshotName::new(snapshot).unwrap(),
                 SnapshotCopy {
+                    format: SnapshotFormat::Raw,
                     size: d.len() as u64,
                     modified: 0,
                     checksum: Some(Checksum::of(d)),
                     etcd_ok: Some(!corrupt),
                     problem: None,
+                    db: None,
+                    has_state: false,
+                    identical_everywhere: true,
                 },
             );
         }
@@ -103,20 +119,20 @@ pub fn observed_for(cluster: &Cluster, world: &FakeWorld, snapshot: &str) -> Obs
 /// A restore plan of `snapshot` for the world as it is.
 pub fn restore_plan(cfg: &LoadedConfig, world: &FakeWorld, snapshot: &str) -> Plan {
     let observed = observed_for(&cfg.cluster, world, snapshot);
-    let action = ActionSpec::EtcdSnapshotRestore { name: SnapshotName::new(snapshot).unwrap(), s3: None };
+    let action =
+        ActionSpec::EtcdSnapshotRestore { name: SnapshotName::new(snapshot).unwrap(), from: RestoreSearch::Hosts };
     compile(cfg, &action, &observed)
 }
 
 /// Compiles an action.
 pub fn compile(cfg: &LoadedConfig, action: &ActionSpec, observed: &Observed) -> Plan {
-    let certs = BTreeMap::new();
     plan::compile(&plan::CompileInput {
         cluster: &cfg.cluster,
         cluster_hash: &cfg.hash,
         action,
         observed,
         removed_members: &[],
-        expected_certs: &certs,
+        pki_ca: None,
         now: 1_800_000_000,
     })
     .expect("plan compiles")
@@ -126,7 +142,7 @@ pub fn compile(cfg: &LoadedConfig, action: &ActionSpec, observed: &Observed) -> 
 pub fn executor(cfg: &LoadedConfig, world: &Arc<FakeWorld>, pki: &Pki) -> rkectl::steps::Executor {
     let cluster = Arc::new(cfg.cluster.clone());
     let pool = Arc::new(HostPool::new(Arc::new(FakeConnector(world.clone())), cfg.cluster.nodes.clone()));
-    rkectl::steps::Executor { cluster, pool, pki: Some(pki.clone()), s3: None, helper_attempts: 1 }
+    rkectl::steps::Executor { cluster, pool, pki: Some(pki.clone()), state_text: None, s3: None, helper_attempts: 1 }
 }
 
 /// Options for fast tests: no real backoff.

@@ -1,0 +1,266 @@
+//! From inputs to a plan: read what rkectl and RKE keep beside cluster.yml, observe the
+//! hosts (read-only), choose the PKI and refuse one the hosts do not trust, compile.
+//!
+//! Nothing here changes a host. Everything an apply needs afterwards (the PKI and the state
+//! file to write first, the host pool already dialed, S3 settings with keys) comes back in
+//! [`Prepared`], so the apply never has to decide anything again.
+
+use crate::cluster_pki::{self, ClusterPki, ClusterPkiError, PkiFlags, SnapshotStateOrigin};
+use crate::config::{Cluster, LoadedConfig, Node, Role, S3Settings};
+use crate::host::{Connector, HostPool};
+use crate::plan::step::{SnapshotFormat, SnapshotName};
+use crate::plan::{self, ActionSpec, CompileError, Observed, Plan, RemovedMember};
+use crate::refresh::{self, Needs, RefreshError};
+use crate::rke::state::{RkeState, RkeStateError};
+use crate::secret::Secret;
+use crate::state::StatePaths;
+use crate::state::cluster_state::{ClusterState, StateError};
+use miette::Diagnostic;
+use std::sync::Arc;
+
+/// What an action is prepared from.
+pub struct PrepareInput {
+    pub cfg: LoadedConfig,
+    pub spec: ActionSpec,
+    /// S3 settings with keys, when the action uses S3.
+    pub s3: Option<S3Settings>,
+    pub pki_flags: PkiFlags,
+    /// Plan without contacting anything (for review only).
+    pub offline: bool,
+    pub connector: Arc<dyn Connector>,
+}
+
+/// Everything needed to apply a plan.
+pub struct Prepared {
+    pub plan: Plan,
+    pub cfg: LoadedConfig,
+    pub paths: StatePaths,
+    pub state: ClusterState,
+    /// The PKI, for actions that place certificates (and the state file it lives in).
+    pub pki: Option<ClusterPki>,
+    /// RKE's state beside cluster.yml as it was read (sealed with S3 snapshots for DR).
+    pub rke_state: Option<RkeState>,
+    pub s3: Option<S3Settings>,
+    pub pool: Option<Arc<HostPool>>,
+}
+
+/// Why an action cannot be planned; nothing has been changed.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+pub enum PrepareError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    RkeState(#[from] RkeStateError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Refresh(#[from] RefreshError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Pki(#[from] ClusterPkiError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Compile(#[from] CompileError),
+    #[error("a snapshot named {name} already exists on {place}")]
+    #[diagnostic(code(rkectl::plan::name_taken), help("choose another --name (rkectl never overwrites a snapshot)"))]
+    NameTaken { name: String, place: String },
+}
+
+/// Whether an action places certificates (and so needs the cluster's PKI).
+fn places_certificates(spec: &ActionSpec) -> bool {
+    matches!(spec, ActionSpec::Up | ActionSpec::EtcdSnapshotRestore { .. })
+}
+
+/// The files beside cluster.yml: rkectl's state and RKE's.
+pub fn local_state(cfg: &LoadedConfig) -> Result<(StatePaths, ClusterState, Option<RkeState>), PrepareError> {
+    let paths = StatePaths::beside(&cfg.dir(), &cfg.stem());
+    let state = ClusterState::load(&paths.state)?;
+    let rke = RkeState::load(&crate::rke::state::path_for(&cfg.path))?;
+    Ok((paths, state, rke))
+}
+
+/// Plans the action.
+pub async fn prepare(input: PrepareInput) -> Result<Prepared, PrepareError> {
+    let PrepareInput { cfg, spec, s3, pki_flags, offline, connector } = input;
+    let (paths, state, rke_state) = local_state(&cfg)?;
+    let removed = if matches!(spec, ActionSpec::Up) {
+        removed_members(&cfg.cluster, &state, rke_state.as_ref())
+    } else {
+        Vec::new()
+    };
+    let (observed, pool) = if offline {
+        (Observed { offline: true, ..Default::default() }, None)
+    } else {
+        let pool = pool(connector, &cfg.cluster, &removed);
+        let observed = refresh::refresh(&cfg.cluster, &pool, &Needs::for_action(&spec), s3.as_ref(), &removed).await?;
+        (observed, Some(pool))
+    };
+    check_save_name(&spec, &observed)?;
+    let pki = if places_certificates(&spec) && !offline {
+        let from_snapshot = match (&spec, pki_flags.use_local_state) {
+            (ActionSpec::EtcdSnapshotRestore { name, .. }, false) => {
+                snapshot_state(&cfg, name, pool.as_deref(), s3.as_ref(), &observed).await
+            }
+            _ => None,
+        };
+        let state_path = crate::rke::state::path_for(&cfg.path);
+        Some(cluster_pki::choose(&cfg.cluster, &state_path, rke_state.clone(), from_snapshot, pki_flags, &observed)?)
+    } else {
+        None
+    };
+    let pki_ca = pki.as_ref().map(|p| p.pki.ca_fingerprint());
+    let input = plan::CompileInput {
+        cluster: &cfg.cluster,
+        cluster_hash: &cfg.hash,
+        action: &spec,
+        observed: &observed,
+        removed_members: &removed,
+        pki_ca: pki_ca.as_ref(),
+        now: time::OffsetDateTime::now_utc().unix_timestamp(),
+    };
+    let mut plan = plan::compile(&input)?;
+    if let Some(p) = &pki {
+        plan.notes.extend(pki_notes(p));
+    }
+    Ok(Prepared { plan, cfg, paths, state, pki, rke_state, s3, pool })
+}
+
+/// What the plan should say about the PKI.
+fn pki_notes(p: &ClusterPki) -> Vec<String> {
+    let mut notes = Vec::new();
+    match &p.source {
+        cluster_pki::PkiSource::LocalState(_) => {}
+        source => notes.push(format!(
+            "The cluster's PKI comes from {source} (CA {}); it will be written to {} before anything else.",
+            p.pki.ca_fingerprint(),
+            p.state.path().display()
+        )),
+    }
+    if !p.issued.is_empty() {
+        notes.push(format!(
+            "New certificates signed by the cluster's CA: {}; they are added to {} first, as `rke up` would add them.",
+            p.issued.join(", "),
+            p.state.path().display()
+        ));
+    }
+    notes
+}
+
+/// The cluster state stored with snapshot `name`, for a restore: inside RKE's archive on
+/// the first etcd host that has one (the host RKE would read it from), else in S3 (inside
+/// the archive, or sealed in rkectl's manifest). Only the archive's directory and the state
+/// entry are read, never the database.
+async fn snapshot_state(
+    cfg: &LoadedConfig,
+    name: &SnapshotName,
+    pool: Option<&HostPool>,
+    s3: Option<&S3Settings>,
+    observed: &Observed,
+) -> Option<(RkeState, SnapshotStateOrigin)> {
+    let path = std::path::Path::new("(snapshot)");
+    let parse = |text: &Secret| RkeState::parse(path, text.expose()).ok();
+    if let Some(pool) = pool {
+        for node in cfg.cluster.etcd_nodes() {
+            let has_state =
+                observed.host(&node.address).and_then(|f| f.snapshots.get(name)).is_some_and(|c| c.has_state);
+            if !has_state {
+                continue;
+            }
+            let Ok(host) = pool.get(&node.address).await else { continue };
+            if let Ok(Some(text)) = crate::steps::archive_state(host, name).await
+                && let Some(state) = parse(&text)
+            {
+                return Some((state, SnapshotStateOrigin::Host(node.address.clone())));
+            }
+        }
+    }
+    let s3 = s3?;
+    let copy = observed.s3.as_ref()?.snapshots.get(name)?;
+    let object = SnapshotName::new(copy.format.file_name(name)).ok()?;
+    let client = crate::s3::S3Client::new(s3).await.ok()?;
+    if copy.format == SnapshotFormat::Zip {
+        let source = Arc::new(S3Object { client: client.clone(), object: object.clone(), size: copy.size });
+        if let Ok(Some(bytes)) = crate::rke::archive::remote_state(source, name.as_str()).await
+            && let Some(state) = parse(&Secret::new(String::from_utf8_lossy(&bytes).into_owned()))
+        {
+            return Some((state, SnapshotStateOrigin::S3Archive));
+        }
+    }
+    if copy.has_pki {
+        let manifest = client.get_manifest(&object).await.ok()??;
+        let text = crate::state::seal::open(s3.secret_key.expose(), manifest.pki.as_deref()?)?;
+        return parse(&Secret::new(text)).map(|s| (s, SnapshotStateOrigin::S3Sealed));
+    }
+    None
+}
+
+/// An S3 object, read in ranges.
+struct S3Object {
+    client: crate::s3::S3Client,
+    object: SnapshotName,
+    size: u64,
+}
+
+#[async_trait::async_trait]
+impl crate::rke::archive::RangeSource for S3Object {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    async fn read_range(&self, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+        self.client.read_range(&self.object, offset, len).await.map_err(std::io::Error::other)
+    }
+}
+
+/// A pool over cluster.yml's nodes and the members leaving it. Members that left are
+/// dialed (to remove them) with the first etcd node's SSH settings, which is what a
+/// cluster of one kind of host has.
+pub fn pool(connector: Arc<dyn Connector>, cluster: &Cluster, removed: &[RemovedMember]) -> Arc<HostPool> {
+    let mut nodes: Vec<Node> = cluster.nodes.clone();
+    if let Some(template) = cluster.etcd_nodes().next() {
+        for m in removed {
+            if cluster.node(&m.address).is_none() {
+                let mut n = template.clone();
+                n.address = m.address.clone();
+                n.hostname_override = None;
+                n.hostname = m.address.as_str().to_lowercase();
+                n.internal_address = None;
+                nodes.push(n);
+            }
+        }
+    }
+    Arc::new(HostPool::new(connector, nodes))
+}
+
+/// Members that were deployed (by rkectl, or by RKE per its current state) but are no
+/// longer etcd nodes of cluster.yml.
+pub fn removed_members(cluster: &Cluster, state: &ClusterState, rke: Option<&RkeState>) -> Vec<RemovedMember> {
+    let mut out: Vec<RemovedMember> = Vec::new();
+    let deployed = state.members.iter().map(|m| (m.address.clone(), m.member.clone())).chain(
+        rke.map(RkeState::deployed_etcd_nodes)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(a, m)| (crate::config::HostAddr(a), m)),
+    );
+    for (address, member) in deployed {
+        let still = cluster.node(&address).is_some_and(|n| n.has_role(Role::Etcd));
+        if !still && !out.iter().any(|m| m.address == address) {
+            out.push(RemovedMember { address, member });
+        }
+    }
+    out
+}
+
+fn check_save_name(spec: &ActionSpec, observed: &Observed) -> Result<(), PrepareError> {
+    if let ActionSpec::EtcdSnapshotSave { name, .. } = spec {
+        let on: Vec<String> =
+            observed.hosts.iter().filter(|(_, f)| f.snapshots.contains_key(name)).map(|(h, _)| h.to_string()).collect();
+        if !on.is_empty() {
+            return Err(PrepareError::NameTaken { name: name.to_string(), place: on.join(", ") });
+        }
+        if observed.s3.as_ref().is_some_and(|s| s.snapshots.contains_key(name)) {
+            return Err(PrepareError::NameTaken { name: name.to_string(), place: "S3".into() });
+        }
+    }
+    Ok(())
+}
