@@ -11,7 +11,7 @@ declare -A T
 for n in 1 3 5; do
   "$LAB" reset >&2
   cluster_yml "$n"
-  "$RK" up --yes >/dev/null 2>&1
+  "$RK" up --yes --new-pki >/dev/null 2>&1
   fill_etcd "$MIB"
   "$RK" etcd snapshot-save --name bench.db >/dev/null 2>&1
   T[$n]=$(wall "$RK" etcd snapshot-restore --name bench.db --yes)

@@ -9,7 +9,7 @@ bench_setup 3
 cluster_yml 1       # one etcd host: the save itself, no copies to other hosts
 cd "$WORK"
 RK="$RKECTL_BIN"
-"$RK" up --yes >/dev/null 2>&1
+"$RK" up --yes --new-pki >/dev/null 2>&1
 echo "filling etcd with ~${MIB} MiB..." >&2
 fill_etcd "$MIB"
 s3=(--s3 --s3-endpoint "$S3_ENDPOINT" --bucket-name "$S3_BUCKET" --access-key "$S3_ACCESS_KEY" --secret-key "$S3_SECRET_KEY")
@@ -31,5 +31,5 @@ done
 rss=$(peak_rss "$RK" etcd snapshot-save --name bench-rss.db "${s3[@]}")
 echo "peak RSS of the rkectl CLI during snapshot-save --s3: $((rss / 1024)) MiB"
 cluster_yml 3
-"$RK" up --yes >/dev/null 2>&1 || true
+"$RK" up --yes --new-pki >/dev/null 2>&1 || true
 echo "(work dir: $WORK)"

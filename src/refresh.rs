@@ -237,12 +237,14 @@ async fn observe_snapshots(
     // rkectl's records say which copies are one save copied everywhere; listings without
     // hashing take checksums from them. A record only describes a file that is there, of
     // the same format and size.
+    let mut recorded: BTreeMap<SnapshotName, crate::plan::step::Checksum> = BTreeMap::new();
     for (name, copy) in out.iter_mut() {
         if let Some(r) = crate::steps::read_record_quiet(host, name).await
             && r.format == copy.format
             && r.size == copy.size
         {
             copy.identical_everywhere = r.identical_everywhere;
+            recorded.insert(name.clone(), r.checksum.clone());
             if matches!(want, SnapshotNeeds::All { hash: Hashing::None | Hashing::Checksum }) {
                 copy.checksum = Some(r.checksum);
                 copy.etcd_ok = Some(r.etcd_ok);
@@ -269,11 +271,12 @@ async fn observe_snapshots(
             let copy = out.get_mut(name).expect("listed");
             match reports.iter().find(|r| r.name == name.as_str()) {
                 Some(r) => {
-                    if copy.checksum.as_ref() != Some(&r.checksum) {
+                    if recorded.get(name) != Some(&r.checksum) {
                         // The record described other bytes: it says nothing about these.
-                        copy.identical_everywhere = copy.identical_everywhere && copy.checksum.is_none();
+                        copy.identical_everywhere = false;
                     }
                     copy.checksum = Some(r.checksum.clone());
+                    copy.has_state = r.has_state;
                     if !quick {
                         copy.etcd_ok = Some(r.etcd_ok);
                         copy.problem = r.problem.clone();

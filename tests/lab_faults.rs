@@ -132,7 +132,7 @@ fn a_full_snapshot_folder_fails_the_copy_cleanly_and_apply_finishes_after_it_is_
     assert!(out.contains("Finished saving snapshot [full.db]"), "{out}");
     let sums: Vec<String> = NODES
         .iter()
-        .map(|n| lab.sh(n, "sha256sum /opt/rke/etcd-snapshots/full.db | cut -d' ' -f1").trim().to_string())
+        .map(|n| lab.sh(n, "sha256sum /opt/rke/etcd-snapshots/full.db.zip | cut -d' ' -f1").trim().to_string())
         .collect();
     assert!(!sums[0].is_empty() && sums.iter().all(|s| s == &sums[0]), "{sums:?}");
 }
@@ -141,7 +141,7 @@ fn a_full_snapshot_folder_fails_the_copy_cleanly_and_apply_finishes_after_it_is_
 fn a_corrupted_copy_is_replaced_from_a_good_one_before_the_restore() {
     let Some(lab) = Lab::get() else { return };
     prepare(&lab);
-    lab.sh("node3", "printf 'X' | dd of=/opt/rke/etcd-snapshots/snap.db bs=1 seek=200 conv=notrunc 2>/dev/null");
+    lab.sh("node3", "printf 'X' | dd of=/opt/rke/etcd-snapshots/snap.db.zip bs=1 seek=200 conv=notrunc 2>/dev/null");
     let plan = lab.ok(&["plan", "etcd", "snapshot-restore", "--name", "snap.db"]);
     assert!(plan.contains("CORRUPT") && plan.contains(&format!("fetch-snapshot     {}", lab.addr("node3"))), "{plan}");
     lab.ok(&["etcd", "snapshot-restore", "--name", "snap.db", "--yes"]);

@@ -131,7 +131,7 @@ fn the_reference_example_node2_replaced_by_node3_restored_from_s3_on_a_new_works
     let t = text(&out);
     let _ = lab.lab(&["start", "node2"]);
     assert!(out.status.success(), "{t}");
-    assert!(t.contains("Downloading snapshot [snapshot.db]"), "{t}");
+    assert!(t.contains("Downloading snapshot [snapshot.db.zip]"), "{t}");
     // The data is on node3, read with the PKI that came with the snapshot.
     std::fs::copy(ws.path().join("cluster.yml"), lab.cluster_yml()).unwrap();
     std::fs::copy(ws.path().join("cluster.rkestate"), lab.dir.path().join("cluster.rkestate")).unwrap();
@@ -167,11 +167,11 @@ fn restore_is_refused_with_nothing_changed_when_it_cannot_be_done_safely() {
 
     // Another valid snapshot under the same name on node2: no good copy can be chosen.
     lab.ok(&["etcd", "snapshot-save", "--name", "other.db"]);
-    lab.sh("node2", "cp /opt/rke/etcd-snapshots/other.db /opt/rke/etcd-snapshots/snap.db");
+    lab.repack("node2", "other.db", "snap.db");
     let before = lab.world_fingerprint(&NODES);
     refused(&["etcd", "snapshot-restore", "--name", "snap.db", "--yes"], &["differ", &lab.addr("node2")]);
     // A corrupt copy is not a choice: the good ones win, and the plan replaces the bad one.
-    lab.sh("node2", "printf 'X' | dd of=/opt/rke/etcd-snapshots/snap.db bs=1 seek=100 conv=notrunc 2>/dev/null");
+    lab.sh("node2", "printf 'X' | dd of=/opt/rke/etcd-snapshots/snap.db.zip bs=1 seek=100 conv=notrunc 2>/dev/null");
     let plan = lab.ok(&["plan", "etcd", "snapshot-restore", "--name", "snap.db"]);
     assert!(plan.contains("fetch-snapshot") && plan.contains("CORRUPT"), "{plan}");
     assert_eq!(

@@ -29,18 +29,13 @@ fn s3_keys(lab: &Lab) -> Vec<String> {
     v
 }
 
-fn etcd_status_ok(lab: &Lab, node: &str, path: &str) -> bool {
-    let out = lab.lab(&["exec", node, "env", "ETCDCTL_API=3", "etcdctl", "snapshot", "status", path, "-w", "json"]);
-    out.status.success() && String::from_utf8_lossy(&out.stdout).contains("\"revision\"")
-}
-
 fn assert_saved_everywhere(lab: &Lab, name: &str) -> String {
-    let path = format!("/opt/rke/etcd-snapshots/{name}");
+    let path = format!("/opt/rke/etcd-snapshots/{name}.zip");
     let sums: Vec<String> = NODES.iter().map(|n| sha256(lab, n, &path)).collect();
     assert!(!sums[0].is_empty(), "no {path} on node1");
     assert!(sums.iter().all(|s| s == &sums[0]), "copies differ: {sums:?}");
     for n in NODES {
-        assert!(etcd_status_ok(lab, n, &path), "etcdctl snapshot status fails on {n}");
+        assert!(lab.snapshot_status_ok(n, name), "etcdctl snapshot status fails on {n}'s {name}.zip");
         assert_eq!(lab.containers(n), vec!["etcd".to_string()], "temporary containers left on {n}");
     }
     sums[0].clone()
@@ -81,17 +76,17 @@ fn snapshot_save_to_s3_and_wrong_keys() {
     args.extend(lab.s3_flags());
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = lab.ok(&a);
-    assert!(out.contains("Uploaded snapshot [s3snap.db]"), "{out}");
+    assert!(out.contains("Uploaded snapshot [s3snap.db.zip]"), "{out}");
     let host_sum = assert_saved_everywhere(&lab, "s3snap.db");
-    assert_eq!(s3_keys(&lab), ["s3snap.db", "s3snap.db.rkectl.json"]);
-    let got = lab.lab(&["s3", "get", "s3snap.db"]);
+    assert_eq!(s3_keys(&lab), ["s3snap.db.zip", "s3snap.db.zip.rkectl.json"]);
+    let got = lab.lab(&["s3", "get", "s3snap.db.zip"]);
     assert!(got.status.success(), "{}", text(&got));
     let bytes = got.stdout;
     use sha2::Digest;
     let s3_sum: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(s3_sum, host_sum, "the object differs from the hosts' copies");
     let m: serde_json::Value =
-        serde_json::from_slice(&lab.lab(&["s3", "get", "s3snap.db.rkectl.json"]).stdout).unwrap();
+        serde_json::from_slice(&lab.lab(&["s3", "get", "s3snap.db.zip.rkectl.json"]).stdout).unwrap();
     assert_eq!(m["checksum"], format!("blake3:{}", blake3::hash(&bytes).to_hex()));
     assert_eq!(m["size"], bytes.len());
     assert!(m["pki"].is_string(), "the PKI travels with the snapshot");
@@ -115,8 +110,8 @@ fn snapshot_save_to_s3_and_wrong_keys() {
         !t.contains(&lab.env["S3_SECRET_KEY"].to_lowercase()) && !t.contains("not-the-secret"),
         "a key was printed: {t}"
     );
-    assert_eq!(s3_keys(&lab), ["s3snap.db", "s3snap.db.rkectl.json"]);
-    assert!(!snapshots(&lab, "node1").contains(&"other.db".to_string()));
+    assert_eq!(s3_keys(&lab), ["s3snap.db.zip", "s3snap.db.zip.rkectl.json"]);
+    assert!(!snapshots(&lab, "node1").iter().any(|s| s.starts_with("other.db")));
 }
 
 #[test]
@@ -131,12 +126,12 @@ fn recurring_snapshots_with_the_legacy_settings() {
     assert!(out.contains("Successfully started [etcd-rolling-snapshots] container"), "{out}");
     std::thread::sleep(Duration::from_secs(55));
     for n in NODES {
-        let snaps: Vec<String> = snapshots(&lab, n).into_iter().filter(|s| s.ends_with("_etcd")).collect();
+        let snaps: Vec<String> = snapshots(&lab, n).into_iter().filter(|s| s.ends_with("_etcd.zip")).collect();
         assert!((2..=4).contains(&snaps.len()), "{n}: retention 30s and creation 10s keep 2-4, found {snaps:?}");
         // Every one left is younger than the retention (plus one interval of slack).
         let ages = lab.sh(
             n,
-            "cd /opt/rke/etcd-snapshots && for f in *_etcd; do echo $(( $(date +%s) - $(stat -c %Y \"$f\") )); done",
+            "cd /opt/rke/etcd-snapshots && for f in *_etcd.zip; do echo $(( $(date +%s) - $(stat -c %Y \"$f\") )); done",
         );
         for a in ages.lines() {
             assert!(a.trim().parse::<u64>().unwrap() <= 40, "{n}: a snapshot {a}s old survived a 30s retention");
@@ -197,9 +192,9 @@ fn backup_config_becomes_the_agents_settings_and_keeps_exactly_retention_snapsho
     lab.sh("node1", run);
     std::thread::sleep(Duration::from_secs(26));
     let logs = lab.sh("node1", "docker logs rolling-fast 2>&1; docker rm -f rolling-fast >/dev/null");
-    let local: Vec<String> = snapshots(&lab, "node1").into_iter().filter(|s| s.ends_with("_etcd")).collect();
+    let local: Vec<String> = snapshots(&lab, "node1").into_iter().filter(|s| s.ends_with("_etcd.zip")).collect();
     assert_eq!(local.len(), 3, "host keeps exactly 3: {local:?}\n{logs}");
-    let remote: Vec<String> = s3_keys(&lab).into_iter().filter(|k| k.ends_with("_etcd")).collect();
+    let remote: Vec<String> = s3_keys(&lab).into_iter().filter(|k| k.ends_with("_etcd.zip")).collect();
     assert_eq!(remote.len(), 3, "S3 keeps exactly 3: {remote:?}\n{logs}");
     assert_eq!(local, remote);
     assert!(logs.contains("creation=4s retention=3"), "{logs}");
@@ -214,7 +209,7 @@ fn snapshot_list_shows_every_copy_and_flags_one_that_differs() {
     args.extend(lab.s3_flags());
     lab.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     // Flip one byte of node2's copy of a.db, keeping its size.
-    lab.sh("node2", "printf 'X' | dd of=/opt/rke/etcd-snapshots/a.db bs=1 seek=100 conv=notrunc 2>/dev/null");
+    lab.sh("node2", "printf 'X' | dd of=/opt/rke/etcd-snapshots/a.db.zip bs=1 seek=100 conv=notrunc 2>/dev/null");
     let mut list = vec!["etcd".to_string(), "snapshot-list".into()];
     list.extend(lab.s3_flags().into_iter().skip(1).collect::<Vec<_>>());
     list.insert(2, "--s3".into());
@@ -246,7 +241,7 @@ fn snapshot_delete_and_prune_on_hosts_and_in_s3() {
     let out = lab.ok(&del.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(out.contains("DESTRUCTIVE"), "{out}");
     for n in NODES {
-        assert!(!snapshots(&lab, n).contains(&"keep-me.db".to_string()), "{n}");
+        assert!(!snapshots(&lab, n).iter().any(|s| s.starts_with("keep-me.db")), "{n}");
     }
     assert!(!s3_keys(&lab).iter().any(|k| k.starts_with("keep-me.db")));
 
@@ -258,7 +253,7 @@ fn snapshot_delete_and_prune_on_hosts_and_in_s3() {
     assert!(out.contains("delete snapshot rke_etcd_snapshot_2026-01-01T00:00:00Z"), "{out}");
     for n in NODES {
         let left = snapshots(&lab, n);
-        assert!(left.contains(&"rke_etcd_snapshot_2026-01-02T00:00:00Z".to_string()), "{n}: {left:?}");
-        assert!(!left.contains(&"rke_etcd_snapshot_2026-01-01T00:00:00Z".to_string()), "{n}: {left:?}");
+        assert!(left.contains(&"rke_etcd_snapshot_2026-01-02T00:00:00Z.zip".to_string()), "{n}: {left:?}");
+        assert!(!left.contains(&"rke_etcd_snapshot_2026-01-01T00:00:00Z.zip".to_string()), "{n}: {left:?}");
     }
 }

@@ -49,13 +49,26 @@ fn report(name: &SnapshotName, format: SnapshotFormat, size: u64, checksum: Chec
     }
 }
 
-/// Size and BLAKE3 only: fast, for listings and for checking a copy is still the one pinned.
+/// Size and BLAKE3 only (and, for an archive, whether it holds the state, which its
+/// directory says): fast, for listings and for checking a copy is still the one pinned.
 pub async fn checksum(path: &Path) -> Result<SnapshotReport, AgentError> {
     let p = path.to_path_buf();
     let (name, format) = snapshot_of(path)?;
-    let (size, sum) =
-        tokio::task::spawn_blocking(move || hash_file(&p)).await.map_err(|e| AgentError::new(e.to_string()))??;
-    Ok(report(&name, format, size, sum))
+    let n = name.clone();
+    let (size, sum, has_state) = tokio::task::spawn_blocking(move || -> Result<_, AgentError> {
+        let (size, sum) = hash_file(&p)?;
+        let has_state = format == SnapshotFormat::Zip
+            && std::fs::File::open(&p)
+                .ok()
+                .and_then(|f| archive::contents(f, n.as_str()).ok())
+                .is_some_and(|(_, c)| c.state);
+        Ok((size, sum, has_state))
+    })
+    .await
+    .map_err(|e| AgentError::new(e.to_string()))??;
+    let mut r = report(&name, format, size, sum);
+    r.has_state = has_state;
+    Ok(r)
 }
 
 /// Every check there is: BLAKE3, etcd's trailer, and `snapshot status` or the archive's

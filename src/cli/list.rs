@@ -42,7 +42,8 @@ pub struct Copy {
 /// Lists snapshots.
 pub async fn run(common: &Common, verify: bool, s3_flags: &S3Flags) -> Result<(), CliError> {
     let cfg = load_config(common)?;
-    let s3 = inputs::s3_settings(s3_flags, &cfg.cluster)?;
+    // As RKE's own commands do, cluster.yml's s3backupconfig counts without --s3.
+    let (s3, _) = inputs::s3_or_configured(s3_flags, &cfg.cluster)?;
     let pool = crate::prepare::pool(connector(common), &cfg.cluster, &[]);
     let secrets: Vec<Secret> = s3.iter().flat_map(|s| [s.access_key.clone(), s.secret_key.clone()]).collect();
     let hash = if verify { Hashing::Full } else { Hashing::Checksum };
@@ -113,7 +114,7 @@ pub async fn run(common: &Common, verify: bool, s3_flags: &S3Flags) -> Result<()
         return Ok(());
     }
     let hosts: Vec<String> = cfg.cluster.etcd_nodes().map(|n| n.address.to_string()).collect();
-    println!("{:<48} {:<20} {:<6} {:>10}  {:<20} {:<8} WHERE", "NAME", "TIME", "FORMAT", "SIZE", "CHECKSUM", "COPIES");
+    println!("{:<48} {:<20} {:<9} {:>10}  {:<20} {:<8} WHERE", "NAME", "TIME", "FORMAT", "SIZE", "CHECKSUM", "COPIES");
     for row in rows.values() {
         let t = time::OffsetDateTime::from_unix_timestamp(row.modified)
             .ok()
@@ -149,7 +150,7 @@ pub async fn run(common: &Common, verify: bool, s3_flags: &S3Flags) -> Result<()
             (f, _) => f.to_string(),
         };
         println!(
-            "{:<48} {:<20} {:<6} {:>10}  {:<20} {:<8} {w}",
+            "{:<48} {:<20} {:<9} {:>10}  {:<20} {:<8} {w}",
             row.name.as_str(),
             t,
             format,

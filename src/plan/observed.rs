@@ -106,7 +106,9 @@ impl MadeBy {
         if labels.contains_key(crate::etcd::containers::MANAGED_LABEL) {
             MadeBy::Rkectl
         } else if labels.contains_key(crate::etcd::member::RKE_NAME_LABEL)
-            || args.first().is_some_and(|a| a.starts_with("/opt/rke-tools/"))
+            // RKE labels no snapshot container; they run rke-tools (after the image's own
+            // entrypoint script).
+            || args.iter().take(2).any(|a| a.starts_with("/opt/rke-tools/"))
         {
             MadeBy::Rke
         } else {

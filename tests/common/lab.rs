@@ -211,6 +211,64 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// A file of a node.
+    pub fn fetch(&self, node: &str, path: &str) -> Vec<u8> {
+        let out =
+            Command::new(script()).args(["exec", node, "cat", path]).stdin(Stdio::null()).output().expect("lab exec");
+        assert!(out.status.success(), "cannot read {path} on {node}: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    }
+
+    /// Writes a file on a node (mode 0600).
+    pub fn put(&self, node: &str, path: &str, data: &[u8]) {
+        use std::io::Write;
+        let mut c = Command::new(script())
+            .args(["exec", node, "sh", "-c", "umask 077; cat > \"$0\"", path])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("lab exec");
+        c.stdin.take().unwrap().write_all(data).unwrap();
+        assert!(c.wait().unwrap().success(), "cannot write {path} on {node}");
+    }
+
+    /// The database inside snapshot `name`'s archive on a node (`<name>.zip`).
+    pub fn snapshot_db(&self, node: &str, name: &str) -> Vec<u8> {
+        let zip = self.fetch(node, &format!("/opt/rke/etcd-snapshots/{name}.zip"));
+        let (mut z, c) = rkectl::rke::archive::contents(std::io::Cursor::new(zip), name).expect("a zip archive");
+        assert!(c.db, "{name}.zip on {node} has no /backup/{name}");
+        let mut db = Vec::new();
+        rkectl::rke::archive::read_db(&mut z, name, |b| {
+            db.extend_from_slice(b);
+            Ok(())
+        })
+        .expect("readable");
+        db
+    }
+
+    /// Whether `etcdctl snapshot status` accepts the database inside a node's archive.
+    pub fn snapshot_status_ok(&self, node: &str, name: &str) -> bool {
+        let db = self.snapshot_db(node, name);
+        let path = self.dir.path().join(format!("status-{node}-{name}"));
+        std::fs::write(&path, db).unwrap();
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["snapshot", "status", "-w", "json"])
+            .arg(&path)
+            .output();
+        let _ = std::fs::remove_file(&path);
+        out.is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("\"revision\""))
+    }
+
+    /// Puts a node's snapshot `from` under the name `to`: a valid archive of another
+    /// snapshot, as rke-tools would have written it.
+    pub fn repack(&self, node: &str, from: &str, to: &str) {
+        let db = self.snapshot_db(node, from);
+        let mut w = rkectl::rke::archive::ArchiveWriter::start(Vec::new(), to).unwrap();
+        w.write_db(&db).unwrap();
+        self.put(node, &format!("/opt/rke/etcd-snapshots/{to}.zip"), &w.finish(None).unwrap());
+    }
+
     /// Names of the containers on a node (all states).
     pub fn containers(&self, node: &str) -> Vec<String> {
         self.sh(node, "docker ps -a --format '{{.Names}}'").lines().map(str::to_string).collect()
