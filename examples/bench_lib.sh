@@ -7,7 +7,7 @@ LAB="$REPO/tests/lab/lab"
 
 bench_setup() {  # NODES
   cargo build --release --bin rkectl >&2
-  RKECTL_BIN="$CARGO_TARGET_DIR/release/rkectl"
+  RKECTL_BIN="$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release/rkectl"
   export RKECTL_BIN
   eval "$("$LAB" up --nodes "$1")"
   export RKECTL_KNOWN_HOSTS="$KNOWN_HOSTS"
@@ -22,7 +22,7 @@ cluster_yml() {  # N: nodes 1..N with the etcd role
     for i in $(seq 1 "$1"); do
       printf '  - address: 10.77.0.1%s\n    hostname_override: node%s\n    user: root\n    role: [etcd]\n    ssh_key_path: %s\n' "$i" "$i" "$SSH_KEY"
     done
-    printf 'services:\n  etcd:\n    image: rkectl-lab/etcd:v3.4.23\nsystem_images:\n  rkectl_tools: rkectl-lab/tools:latest\n'
+    printf 'services:\n  etcd:\n    image: rkectl-lab/etcd:v3.4.23\nsystem_images:\n  etcd: rkectl-lab/etcd:v3.4.23\n'
   } >"$CLUSTER_YML"
 }
 

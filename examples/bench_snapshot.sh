@@ -15,7 +15,7 @@ fill_etcd "$MIB"
 s3=(--s3 --s3-endpoint "$S3_ENDPOINT" --bucket-name "$S3_BUCKET" --access-key "$S3_ACCESS_KEY" --secret-key "$S3_SECRET_KEY")
 bare() {  # etcdctl snapshot save on node1, with the cluster's certificate, no rkectl
   "$LAB" exec node1 docker run --rm --net host -v /etc/kubernetes/ssl:/etc/kubernetes/ssl:ro -v /tmp:/tmp \
-    --entrypoint /usr/local/bin/etcdctl rkectl-lab/tools:latest --endpoints https://10.77.0.11:2379 \
+    --entrypoint /usr/local/bin/etcdctl rkectl-lab/etcd:v3.4.23 --endpoints https://10.77.0.11:2379 \
     --cacert /etc/kubernetes/ssl/kube-ca.pem --cert /etc/kubernetes/ssl/kube-etcd-10-77-0-11.pem \
     --key /etc/kubernetes/ssl/kube-etcd-10-77-0-11-key.pem snapshot save "/tmp/bare-$1.db"
   "$LAB" exec node1 rm -f "/tmp/bare-$1.db"

@@ -15,7 +15,7 @@ say "Building rkectl and bringing up the lab (first time: a few minutes)"
 cargo build --bin rkectl
 eval "$(tests/lab/lab up --nodes 3)"
 tests/lab/lab reset
-RKECTL="$CARGO_TARGET_DIR/debug/rkectl"
+RKECTL="$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/debug/rkectl"
 export RKECTL_KNOWN_HOSTS="$KNOWN_HOSTS"
 
 work=$(mktemp -d /tmp/rkectl-demo.XXXXXX)

@@ -24,6 +24,8 @@ pub struct PrepareInput {
     pub spec: ActionSpec,
     /// S3 settings with keys, when the action uses S3.
     pub s3: Option<S3Settings>,
+    /// The user's passphrase that seals (and opens) RKE's state beside S3 snapshots.
+    pub state_passphrase: Option<Secret>,
     pub pki_flags: PkiFlags,
     /// Plan without contacting anything (for review only).
     pub offline: bool,
@@ -41,6 +43,7 @@ pub struct Prepared {
     /// RKE's state beside cluster.yml as it was read (sealed with S3 snapshots for DR).
     pub rke_state: Option<RkeState>,
     pub s3: Option<S3Settings>,
+    pub state_passphrase: Option<Secret>,
     pub pool: Option<Arc<HostPool>>,
 }
 
@@ -62,6 +65,37 @@ pub enum PrepareError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Compile(#[from] CompileError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    AgentBinary(#[from] crate::agent_binary::AgentBinaryError),
+    #[error("this plan stores the cluster state sealed beside the S3 copy, and no passphrase was given")]
+    #[diagnostic(
+        code(rkectl::seal::no_passphrase),
+        help("give the passphrase the plan was made with: --state-passphrase-file FILE, or RKECTL_STATE_PASSPHRASE")
+    )]
+    SealNeedsPassphrase,
+    #[error("a passphrase to seal the cluster state was given, but there is no {} to seal", path.display())]
+    #[diagnostic(
+        code(rkectl::seal::no_state),
+        help("put RKE's cluster.rkestate beside cluster.yml, or save without a state passphrase")
+    )]
+    NothingToSeal { path: std::path::PathBuf },
+    #[error("snapshot {name} carries the cluster state sealed with a passphrase, and none was given")]
+    #[diagnostic(
+        code(rkectl::seal::locked),
+        help(
+            "there is no cluster.rkestate beside cluster.yml, so the restore needs the sealed one: give its passphrase with --state-passphrase-file FILE (or RKECTL_STATE_PASSPHRASE), or put the cluster's cluster.rkestate beside cluster.yml"
+        )
+    )]
+    SealedStateLocked { name: SnapshotName },
+    #[error("the cluster state sealed beside snapshot {name} does not open: {problem}")]
+    #[diagnostic(
+        code(rkectl::seal::does_not_open),
+        help(
+            "nothing was changed. Give the passphrase used when the snapshot was saved, or put the cluster's cluster.rkestate beside cluster.yml and pass --use-local-state"
+        )
+    )]
+    SealedStateDoesNotOpen { name: SnapshotName, problem: crate::state::seal::SealError },
     #[error("a snapshot named {name} already exists on {place}")]
     #[diagnostic(code(rkectl::plan::name_taken), help("choose another --name (rkectl never overwrites a snapshot)"))]
     NameTaken { name: String, place: String },
@@ -82,8 +116,16 @@ pub fn local_state(cfg: &LoadedConfig) -> Result<(StatePaths, ClusterState, Opti
 
 /// Plans the action.
 pub async fn prepare(input: PrepareInput) -> Result<Prepared, PrepareError> {
-    let PrepareInput { cfg, spec, s3, pki_flags, offline, connector } = input;
+    let PrepareInput { cfg, spec, s3, state_passphrase, pki_flags, offline, connector } = input;
     let (paths, state, rke_state) = local_state(&cfg)?;
+    if let ActionSpec::EtcdSnapshotSave { seal_state: true, .. } = &spec {
+        if state_passphrase.is_none() {
+            return Err(PrepareError::SealNeedsPassphrase);
+        }
+        if rke_state.is_none() {
+            return Err(PrepareError::NothingToSeal { path: crate::rke::state::path_for(&cfg.path) });
+        }
+    }
     let removed = if matches!(spec, ActionSpec::Up) {
         removed_members(&cfg.cluster, &state, rke_state.as_ref())
     } else {
@@ -92,7 +134,8 @@ pub async fn prepare(input: PrepareInput) -> Result<Prepared, PrepareError> {
     let (observed, pool) = if offline {
         (Observed { offline: true, ..Default::default() }, None)
     } else {
-        let pool = pool(connector, &cfg.cluster, &removed);
+        // Cleanup removes the binaries: it must not copy one first.
+        let pool = pool(connector, &cfg.cluster, &removed, spec != ActionSpec::Cleanup)?;
         let observed = refresh::refresh(&cfg.cluster, &pool, &Needs::for_action(&spec), s3.as_ref(), &removed).await?;
         (observed, Some(pool))
     };
@@ -100,7 +143,8 @@ pub async fn prepare(input: PrepareInput) -> Result<Prepared, PrepareError> {
     let pki = if places_certificates(&spec) && !offline {
         let from_snapshot = match (&spec, pki_flags.use_local_state) {
             (ActionSpec::EtcdSnapshotRestore { name, .. }, false) => {
-                snapshot_state(&cfg, name, pool.as_deref(), s3.as_ref(), &observed).await
+                let sealed = SealedSource { passphrase: state_passphrase.as_ref(), needed: rke_state.is_none() };
+                snapshot_state(&cfg, name, pool.as_deref(), s3.as_ref(), sealed, &observed).await?
             }
             _ => None,
         };
@@ -123,7 +167,7 @@ pub async fn prepare(input: PrepareInput) -> Result<Prepared, PrepareError> {
     if let Some(p) = &pki {
         plan.notes.extend(pki_notes(p));
     }
-    Ok(Prepared { plan, cfg, paths, state, pki, rke_state, s3, pool })
+    Ok(Prepared { plan, cfg, paths, state, pki, rke_state, s3, state_passphrase, pool })
 }
 
 /// What the plan should say about the PKI.
@@ -156,8 +200,30 @@ async fn snapshot_state(
     name: &SnapshotName,
     pool: Option<&HostPool>,
     s3: Option<&S3Settings>,
+    sealed: SealedSource<'_>,
     observed: &Observed,
-) -> Option<(RkeState, SnapshotStateOrigin)> {
+) -> Result<Option<(RkeState, SnapshotStateOrigin)>, PrepareError> {
+    Ok(find_snapshot_state(cfg, name, pool, s3, sealed, observed).await?.and_then(|(text, origin)| {
+        RkeState::parse(std::path::Path::new("(snapshot)"), text.expose()).ok().map(|s| (s, origin))
+    }))
+}
+
+/// How the state sealed beside an S3 snapshot may be opened.
+#[derive(Clone, Copy)]
+struct SealedSource<'a> {
+    passphrase: Option<&'a Secret>,
+    /// There is no other state: a sealed one that cannot be opened stops the restore.
+    needed: bool,
+}
+
+async fn find_snapshot_state(
+    cfg: &LoadedConfig,
+    name: &SnapshotName,
+    pool: Option<&HostPool>,
+    s3: Option<&S3Settings>,
+    sealed: SealedSource<'_>,
+    observed: &Observed,
+) -> Result<Option<(Secret, SnapshotStateOrigin)>, PrepareError> {
     let path = std::path::Path::new("(snapshot)");
     let parse = |text: &Secret| RkeState::parse(path, text.expose()).ok();
     if let Some(pool) = pool {
@@ -169,30 +235,38 @@ async fn snapshot_state(
             }
             let Ok(host) = pool.get(&node.address).await else { continue };
             if let Ok(Some(text)) = crate::steps::archive_state(host, name).await
-                && let Some(state) = parse(&text)
+                && parse(&text).is_some()
             {
-                return Some((state, SnapshotStateOrigin::Host(node.address.clone())));
+                return Ok(Some((text, SnapshotStateOrigin::Host(node.address.clone()))));
             }
         }
     }
-    let s3 = s3?;
-    let copy = observed.s3.as_ref()?.snapshots.get(name)?;
-    let object = SnapshotName::new(copy.format.file_name(name)).ok()?;
-    let client = crate::s3::S3Client::new(s3).await.ok()?;
+    let Some(s3) = s3 else { return Ok(None) };
+    let Some(copy) = observed.s3.as_ref().and_then(|f| f.snapshots.get(name)) else { return Ok(None) };
+    let Ok(object) = SnapshotName::new(copy.format.file_name(name)) else { return Ok(None) };
+    let Ok(client) = crate::s3::S3Client::new(s3).await else { return Ok(None) };
     if copy.format == SnapshotFormat::Zip {
         let source = Arc::new(S3Object { client: client.clone(), object: object.clone(), size: copy.size });
-        if let Ok(Some(bytes)) = crate::rke::archive::remote_state(source, name.as_str()).await
-            && let Some(state) = parse(&Secret::new(String::from_utf8_lossy(&bytes).into_owned()))
-        {
-            return Some((state, SnapshotStateOrigin::S3Archive));
+        if let Ok(Some(bytes)) = crate::rke::archive::remote_state(source, name.as_str()).await {
+            let text = Secret::new(String::from_utf8_lossy(&bytes).into_owned());
+            if parse(&text).is_some() {
+                return Ok(Some((text, SnapshotStateOrigin::S3Archive)));
+            }
         }
     }
-    if copy.has_pki {
-        let manifest = client.get_manifest(&object).await.ok()??;
-        let text = crate::state::seal::open(s3.secret_key.expose(), manifest.pki.as_deref()?)?;
-        return parse(&Secret::new(text)).map(|s| (s, SnapshotStateOrigin::S3Sealed));
+    if !copy.has_sealed_state {
+        return Ok(None);
     }
-    None
+    let Some(passphrase) = sealed.passphrase else {
+        return if sealed.needed { Err(PrepareError::SealedStateLocked { name: name.clone() }) } else { Ok(None) };
+    };
+    let Ok(Some(manifest)) = client.get_manifest(&object).await else { return Ok(None) };
+    let Some(blob) = &manifest.sealed_state else { return Ok(None) };
+    // A passphrase given that does not open the state is a mistake to report, whether or
+    // not another state exists: the user expects this one to be used.
+    let text = crate::state::seal::open(passphrase, name, blob)
+        .map_err(|problem| PrepareError::SealedStateDoesNotOpen { name: name.clone(), problem })?;
+    Ok(parse(&text).is_some().then_some((text, SnapshotStateOrigin::S3Sealed)))
 }
 
 /// An S3 object, read in ranges.
@@ -212,10 +286,16 @@ impl crate::rke::archive::RangeSource for S3Object {
     }
 }
 
-/// A pool over cluster.yml's nodes and the members leaving it. Members that left are
-/// dialed (to remove them) with the first etcd node's SSH settings, which is what a
-/// cluster of one kind of host has.
-pub fn pool(connector: Arc<dyn Connector>, cluster: &Cluster, removed: &[RemovedMember]) -> Arc<HostPool> {
+/// A pool over cluster.yml's nodes and the members leaving it, which installs rkectl's
+/// helper binary on each host it dials. Members that left are dialed (to remove them) with
+/// the first etcd node's SSH settings, which is what a cluster of one kind of host has.
+pub fn pool(
+    connector: Arc<dyn Connector>,
+    cluster: &Cluster,
+    removed: &[RemovedMember],
+    install_agent: bool,
+) -> Result<Arc<HostPool>, crate::agent_binary::AgentBinaryError> {
+    let agent = if install_agent { Some(crate::agent_binary::AgentBinary::usable()?) } else { None };
     let mut nodes: Vec<Node> = cluster.nodes.clone();
     if let Some(template) = cluster.etcd_nodes().next() {
         for m in removed {
@@ -229,7 +309,11 @@ pub fn pool(connector: Arc<dyn Connector>, cluster: &Cluster, removed: &[Removed
             }
         }
     }
-    Arc::new(HostPool::new(connector, nodes))
+    let pool = HostPool::new(connector, nodes);
+    Ok(Arc::new(match agent {
+        Some(a) => pool.with_agent(a),
+        None => pool,
+    }))
 }
 
 /// Members that were deployed (by rkectl, or by RKE per its current state) but are no

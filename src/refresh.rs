@@ -50,6 +50,8 @@ pub struct Needs {
     pub snapshots: Option<SnapshotNeeds>,
     pub certs: bool,
     pub members: bool,
+    /// rkectl's helper binaries on the hosts.
+    pub agents: bool,
 }
 
 /// Which snapshots to look at.
@@ -76,16 +78,20 @@ impl Needs {
     /// What an action needs to be planned.
     pub fn for_action(action: &ActionSpec) -> Needs {
         match action {
-            ActionSpec::Up => Needs { snapshots: None, certs: true, members: true },
+            ActionSpec::Up => Needs { snapshots: None, certs: true, members: true, agents: false },
             ActionSpec::EtcdSnapshotRestore { name, .. } => {
-                Needs { snapshots: Some(SnapshotNeeds::One(name.clone())), certs: true, members: false }
+                Needs { snapshots: Some(SnapshotNeeds::One(name.clone())), certs: true, members: false, agents: false }
             }
             ActionSpec::EtcdSnapshotSave { name, .. } | ActionSpec::EtcdSnapshotDelete { name, .. } => {
-                Needs { snapshots: Some(SnapshotNeeds::One(name.clone())), certs: false, members: false }
+                Needs { snapshots: Some(SnapshotNeeds::One(name.clone())), certs: false, members: false, agents: false }
             }
-            ActionSpec::EtcdSnapshotPrune { .. } => {
-                Needs { snapshots: Some(SnapshotNeeds::All { hash: Hashing::None }), certs: false, members: false }
-            }
+            ActionSpec::Cleanup => Needs { snapshots: None, certs: false, members: false, agents: true },
+            ActionSpec::EtcdSnapshotPrune { .. } => Needs {
+                snapshots: Some(SnapshotNeeds::All { hash: Hashing::None }),
+                certs: false,
+                members: false,
+                agents: false,
+            },
         }
     }
 }
@@ -175,10 +181,9 @@ async fn observe_host(cluster: &Cluster, pool: &HostPool, node: &Node, needs: &N
             f.containers.insert(name.to_string(), container_facts(c));
         }
     }
-    for image in [&cluster.etcd.image, &cluster.tools_image] {
-        if !host.image_present(image).await? && !f.missing_images.contains(image) {
-            f.missing_images.push(image.clone());
-        }
+    // Helpers run in the etcd image too: it is the only image rkectl needs.
+    if !host.image_present(&cluster.etcd.image).await? {
+        f.missing_images.push(cluster.etcd.image.clone());
     }
     f.has_etcd_data =
         Some(host.list_dir(&format!("{}/member/snap", paths::DATA_DIR)).await?.iter().any(|e| e.name == "db"));
@@ -191,6 +196,9 @@ async fn observe_host(cluster: &Cluster, pool: &HostPool, node: &Node, needs: &N
         let listed = host.list_dir(crate::rke::pki::CERT_DIR).await?;
         let present = |p: &str| listed.iter().any(|e| e.name == file_name(p));
         f.certs = Some(CertFiles { ca, cert: present(&t.cert), key: present(&t.key) });
+    }
+    if needs.agents {
+        f.agents = host.list_dirs(crate::agent_binary::REMOTE_ROOT).await?;
     }
     if let Some(want) = &needs.snapshots {
         f.snapshots = observe_snapshots(cluster, host.as_ref(), want).await?;
@@ -332,9 +340,9 @@ async fn observe_s3(s3: &S3Settings, needs: &Needs) -> Result<S3Facts, RefreshEr
         if !wanted || snapshots.get(&name).is_some_and(|c| c.format == SnapshotFormat::Zip) {
             continue;
         }
-        let (checksum, has_pki) = if o.has_manifest {
+        let (checksum, has_sealed_state) = if o.has_manifest {
             match client.get_manifest(&o.name).await? {
-                Some(m) => (Some(m.checksum), m.pki.is_some()),
+                Some(m) => (Some(m.checksum), m.sealed_state.is_some()),
                 None => (None, false),
             }
         } else {
@@ -342,7 +350,15 @@ async fn observe_s3(s3: &S3Settings, needs: &Needs) -> Result<S3Facts, RefreshEr
         };
         snapshots.insert(
             name,
-            S3Copy { format, size: o.size, etag: o.etag, modified: o.modified, checksum, has_pki, has_state: false },
+            S3Copy {
+                format,
+                size: o.size,
+                etag: o.etag,
+                modified: o.modified,
+                checksum,
+                has_sealed_state,
+                has_state: false,
+            },
         );
     }
     Ok(S3Facts { target: s3.target(), snapshots })

@@ -192,7 +192,7 @@ fn cases() -> Vec<Case> {
         case("yaml-unclosed-quote")
             .edit(&[("hostname_override: node1\n", "hostname_override: \"node1\n")])
             .says(&["found unexpected end of stream, while scanning a quoted scalar at line 5 column 24"])
-            .at(25, 1),
+            .at(24, 1),
         case("yaml-tab-indentation")
             .edit(&[("node1\n    user: root\n", "node1\n\tuser: root\n")])
             .says(&["found a tab character that violates indentation"])
@@ -668,7 +668,7 @@ fn check_library(case: &Case, text: &str, fails: &mut Vec<String>) {
     let parsed = rkectl::config::parse(Path::new("cluster.yml"), text.to_string());
     let err = match parsed {
         Err(e) => e,
-        Ok(cfg) => match rkectl::cli::inputs::check_ssh_keys(&cfg, false) {
+        Ok(cfg) => match rkectl::cli::inputs::check_ssh_keys(&cfg) {
             Err(rkectl::cli::CliError::Config(e)) => e,
             Err(e) => {
                 fails.push(format!("library: SSH key check failed without a located problem: {e}"));
@@ -837,8 +837,9 @@ fn bad_inputs_are_refused_with_located_diagnostics() {
 }
 
 #[test]
+#[ignore = "needs the lab: tests/run brings it up"]
 fn bad_inputs_change_nothing_in_the_lab() {
-    let Some(lab) = lab::Lab::get() else { return };
+    let lab = lab::Lab::get();
     lab.ok(&["up", "--yes", "--new-pki"]);
     lab.ok(&["etcd", "snapshot-save", "--name", "base.db", "--yes"]);
     let mut nodes: Vec<&str> =

@@ -934,10 +934,9 @@ fn quoted_scalar_spans_stay_inside_the_text_and_on_character_boundaries() {
 }
 
 #[test]
-#[ignore = "known bug: SpanIndex and Locator count only LF as a line break; YAML and miette also count a lone CR"]
-fn known_bug_lone_cr_line_breaks() {
-    // "has no user" should point at the node (line 2 for YAML, miette and editors); its span
-    // is the end of the file (line 4 column 1) and its line and column say 1 and 49.
+fn lone_cr_line_breaks_count_like_yaml_and_miette_count_them() {
+    // "has no user" points at the node: line 2 for YAML, miette and editors. It used to
+    // point at the end of the file, as line 1 column 49.
     let text = "nodes:\r  - address: 10.77.0.11\r    role: [etcd]\r";
     check(text, true).unwrap();
 }

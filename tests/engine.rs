@@ -85,7 +85,6 @@ fn assert_restore_shape(plan: &Plan, etcd_hosts: &[HostAddr]) {
 #[test]
 fn restore_plan_of_the_reference_two_node_example() {
     let yaml = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/two-node.yml")).unwrap();
-    let yaml = format!("{yaml}system_images:\n  rkectl_tools: {TOOLS_IMAGE}\n");
     let cfg = load(&yaml);
     let world = running_world(&cfg.cluster, b"data-before", Some(("snapshot.db", b"snapshot-bytes")));
     let plan = restore_plan(&cfg, &world, "snapshot.db");
@@ -138,6 +137,7 @@ fn every_template_names_known_kinds_and_compiles_to_an_acyclic_graph() {
             generated_name: false,
             s3: None,
             include_state: false,
+            seal_state: false,
         },
         ActionSpec::EtcdSnapshotRestore { name: name.clone(), from: rkectl::plan::RestoreSearch::Hosts },
         ActionSpec::EtcdSnapshotDelete { name: name.clone(), s3: None },
@@ -303,4 +303,39 @@ fn journal_tolerates_a_torn_last_line_and_refuses_corruption_and_newer_formats()
     let newer = text.replacen("\"format\":1", "\"format\":99", 1);
     std::fs::write(&p, newer).unwrap();
     assert!(matches!(journal::read(&p), Err(journal::JournalError::NewerFormat { found: 99, .. })));
+}
+
+/// Fails its first attempt of every step with a transient error quoting a secret.
+struct QuotesASecret(std::sync::Mutex<HashSet<String>>);
+
+#[async_trait::async_trait]
+impl rkectl::exec::StepRunner for QuotesASecret {
+    async fn run(
+        &self,
+        step: &rkectl::plan::Step,
+        ctx: &rkectl::exec::StepCtx<'_>,
+    ) -> Result<(), rkectl::exec::StepError> {
+        ctx.log("test", "the server said: bad key AKIASECRET1234");
+        if self.0.lock().unwrap().insert(step.id.0.clone()) {
+            return Err(rkectl::exec::StepError::transient("S3 refused access key AKIASECRET1234"));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn retries_and_log_lines_are_redacted_like_failures() {
+    let cfg = load(&etcd_cluster_yaml(2));
+    let world = running_world(&cfg.cluster, b"data", Some(("snap.db", b"snapshot-bytes")));
+    let plan = restore_plan(&cfg, &world, "snap.db");
+    let dir = tempfile::tempdir().unwrap();
+    let mut jw = rkectl::state::journal::JournalWriter::create(&dir.path().join("j"), "cluster.yml", &plan).unwrap();
+    let rec = Recorder::default();
+    let redact = |s: &str| s.replace("AKIASECRET1234", "***");
+    let runner = QuotesASecret(Default::default());
+    let out = rkectl::exec::run(&plan, &runner, &mut jw, &HashSet::new(), &fast(), &rec, &redact).await.unwrap();
+    assert!(out.ok(), "{:?}", out.failures);
+    let events = serde_json::to_string(&rec.events()).unwrap();
+    assert!(events.contains("step-retrying") && events.contains("***"), "{events}");
+    assert!(!events.contains("AKIASECRET1234"), "a secret reached the reporter");
 }

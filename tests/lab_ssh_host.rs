@@ -1,6 +1,6 @@
 //! The real SSH host (`host::ssh`) against the lab's nodes (tests/lab).
 //!
-//! Skipped unless `RKECTL_LAB=1`; then the lab must be up (`tests/lab/lab up`), and its
+//! `#[ignore]`d like every lab test: `tests/run` brings the lab up and includes them, and
 //! `lab status` lines say where the nodes, key and known_hosts are. Run with `--nocapture`
 //! to see the timings.
 
@@ -25,21 +25,21 @@ struct Lab {
 }
 
 impl Lab {
-    /// The lab, or `None` (after saying so) when lab tests are not asked for.
-    fn get() -> Option<Lab> {
-        if std::env::var("RKECTL_LAB").as_deref() != Ok("1") {
-            eprintln!("lab not up (set RKECTL_LAB=1 after `tests/lab/lab up`): skipping");
-            return None;
-        }
+    /// The lab; a lab that is not up fails the test.
+    fn get() -> Lab {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/lab");
         let out = Command::new(&script).arg("status").output().expect("run tests/lab/lab status");
-        assert!(out.status.success(), "RKECTL_LAB=1 but the lab is not up: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "this test needs the lab, which is not up (tests/run brings it up): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let vars = String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
             .collect();
-        Some(Lab { vars })
+        Lab { vars }
     }
 
     fn var(&self, key: &str) -> &str {
@@ -135,8 +135,9 @@ fn mbps(bytes: usize, d: Duration) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the lab: tests/run brings it up"]
 async fn dial_one_and_three_and_docker_info() {
-    let Some(lab) = Lab::get() else { return };
+    let lab = Lab::get();
     let t = Instant::now();
     let host = lab.dial("node1").await;
     let one = t.elapsed();
@@ -162,8 +163,9 @@ async fn dial_one_and_three_and_docker_info() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the lab: tests/run brings it up"]
 async fn run_once_with_etcdctl() {
-    let Some(lab) = Lab::get() else { return };
+    let lab = Lab::get();
     let host = lab.dial("node1").await;
     let image = "rkectl-lab/etcd:v3.4.23";
     assert!(host.image_present(image).await.unwrap());
@@ -174,7 +176,12 @@ async fn run_once_with_etcdctl() {
     spec.entrypoint = Some(vec!["/usr/local/bin/etcdctl".into()]);
     spec.cmd = vec!["version".into()];
     spec.env = vec!["ETCDCTL_API=3".into()];
-    spec.secret_env = vec![("RKECTL_TEST_SECRET".into(), Secret::new("not-printed"))];
+    let secret_path = format!("/tmp/{name}-secret.json");
+    spec.secret_files = vec![rkectl::host::SecretFile {
+        host_path: secret_path.clone(),
+        container_path: "/run/secrets/test.json".into(),
+        content: Secret::new("not-printed"),
+    }];
     spec.network_host = true;
     spec.labels.insert("rkectl.test".into(), "yes".into());
     let t = Instant::now();
@@ -183,6 +190,7 @@ async fn run_once_with_etcdctl() {
     assert_eq!(out.exit_code, 0, "logs: {}", out.logs);
     assert!(out.logs.contains("etcdctl version: 3.4.23"), "logs: {}", out.logs);
     assert!(host.inspect_container(&name).await.unwrap().is_none(), "run_once removes it");
+    assert!(host.list_dir("/tmp").await.unwrap().iter().all(|e| !secret_path.ends_with(&e.name)), "and its secret");
 
     // A failing command: its exit code is an answer, not an error; stderr is in the logs.
     spec.cmd = vec!["no-such-subcommand".into()];
@@ -194,12 +202,18 @@ async fn run_once_with_etcdctl() {
     spec.cmd = vec!["watch".into(), "x".into(), "--endpoints=http://127.0.0.1:1".into()];
     spec.restart = rkectl::host::RestartPolicy::No;
     host.remove_container(&name).await.unwrap();
-    host.create_container(&spec).await.unwrap();
-    let err = host.create_container(&spec).await.unwrap_err();
+    rkectl::host::create_container(host.as_ref(), &spec).await.unwrap();
+    let err = rkectl::host::create_container(host.as_ref(), &spec).await.unwrap_err();
     assert!(matches!(err, HostError::Docker { .. }), "{err:?}");
     assert!(!err.to_string().contains("not-printed"));
     host.start_container(&name).await.unwrap();
     let info = host.inspect_container(&name).await.unwrap().expect("exists");
+    // The secret is a read-only file of the host's, nowhere in the container's configuration.
+    assert!(info.binds.contains(&format!("{secret_path}:/run/secrets/test.json:ro")), "{:?}", info.binds);
+    assert!(!info.env.iter().any(|e| e.contains("not-printed")), "{:?}", info.env);
+    let file = host.list_dir("/tmp").await.unwrap().into_iter().find(|e| secret_path.ends_with(&e.name));
+    assert_eq!(file.map(|e| e.size), Some("not-printed".len() as u64));
+    assert_eq!(host.read_file(&secret_path).await.unwrap().as_deref(), Some(&b"not-printed"[..]));
     assert_eq!(info.name, name);
     assert_eq!(info.image, image);
     assert_eq!(info.labels.get("rkectl.test").map(String::as_str), Some("yes"));
@@ -209,11 +223,14 @@ async fn run_once_with_etcdctl() {
     assert!(info.exit_code.is_some());
     assert!(host.remove_container(&name).await.unwrap());
     assert!(!host.remove_container(&name).await.unwrap());
+    rkectl::host::remove_secret_files(host.as_ref(), &spec).await.unwrap();
+    assert!(host.list_dir("/tmp").await.unwrap().iter().all(|e| !secret_path.ends_with(&e.name)));
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the lab: tests/run brings it up"]
 async fn files_round_trip() {
-    let Some(lab) = Lab::get() else { return };
+    let lab = Lab::get();
     let host = lab.dial("node1").await;
     let dir = remote_dir("files");
     let path = format!("{dir}/sub dir/it's a file.txt");
@@ -278,8 +295,9 @@ impl AsyncRead for Failing {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the lab: tests/run brings it up"]
 async fn stream_50_mib_both_ways() {
-    let Some(lab) = Lab::get() else { return };
+    let lab = Lab::get();
     let host = lab.dial("node2").await;
     let dir = remote_dir("stream");
     let path = format!("{dir}/big.bin");
@@ -338,8 +356,9 @@ async fn stream_50_mib_both_ways() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the lab: tests/run brings it up"]
 async fn inline_key_and_wrong_key() {
-    let Some(lab) = Lab::get() else { return };
+    let lab = Lab::get();
     let addr = lab.node_addr("node1");
     let connector = SshConnector::new(lab.options());
 
@@ -377,8 +396,9 @@ async fn inline_key_and_wrong_key() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the lab: tests/run brings it up"]
 async fn host_keys_unknown_changed_and_accept_new() {
-    let Some(lab) = Lab::get() else { return };
+    let lab = Lab::get();
     let addr = lab.node_addr("node1");
     let node = lab.node(&addr);
     let tmp = scratch("hostkeys");
@@ -429,8 +449,9 @@ async fn host_keys_unknown_changed_and_accept_new() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the lab: tests/run brings it up"]
 async fn nothing_listening_is_unreachable_in_time() {
-    let Some(lab) = Lab::get() else { return };
+    let lab = Lab::get();
     let node = lab.node("10.77.0.99");
     let options = lab.options();
     let limit = options.connect_timeout * 2 + Duration::from_secs(5);
@@ -452,8 +473,9 @@ async fn nothing_listening_is_unreachable_in_time() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the lab: tests/run brings it up"]
 async fn missing_docker_socket_and_missing_image() {
-    let Some(lab) = Lab::get() else { return };
+    let lab = Lab::get();
     let mut node = lab.node(&lab.node_addr("node1"));
     node.docker_socket = "/run/no-docker-here.sock".into();
     let err = SshConnector::new(lab.options()).connect(&node).await.err().expect("must fail");
@@ -475,8 +497,9 @@ async fn missing_docker_socket_and_missing_image() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the lab: tests/run brings it up"]
 async fn a_dead_master_is_a_transient_unreachable() {
-    let Some(lab) = Lab::get() else { return };
+    let lab = Lab::get();
     let node = lab.node(&lab.node_addr("node3"));
     let host = SshHost::dial(&node, &lab.options()).await.expect("dial");
     assert!(host.is_alive().await);
@@ -500,8 +523,9 @@ async fn a_dead_master_is_a_transient_unreachable() {
 /// With `SSH_AUTH_SOCK` set (run under `ssh-agent` with the lab key added), agent auth
 /// works without any key file; without it, asking for the agent is a clear Auth error.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the lab: tests/run brings it up"]
 async fn agent_auth() {
-    let Some(lab) = Lab::get() else { return };
+    let lab = Lab::get();
     let mut node = lab.node(&lab.node_addr("node1"));
     node.ssh.key_path = PathBuf::from("/nonexistent/id_rsa");
     node.ssh.key_path_explicit = false;

@@ -276,7 +276,9 @@ async fn round_trip(len: u64, folder: Option<&str>, expect_parts: Option<usize>)
     assert_eq!(up.finished.load(Ordering::SeqCst), 1);
     assert_eq!(up.bytes.load(Ordering::SeqCst), len);
 
-    let manifest = Manifest::new(snap.clone(), &uploaded, "lab", Some("sealed-blob".into()));
+    let passphrase = rkectl::secret::Secret::new("a passphrase for the test");
+    let sealed = rkectl::state::seal::seal(&passphrase, &snap, &rkectl::secret::Secret::new("{}")).unwrap();
+    let manifest = Manifest::new(snap.clone(), &uploaded, "lab", Some(sealed));
     assert_eq!(client.get_manifest(&snap).await.unwrap(), None, "no manifest before it is written");
     client.put_manifest(&snap, &manifest).await.unwrap();
     assert_eq!(client.get_manifest(&snap).await.unwrap(), Some(manifest.clone()));

@@ -45,17 +45,27 @@ pub struct S3Args {
 
 impl S3Args {
     /// The settings, when a bucket was given.
-    pub fn settings(&self) -> Option<S3Settings> {
-        let bucket = self.bucket.clone()?;
-        Some(S3Settings {
+    pub fn settings(&self) -> Result<Option<S3Settings>, String> {
+        let Some(bucket) = self.bucket.clone() else { return Ok(None) };
+        let (access_key, secret_key) = Self::keys()?;
+        Ok(Some(S3Settings {
             endpoint: self.s3_endpoint.clone().unwrap_or_else(|| crate::config::DEFAULT_S3_ENDPOINT.to_string()),
             bucket,
             region: self.region.clone(),
             folder: self.folder.clone(),
             custom_ca: std::env::var(crate::s3::CA_ENV).ok().filter(|s| !s.is_empty()),
-            access_key: Secret::new(std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_default()),
-            secret_key: Secret::new(std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_default()),
-        })
+            access_key,
+            secret_key,
+        }))
+    }
+
+    /// The S3 keys: from the file rkectl bound in, else none (the SDK's chain: the node's
+    /// IAM role).
+    fn keys() -> Result<(Secret, Secret), String> {
+        match std::env::var(crate::s3::CREDENTIALS_FILE_ENV) {
+            Ok(path) if !path.is_empty() => crate::s3::read_credentials_file(&path),
+            _ => Ok((Secret::default(), Secret::default())),
+        }
     }
 }
 
@@ -258,7 +268,7 @@ pub async fn run(cmd: AgentCommand) -> Result<(), AgentError> {
                 tls: &tls,
                 dir: &dir,
                 name: &name,
-                s3: s3.settings().as_ref(),
+                s3: s3.settings().map_err(AgentError::new)?.as_ref(),
                 state_file: state_file.as_deref(),
                 copied_to_every_host,
             })
@@ -267,7 +277,8 @@ pub async fn run(cmd: AgentCommand) -> Result<(), AgentError> {
             Ok(())
         }
         AgentCommand::S3Download { name, format, into, etag, s3 } => {
-            let settings = s3.settings().ok_or_else(|| AgentError::new("--bucket is required"))?;
+            let settings =
+                s3.settings().map_err(AgentError::new)?.ok_or_else(|| AgentError::new("--bucket is required"))?;
             let r = snapshot::download(snapshot::DownloadRequest {
                 s3: &settings,
                 name: &name,
@@ -301,7 +312,16 @@ pub async fn run(cmd: AgentCommand) -> Result<(), AgentError> {
         }
         AgentCommand::MemberRemove { member, endpoint, tls } => etcdctl::member_remove(&endpoint, &tls, &member).await,
         AgentCommand::RollingSnapshots { endpoint, dir, tls, creation, retention, keep, s3 } => {
-            rolling::run(rolling::Settings { endpoint, dir, tls, creation, retention, keep, s3: s3.settings() }).await
+            rolling::run(rolling::Settings {
+                endpoint,
+                dir,
+                tls,
+                creation,
+                retention,
+                keep,
+                s3: s3.settings().map_err(AgentError::new)?,
+            })
+            .await
         }
     }
 }

@@ -103,7 +103,10 @@ fn local_backups(dir: &Path) -> Result<Vec<(String, i64)>, AgentError> {
 
 fn expired(list: &[(String, i64)], retention: Option<GoDuration>, keep: Option<u32>, now: i64) -> Vec<String> {
     match (retention, keep) {
-        (Some(r), _) => list.iter().filter(|(_, m)| now - m > r.0.as_secs() as i64).map(|(n, _)| n.clone()).collect(),
+        (Some(r), _) => {
+            let keep_for = i64::try_from(r.0.as_secs()).unwrap_or(i64::MAX);
+            list.iter().filter(|(_, m)| now.saturating_sub(*m) > keep_for).map(|(n, _)| n.clone()).collect()
+        }
         (None, Some(k)) => {
             let extra = list.len().saturating_sub(k as usize);
             list[..extra].iter().map(|(n, _)| n.clone()).collect()

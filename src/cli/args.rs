@@ -68,6 +68,10 @@ pub struct S3Flags {
     /// PEM file of the CA that signs a private S3 endpoint's certificate.
     #[arg(long)]
     pub s3_endpoint_ca: Option<PathBuf>,
+    /// File holding the passphrase that seals the cluster state beside S3 snapshots, and opens
+    /// it on restore (or the passphrase itself in RKECTL_STATE_PASSPHRASE).
+    #[arg(long, env = "RKECTL_STATE_PASSPHRASE_FILE")]
+    pub state_passphrase_file: Option<PathBuf>,
 }
 
 /// How the cluster's PKI may be chosen.
@@ -92,6 +96,8 @@ pub enum Action {
         #[command(subcommand)]
         command: Box<EtcdAction>,
     },
+    /// Remove rkectl's helper binaries from the nodes.
+    Cleanup,
 }
 
 /// `etcd …` actions.
@@ -168,6 +174,11 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Remove rkectl's helper binaries from the etcd hosts (plan, apply).
+    Cleanup {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Show what an action would do, without doing it.
     Plan {
         #[command(subcommand)]
@@ -196,7 +207,14 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
     },
-    /// The node-side agent (runs inside the tools image).
+    /// Print a shell's completion script (bash, zsh, fish…).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff; `rkectl man | man -l -`).
+    Man,
+    /// The node-side agent (runs inside the etcd image on a node).
     #[command(hide = true)]
     Agent {
         #[command(subcommand)]

@@ -93,12 +93,45 @@ pub fn credentials(flags: &S3Flags, base: Option<&S3Settings>) -> Result<(Secret
     Ok((access_key, secret_key, custom_ca))
 }
 
+/// The environment variable that may hold the state passphrase itself (never a flag: argv
+/// is visible to every user of the machine).
+pub const STATE_PASSPHRASE_ENV: &str = "RKECTL_STATE_PASSPHRASE";
+
+/// The passphrase that seals RKE's state beside S3 snapshots: `--state-passphrase-file`,
+/// else `RKECTL_STATE_PASSPHRASE`; `None` when neither is given.
+pub fn state_passphrase(flags: &S3Flags) -> Result<Option<Secret>, CliError> {
+    let passphrase = match &flags.state_passphrase_file {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| {
+                CliError::input(
+                    format!("cannot read --state-passphrase-file {}: {e}", p.display()),
+                    "give the path of a file that holds the passphrase",
+                )
+            })?;
+            // An editor's final newline is not part of the passphrase.
+            Secret::new(text.trim_end_matches(['\n', '\r']).to_string())
+        }
+        None => match std::env::var(STATE_PASSPHRASE_ENV) {
+            Ok(v) if !v.is_empty() => Secret::new(v),
+            _ => return Ok(None),
+        },
+    };
+    crate::state::seal::check_passphrase(&passphrase).map_err(|e| {
+        CliError::input(
+            format!("the state passphrase is too weak: {e}"),
+            "it protects every private key of the cluster: use a long passphrase, kept where you keep your other recovery secrets",
+        )
+    })?;
+    Ok(Some(passphrase))
+}
+
 /// The action an `etcd …` command asks for.
 pub fn etcd_action(cmd: &EtcdAction, cluster: &Cluster) -> Result<(ActionSpec, Option<S3Settings>), CliError> {
     Ok(match cmd {
-        EtcdAction::SnapshotSave { name, include_state, s3 } => {
+        EtcdAction::SnapshotSave { name, include_state, s3: flags } => {
             // RKE's one-time save uploads when cluster.yml has an s3backupconfig.
-            let (s3, _) = s3_or_configured(s3, cluster)?;
+            let (s3, _) = s3_or_configured(flags, cluster)?;
+            let seal_state = s3.is_some() && state_passphrase(flags)?.is_some();
             let (name, generated) = match name {
                 Some(n) => (snapshot_name(n)?, false),
                 None => (SnapshotName::timestamped(time::OffsetDateTime::now_utc()), true),
@@ -109,6 +142,7 @@ pub fn etcd_action(cmd: &EtcdAction, cluster: &Cluster) -> Result<(ActionSpec, O
                     generated_name: generated,
                     s3: s3.as_ref().map(S3Settings::target),
                     include_state: *include_state,
+                    seal_state,
                 },
                 s3,
             )
@@ -162,9 +196,10 @@ pub fn etcd_action(cmd: &EtcdAction, cluster: &Cluster) -> Result<(ActionSpec, O
 }
 
 /// Checks that every SSH key file cluster.yml names can be read, pointing at the line.
-pub fn check_ssh_keys(cfg: &LoadedConfig, agent_flag: bool) -> Result<(), CliError> {
+pub fn check_ssh_keys(cfg: &LoadedConfig) -> Result<(), CliError> {
     for n in &cfg.cluster.nodes {
-        if n.ssh.key.is_some() || ((n.ssh.agent || agent_flag) && !n.ssh.key_path_explicit) {
+        // A key cluster.yml does not name is ssh's to find (agent, ~/.ssh/config, id_*).
+        if n.ssh.key.is_some() || !n.ssh.key_path_explicit {
             continue;
         }
         let p = &n.ssh.key_path;

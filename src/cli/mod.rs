@@ -92,9 +92,39 @@ fn refuse(message: impl Into<String>, help: impl Into<String>) -> CliError {
     CliError::refused(Refusal { message: message.into(), help: Some(help.into()) })
 }
 
+/// Writes generated text to stdout; a reader that stops early (`| head`) is not an error.
+fn print_generated(what: &str, text: &[u8]) -> ExitCode {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rkectl {what}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "rkectl", &mut script);
+            return print_generated("completions", &script);
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            if let Err(e) = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut page) {
+                eprintln!("rkectl man: {e}");
+                return ExitCode::from(1);
+            }
+            return print_generated("man", &page);
+        }
+        _ => {}
+    }
     if let Command::Agent { command } = cli.command {
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
         return match rt.block_on(crate::agent::run(command)) {
@@ -119,6 +149,7 @@ pub fn main() -> ExitCode {
 async fn dispatch(cmd: Command) -> Result<(), CliError> {
     match cmd {
         Command::Up { pki, common } => act(&common, &Action::Up { pki }).await,
+        Command::Cleanup { common } => act(&common, &Action::Cleanup).await,
         Command::Etcd { command: EtcdAction::SnapshotList { verify, s3 }, common } => {
             list::run(&common, verify, &s3).await
         }
@@ -149,7 +180,9 @@ async fn dispatch(cmd: Command) -> Result<(), CliError> {
         Command::Apply { file: Some(file), abandon: false, s3, common, .. } => apply_file(&common, &file, &s3).await,
         Command::Apply { action: Some(action), abandon: false, common, .. } => act(&common, &action).await,
         Command::Apply { abandon, s3, common, .. } => resume(&common, &s3, abandon).await,
-        Command::Agent { .. } => unreachable!("handled before the runtime"),
+        Command::Agent { .. } | Command::Completions { .. } | Command::Man => {
+            unreachable!("handled before the runtime")
+        }
     }
 }
 
@@ -172,7 +205,7 @@ fn load_config(common: &Common) -> Result<LoadedConfig, CliError> {
         };
         eprintln!("{:?}", Report::new(warning));
     }
-    inputs::check_ssh_keys(&cfg, common.ssh_agent_auth)?;
+    inputs::check_ssh_keys(&cfg)?;
     Ok(cfg)
 }
 
@@ -208,6 +241,7 @@ fn connector(common: &Common) -> Arc<dyn Connector> {
 fn action_spec(action: &Action, cluster: &Cluster) -> Result<(ActionSpec, Option<S3Settings>, PkiFlags), CliError> {
     match action {
         Action::Up { pki } => Ok((ActionSpec::Up, None, PkiFlags { new_pki: pki.new_pki, use_local_state: false })),
+        Action::Cleanup => Ok((ActionSpec::Cleanup, None, PkiFlags::default())),
         Action::Etcd { command } if matches!(**command, EtcdAction::SnapshotList { .. }) => {
             Err(CliError::input("snapshot-list only reads; it has no plan", "run `rkectl etcd snapshot-list`"))
         }
@@ -224,10 +258,32 @@ fn action_spec(action: &Action, cluster: &Cluster) -> Result<(ActionSpec, Option
     }
 }
 
+/// The S3 flags of an action, when it has them.
+fn s3_flags(action: &Action) -> Option<&S3Flags> {
+    let Action::Etcd { command } = action else { return None };
+    Some(match &**command {
+        EtcdAction::SnapshotSave { s3, .. }
+        | EtcdAction::SnapshotRestore { s3, .. }
+        | EtcdAction::SnapshotDelete { s3, .. }
+        | EtcdAction::SnapshotPrune { s3, .. }
+        | EtcdAction::SnapshotList { s3, .. } => s3,
+    })
+}
+
 async fn prepare(cfg: LoadedConfig, common: &Common, action: &Action, offline: bool) -> Result<Prepared, CliError> {
     let (spec, s3, pki_flags) = action_spec(action, &cfg.cluster)?;
-    let secrets: Vec<Secret> = s3.iter().flat_map(|s| [s.access_key.clone(), s.secret_key.clone()]).collect();
-    let input = crate::prepare::PrepareInput { cfg, spec, s3, pki_flags, offline, connector: connector(common) };
+    let state_passphrase = s3_flags(action).map(inputs::state_passphrase).transpose()?.flatten();
+    let secrets: Vec<Secret> =
+        s3.iter().flat_map(|s| [s.access_key.clone(), s.secret_key.clone()]).chain(state_passphrase.clone()).collect();
+    let input = crate::prepare::PrepareInput {
+        cfg,
+        spec,
+        s3,
+        state_passphrase,
+        pki_flags,
+        offline,
+        connector: connector(common),
+    };
     crate::prepare::prepare(input).await.map_err(|e| redact_refusal(e, &secrets))
 }
 
@@ -280,6 +336,7 @@ fn start_line(spec: &ActionSpec) -> &'static str {
         ActionSpec::EtcdSnapshotRestore { .. } => "Starting restore on etcd hosts",
         ActionSpec::EtcdSnapshotDelete { .. } => "Starting deleting snapshot on etcd hosts",
         ActionSpec::EtcdSnapshotPrune { .. } => "Starting pruning snapshots on etcd hosts",
+        ActionSpec::Cleanup => "Removing rkectl's helper binaries from the etcd hosts",
     }
 }
 
@@ -290,6 +347,7 @@ fn done_line(spec: &ActionSpec) -> String {
         ActionSpec::EtcdSnapshotRestore { .. } => "Finished restoring on all etcd hosts".into(),
         ActionSpec::EtcdSnapshotDelete { name, .. } => format!("Finished deleting snapshot [{name}]"),
         ActionSpec::EtcdSnapshotPrune { .. } => "Finished pruning snapshots".into(),
+        ActionSpec::Cleanup => "Finished removing rkectl's helper binaries".into(),
     }
 }
 
@@ -349,15 +407,24 @@ fn unfinished(paths: &StatePaths) -> CliError {
 }
 
 async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>) -> Result<(), CliError> {
-    let Prepared { plan, cfg, paths, mut state, pki, rke_state, s3, pool } = p;
+    let Prepared { plan, cfg, paths, mut state, pki, rke_state, s3, state_passphrase, pool } = p;
     if plan.observed.offline {
         return Err(refuse(
             "an offline plan cannot be applied: it did not look at the hosts",
             "plan again without --offline",
         ));
     }
+    let pool = match pool {
+        Some(p) => p,
+        None => {
+            let removed = crate::prepare::removed_members(&cfg.cluster, &state, rke_state.as_ref());
+            crate::prepare::pool(connector(common), &cfg.cluster, &removed, plan.action != ActionSpec::Cleanup)
+                .map_err(CliError::refused)?
+        }
+    };
     let lock =
-        ApplyLock::acquire(&paths.lock, &std::env::args().collect::<Vec<_>>().join(" ")).map_err(CliError::refused)?;
+        // What is recorded is the plan's title, never the command line: it may hold an S3 key.
+        ApplyLock::acquire(&paths.lock, &format!("rkectl: {}", plan.title)).map_err(CliError::refused)?;
     if let Some(prev) = &lock.previous {
         eprintln!(
             "WARN[0000] A previous apply (pid {} on {}, since {}) ended without releasing the lock; taking it over",
@@ -377,19 +444,13 @@ async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>) -> Re
         }
     };
     let done = resume.as_ref().map(|j| j.finished.clone()).unwrap_or_default();
-    let pool = match pool {
-        Some(p) => p,
-        None => {
-            let removed = crate::prepare::removed_members(&cfg.cluster, &state, rke_state.as_ref());
-            crate::prepare::pool(connector(common), &cfg.cluster, &removed)
-        }
-    };
     let cluster = Arc::new(cfg.cluster.clone());
     let executor = crate::steps::Executor {
         cluster: cluster.clone(),
         pool,
         pki: pki.as_ref().map(|p| p.pki.clone()),
         state_text: rke_state.as_ref().map(RkeState::to_text),
+        state_passphrase: state_passphrase.clone(),
         s3: s3.clone(),
         helper_attempts: 2,
     };
@@ -404,6 +465,7 @@ async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>) -> Re
         secrets.push(s.access_key.clone());
         secrets.push(s.secret_key.clone());
     }
+    secrets.extend(state_passphrase.clone());
     if let Some(st) = &rke_state {
         secrets.extend(st.private_keys());
     }
@@ -528,7 +590,9 @@ async fn apply_file(common: &Common, file: &std::path::Path, s3_flags: &S3Flags)
         return Err(unfinished(&paths));
     }
     let s3 = s3_for_plan(&plan.action, s3_flags, &cfg.cluster)?;
-    let secrets: Vec<Secret> = s3.iter().flat_map(|s| [s.access_key.clone(), s.secret_key.clone()]).collect();
+    let state_passphrase = inputs::state_passphrase(s3_flags)?;
+    let secrets: Vec<Secret> =
+        s3.iter().flat_map(|s| [s.access_key.clone(), s.secret_key.clone()]).chain(state_passphrase.clone()).collect();
     // The same preparation as when the plan was made; a local state file, once there, is the
     // PKI (the plan may have written it from the snapshot's).
     let use_local_state = crate::rke::state::path_for(&cfg.path).exists();
@@ -536,6 +600,7 @@ async fn apply_file(common: &Common, file: &std::path::Path, s3_flags: &S3Flags)
         cfg,
         spec: plan.action.clone(),
         s3,
+        state_passphrase,
         pki_flags: PkiFlags { new_pki: false, use_local_state },
         offline: false,
         connector: connector(common),
@@ -628,6 +693,10 @@ async fn resume(common: &Common, s3_flags: &S3Flags, abandon: bool) -> Result<()
     }
     let (_, state, rke_state) = crate::prepare::local_state(&cfg).map_err(CliError::refused)?;
     let s3 = s3_for_plan(&j.plan.action, s3_flags, &cfg.cluster)?;
+    let state_passphrase = inputs::state_passphrase(s3_flags)?;
+    if matches!(j.plan.action, ActionSpec::EtcdSnapshotSave { seal_state: true, .. }) && state_passphrase.is_none() {
+        return Err(CliError::refused(crate::prepare::PrepareError::SealNeedsPassphrase));
+    }
     let pki = match (&rke_state, matches!(j.plan.action, ActionSpec::Up | ActionSpec::EtcdSnapshotRestore { .. })) {
         (Some(st), true) => {
             let pki = st.pki().map_err(CliError::refused)?.ok_or_else(|| {
@@ -655,5 +724,5 @@ async fn resume(common: &Common, s3_flags: &S3Flags, abandon: bool) -> Result<()
     };
     let plan = j.plan.clone();
     confirm(&plan, common, &format!("Finish: {}", describe_destruction(&plan)))?;
-    apply(Prepared { plan, cfg, paths, state, pki, rke_state, s3, pool: None }, common, Some(j)).await
+    apply(Prepared { plan, cfg, paths, state, pki, rke_state, s3, state_passphrase, pool: None }, common, Some(j)).await
 }

@@ -121,6 +121,21 @@ impl LoadedConfig {
     }
 }
 
+/// A lone CR (old Mac line ends) breaks a line for YAML and miette but not for our span
+/// index; as LF it is the same break for all three, at the same byte offsets.
+fn lone_cr_as_lf(text: String) -> String {
+    if !text.contains('\r') {
+        return text;
+    }
+    let mut bytes = text.into_bytes();
+    for i in 0..bytes.len() {
+        if bytes[i] == b'\r' && bytes.get(i + 1) != Some(&b'\n') {
+            bytes[i] = b'\n';
+        }
+    }
+    String::from_utf8(bytes).expect("CR and LF are ASCII: the text stays UTF-8")
+}
+
 fn file_name(p: &Path) -> String {
     p.display().to_string()
 }
@@ -135,6 +150,7 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
 /// Validates cluster.yml given as text; `path` names it in diagnostics and places state.
 pub fn parse(path: &Path, text: String) -> Result<LoadedConfig, ConfigError> {
     let name = file_name(path);
+    let text = lone_cr_as_lf(text);
     let invalid = |problems: Vec<ConfigProblem>, text: &str| ConfigError::Invalid {
         file: name.clone(),
         src: NamedSource::new(name.clone(), text.to_string()),
@@ -352,7 +368,14 @@ impl Validator<'_> {
         let kubernetes_service_ips = self.service_ips(&kube_api.service_cluster_ip_range);
         let cluster_domain = s(&services.kubelet.unwrap_or_default().cluster_domain)
             .unwrap_or_else(|| DEFAULT_CLUSTER_DOMAIN.to_string());
-        let tools_image = s(&images.rkectl_tools).unwrap_or_else(|| DEFAULT_TOOLS_IMAGE.to_string());
+        if s(&images.rkectl_tools).is_some() {
+            self.warning(
+                "system_images.rkectl_tools",
+                "system_images.rkectl_tools is ignored: rkectl needs no image of its own any more",
+                "ignored",
+                Some("helpers run in the etcd image, with rkectl's binary copied to the nodes; remove the line"),
+            );
+        }
         let extra_args: BTreeMap<String, String> =
             etcd_raw.extra_args.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
         let extra_binds = etcd_raw.extra_binds.unwrap_or_default().into_iter().map(|v| v.0).collect();
@@ -374,7 +397,6 @@ impl Validator<'_> {
             nodes,
             ignore_docker_version: raw.ignore_docker_version.map(|b| b.0).unwrap_or(false),
             etcd: EtcdService { image, extra_args, extra_binds, extra_env, recurring, s3 },
-            tools_image,
             kubernetes_version: s(&raw.kubernetes_version),
             kubernetes_service_ips: kubernetes_service_ips?,
             cluster_domain,

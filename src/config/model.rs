@@ -22,8 +22,6 @@ pub const DEFAULT_SERVICE_CLUSTER_IP_RANGE: &str = "10.43.0.0/16";
 pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
 /// Default etcd image when cluster.yml names none.
 pub const DEFAULT_ETCD_IMAGE: &str = "rancher/mirrored-coreos-etcd:v3.5.16";
-/// Default image of the node-side agent (the rkectl binary plus etcdctl).
-pub const DEFAULT_TOOLS_IMAGE: &str = concat!("rkectl/tools:v", env!("CARGO_PKG_VERSION"));
 /// Legacy recurring snapshot interval default (reference: `5m0s`).
 pub const DEFAULT_CREATION: Duration = Duration::from_secs(5 * 60);
 /// Legacy recurring snapshot retention default (reference: `24h`).
@@ -216,8 +214,6 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     pub ignore_docker_version: bool,
     pub etcd: EtcdService,
-    /// The node-side tools image (`system_images.rkectl_tools`).
-    pub tools_image: String,
     /// `kubernetes_version`, when written: RKE's etcd binds depend on it.
     pub kubernetes_version: Option<String>,
     /// The first address of each `services.kube-api.service_cluster_ip_range` range (RKE

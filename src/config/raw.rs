@@ -102,7 +102,7 @@ pub struct RawS3 {
     pub custom_ca: Option<ScalarString>,
 }
 
-/// `system_images:`; `rkectl_tools` is our addition (RKE ignores unknown keys here).
+/// `system_images:`; `rkectl_tools` named rkectl's image before it needed none.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct RawSystemImages {

@@ -15,8 +15,6 @@ use crate::plan::step::{RollingSettings, SnapshotName};
 pub const SPEC_HASH_LABEL: &str = "io.rkectl.spec-hash";
 /// Label marking every container rkectl creates.
 pub const MANAGED_LABEL: &str = "io.rkectl.managed";
-/// Where the tools image has the rkectl binary.
-pub const AGENT_BIN: &str = "/usr/local/bin/rkectl";
 
 fn base(name: &str, image: &str) -> ContainerSpec {
     let mut spec = ContainerSpec::new(name, image);
@@ -24,11 +22,20 @@ fn base(name: &str, image: &str) -> ContainerSpec {
     spec
 }
 
+/// A helper that runs rkectl's agent: the cluster's etcd image (its `etcdctl` included),
+/// with rkectl's binary mounted read-only as the entrypoint. Callers add their binds.
 fn agent(name: &str, cluster: &Cluster, args: Vec<String>) -> ContainerSpec {
-    let mut spec = base(name, &cluster.tools_image);
-    spec.entrypoint = Some(vec![AGENT_BIN.into(), "agent".into()]);
+    let mut spec = base(name, &cluster.etcd.image);
+    spec.entrypoint = Some(vec![crate::agent_binary::remote_path(), "agent".into()]);
     spec.cmd = args;
+    spec.binds = vec![agent_bind()];
     spec
+}
+
+/// The bind of rkectl's binary folder, read-only.
+fn agent_bind() -> String {
+    let dir = crate::agent_binary::remote_dir();
+    format!("{dir}:{dir}:ro")
 }
 
 fn tls_args(node: &Node) -> Vec<String> {
@@ -47,9 +54,17 @@ fn s3_args(s3: &S3Settings) -> Vec<String> {
     a
 }
 
+/// The S3 keys a helper uses, as a file only root on the host can read; no keys (the node's
+/// own IAM role, as rke-tools uses then) means no file.
 fn s3_env(spec: &mut ContainerSpec, s3: &S3Settings) {
-    spec.secret_env.push(("AWS_ACCESS_KEY_ID".into(), s3.access_key.clone()));
-    spec.secret_env.push(("AWS_SECRET_ACCESS_KEY".into(), s3.secret_key.clone()));
+    if let Some(content) = crate::s3::credentials_file(s3) {
+        spec.secret_files.push(crate::host::SecretFile {
+            host_path: paths::s3_credentials(&spec.name),
+            container_path: crate::s3::CREDENTIALS_FILE_IN_CONTAINER.into(),
+            content,
+        });
+        spec.env.push(format!("{}={}", crate::s3::CREDENTIALS_FILE_ENV, crate::s3::CREDENTIALS_FILE_IN_CONTAINER));
+    }
     if let Some(ca) = &s3.custom_ca {
         // A CA is public; it goes in the environment so no file has to be placed first.
         spec.env.push(format!("RKECTL_S3_CA_PEM={ca}"));
@@ -60,7 +75,7 @@ fn s3_env(spec: &mut ContainerSpec, s3: &S3Settings) {
 pub fn cleaner(cluster: &Cluster) -> ContainerSpec {
     let mut spec =
         agent(names::CLEANER, cluster, vec!["clean".into(), "--data-dir".into(), paths::DATA_DIR_IN_CONTAINER.into()]);
-    spec.binds = vec![format!("{}:{}:z", paths::DATA_DIR, paths::DATA_DIR_IN_CONTAINER)];
+    spec.binds.extend([format!("{}:{}:z", paths::DATA_DIR, paths::DATA_DIR_IN_CONTAINER)]);
     spec
 }
 
@@ -119,7 +134,7 @@ pub fn restore_finish(cluster: &Cluster) -> ContainerSpec {
             RESTORE_STAGING.into(),
         ],
     );
-    spec.binds = vec![format!("{}:{}:z", paths::DATA_DIR, paths::DATA_DIR_IN_CONTAINER)];
+    spec.binds.extend([format!("{}:{}:z", paths::DATA_DIR, paths::DATA_DIR_IN_CONTAINER)]);
     spec
 }
 
@@ -140,7 +155,7 @@ pub fn log_linker(cluster: &Cluster, container: &str, container_id: &str, docker
             paths::LOG_DIR.into(),
         ],
     );
-    spec.binds = vec![format!("{0}:{0}:z", paths::LOG_DIR)];
+    spec.binds.extend([format!("{0}:{0}:z", paths::LOG_DIR)]);
     spec
 }
 
@@ -165,7 +180,7 @@ fn checker(cluster: &Cluster, files: &[String], quick: bool) -> ContainerSpec {
         args.extend(["--path".into(), path]);
     }
     let mut spec = agent(names::CHECKSUM_CHECKER, cluster, args);
-    spec.binds = vec![format!("{0}:{0}:ro", paths::SNAPSHOT_DIR)];
+    spec.binds.extend([format!("{0}:{0}:ro", paths::SNAPSHOT_DIR)]);
     spec
 }
 
@@ -197,7 +212,7 @@ pub fn snapshot_once(
         s3_env(&mut spec, s3);
     }
     spec.cmd = args;
-    spec.binds = vec![format!("{0}:{0}:z", paths::SNAPSHOT_DIR), format!("{0}:{0}:ro", paths::CERT_DIR)];
+    spec.binds.extend([format!("{0}:{0}:z", paths::SNAPSHOT_DIR), format!("{0}:{0}:ro", paths::CERT_DIR)]);
     spec.network_host = true;
     spec
 }
@@ -233,7 +248,7 @@ pub fn s3_download(
     args.extend(s3_args(s3));
     s3_env(&mut spec, s3);
     spec.cmd = args;
-    spec.binds = vec![format!("{0}:{0}:z", paths::SNAPSHOT_DIR)];
+    spec.binds.extend([format!("{0}:{0}:z", paths::SNAPSHOT_DIR)]);
     spec.network_host = true;
     spec
 }
@@ -242,7 +257,7 @@ pub fn s3_download(
 pub fn unpack(cluster: &Cluster, archive: &str, out: &str) -> ContainerSpec {
     let args = vec!["snapshot-unpack".into(), "--archive".into(), archive.into(), "--out".into(), out.into()];
     let mut spec = agent(names::UNPACK, cluster, args);
-    spec.binds = vec![format!("{0}:{0}:z", paths::SNAPSHOT_DIR)];
+    spec.binds.extend([format!("{0}:{0}:z", paths::SNAPSHOT_DIR)]);
     spec
 }
 
@@ -252,7 +267,7 @@ pub fn health_check(cluster: &Cluster, via: &Node, members: &[&Node]) -> Contain
     let mut args = vec!["health".into(), "--endpoints".into(), endpoints.join(",")];
     args.extend(tls_args(via));
     let mut spec = agent(names::HEALTH_CHECK, cluster, args);
-    spec.binds = vec![format!("{0}:{0}:ro", paths::CERT_DIR)];
+    spec.binds.extend([format!("{0}:{0}:ro", paths::CERT_DIR)]);
     spec.network_host = true;
     spec
 }
@@ -268,7 +283,7 @@ pub fn member_change(cluster: &Cluster, via: &Node, change: MemberChange<'_>) ->
     args.extend(["--endpoint".into(), client_url(via)]);
     args.extend(tls_args(via));
     let mut spec = agent(names::HEALTH_CHECK, cluster, args);
-    spec.binds = vec![format!("{0}:{0}:ro", paths::CERT_DIR)];
+    spec.binds.extend([format!("{0}:{0}:ro", paths::CERT_DIR)]);
     spec.network_host = true;
     spec
 }
@@ -287,7 +302,7 @@ pub fn snapshot_delete(cluster: &Cluster, snapshots: &[SnapshotName]) -> Contain
         args.extend(["--name".into(), s.to_string()]);
     }
     let mut spec = agent(names::SNAPSHOT_PRUNE, cluster, args);
-    spec.binds = vec![format!("{0}:{0}:z", paths::SNAPSHOT_DIR)];
+    spec.binds.extend([format!("{0}:{0}:z", paths::SNAPSHOT_DIR)]);
     spec
 }
 
@@ -335,7 +350,7 @@ pub fn rolling_snapshots(cluster: &Cluster, node: &Node, settings: &RollingSetti
         }
     }
     spec.cmd = args;
-    spec.binds = vec![format!("{0}:{0}:z", paths::SNAPSHOT_DIR), format!("{0}:{0}:ro", paths::CERT_DIR)];
+    spec.binds.extend([format!("{0}:{0}:z", paths::SNAPSHOT_DIR), format!("{0}:{0}:ro", paths::CERT_DIR)]);
     spec.network_host = true;
     spec.restart = RestartPolicy::Always;
     spec.labels.insert(SPEC_HASH_LABEL.into(), spec_hash(&spec));
@@ -425,10 +440,10 @@ pub fn spec_hash(spec: &ContainerSpec) -> String {
         h.update(b"\0");
         h.update(part.as_bytes());
     }
-    for (k, v) in &spec.secret_env {
-        // Keys are hashed so that a rotated key recreates the service; the hash reveals nothing.
-        h.update(k.as_bytes());
-        h.update(blake3::hash(v.expose().as_bytes()).as_bytes());
+    for f in &spec.secret_files {
+        // Secrets are hashed so that a rotated key recreates the service.
+        h.update(f.host_path.as_bytes());
+        h.update(blake3::hash(f.content.expose().as_bytes()).as_bytes());
     }
     h.finalize().to_hex()[..16].to_string()
 }

@@ -64,6 +64,13 @@ pub mod paths {
     pub const CERT_DIR: &str = crate::rke::pki::CERT_DIR;
     /// RKE's log links.
     pub const LOG_DIR: &str = "/var/lib/rancher/rke/log";
+    /// Secrets handed to rkectl's helpers as files (mode 0600), beside the cluster's keys.
+    pub const SECRETS_DIR: &str = "/etc/kubernetes/rkectl";
+
+    /// The S3 credentials file of helper container `container`.
+    pub fn s3_credentials(container: &str) -> String {
+        format!("{SECRETS_DIR}/{container}-s3.json")
+    }
 }
 
 /// RKE's initial cluster token.

@@ -75,6 +75,42 @@ impl Reporter for Fanout {
     }
 }
 
+/// Passes events on with every text that may quote a remote message (errors, retries, log
+/// lines, reasons) redacted and made printable: whatever a reporter writes, no secret and
+/// no terminal escape sequence reaches it.
+pub struct Redacting<'a> {
+    pub inner: &'a dyn Reporter,
+    pub redact: &'a (dyn Fn(&str) -> String + Sync),
+}
+
+impl Reporter for Redacting<'_> {
+    fn event(&self, e: &ApplyEvent) {
+        let r = |t: &str| super::printable(&(self.redact)(t));
+        let kind = match &e.kind {
+            ApplyEventKind::StepLog { id, host, level, topic, message } => ApplyEventKind::StepLog {
+                id: id.clone(),
+                host: host.clone(),
+                level: *level,
+                topic: topic.clone(),
+                message: r(message),
+            },
+            ApplyEventKind::StepRetrying { id, host, attempt, error, delay_ms } => ApplyEventKind::StepRetrying {
+                id: id.clone(),
+                host: host.clone(),
+                attempt: *attempt,
+                error: r(error),
+                delay_ms: *delay_ms,
+            },
+            ApplyEventKind::StepFailed { id, kind, host, error } => {
+                ApplyEventKind::StepFailed { id: id.clone(), kind: *kind, host: host.clone(), error: r(error) }
+            }
+            ApplyEventKind::RunCancelling { reason } => ApplyEventKind::RunCancelling { reason: r(reason) },
+            other => other.clone(),
+        };
+        self.inner.event(&ApplyEvent { elapsed: e.elapsed, kind });
+    }
+}
+
 /// Keeps every event (tests).
 #[derive(Default)]
 pub struct Recorder(pub std::sync::Mutex<Vec<ApplyEvent>>);

@@ -68,7 +68,7 @@ impl StepError {
 
     /// Attaches a container's logs.
     pub fn with_logs(mut self, logs: impl Into<String>) -> Self {
-        let logs = logs.into();
+        let logs = printable(&logs.into());
         if !logs.trim().is_empty() {
             self.logs = Some(logs);
         }
@@ -85,6 +85,19 @@ impl StepError {
             None => self.message.clone(),
         }
     }
+}
+
+/// Text from a node (a container's output) made safe for a terminal: control characters
+/// (escape sequences that could rewrite the screen or the title) shown as `\u{..}`; line
+/// breaks and tabs kept.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| match c {
+            '\n' | '\t' => vec![c],
+            c if c.is_control() => format!("\\u{{{:x}}}", c as u32).chars().collect(),
+            c => vec![c],
+        })
+        .collect()
 }
 
 impl From<HostError> for StepError {
@@ -212,6 +225,8 @@ pub async fn run(
         line: 1,
         reason: e.to_string(),
     })?;
+    let redacting = events::Redacting { inner: reporter, redact };
+    let reporter: &dyn Reporter = &redacting;
     let n = plan.steps.len();
     let started = Instant::now();
     let emit = |kind| reporter.event(&ApplyEvent { elapsed: started.elapsed(), kind });
@@ -363,5 +378,18 @@ async fn run_step<'a>(
             }
             Err(e) => return (i, Err(e), t0.elapsed()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_helpers_output_cannot_drive_the_terminal() {
+        let e = StepError::fatal("x").with_logs("ok\n\x1b]0;pwned\x07\x1b[2Jdone\tend\r");
+        let logs = e.logs.unwrap();
+        assert!(!logs.contains('\x1b') && !logs.contains('\x07') && !logs.contains('\r'), "{logs:?}");
+        assert!(logs.contains("ok\n") && logs.contains("done\tend"), "{logs:?}");
     }
 }

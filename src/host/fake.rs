@@ -531,12 +531,7 @@ impl Host for FakeHost {
                     spec_image: spec.image.clone(),
                     cmd: spec.cmd.clone(),
                     args: spec.entrypoint.iter().flatten().chain(&spec.cmd).cloned().collect(),
-                    env: spec
-                        .env
-                        .iter()
-                        .cloned()
-                        .chain(spec.secret_env.iter().map(|(k, v)| format!("{k}={}", v.expose())))
-                        .collect(),
+                    env: spec.env.clone(),
                     binds: spec.binds.clone(),
                     service: spec.restart == super::RestartPolicy::Always,
                     labels: spec.labels.clone(),
@@ -656,6 +651,33 @@ impl Host for FakeHost {
                     })
                 })
                 .collect())
+        })
+        .await
+    }
+
+    async fn list_dirs(&self, path: &str) -> HostResult<Vec<String>> {
+        let prefix = format!("{}/", path.trim_end_matches('/'));
+        self.with("list", |s| {
+            let mut dirs: Vec<String> = s
+                .files
+                .keys()
+                .filter_map(|k| {
+                    let rest = k.strip_prefix(&prefix)?;
+                    rest.split_once('/').map(|(d, _)| d.to_string())
+                })
+                .collect();
+            dirs.dedup();
+            Ok(dirs)
+        })
+        .await
+    }
+
+    async fn remove_tree(&self, path: &str) -> HostResult<bool> {
+        let prefix = format!("{}/", path.trim_end_matches('/'));
+        self.with("remove folder", |s| {
+            let before = s.files.len();
+            s.files.retain(|k, _| !k.starts_with(&prefix));
+            Ok(s.files.len() != before)
         })
         .await
     }

@@ -38,8 +38,10 @@ pub struct ContainerSpec {
     pub entrypoint: Option<Vec<String>>,
     pub cmd: Vec<String>,
     pub env: Vec<String>,
-    /// Environment entries that hold secrets: passed to Docker, never printed.
-    pub secret_env: Vec<(String, Secret)>,
+    /// Files that hold secrets: written on the host (mode 0600) just before the container
+    /// is created and bound into it read-only, never in its environment (which `docker
+    /// inspect` shows to anyone with the socket, for the container's whole life).
+    pub secret_files: Vec<SecretFile>,
     /// `host:container[:opts]` bind mounts.
     pub binds: Vec<String>,
     pub network_host: bool,
@@ -57,7 +59,7 @@ impl ContainerSpec {
             entrypoint: None,
             cmd: Vec::new(),
             env: Vec::new(),
-            secret_env: Vec::new(),
+            secret_files: Vec::new(),
             binds: Vec::new(),
             network_host: false,
             pid_host: false,
@@ -65,6 +67,36 @@ impl ContainerSpec {
             labels: BTreeMap::new(),
         }
     }
+}
+
+/// A secret handed to a container as a read-only file.
+#[derive(Debug, Clone)]
+pub struct SecretFile {
+    pub host_path: String,
+    pub container_path: String,
+    pub content: Secret,
+}
+
+/// Creates the container of `spec`, its secret files first.
+pub async fn create_container(host: &dyn Host, spec: &ContainerSpec) -> HostResult<String> {
+    if spec.secret_files.is_empty() {
+        return host.create_container(spec).await;
+    }
+    let mut with_files = spec.clone();
+    for f in &spec.secret_files {
+        host.write_file(&f.host_path, f.content.expose().as_bytes(), 0o600).await?;
+        with_files.binds.push(format!("{}:{}:ro", f.host_path, f.container_path));
+    }
+    with_files.secret_files.clear();
+    host.create_container(&with_files).await
+}
+
+/// Removes the secret files of `spec` (its container is gone, or going).
+pub async fn remove_secret_files(host: &dyn Host, spec: &ContainerSpec) -> HostResult<()> {
+    for f in &spec.secret_files {
+        host.remove_file(&f.host_path).await?;
+    }
+    Ok(())
 }
 
 /// What Docker says about a container.
@@ -175,6 +207,10 @@ pub trait Host: Send + Sync {
     async fn remove_file(&self, path: &str) -> HostResult<bool>;
     /// The files of a folder (an empty list if the folder does not exist).
     async fn list_dir(&self, path: &str) -> HostResult<Vec<DirEntry>>;
+    /// The names of the folders in a folder (an empty list if it does not exist).
+    async fn list_dirs(&self, path: &str) -> HostResult<Vec<String>>;
+    /// Removes a folder and everything in it; `Ok(false)` if there was none.
+    async fn remove_tree(&self, path: &str) -> HostResult<bool>;
     /// Streams a file's contents.
     async fn open_read(&self, path: &str) -> HostResult<ByteStream>;
     /// `len` bytes of a file from `offset` (fewer at its end): reading part of a large file,
@@ -194,11 +230,13 @@ pub trait Connector: Send + Sync {
 /// A connection made at most once, shared by everyone who asks for it.
 type SharedConnection = Arc<OnceCell<Arc<dyn Host>>>;
 
-/// Dials each host once and shares the connection.
+/// Dials each host once and shares the connection; a host is handed out only once the
+/// binary its helpers run is on it.
 pub struct HostPool {
     connector: Arc<dyn Connector>,
     nodes: HashMap<HostAddr, Node>,
     cells: Mutex<HashMap<HostAddr, SharedConnection>>,
+    agent: Option<&'static crate::agent_binary::AgentBinary>,
 }
 
 impl HostPool {
@@ -208,7 +246,14 @@ impl HostPool {
             connector,
             nodes: nodes.into_iter().map(|n| (n.address.clone(), n)).collect(),
             cells: Mutex::new(HashMap::new()),
+            agent: None,
         }
+    }
+
+    /// Installs `agent` on every host when it is first dialed.
+    pub fn with_agent(mut self, agent: &'static crate::agent_binary::AgentBinary) -> Self {
+        self.agent = Some(agent);
+        self
     }
 
     /// The connection to `addr`, dialing it if this is the first use.
@@ -219,7 +264,15 @@ impl HostPool {
             transient: false,
         })?;
         let cell = self.cells.lock().await.entry(addr.clone()).or_default().clone();
-        cell.get_or_try_init(|| self.connector.connect(node)).await.cloned()
+        cell.get_or_try_init(|| async {
+            let host = self.connector.connect(node).await?;
+            if let Some(agent) = self.agent {
+                ensure_agent(host.as_ref(), agent).await?;
+            }
+            Ok(host)
+        })
+        .await
+        .cloned()
     }
 
     /// Forgets a connection, so the next use dials again (after a dropped link).
@@ -252,8 +305,8 @@ pub async fn run_watched(
     mut watch: Option<&mut (dyn FnMut(&str) + Send)>,
 ) -> HostResult<RunOutput> {
     host.remove_container(&spec.name).await?;
-    host.create_container(spec).await?;
     let result = async {
+        create_container(host, spec).await?;
         host.start_container(&spec.name).await?;
         let wait = host.wait_container(&spec.name);
         tokio::pin!(wait);
@@ -273,9 +326,30 @@ pub async fn run_watched(
     }
     .await;
     let removed = host.remove_container(&spec.name).await;
+    // Only once the container is gone: it may still be reading them.
+    let files_removed = if removed.is_ok() { remove_secret_files(host, spec).await } else { Ok(()) };
     let out = result?;
     removed?;
+    files_removed?;
     Ok(out)
+}
+
+/// Makes sure rkectl's helper binary is on the host; whether it had to be uploaded. A file
+/// of the right size in the folder named after its checksum is that binary: uploads are
+/// atomic (temporary file, byte count checked, rename).
+pub async fn ensure_agent(host: &dyn Host, agent: &crate::agent_binary::AgentBinary) -> HostResult<bool> {
+    let dir = agent.remote_dir();
+    if host.list_dir(&dir).await?.iter().any(|e| e.name == "rkectl" && e.size == agent.size) {
+        return Ok(false);
+    }
+    let file = tokio::fs::File::open(&agent.local).await.map_err(|e| HostError::Io {
+        host: host.addr().clone(),
+        op: "upload rkectl".into(),
+        reason: format!("{}: {e}", agent.local.display()),
+        transient: false,
+    })?;
+    host.write_stream(&agent.remote_path(), Box::new(file), 0o755).await?;
+    Ok(true)
 }
 
 /// Makes sure `image` is on the host, pulling it if needed.

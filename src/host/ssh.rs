@@ -459,6 +459,16 @@ const LIST_SCRIPT: &str = r#"[ -e "$1" ] || exit 3
 cd -- "$1" || exit 4
 exec find . -mindepth 1 -maxdepth 1 -type f -printf '%f\t%s\t%T@\0'"#;
 
+/// Lists the folders in a folder as NUL-terminated names; exit 3 when absent.
+const DIRS_SCRIPT: &str = r#"[ -e "$1" ] || exit 3
+cd -- "$1" || exit 4
+for d in */; do [ -d "$d" ] && printf '%s\0' "${d%/}"; done
+exit 0"#;
+
+/// Removes a folder and what is in it; exit 3 when there was none.
+const TREE_SCRIPT: &str = r#"[ -e "$1" ] || exit 3
+exec rm -rf -- "$1""#;
+
 /// Opens a file, then prints one `K` so the caller knows it opened before any data flows.
 const OPEN_SCRIPT: &str = r#"[ -e "$1" ] || exit 3
 if [ -d "$1" ]; then echo "$1: is a directory" >&2; exit 4; fi
@@ -561,8 +571,7 @@ impl Host for SshHost {
     }
 
     async fn create_container(&self, spec: &ContainerSpec) -> HostResult<String> {
-        let mut env = spec.env.clone();
-        env.extend(spec.secret_env.iter().map(|(k, v)| format!("{k}={}", v.expose())));
+        let env = spec.env.clone();
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
             entrypoint: spec.entrypoint.clone(),
@@ -588,7 +597,7 @@ impl Host for SshHost {
         match self.docker.create_container(Some(options), body).await {
             Ok(r) => Ok(r.id),
             Err(e) => {
-                let secrets: Vec<&Secret> = spec.secret_env.iter().map(|(_, v)| v).collect();
+                let secrets: Vec<&Secret> = spec.secret_files.iter().map(|f| &f.content).collect();
                 if status_of(&e) == Some(404) {
                     return Err(HostError::ImageUnavailable {
                         host: self.addr.clone(),
@@ -700,6 +709,29 @@ impl Host for SshHost {
             0 => Ok(true),
             EXIT_ABSENT => Ok(false),
             _ => Err(self.script_failed("remove file", path, &f)),
+        }
+    }
+
+    async fn list_dirs(&self, path: &str) -> HostResult<Vec<String>> {
+        let f = self.run("list folder", DIRS_SCRIPT, &[path], None).await?;
+        match f.code {
+            0 => Ok(f
+                .stdout
+                .split(|b| *b == 0)
+                .filter(|n| !n.is_empty())
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+                .collect()),
+            EXIT_ABSENT => Ok(Vec::new()),
+            _ => Err(self.script_failed("list folder", path, &f)),
+        }
+    }
+
+    async fn remove_tree(&self, path: &str) -> HostResult<bool> {
+        let f = self.run("remove folder", TREE_SCRIPT, &[path], None).await?;
+        match f.code {
+            0 => Ok(true),
+            EXIT_ABSENT => Ok(false),
+            _ => Err(self.script_failed("remove folder", path, &f)),
         }
     }
 
@@ -946,20 +978,23 @@ fn configure_auth(
         builder.keyfile(&path);
         return Ok(Identity("the inline ssh_key from cluster.yml".into()));
     }
-    let path = &node.ssh.key_path;
-    let exists = path.exists();
-    if agent {
-        // Offering one file (IdentitiesOnly) would hide the agent's other keys.
-        if node.ssh.key_path_explicit && exists {
-            builder.keyfile(path);
-            return Ok(Identity(format!("the key {}", path.display())));
-        }
-        let sock = agent_sock.map(|s| s.display().to_string()).unwrap_or_default();
-        return Ok(Identity(format!("the keys of the SSH agent at {sock}")));
+    if !node.ssh.key_path_explicit {
+        // cluster.yml names no key: ssh chooses, as it does for a hand-typed `ssh` (the
+        // agent, IdentityFile of ~/.ssh/config for this host, ~/.ssh/id_ed25519, id_rsa…),
+        // rather than one file offered alone.
+        return Ok(Identity(match agent_sock {
+            Some(s) => format!("the keys of the SSH agent at {} and those ssh finds itself", s.display()),
+            None => "the keys ssh finds itself (SSH agent, ~/.ssh/config, ~/.ssh/id_*)".into(),
+        }));
     }
-    if exists {
+    let path = &node.ssh.key_path;
+    if path.exists() {
+        // The key cluster.yml names is the one offered (IdentitiesOnly), as RKE offers it.
         builder.keyfile(path);
         return Ok(Identity(format!("the key {}", path.display())));
+    }
+    if let Some(sock) = agent_sock {
+        return Ok(Identity(format!("the keys of the SSH agent at {}", sock.display())));
     }
     Err(auth_err(format!(
         "the SSH key {} does not exist; set ssh_key_path or ssh_key for this node, \

@@ -341,8 +341,15 @@ impl<'a> Builder<'a> {
                 self.notes.extend(r.why.iter().cloned());
                 self.reference = Some(r);
             }
-            ActionSpec::EtcdSnapshotSave { name, generated_name: true, .. } => {
-                self.notes.push(format!("Name of the snapshot is not specified using [{name}]"));
+            ActionSpec::EtcdSnapshotSave { name, generated_name, s3, include_state, seal_state } => {
+                if *generated_name {
+                    self.notes.push(format!("Name of the snapshot is not specified using [{name}]"));
+                }
+                if s3.is_some() && !include_state && !seal_state {
+                    self.notes.push(
+                        "The S3 copy will not carry the cluster state (its CA and keys): restoring it where there is no cluster.rkestate will need that file. To store it, sealed, beside the snapshot: --state-passphrase-file FILE (or RKECTL_STATE_PASSPHRASE); inside the archive in clear, as RKE does: --include-state.".into(),
+                    );
+                }
             }
             ActionSpec::Up => {
                 if let RecurringSnapshots::BackupConfig { interval_hours, retention, overrides_legacy: Some((c, r)) } =
@@ -649,11 +656,14 @@ impl<'a> Builder<'a> {
                 if staged { one(StepAction::DiscardStaged { snapshot: name.clone() }) } else { none() }
             }
             StepKind::SaveSnapshot => match action {
-                ActionSpec::EtcdSnapshotSave { name, s3, include_state, .. } => one(StepAction::SaveSnapshot {
-                    snapshot: name.clone(),
-                    upload: s3.clone(),
-                    include_state: *include_state,
-                }),
+                ActionSpec::EtcdSnapshotSave { name, s3, include_state, seal_state, .. } => {
+                    one(StepAction::SaveSnapshot {
+                        snapshot: name.clone(),
+                        upload: s3.clone(),
+                        include_state: *include_state,
+                        seal_state: *seal_state && s3.is_some(),
+                    })
+                }
                 _ => none(),
             },
             StepKind::CleanHost => one(StepAction::CleanHost),
@@ -726,6 +736,20 @@ impl<'a> Builder<'a> {
                 Ok(self.plan_start_rolling(node.expect("rolling snapshots run on etcd nodes")).into_iter().collect())
             }
             StepKind::RemoveRollingSnapshots => Ok(self.plan_remove_rolling(host).into_iter().collect()),
+            StepKind::RemoveAgent => {
+                let Some(f) = self.facts(host) else { return none() };
+                // The binary rkectl's running snapshot service runs from stays.
+                let in_use: Option<String> = f
+                    .containers
+                    .get(names::ROLLING_SNAPSHOTS)
+                    .filter(|c| c.made_by == MadeBy::Rkectl && c.running)
+                    .and_then(|c| c.args.first())
+                    .and_then(|p| p.strip_prefix(&format!("{}/", crate::agent_binary::REMOTE_ROOT)))
+                    .and_then(|rest| rest.split('/').next())
+                    .map(str::to_string);
+                let versions: Vec<String> = f.agents.iter().filter(|v| Some(*v) != in_use.as_ref()).cloned().collect();
+                if versions.is_empty() { none() } else { one(StepAction::RemoveAgent { versions }) }
+            }
             StepKind::DeleteSnapshot => {
                 let Some(f) = self.facts(host) else { return none() };
                 let names: Vec<SnapshotName> = match action {
@@ -921,19 +945,22 @@ fn made_by(m: MadeBy) -> &'static str {
     }
 }
 
-/// Snapshots a prune deletes: by age, or all but the newest `keep`. Only snapshots made by
-/// rkectl's or RKE's automatic naming are candidates; a name a user chose is kept. Their age
-/// is read from the name, as rke-tools reads it, else taken from the file.
+/// Snapshots a prune deletes: by age, or all but the newest `keep`. Only recurring snapshots
+/// (`<time>_etcd`) are candidates, as in rke-tools' retention: a one-time snapshot, even
+/// with RKE's default name, was taken on purpose (before an upgrade, say) and is kept.
+/// Their age is read from the name, as rke-tools reads it, else taken from the file.
 pub fn prune_candidates<'a>(
     snapshots: impl Iterator<Item = (&'a SnapshotName, i64)>,
     policy: &PrunePolicy,
     now: i64,
 ) -> Vec<SnapshotName> {
     let mut auto: Vec<(&SnapshotName, i64)> =
-        snapshots.filter(|(n, _)| is_automatic_name(n)).map(|(n, m)| (n, name_time(n).unwrap_or(m))).collect();
+        snapshots.filter(|(n, _)| is_recurring_name(n)).map(|(n, m)| (n, name_time(n).unwrap_or(m))).collect();
     match policy {
         PrunePolicy::Age { seconds, .. } => {
-            auto.into_iter().filter(|(_, m)| now.saturating_sub(*m) > *seconds as i64).map(|(n, _)| n.clone()).collect()
+            // A retention longer than i64 seconds keeps everything (it must never wrap negative).
+            let keep_for = i64::try_from(*seconds).unwrap_or(i64::MAX);
+            auto.into_iter().filter(|(_, m)| now.saturating_sub(*m) > keep_for).map(|(n, _)| n.clone()).collect()
         }
         PrunePolicy::Count { keep } => {
             auto.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(a.0)));
@@ -945,11 +972,6 @@ pub fn prune_candidates<'a>(
 /// Whether a snapshot name is a recurring one (`<RFC 3339 time>_etcd`, RKE's and rkectl's).
 pub fn is_recurring_name(n: &SnapshotName) -> bool {
     n.as_str().ends_with("_etcd")
-}
-
-/// Whether a snapshot name was made automatically (recurring, or one-time default).
-pub fn is_automatic_name(n: &SnapshotName) -> bool {
-    n.as_str().starts_with(ONE_TIME_PREFIX) || is_recurring_name(n)
 }
 
 /// The prefix of a one-time snapshot's default name.
@@ -976,12 +998,22 @@ mod tests {
         assert_eq!(name_time(&n("rke_etcd_snapshot_1970-01-01T01:00:00+01:00")), Some(0));
         assert_eq!(name_time(&n("before-upgrade")), None);
         assert!(is_recurring_name(&n("2024-10-04T22:40:30Z_etcd")));
-        assert!(!is_automatic_name(&n("before-upgrade.db")));
+        assert!(!is_recurring_name(&n("before-upgrade.db")));
         let policy = PrunePolicy::Age { seconds: 30, text: "30s".into() };
         let old = n("1970-01-01T00:00:10Z_etcd");
         let new = n("1970-01-01T00:01:00Z_etcd");
         // The file times (100) say both are new; the names say the first is old.
         let got = prune_candidates([(&old, 100), (&new, 100)].into_iter(), &policy, 80);
-        assert_eq!(got, [old]);
+        assert_eq!(got, std::slice::from_ref(&old));
+        // A retention too long for the clock keeps everything instead of wrapping negative.
+        let forever = PrunePolicy::Age { seconds: u64::MAX, text: "forever".into() };
+        assert!(prune_candidates([(&old, 0), (&new, 0)].into_iter(), &forever, 1_800_000_000).is_empty());
+        // RKE's one-time default name is never pruned, however old.
+        let one_time = n("rke_etcd_snapshot_1970-01-01T00:00:00Z");
+        let everything = PrunePolicy::Count { keep: 0 };
+        assert_eq!(
+            prune_candidates([(&one_time, 0), (&old, 0)].into_iter(), &everything, 80),
+            std::slice::from_ref(&old)
+        );
     }
 }

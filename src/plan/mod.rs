@@ -41,6 +41,9 @@ pub enum ActionSpec {
         s3: Option<S3Target>,
         /// The archive carries RKE's state file (every private key, in clear), as RKE's do.
         include_state: bool,
+        /// RKE's state is stored beside the S3 copy, sealed with the user's passphrase.
+        #[serde(default)]
+        seal_state: bool,
     },
     /// `rkectl etcd snapshot-restore`.
     EtcdSnapshotRestore { name: SnapshotName, from: RestoreSearch },
@@ -48,6 +51,8 @@ pub enum ActionSpec {
     EtcdSnapshotDelete { name: SnapshotName, s3: Option<S3Target> },
     /// `rkectl etcd snapshot-prune`.
     EtcdSnapshotPrune { policy: PrunePolicy, s3: Option<S3Target> },
+    /// `rkectl cleanup`.
+    Cleanup,
 }
 
 /// Where a restore looks for its snapshot.
@@ -91,13 +96,14 @@ impl ActionSpec {
             ActionSpec::EtcdSnapshotRestore { .. } => "etcd-snapshot-restore",
             ActionSpec::EtcdSnapshotDelete { .. } => "etcd-snapshot-delete",
             ActionSpec::EtcdSnapshotPrune { .. } => "etcd-snapshot-prune",
+            ActionSpec::Cleanup => "cleanup",
         }
     }
 
     /// The S3 target the action uses, if any.
     pub fn s3(&self) -> Option<&S3Target> {
         match self {
-            ActionSpec::Up => None,
+            ActionSpec::Up | ActionSpec::Cleanup => None,
             ActionSpec::EtcdSnapshotRestore { from, .. } => from.s3(),
             ActionSpec::EtcdSnapshotSave { s3, .. }
             | ActionSpec::EtcdSnapshotDelete { s3, .. }
@@ -111,7 +117,7 @@ impl ActionSpec {
             ActionSpec::EtcdSnapshotSave { name, .. }
             | ActionSpec::EtcdSnapshotRestore { name, .. }
             | ActionSpec::EtcdSnapshotDelete { name, .. } => Some(name),
-            ActionSpec::Up | ActionSpec::EtcdSnapshotPrune { .. } => None,
+            ActionSpec::Up | ActionSpec::EtcdSnapshotPrune { .. } | ActionSpec::Cleanup => None,
         }
     }
 }

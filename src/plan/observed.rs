@@ -48,6 +48,10 @@ pub struct HostFacts {
     pub has_etcd_data: Option<bool>,
     /// The CA and member certificate files found on the host, when the action looks.
     pub certs: Option<CertFiles>,
+    /// rkectl's helper binaries on the host (folder names under `/opt/rke/rkectl`), when
+    /// the action looks.
+    #[serde(default)]
+    pub agents: Vec<String>,
     /// The cluster's members as this host's etcd reports them (names), when it runs.
     pub members: Option<Vec<String>>,
 }
@@ -179,8 +183,9 @@ pub struct S3Copy {
     pub modified: i64,
     /// From the manifest stored with the object; `None` for objects rkectl did not write.
     pub checksum: Option<Checksum>,
-    /// Whether the cluster's PKI was stored with it (sealed in rkectl's manifest).
-    pub has_pki: bool,
+    /// Whether RKE's state was stored with it, sealed with a passphrase, in rkectl's manifest.
+    #[serde(default)]
+    pub has_sealed_state: bool,
     /// Whether the archive carries the cluster state (known when it was looked at).
     #[serde(default)]
     pub has_state: bool,

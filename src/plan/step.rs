@@ -35,6 +35,8 @@ pub enum SnapshotNameError {
     Slash,
     #[error("a snapshot name cannot be `.` or `..` or start with `.`")]
     Dots,
+    #[error("a snapshot name cannot start with `-` (a program would read it as an option)")]
+    Dash,
     #[error("a snapshot name cannot contain control characters (NUL, newline, …)")]
     Control,
     #[error("a snapshot name can be at most 200 bytes long (this one has {0})")]
@@ -53,6 +55,9 @@ impl SnapshotName {
         }
         if name.starts_with('.') {
             return Err(SnapshotNameError::Dots);
+        }
+        if name.starts_with('-') {
+            return Err(SnapshotNameError::Dash);
         }
         if name.chars().any(char::is_control) {
             return Err(SnapshotNameError::Control);
@@ -383,13 +388,22 @@ pub enum StepAction {
     HealthCheck { members: Vec<HostAddr>, same_revision: bool },
     /// Takes a snapshot on this host (`etcd-snapshot-once`) as rke-tools' archive,
     /// optionally with the cluster state inside, optionally streaming it to S3.
-    SaveSnapshot { snapshot: SnapshotName, upload: Option<S3Target>, include_state: bool },
+    SaveSnapshot {
+        snapshot: SnapshotName,
+        upload: Option<S3Target>,
+        include_state: bool,
+        /// RKE's state goes beside the S3 copy, sealed with the user's passphrase.
+        #[serde(default)]
+        seal_state: bool,
+    },
     /// Starts or replaces `etcd-rolling-snapshots`.
     StartRollingSnapshots { settings: RollingSettings, replaces: Option<Replacement> },
     /// Removes `etcd-rolling-snapshots`.
     RemoveRollingSnapshots { replaces: Option<Replacement> },
     /// Deletes a snapshot from the host or from S3.
     DeleteSnapshot { snapshot: SnapshotName, from: DeleteFrom },
+    /// Removes rkectl's helper binaries (their folders under `/opt/rke/rkectl`).
+    RemoveAgent { versions: Vec<String> },
 }
 
 /// The closed set of step kinds, as templates in `plans/` name them.
@@ -417,6 +431,7 @@ pub enum StepKind {
     StartRollingSnapshots,
     RemoveRollingSnapshots,
     DeleteSnapshot,
+    RemoveAgent,
 }
 
 impl StepKind {
@@ -444,6 +459,7 @@ impl StepKind {
             StepKind::StartRollingSnapshots => "start-rolling-snapshots",
             StepKind::RemoveRollingSnapshots => "remove-rolling-snapshots",
             StepKind::DeleteSnapshot => "delete-snapshot",
+            StepKind::RemoveAgent => "remove-agent",
         }
     }
 
@@ -513,6 +529,7 @@ impl StepAction {
             StepAction::StartRollingSnapshots { .. } => StepKind::StartRollingSnapshots,
             StepAction::RemoveRollingSnapshots { .. } => StepKind::RemoveRollingSnapshots,
             StepAction::DeleteSnapshot { .. } => StepKind::DeleteSnapshot,
+            StepAction::RemoveAgent { .. } => StepKind::RemoveAgent,
         }
     }
 
@@ -582,10 +599,13 @@ impl StepAction {
                 let what = if *same_revision { "healthy, same revision" } else { "healthy" };
                 format!("check {} member(s) {what}", members.len())
             }
-            StepAction::SaveSnapshot { snapshot, upload, include_state } => {
+            StepAction::SaveSnapshot { snapshot, upload, include_state, seal_state } => {
                 let state = if *include_state { " with the cluster state inside" } else { "" };
+                let sealed = if *seal_state { ", the cluster state sealed beside it" } else { "" };
                 match upload {
-                    Some(t) => format!("save snapshot {snapshot}.zip{state} (etcd-snapshot-once), stream to {t}"),
+                    Some(t) => {
+                        format!("save snapshot {snapshot}.zip{state} (etcd-snapshot-once), stream to {t}{sealed}")
+                    }
                     None => format!("save snapshot {snapshot}.zip{state} (etcd-snapshot-once)"),
                 }
             }
@@ -593,6 +613,9 @@ impl StepAction {
                 format!("run etcd-rolling-snapshots ({})", describe_rolling(settings))
             }
             StepAction::RemoveRollingSnapshots { .. } => "remove etcd-rolling-snapshots".into(),
+            StepAction::RemoveAgent { versions } => {
+                format!("remove rkectl's helper binaries {}", versions.join(", "))
+            }
             StepAction::DeleteSnapshot { snapshot, from } => match from {
                 DeleteFrom::Host => format!("delete snapshot {snapshot}"),
                 DeleteFrom::S3 { target } => format!("delete snapshot {snapshot} from {target}"),
@@ -664,6 +687,7 @@ mod tests {
         assert_eq!(SnapshotName::new("a\0b"), Err(SnapshotNameError::Control));
         assert_eq!(SnapshotName::new("x".repeat(300)), Err(SnapshotNameError::TooLong(300)));
         assert_eq!(SnapshotName::new(""), Err(SnapshotNameError::Empty));
+        assert_eq!(SnapshotName::new("--data-dir"), Err(SnapshotNameError::Dash));
     }
 
     #[test]

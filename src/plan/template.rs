@@ -71,6 +71,7 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ("etcd-snapshot-restore.yml", include_str!("../../plans/etcd-snapshot-restore.yml")),
     ("etcd-snapshot-delete.yml", include_str!("../../plans/etcd-snapshot-delete.yml")),
     ("etcd-snapshot-prune.yml", include_str!("../../plans/etcd-snapshot-prune.yml")),
+    ("cleanup.yml", include_str!("../../plans/cleanup.yml")),
 ];
 
 /// Why a template could not be used (a bug in `plans/`, caught by tests).

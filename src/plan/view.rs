@@ -21,6 +21,8 @@ pub enum Resource {
     Snapshot(SnapshotName),
     /// A copy staged for a restore (beside the host's own).
     Staged(SnapshotName),
+    /// rkectl's helper binaries (`/opt/rke/rkectl/`).
+    AgentBinaries,
 }
 
 impl fmt::Display for Resource {
@@ -31,6 +33,7 @@ impl fmt::Display for Resource {
             Resource::Certificates => write!(f, "certificates {}", crate::etcd::paths::CERT_DIR),
             Resource::Snapshot(n) => write!(f, "snapshot {n}"),
             Resource::Staged(n) => write!(f, "staged copy of {n}"),
+            Resource::AgentBinaries => write!(f, "rkectl binaries {}", crate::agent_binary::REMOTE_ROOT),
         }
     }
 }
@@ -67,6 +70,9 @@ impl View {
             if f.containers.contains_key(*name) {
                 r.insert(Resource::Container(name.to_string()), "left over by an earlier run".into());
             }
+        }
+        if !f.agents.is_empty() {
+            r.insert(Resource::AgentBinaries, f.agents.join(", "));
         }
         if let Some(true) = f.has_etcd_data {
             r.insert(Resource::EtcdData, "present".into());
@@ -178,6 +184,17 @@ pub fn apply(step: &Step, views: &mut BTreeMap<ViewKey, View>, etcd_image: &str)
                 SnapshotLocation::Staged => {
                     r.insert(Resource::Staged(snapshot.clone()), format!("{what} (from {source}), for the restore"));
                 }
+            }
+        }
+        StepAction::RemoveAgent { versions } => {
+            let left: Vec<String> = r
+                .get(&Resource::AgentBinaries)
+                .map(|v| v.split(", ").filter(|x| !versions.iter().any(|r| r == x)).map(str::to_string).collect())
+                .unwrap_or_default();
+            if left.is_empty() {
+                r.remove(&Resource::AgentBinaries);
+            } else {
+                r.insert(Resource::AgentBinaries, left.join(", "));
             }
         }
         StepAction::DiscardStaged { snapshot } => {

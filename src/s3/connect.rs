@@ -179,20 +179,22 @@ pub(crate) fn build(
     if let Some(url) = &endpoint.url {
         config = config.endpoint_url(url);
     }
-    if let Some(pem) = resolve_ca(settings.custom_ca.as_deref(), ca_env) {
-        validate_ca(&pem)?;
-        use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
-        let trust = TrustStore::default().with_native_roots(true).with_pem_certificate(pem.into_bytes());
-        let context = TlsContext::builder()
-            .with_trust_store(trust)
-            .build()
-            .map_err(|e| S3Error::Settings { reason: format!("custom_ca: {e}") })?;
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
-            .tls_context(context)
-            .build_https();
-        config = config.http_client(http);
+    let custom_ca = resolve_ca(settings.custom_ca.as_deref(), ca_env);
+    if let Some(pem) = &custom_ca {
+        validate_ca(pem)?;
     }
+    // Always our own client: the SDK's default trusts only the machine's store, and the
+    // etcd image the agent runs in has none.
+    use aws_smithy_http_client::tls::{self, TlsContext, rustls_provider::CryptoMode};
+    let context = TlsContext::builder()
+        .with_trust_store(super::roots::trust_store(custom_ca.as_deref()))
+        .build()
+        .map_err(|e| S3Error::Settings { reason: format!("TLS roots: {e}") })?;
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+        .tls_context(context)
+        .build_https();
+    config = config.http_client(http);
 
     let classifier = Classifier {
         endpoint: endpoint.display.clone(),

@@ -23,11 +23,16 @@
 //! Keys: `<folder>/<name>` (or `<name>` without a folder) and `<folder>/<name>.rkectl.json`.
 
 mod connect;
+mod credentials_file;
 mod download;
 mod error;
+pub mod roots;
 mod upload;
 
 pub use connect::{CA_ENV, DEFAULT_REGION};
+pub use credentials_file::{
+    CREDENTIALS_FILE_ENV, CREDENTIALS_FILE_IN_CONTAINER, credentials_file, read_credentials_file,
+};
 pub use error::{CredentialsFault, S3Error};
 pub use upload::{PART_SIZE, PARTS_IN_FLIGHT};
 
@@ -96,14 +101,19 @@ pub struct Manifest {
     pub created: i64,
     /// The cluster it belongs to.
     pub cluster: String,
-    /// The encrypted PKI bundle, opaque here.
+    /// RKE's state, sealed with the user's passphrase (never with the S3 keys).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pki: Option<String>,
+    pub sealed_state: Option<crate::state::seal::SealedState>,
 }
 
 impl Manifest {
     /// A manifest for an upload that just completed, created now.
-    pub fn new(name: SnapshotName, uploaded: &Uploaded, cluster: impl Into<String>, pki: Option<String>) -> Self {
+    pub fn new(
+        name: SnapshotName,
+        uploaded: &Uploaded,
+        cluster: impl Into<String>,
+        sealed_state: Option<crate::state::seal::SealedState>,
+    ) -> Self {
         Manifest {
             format: MANIFEST_FORMAT,
             name,
@@ -111,7 +121,7 @@ impl Manifest {
             checksum: uploaded.checksum.clone(),
             created: time::OffsetDateTime::now_utc().unix_timestamp(),
             cluster: cluster.into(),
-            pki,
+            sealed_state,
         }
     }
 }
@@ -436,7 +446,7 @@ mod tests {
             checksum: Checksum::of(b"abc"),
             created: 1_700_000_000,
             cluster: "c".into(),
-            pki: None,
+            sealed_state: None,
         };
         let json = serde_json::to_vec(&m).unwrap();
         assert_eq!(parse_manifest(&json).unwrap(), m);

@@ -104,12 +104,16 @@ pub fn write_private_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    // An unpredictable name, created only if nothing is there (O_EXCL: not even a symlink
+    // an attacker placed, which would otherwise be followed).
+    let mut nonce = [0u8; 8];
+    crate::secret::random_bytes(&mut nonce);
     let tmp = dir.join(format!(
-        ".{}.tmp{}",
+        ".{}.{}.tmp",
         path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-        std::process::id()
+        nonce.iter().map(|b| format!("{b:02x}")).collect::<String>()
     ));
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
     f.write_all(data)?;
     f.sync_all()?;
     drop(f);

@@ -78,12 +78,15 @@ pub struct JournalState {
 
 /// Reads a journal file.
 pub fn read(path: &Path) -> Result<JournalState, JournalError> {
-    let text = std::fs::read_to_string(path).map_err(|source| JournalError::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| JournalError::Io { path: path.to_path_buf(), source })?;
     let corrupt = |line: usize, reason: String| JournalError::Corrupt { path: path.to_path_buf(), line, reason };
-    let complete = match text.rfind('\n') {
-        Some(i) => &text[..=i],
-        None => "",
+    // A crash can tear the last line anywhere, even inside a multibyte character: what
+    // follows the last line break is not a record, and is cut before decoding.
+    let complete = match bytes.iter().rposition(|b| *b == b'\n') {
+        Some(i) => &bytes[..=i],
+        None => &[][..],
     };
+    let complete = std::str::from_utf8(complete).map_err(|e| corrupt(0, format!("it is not UTF-8 text: {e}")))?;
     let mut lines = complete.lines().enumerate();
     let (plan, config, started_at) = match lines.next() {
         None => return Err(corrupt(1, "no header line".into())),
@@ -272,4 +275,36 @@ pub fn retire(path: &Path) -> std::io::Result<()> {
     let mut last = path.as_os_str().to_owned();
     last.push(".last");
     std::fs::rename(path, PathBuf::from(last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_last_line_torn_inside_a_multibyte_character_is_dropped_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let plan = crate::plan::Plan {
+            format: crate::plan::FORMAT,
+            action: crate::plan::ActionSpec::Up,
+            title: "t".into(),
+            destructive: false,
+            cluster_name: "c".into(),
+            cluster_hash: "h".into(),
+            observed: Default::default(),
+            observed_fingerprint: String::new(),
+            notes: Vec::new(),
+            steps: Vec::new(),
+            changes: Vec::new(),
+        };
+        drop(JournalWriter::create(&path, "cluster.yml", &plan).unwrap());
+        let mut bytes = std::fs::read(&path).unwrap();
+        // "é" is two bytes; keep only the first of them.
+        let torn = "{\"type\":\"failed\",\"error\":\"é".as_bytes();
+        bytes.extend_from_slice(&torn[..torn.len() - 1]);
+        std::fs::write(&path, &bytes).unwrap();
+        let j = read(&path).expect("the torn line is dropped");
+        assert_eq!(j.plan.title, "t");
+    }
 }

@@ -133,7 +133,7 @@ impl Executor {
     }
 
     async fn create_and_start(&self, host: &dyn Host, spec: &crate::host::ContainerSpec) -> Result<(), StepError> {
-        host.create_container(spec).await?;
+        crate::host::create_container(host, spec).await?;
         host.start_container(&spec.name).await?;
         Ok(())
     }

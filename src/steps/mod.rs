@@ -30,14 +30,24 @@ use crate::secret::Secret;
 use async_trait::async_trait;
 use std::sync::Arc;
 
+/// What a snapshot save writes besides the database.
+#[derive(Debug, Clone, Copy)]
+pub struct SaveWhat {
+    pub upload: bool,
+    pub include_state: bool,
+    pub seal_state: bool,
+}
+
 /// Runs steps against real (or fake) hosts.
 pub struct Executor {
     pub cluster: Arc<Cluster>,
     pub pool: Arc<HostPool>,
     /// The cluster's PKI, for placing certificates.
     pub pki: Option<Pki>,
-    /// RKE's state file as text: put in archives when asked, and sealed with S3 snapshots.
+    /// RKE's state file as text: put in archives, or sealed beside S3 copies, when asked.
     pub state_text: Option<Secret>,
+    /// The user's passphrase that seals RKE's state beside S3 copies.
+    pub state_passphrase: Option<Secret>,
     /// S3 settings with keys, for steps that use S3.
     pub s3: Option<S3Settings>,
     /// How many times a failing helper container is tried inside one step attempt.
@@ -192,8 +202,10 @@ impl Executor {
                 self.unpack_snapshot(need()?, snapshot, *from, expect.as_ref(), ctx).await
             }
             StepAction::DiscardStaged { snapshot } => self.discard_staged(need()?, snapshot, ctx).await,
-            StepAction::SaveSnapshot { snapshot, upload, include_state } => {
-                self.save_snapshot(need()?, snapshot, upload.is_some(), *include_state, ctx).await
+            StepAction::SaveSnapshot { snapshot, upload, include_state, seal_state } => {
+                let what =
+                    SaveWhat { upload: upload.is_some(), include_state: *include_state, seal_state: *seal_state };
+                self.save_snapshot(need()?, snapshot, what, ctx).await
             }
             StepAction::DeleteSnapshot { snapshot, from } => self.delete_snapshot(addr, snapshot, from, ctx).await,
             StepAction::CleanHost => self.clean_host(need()?, ctx).await,
@@ -224,6 +236,21 @@ impl Executor {
             }
             StepAction::HealthCheck { members, same_revision } => self.health_check(members, *same_revision, ctx).await,
             StepAction::StartRollingSnapshots { settings, .. } => self.start_rolling(need()?, settings, ctx).await,
+            StepAction::RemoveAgent { versions } => {
+                let host = self.host(need()?).await?;
+                for v in versions {
+                    // Names come from a listing of the folder; refuse anything that would leave it.
+                    if v.is_empty() || v.contains('/') || v.starts_with('.') {
+                        return Err(StepError::fatal(format!("`{v}` is not a folder of rkectl's binaries")));
+                    }
+                    host.remove_tree(&format!("{}/{v}", crate::agent_binary::REMOTE_ROOT)).await?;
+                }
+                ctx.log(
+                    "cleanup",
+                    format!("Removed rkectl's helper binaries from host [{}]: {}", host.addr(), versions.join(", ")),
+                );
+                Ok(())
+            }
             StepAction::RemoveRollingSnapshots { .. } => {
                 let host = self.host(need()?).await?;
                 host.remove_container(names::ROLLING_SNAPSHOTS).await?;

@@ -322,10 +322,10 @@ impl Executor {
         &self,
         addr: &HostAddr,
         name: &SnapshotName,
-        upload: bool,
-        include_state: bool,
+        what: super::SaveWhat,
         ctx: &StepCtx<'_>,
     ) -> Result<(), StepError> {
+        let super::SaveWhat { upload, include_state, seal_state } = what;
         let host = self.host(addr).await?;
         let node = self.node(addr)?;
         if let Some(r) = read_record(host.as_ref(), name).await? {
@@ -369,7 +369,9 @@ impl Executor {
             format!("Successfully started [{}] container on host [{addr}]", crate::etcd::names::SNAPSHOT_ONCE),
         );
         if let Some(s3) = s3 {
-            self.attach_state(s3, name).await?;
+            if seal_state {
+                self.attach_state(s3, name).await?;
+            }
             ctx.log("etcd", format!("Uploaded snapshot [{name}.zip] to {} ({})", s3.target(), report.checksum.short()));
         }
         Ok(())
@@ -406,17 +408,23 @@ impl Executor {
         }
     }
 
-    /// Stores RKE's state, sealed, with a snapshot in S3, so a restore from a new
-    /// workstation has the PKI it needs.
+    /// Stores RKE's state beside a snapshot in S3, sealed with the user's passphrase, so a
+    /// restore from a new workstation has the PKI it needs.
     async fn attach_state(&self, s3: &crate::config::S3Settings, name: &SnapshotName) -> Result<(), StepError> {
-        let Some(state) = &self.state_text else { return Ok(()) };
+        let state = self
+            .state_text
+            .as_ref()
+            .ok_or_else(|| StepError::fatal("there is no cluster.rkestate beside cluster.yml to seal"))?;
+        let passphrase =
+            self.state_passphrase.as_ref().ok_or_else(|| StepError::fatal("sealing the state needs its passphrase"))?;
+        let sealed = crate::state::seal::seal(passphrase, name, state).map_err(|e| StepError::fatal(e.to_string()))?;
         let object =
             SnapshotName::new(SnapshotFormat::Zip.file_name(name)).map_err(|e| StepError::fatal(e.to_string()))?;
         let client = crate::s3::S3Client::new(s3).await.map_err(s3_error)?;
         let Some(mut manifest) = client.get_manifest(&object).await.map_err(s3_error)? else {
             return Err(StepError::fatal(format!("snapshot {name} was uploaded but its manifest is missing in S3")));
         };
-        manifest.pki = Some(crate::state::seal::seal(s3.secret_key.expose(), state.expose()));
+        manifest.sealed_state = Some(sealed);
         client.put_manifest(&object, &manifest).await.map_err(s3_error)?;
         Ok(())
     }

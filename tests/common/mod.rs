@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub const ETCD_IMAGE: &str = "rancher/mirrored-coreos-etcd:v3.5.16";
-pub const TOOLS_IMAGE: &str = "rkectl/tools:test";
 
 /// cluster.yml with `n` etcd nodes at 10.1.x.y.
 pub fn etcd_cluster_yaml(n: usize) -> String {
@@ -29,7 +28,6 @@ pub fn etcd_cluster_yaml(n: usize) -> String {
             addr(i)
         ));
     }
-    s.push_str(&format!("system_images:\n  rkectl_tools: {TOOLS_IMAGE}\n"));
     s
 }
 
@@ -45,7 +43,7 @@ pub fn load(yaml: &str) -> LoadedConfig {
 
 /// A world where every etcd node runs etcd with `data` and holds snapshot `name`.
 pub fn running_world(cluster: &Cluster, data: &[u8], snapshot: Option<(&str, &[u8])>) -> Arc<FakeWorld> {
-    let world = FakeWorld::new(cluster.etcd_nodes().map(|n| n.address.clone()), &[ETCD_IMAGE, TOOLS_IMAGE]);
+    let world = FakeWorld::new(cluster.etcd_nodes().map(|n| n.address.clone()), &[ETCD_IMAGE]);
     for n in cluster.etcd_nodes() {
         world.with_host(&n.address, |h| {
             h.files.insert(format!("{}/member/db", paths::DATA_DIR), data.to_vec());
@@ -142,7 +140,15 @@ pub fn compile(cfg: &LoadedConfig, action: &ActionSpec, observed: &Observed) -> 
 pub fn executor(cfg: &LoadedConfig, world: &Arc<FakeWorld>, pki: &Pki) -> rkectl::steps::Executor {
     let cluster = Arc::new(cfg.cluster.clone());
     let pool = Arc::new(HostPool::new(Arc::new(FakeConnector(world.clone())), cfg.cluster.nodes.clone()));
-    rkectl::steps::Executor { cluster, pool, pki: Some(pki.clone()), state_text: None, s3: None, helper_attempts: 1 }
+    rkectl::steps::Executor {
+        cluster,
+        pool,
+        pki: Some(pki.clone()),
+        state_text: None,
+        state_passphrase: None,
+        s3: None,
+        helper_attempts: 1,
+    }
 }
 
 /// Options for fast tests: no real backoff.

@@ -5,7 +5,7 @@ Run through `tests/lab/lab rke-up` (which holds the lab lock, loads the rke-tool
 image, cleans the nodes and attaches the internal network first); not on its own.
 
     lab rke-up --dir DIR [--etcd node1,node2,node3] [--other node4:controlplane,worker]...
-               [--internal] [--no-tools-image]
+               [--internal]
 
 Neither RKE nor rkectl runs: everything RKE would leave behind is made here, from the
 formats in RKE's and rke-tools' source (see /work/notes/rke-spec.md, cited as "spec §N"):
@@ -53,7 +53,6 @@ NODE_PREFIX = os.environ.get("LAB_NODE_PREFIX", "rkectl-lab-node")
 SSH_KEY = os.environ.get("LAB_SSH_KEY", "/var/lib/rkectl-lab/id_ed25519")
 ETCD_IMAGE = os.environ.get("LAB_ETCD_IMAGE", "rkectl-lab/etcd:v3.4.23")
 RKE_TOOLS_IMAGE = os.environ.get("LAB_RKE_TOOLS_IMAGE", "rkectl-lab/rke-tools:v0.1.103")
-TOOLS_IMAGE = os.environ.get("LAB_TOOLS_IMAGE", "rkectl-lab/tools:latest")
 S3_ENDPOINT = os.environ.get("S3_ENDPOINT", "http://10.77.0.1:9000")
 S3_ACCESS_KEY = os.environ.get("S3_ACCESS_KEY", "")
 S3_SECRET_KEY = os.environ.get("S3_SECRET_KEY", "")
@@ -224,8 +223,6 @@ def parse_args(argv):
                     help="a node with other roles (controlplane, worker); repeatable")
     ap.add_argument("--internal", action="store_true",
                     help="internal_address 10.78.0.1K on network rkectl-lab-int for every node")
-    ap.add_argument("--no-tools-image", action="store_true",
-                    help="leave system_images.rkectl_tools out of cluster.yml")
     a = ap.parse_args(argv)
     nodes = {}
     for n in [x for x in a.etcd.split(",") if x]:
@@ -453,7 +450,7 @@ def encryption_config():
 # ---------------------------------------------------------------------------------------
 # cluster.yml and cluster.rkestate
 # ---------------------------------------------------------------------------------------
-def cluster_yml(cluster, with_tools_image):
+def cluster_yml(cluster):
     out = ["# Written by tests/lab/lab rke-up: the cluster.yml `rke up` built this etcd plane from.",
            "nodes:"]
     for n in cluster:
@@ -467,9 +464,6 @@ def cluster_yml(cluster, with_tools_image):
             "system_images:",
             f"  etcd: {ETCD_IMAGE}",
             f"  alpine: {RKE_TOOLS_IMAGE}"]
-    if with_tools_image:
-        out += ["  # Not RKE's (RKE ignores unknown keys here): rkectl's node-side tools image.",
-                f"  rkectl_tools: {TOOLS_IMAGE}"]
     out += ["services:",
             "  etcd:",
             "    backup_config:",
@@ -795,7 +789,7 @@ def main(argv):
     state_obj = {"rkeConfig": rke_config(cluster), "certificatesBundle": bundle,
                  "encryptionConfig": encryption_config()}
     state_text = go_json({"desiredState": state_obj, "currentState": state_obj})
-    write_file(yml_path, cluster_yml(cluster, not a.no_tools_image), 0o644)
+    write_file(yml_path, cluster_yml(cluster), 0o644)
     write_file(state_path, state_text, 0o600)
     if bundle["kube-admin"]["config"]:
         write_file(kubeconfig_path, bundle["kube-admin"]["config"], 0o640)   # DeployAdminConfig
