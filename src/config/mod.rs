@@ -8,6 +8,7 @@
 //! once, so a user fixes the file in one pass. Nothing here touches the network.
 
 pub mod duration;
+pub mod known_keys;
 pub mod lenient;
 pub mod model;
 pub mod raw;
