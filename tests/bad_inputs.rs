@@ -378,6 +378,22 @@ fn cases() -> Vec<Case> {
             .says(&[
                 "services.etcd.backup_config overrides the legacy creation=5m0s/retention=24h0m0s: snapshots every 6h, keeping 3.",
             ]),
+        // --- YAML merge keys, applied as RKE applies them ---
+        // The second node takes the first's keys, hostname_override included.
+        case("merge-nodes-share-an-anchor")
+            .edit(&[
+                ("  - address: 10.77.0.11\n", "  - &node\n    address: 10.77.0.11\n"),
+                (
+                    "  - address: 10.77.0.12\n    hostname_override: node2\n    user: root\n    role: [etcd]\n",
+                    "  - <<: *node\n    address: 10.77.0.12\n",
+                ),
+            ])
+            .says(&["duplicate node name node1 (also nodes[0])"])
+            .line(10),
+        case("merge-of-a-scalar")
+            .edit(&[("node2\n    user: root\n", "node2\n    <<: root\n")])
+            .says(&["map merge requires map or sequence of maps as the value"])
+            .at(11, 5),
         // --- SSH keys (checked after parsing, before dialing) ---
         case("key-file-missing")
             .keys()

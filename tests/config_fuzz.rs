@@ -913,12 +913,13 @@ fn deep_block_sequences_are_refused_not_a_stack_overflow() {
 }
 
 #[test]
-#[ignore = "known bug: serde_yaml 0.9 does not apply YAML merge keys, which RKE's Go YAML does"]
-fn known_bug_merge_keys_are_ignored() {
+fn merge_keys_are_applied_as_rke_applies_them() {
+    // Found here when serde_yaml 0.9 alone ignored them: the node had no user and no role.
     let text = "base: &node\n  user: root\n  role: [etcd]\nnodes:\n  - <<: *node\n    address: 10.77.0.11\n";
     let cfg = rkectl::config::parse(Path::new("cluster.yml"), text.into()).map_err(|e| format!("{:?}", e.problems()));
     let cfg = cfg.expect("RKE reads `<<: *node`");
     assert_eq!(cfg.cluster.nodes[0].user, "root");
+    check(text, true).unwrap();
 }
 
 #[test]
