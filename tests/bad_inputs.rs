@@ -13,7 +13,7 @@
 #[path = "common/lab.rs"]
 mod lab;
 
-use rkectl::config::ConfigError;
+use rkectl::config::{ConfigError, ConfigProblem};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -100,7 +100,8 @@ struct Case {
     /// Fragments the diagnostic (binary output; library message) must contain. Fragments
     /// with " at line " (libyaml's context) are checked against base.yml only, not in the lab.
     words: &'static [&'static str],
-    /// 1-based line and column of the cluster.yml problem.
+    /// 1-based line and column of the cluster.yml problem (of its warning, for a cluster.yml
+    /// that is accepted).
     at: Option<(usize, Option<usize>)>,
     /// How many problems the library reports (cluster.yml cases).
     problems: usize,
@@ -378,6 +379,46 @@ fn cases() -> Vec<Case> {
             .says(&[
                 "services.etcd.backup_config overrides the legacy creation=5m0s/retention=24h0m0s: snapshots every 6h, keeping 3.",
             ]),
+        // --- keys RKE does not know (RKE and rkectl ignore them) ---
+        case("unknown-key-refused-with-strict")
+            .edit(&[(
+                IMAGE,
+                "    image: rkectl-lab/etcd:v3.4.23\n    backup_config:\n      s3_backup_config:\n        bucket_name: b\n",
+            )])
+            .action(&["up", "--strict"])
+            .says(&[
+                "unknown key `s3_backup_config` in services.etcd.backup_config: rkectl and RKE ignore it",
+                "did you mean `s3backupconfig`?",
+            ])
+            .at(23, 7),
+        // Valid without --strict: a warning, at its line, and the plan (with no S3 in it).
+        case("unknown-key-warned-without-strict")
+            .edit(&[(
+                IMAGE,
+                "    image: rkectl-lab/etcd:v3.4.23\n    backup_config:\n      s3_backup_config:\n        bucket_name: b\n",
+            )])
+            .exit(0)
+            .says(&[
+                "unknown key `s3_backup_config` in services.etcd.backup_config: rkectl and RKE ignore it",
+                "did you mean `s3backupconfig`?",
+            ])
+            .at(23, 7),
+        // --- YAML merge keys, applied as RKE applies them ---
+        // The second node takes the first's keys, hostname_override included.
+        case("merge-nodes-share-an-anchor")
+            .edit(&[
+                ("  - address: 10.77.0.11\n", "  - &node\n    address: 10.77.0.11\n"),
+                (
+                    "  - address: 10.77.0.12\n    hostname_override: node2\n    user: root\n    role: [etcd]\n",
+                    "  - <<: *node\n    address: 10.77.0.12\n",
+                ),
+            ])
+            .says(&["duplicate node name node1 (also nodes[0])"])
+            .line(10),
+        case("merge-of-a-scalar")
+            .edit(&[("node2\n    user: root\n", "node2\n    <<: root\n")])
+            .says(&["map merge requires map or sequence of maps as the value"])
+            .at(11, 5),
         // --- SSH keys (checked after parsing, before dialing) ---
         case("key-file-missing")
             .keys()
@@ -674,7 +715,7 @@ fn check_library(case: &Case, text: &str, fails: &mut Vec<String>) {
                 fails.push(format!("library: SSH key check failed without a located problem: {e}"));
                 return;
             }
-            Ok(()) if case.code == 0 => return,
+            Ok(()) if case.code == 0 => return check_warning(case, &cfg.warnings, fails),
             Ok(()) => {
                 fails.push("library: rkectl::config::parse accepted it (and its SSH keys)".into());
                 return;
@@ -716,6 +757,23 @@ fn check_library(case: &Case, text: &str, fails: &mut Vec<String>) {
                 fails.push(format!("library: problem `{}` has line {:?}; the case expects none", p.message, p.line));
             }
         }
+    }
+}
+
+/// An accepted cluster.yml case with a place (`at`) has a warning there that says its words.
+fn check_warning(case: &Case, warnings: &[ConfigProblem], fails: &mut Vec<String>) {
+    let Some((line, column)) = case.at else { return };
+    let said = |w: &ConfigProblem| format!("{} {}", w.message, w.help.as_deref().unwrap_or(""));
+    let Some(w) = warnings.iter().find(|w| case.words.iter().all(|word| said(w).contains(word))) else {
+        let all: Vec<_> = warnings.iter().map(said).collect();
+        fails.push(format!("library: no warning says {:?}; warnings: {all:?}", case.words));
+        return;
+    };
+    if w.line != Some(line) || column.is_some_and(|c| w.column != Some(c)) {
+        fails.push(format!(
+            "library: warning `{}` is at {:?}:{:?}, expected {line}:{column:?}",
+            w.message, w.line, w.column
+        ));
     }
 }
 

@@ -15,6 +15,8 @@ fn a_cluster_yml_with_every_part_of_rke_parses_unchanged() {
     // rkectl, and says so with the line.
     let w: Vec<&str> = loaded.warnings.iter().map(|w| w.message.as_str()).collect();
     assert!(w.iter().any(|m| m.contains("services.etcd.image") && m.contains("ignored")), "{w:?}");
+    // Every key in it is one RKE knows.
+    assert!(!w.iter().any(|m| m.contains("unknown key")), "{w:?}");
     assert_eq!(loaded.warnings[0].line, Some(58));
     let c = loaded.cluster;
     assert_eq!(c.name, "mycluster");

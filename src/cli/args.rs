@@ -39,6 +39,9 @@ pub struct Common {
     /// Machine-readable output: the plan as JSON, apply events as JSON lines.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Refuse a cluster.yml with keys that RKE and rkectl ignore (by default, warnings).
+    #[arg(long, global = true)]
+    pub strict: bool,
 }
 
 /// S3 flags of snapshot commands.

@@ -155,7 +155,7 @@ async fn dispatch(cmd: Command) -> Result<(), CliError> {
         }
         Command::Etcd { command, common } => act(&common, &Action::Etcd { command: Box::new(command) }).await,
         Command::Plan { action, out, offline, common } => {
-            let cfg = if offline { config::load(&common.config)? } else { load_config(&common)? };
+            let cfg = if offline { read_config(&common)? } else { load_config(&common)? };
             let prepared = prepare(cfg, &common, &action, offline).await?;
             show(&prepared.plan, &common);
             if let Some(path) = out {
@@ -193,8 +193,17 @@ struct PlanFile {
     plan: Plan,
 }
 
+/// cluster.yml read and validated (`--strict` refuses unknown keys), its warnings shown, and
+/// the SSH keys it names checked: everything before a host is dialed.
 fn load_config(common: &Common) -> Result<LoadedConfig, CliError> {
-    let cfg = config::load(&common.config)?;
+    let cfg = read_config(common)?;
+    inputs::check_ssh_keys(&cfg)?;
+    Ok(cfg)
+}
+
+/// cluster.yml read and validated, its warnings shown (an offline plan needs no SSH key).
+fn read_config(common: &Common) -> Result<LoadedConfig, CliError> {
+    let cfg = config::load_with(&common.config, config::Options { strict: common.strict })?;
     for w in &cfg.warnings {
         let warning = ConfigWarning {
             message: w.message.clone(),
@@ -205,7 +214,6 @@ fn load_config(common: &Common) -> Result<LoadedConfig, CliError> {
         };
         eprintln!("{:?}", Report::new(warning));
     }
-    inputs::check_ssh_keys(&cfg)?;
     Ok(cfg)
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Every field is optional so that `key:` with no value (YAML null) is accepted, as RKE
 //! accepts it. Keys we do not model (Kubernetes services, network, addons, …) are ignored
-//! by serde, which is what "read real RKE files unchanged" needs.
+//! by serde, which is what "read real RKE files unchanged" needs; keys RKE does not know
+//! either are named by [`super::known_keys`].
 
 use super::lenient::{LenientBool, LenientInt, ScalarString};
 use serde::Deserialize;
