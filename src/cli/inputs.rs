@@ -92,20 +92,17 @@ fn environment_region(endpoint: &str) -> Option<String> {
 }
 
 /// Keys and CA for S3: flags (or the AWS environment, through clap) over cluster.yml's
-/// `s3backupconfig`; empty keys leave the AWS profile chain to the S3 client. The roots of
-/// `AWS_CA_BUNDLE` are added to the CA, so that the helpers on the nodes trust them too.
+/// `s3backupconfig`; empty keys leave the AWS profile chain to the S3 client.
+///
+/// `AWS_CA_BUNDLE` is not folded in here: it often names the whole system bundle (200 KB
+/// and more), and the CA travels to the helpers on the nodes in one environment variable,
+/// which the kernel caps at 128 KiB. The S3 client on this machine reads it itself.
 pub fn credentials(flags: &S3Flags, base: Option<&S3Settings>) -> Result<(Secret, Secret, Option<String>), CliError> {
     let custom_ca = match &flags.s3_endpoint_ca {
         Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
             CliError::input(format!("cannot read --s3-endpoint-ca {}: {e}", p.display()), "give the path of a PEM file")
         })?),
         None => base.and_then(|b| b.custom_ca.clone()),
-    };
-    let bundle = crate::s3::read_ca_bundle(std::env::var_os(crate::s3::CA_BUNDLE_ENV).as_deref())
-        .map_err(|e| CliError::input(e.to_string(), format!("correct or unset {}", crate::s3::CA_BUNDLE_ENV)))?;
-    let custom_ca = match (custom_ca, bundle) {
-        (Some(ca), Some(b)) => Some(format!("{}\n{}", ca.trim_end(), b.trim())),
-        (ca, b) => ca.or(b),
     };
     let access_key =
         flags.access_key.clone().map(Secret::new).or_else(|| base.map(|b| b.access_key.clone())).unwrap_or_default();

@@ -19,7 +19,9 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 /// Environment variable that may hold a PEM CA certificate when the settings have none.
 pub const CA_ENV: &str = "RKECTL_S3_CA_PEM";
 /// Environment variable naming a PEM file of extra trusted roots (as the AWS CLI and SDKs
-/// read it); they are trusted besides the system roots and any custom CA.
+/// read it); they are trusted besides the system roots and any custom CA, by the client of
+/// the process that sees the variable (the helpers on the nodes do not: give them a
+/// private CA as custom_ca).
 pub const CA_BUNDLE_ENV: &str = "AWS_CA_BUNDLE";
 
 /// A failed connection attempt is given up after this long; the SDK then retries.
@@ -168,7 +170,7 @@ pub(crate) fn resolve_ca(settings: Option<&str>, env: Option<String>) -> Option<
 }
 
 /// The PEM roots of the file `AWS_CA_BUNDLE` names (`path`), checked; `None` when unset.
-pub fn read_ca_bundle(path: Option<&std::ffi::OsStr>) -> Result<Option<String>, S3Error> {
+pub(crate) fn read_ca_bundle(path: Option<&std::ffi::OsStr>) -> Result<Option<String>, S3Error> {
     let Some(path) = path.filter(|p| !p.is_empty()) else {
         return Ok(None);
     };
@@ -313,9 +315,7 @@ pub(crate) fn build(
     if let Some(pem) = &custom_ca {
         validate_ca(pem, "custom_ca")?;
     }
-    // The CLI may already have folded the bundle into custom_ca (so that it travels to the
-    // nodes): the same roots are not added twice.
-    let bundle = env.ca_bundle.filter(|b| !custom_ca.as_deref().is_some_and(|c| c.contains(b.trim())));
+    let bundle = env.ca_bundle;
     if custom_ca.is_some() || bundle.is_some() {
         use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
         let mut trust = TrustStore::default().with_native_roots(true);

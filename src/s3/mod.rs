@@ -27,7 +27,7 @@ mod download;
 mod error;
 mod upload;
 
-pub use connect::{CA_BUNDLE_ENV, CA_ENV, DEFAULT_REGION, default_region, read_ca_bundle};
+pub use connect::{CA_BUNDLE_ENV, CA_ENV, DEFAULT_REGION, default_region};
 pub use error::{CredentialsFault, S3Error};
 pub use upload::{PART_SIZE, PARTS_IN_FLIGHT};
 
