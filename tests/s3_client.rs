@@ -1,14 +1,26 @@
-//! `rkectl::s3` against a real S3 server: an s3s-fs started by each test on a free port of
-//! 127.0.0.1 over its own temporary folder. Skipped (with a message) when no s3s-fs binary
-//! is found in `$RKECTL_S3S_FS`, /var/lib/rkectl-lab/s3s/bin/s3s-fs or `PATH`.
+//! `rkectl::s3` against real S3 servers: every test runs once against each of two
+//! independent implementations, each started by the test on a free port of 127.0.0.1 with
+//! an empty bucket:
+//! - `s3s_fs::…`: s3s-fs over its own temporary folder, which checks request signatures
+//!   (binary from `$RKECTL_S3S_FS`, /var/lib/rkectl-lab/s3s/bin/s3s-fs or `PATH`);
+//! - `moto::…`: moto in server mode, an emulator that keeps objects in memory and accepts
+//!   any signature, so the tests of wrong keys do not apply to it (they are reported as
+//!   ignored) (`$RKECTL_MOTO_SERVER`, /var/lib/rkectl-lab/moto-venv/bin/moto_server or `PATH`).
+//!
+//! A server that is not installed makes its tests "ignored", with the reason; with
+//! `RKECTL_LAB=1` (tests/run, after `lab up` installed both) they fail instead.
+//! This test has its own harness (libtest-mimic) for that: the built-in one cannot ignore a
+//! test at run time.
 //!
 //! Tests that move tens of MB hold `HEAVY`, so that they do not compete for the two cores
 //! (or for the peak-memory measurement).
 
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use rkectl::config::S3Settings;
 use rkectl::plan::step::{Checksum, SnapshotName};
 use rkectl::s3::{CredentialsFault, Manifest, NoProgress, S3Client, S3Error, TransferProgress};
 use rkectl::secret::Secret;
+use std::future::Future;
 use std::io;
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
@@ -28,55 +40,109 @@ const MIB: u64 = 1024 * 1024;
 static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 // ---------------------------------------------------------------------------------------
-// The server
+// The servers
 
-fn s3s_fs_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("RKECTL_S3S_FS").map(PathBuf::from).filter(|p| p.is_file()) {
-        return Some(p);
+/// Which S3 implementation a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    S3sFs,
+    Moto,
+}
+
+impl Kind {
+    const ALL: [Kind; 2] = [Kind::S3sFs, Kind::Moto];
+
+    /// The prefix of its tests' names.
+    fn label(self) -> &'static str {
+        match self {
+            Kind::S3sFs => "s3s_fs",
+            Kind::Moto => "moto",
+        }
     }
-    let lab = PathBuf::from("/var/lib/rkectl-lab/s3s/bin/s3s-fs");
-    if lab.is_file() {
-        return Some(lab);
+
+    /// Where its binary is looked for, in order (environment variable, lab path, `PATH`).
+    fn places(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Kind::S3sFs => ("RKECTL_S3S_FS", "/var/lib/rkectl-lab/s3s/bin/s3s-fs", "s3s-fs"),
+            Kind::Moto => ("RKECTL_MOTO_SERVER", "/var/lib/rkectl-lab/moto-venv/bin/moto_server", "moto_server"),
+        }
     }
-    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join("s3s-fs")).find(|p| p.is_file())
+
+    fn binary(self) -> Option<PathBuf> {
+        let (var, lab, name) = self.places();
+        if let Some(p) = std::env::var_os(var).map(PathBuf::from).filter(|p| p.is_file()) {
+            return Some(p);
+        }
+        let lab = PathBuf::from(lab);
+        if lab.is_file() {
+            return Some(lab);
+        }
+        std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(name)).find(|p| p.is_file())
+    }
+
+    fn missing(self) -> String {
+        let (var, lab, name) = self.places();
+        format!("no {name} binary (${var}, {lab}, PATH); tests/lab/lab up installs it")
+    }
+
+    /// Whether it refuses a request signed with the wrong keys (moto accepts anything).
+    fn checks_signatures(self) -> bool {
+        self == Kind::S3sFs
+    }
 }
 
 fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// An s3s-fs process over a temporary root, with one bucket (a folder under the root).
+/// A server process of one kind with one (empty) bucket.
 struct Server {
     child: Option<Child>,
     port: u16,
-    root: tempfile::TempDir,
+    /// s3s-fs's root: one folder per bucket.
+    root: Option<tempfile::TempDir>,
     bucket: String,
 }
 
 impl Server {
-    async fn start(bucket: &str) -> Option<Server> {
-        let Some(bin) = s3s_fs_binary() else {
-            eprintln!("SKIPPED: no s3s-fs binary ($RKECTL_S3S_FS, /var/lib/rkectl-lab/s3s/bin/s3s-fs, PATH)");
-            return None;
-        };
-        let root = tempfile::Builder::new().prefix("rkectl-s3s-").tempdir_in("/var/tmp").unwrap();
-        // s3s-fs serves every folder under its root as a bucket.
-        std::fs::create_dir(root.path().join(bucket)).unwrap();
+    async fn start(kind: Kind, bucket: &str) -> Server {
+        let bin = kind.binary().unwrap_or_else(|| panic!("{}", kind.missing()));
         let port = free_port();
-        let child = Command::new(bin)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", ACCESS, "--secret-key", SECRET])
-            .arg(root.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let (child, root) = match kind {
+            Kind::S3sFs => {
+                let root = tempfile::Builder::new().prefix("rkectl-s3s-").tempdir_in("/var/tmp").unwrap();
+                // s3s-fs serves every folder under its root as a bucket.
+                std::fs::create_dir(root.path().join(bucket)).unwrap();
+                let child = Command::new(bin)
+                    .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                    .args(["--access-key", ACCESS, "--secret-key", SECRET])
+                    .arg(root.path())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap();
+                (child, Some(root))
+            }
+            Kind::Moto => {
+                let child = Command::new(bin)
+                    .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap();
+                (child, None)
+            }
+        };
         let server = Server { child: Some(child), port, root, bucket: bucket.to_string() };
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            assert!(Instant::now() < deadline, "s3s-fs did not start listening on port {port}");
+            assert!(Instant::now() < deadline, "{kind:?} did not start listening on port {port}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Some(server)
+        if kind == Kind::Moto {
+            raw_client(&server).create_bucket().bucket(bucket).send().await.unwrap();
+        }
+        server
     }
 
     fn endpoint(&self) -> String {
@@ -99,8 +165,9 @@ impl Server {
         S3Client::new(&self.settings(folder)).await.unwrap()
     }
 
-    /// Every file under the bucket's folder (relative paths).
-    fn bucket_files(&self) -> Vec<String> {
+    /// Every object of the bucket (s3s-fs: every file under its folder, so what S3 would
+    /// not list shows too; moto: every key), sorted.
+    async fn bucket_files(&self) -> Vec<String> {
         fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) {
             for e in std::fs::read_dir(dir).unwrap() {
                 let p = e.unwrap().path();
@@ -112,19 +179,39 @@ impl Server {
             }
         }
         let mut out = Vec::new();
-        let base = self.root.path().join(&self.bucket);
-        walk(&base, &base, &mut out);
+        match &self.root {
+            Some(root) => {
+                let base = root.path().join(&self.bucket);
+                walk(&base, &base, &mut out);
+            }
+            None => {
+                let mut pages = raw_client(self).list_objects_v2().bucket(&self.bucket).into_paginator().send();
+                while let Some(page) = pages.next().await {
+                    out.extend(page.unwrap().contents().iter().filter_map(|o| o.key().map(str::to_string)));
+                }
+            }
+        }
         out.sort();
         out
     }
 
-    /// s3s-fs keeps multipart uploads as `.upload_id-<id>[.part-N]` files in its root.
-    fn pending_uploads(&self) -> Vec<String> {
-        std::fs::read_dir(self.root.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with(".upload_id-"))
-            .collect()
+    /// Multipart uploads neither completed nor aborted (s3s-fs keeps them as
+    /// `.upload_id-<id>[.part-N]` files in its root and does not list them; moto lists them).
+    async fn pending_uploads(&self) -> Vec<String> {
+        match &self.root {
+            Some(root) => std::fs::read_dir(root.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".upload_id-"))
+                .collect(),
+            None => {
+                let out = raw_client(self).list_multipart_uploads().bucket(&self.bucket).send().await.unwrap();
+                out.uploads()
+                    .iter()
+                    .map(|u| format!("{} {}", u.key().unwrap_or(""), u.upload_id().unwrap_or("")))
+                    .collect()
+            }
+        }
     }
 
     fn stop(&mut self) {
@@ -141,16 +228,8 @@ impl Drop for Server {
     }
 }
 
-macro_rules! server {
-    ($bucket:expr) => {
-        match Server::start($bucket).await {
-            Some(s) => s,
-            None => return,
-        }
-    };
-}
-
-/// A plain SDK client for looking behind rkectl's back (ETags, foreign keys).
+/// A plain SDK client for looking behind rkectl's back (ETags, foreign keys), with the
+/// SDK's default checksum behaviour.
 fn raw_client(server: &Server) -> aws_sdk_s3::Client {
     let config = aws_sdk_s3::Config::builder()
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
@@ -260,8 +339,8 @@ fn assert_no_secret(e: &S3Error) {
 // ---------------------------------------------------------------------------------------
 // Round trips
 
-async fn round_trip(len: u64, folder: Option<&str>, expect_parts: Option<usize>) {
-    let server = server!("backups");
+async fn round_trip(kind: Kind, len: u64, folder: Option<&str>, expect_parts: Option<usize>) {
+    let server = Server::start(kind, "backups").await;
     let client = server.client(folder).await;
     client.check().await.unwrap();
     let snap = name("rke_etcd_snapshot_2024-01-02T03:04:05Z");
@@ -304,32 +383,29 @@ async fn round_trip(len: u64, folder: Option<&str>, expect_parts: Option<usize>)
     let key = client.key(&snap);
     let prefix = folder.map(|f| format!("{}/", f.trim_matches('/'))).unwrap_or_default();
     assert_eq!(key, format!("{prefix}{snap}"));
-    assert_eq!(server.bucket_files(), vec![key.clone(), format!("{key}.rkectl.json")]);
+    assert_eq!(server.bucket_files().await, vec![key.clone(), format!("{key}.rkectl.json")]);
     let head = raw_client(&server).head_object().bucket("backups").key(&key).send().await.unwrap();
     let etag = head.e_tag().unwrap_or_default().trim_matches('"').to_string();
     match expect_parts {
         Some(n) => assert!(etag.ends_with(&format!("-{n}")), "ETag {etag} is not that of {n} parts"),
         None => assert!(!etag.contains('-'), "ETag {etag} is a multipart one; expected a single PutObject"),
     }
-    assert!(server.pending_uploads().is_empty(), "{:?}", server.pending_uploads());
+    assert!(server.pending_uploads().await.is_empty(), "{:?}", server.pending_uploads().await);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn round_trip_50_mib_multipart() {
+async fn round_trip_50_mib_multipart(kind: Kind) {
     let _heavy = HEAVY.lock().await;
     // 50 MiB = 3 parts of 16 MiB + 2 MiB.
-    round_trip(50 * MIB, Some("/etcd/lab/"), Some(4)).await;
+    round_trip(kind, 50 * MIB, Some("/etcd/lab/"), Some(4)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn round_trip_1_kib_single_put() {
-    round_trip(1024, None, None).await;
+async fn round_trip_1_kib_single_put(kind: Kind) {
+    round_trip(kind, 1024, None, None).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn round_trip_exactly_one_part_and_empty() {
+async fn round_trip_exactly_one_part_and_empty(kind: Kind) {
     let _heavy = HEAVY.lock().await;
-    let server = server!("backups");
+    let server = Server::start(kind, "backups").await;
     let client = server.client(Some("f")).await;
     for (n, len) in [("one-part", 16 * MIB), ("empty", 0)] {
         let up = client.upload(&name(n), Gen::new(n, len), &NoProgress).await.unwrap();
@@ -338,15 +414,14 @@ async fn round_trip_exactly_one_part_and_empty() {
         let down = client.download(&name(n), &mut out, &NoProgress).await.unwrap();
         assert_eq!((down.size, &down.checksum), (len, &up.checksum));
     }
-    assert!(server.pending_uploads().is_empty());
+    assert!(server.pending_uploads().await.is_empty());
 }
 
 // ---------------------------------------------------------------------------------------
 // Faults, each named
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_secret_key_is_a_credentials_error_and_writes_nothing() {
-    let server = server!("backups");
+async fn wrong_secret_key_is_a_credentials_error_and_writes_nothing(kind: Kind) {
+    let server = Server::start(kind, "backups").await;
     let mut settings = server.settings(Some("etcd"));
     settings.secret_key = Secret::new("not-the-secret-key-at-all");
     let client = S3Client::new(&settings).await.unwrap();
@@ -363,13 +438,12 @@ async fn wrong_secret_key_is_a_credentials_error_and_writes_nothing() {
         let e = client.upload(&name(n), Gen::new(n, len), &NoProgress).await.unwrap_err();
         assert!(matches!(e, S3Error::Credentials { .. }), "{n}: {e:?}");
     }
-    assert!(server.bucket_files().is_empty(), "{:?}", server.bucket_files());
-    assert!(server.pending_uploads().is_empty());
+    assert!(server.bucket_files().await.is_empty(), "{:?}", server.bucket_files().await);
+    assert!(server.pending_uploads().await.is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_access_key_is_a_credentials_error() {
-    let server = server!("backups");
+async fn wrong_access_key_is_a_credentials_error(kind: Kind) {
+    let server = Server::start(kind, "backups").await;
     let mut settings = server.settings(None);
     settings.access_key = Secret::new("AKIAWRONGACCESSKEY");
     let e = S3Client::new(&settings).await.unwrap().check().await.unwrap_err();
@@ -378,9 +452,8 @@ async fn wrong_access_key_is_a_credentials_error() {
     println!("wrong access key: {e}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn missing_bucket_is_named() {
-    let server = server!("backups");
+async fn missing_bucket_is_named(kind: Kind) {
+    let server = Server::start(kind, "backups").await;
     let mut settings = server.settings(None);
     settings.bucket = "no-such-bucket".into();
     let client = S3Client::new(&settings).await.unwrap();
@@ -393,9 +466,8 @@ async fn missing_bucket_is_named() {
     assert!(matches!(e, S3Error::NoBucket { .. }), "{e:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stopped_server_is_unreachable() {
-    let mut server = server!("backups");
+async fn stopped_server_is_unreachable(kind: Kind) {
+    let mut server = Server::start(kind, "backups").await;
     let client = server.client(None).await;
     client.check().await.unwrap();
     server.stop();
@@ -413,10 +485,9 @@ async fn stopped_server_is_unreachable() {
     println!("unknown host: {e}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failing_reader_leaves_no_object_and_no_upload() {
+async fn failing_reader_leaves_no_object_and_no_upload(kind: Kind) {
     let _heavy = HEAVY.lock().await;
-    let server = server!("backups");
+    let server = Server::start(kind, "backups").await;
     let client = server.client(Some("etcd")).await;
     let snap = name("half");
 
@@ -432,8 +503,8 @@ async fn failing_reader_leaves_no_object_and_no_upload() {
     }
     println!("failing reader: {e}");
     assert_eq!(progress.finished.load(Ordering::SeqCst), 1);
-    assert!(server.pending_uploads().is_empty(), "parts left behind: {:?}", server.pending_uploads());
-    assert_eq!(server.bucket_files(), vec!["etcd/half".to_string(), "etcd/half.rkectl.json".to_string()]);
+    assert!(server.pending_uploads().await.is_empty(), "parts left behind: {:?}", server.pending_uploads().await);
+    assert_eq!(server.bucket_files().await, vec!["etcd/half".to_string(), "etcd/half.rkectl.json".to_string()]);
     let manifest = client.get_manifest(&snap).await.unwrap().unwrap();
     assert_eq!(manifest.checksum, old.checksum);
     let mut out = Vec::new();
@@ -443,16 +514,15 @@ async fn failing_reader_leaves_no_object_and_no_upload() {
     match raw_client(&server).list_multipart_uploads().bucket("backups").send().await {
         Ok(out) => assert!(out.uploads().is_empty(), "{:?}", out.uploads()),
         Err(e) => println!(
-            "ListMultipartUploads on s3s-fs: {}",
+            "ListMultipartUploads on {kind:?}: {}",
             aws_sdk_s3::error::ProvideErrorMetadata::code(&e).unwrap_or("no code")
         ),
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancelled_upload_is_aborted() {
+async fn cancelled_upload_is_aborted(kind: Kind) {
     let _heavy = HEAVY.lock().await;
-    let server = server!("backups");
+    let server = Server::start(kind, "backups").await;
     let client = server.client(None).await;
     // The source stalls after 40 MiB (2 parts sent, a third being read); the caller gives up.
     let snap = name("stuck");
@@ -460,16 +530,15 @@ async fn cancelled_upload_is_aborted() {
     assert!(tokio::time::timeout(Duration::from_secs(3), upload).await.is_err());
     // Dropping the future started the abort on the runtime.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !server.pending_uploads().is_empty() {
-        assert!(Instant::now() < deadline, "parts left behind: {:?}", server.pending_uploads());
+    while !server.pending_uploads().await.is_empty() {
+        assert!(Instant::now() < deadline, "parts left behind: {:?}", server.pending_uploads().await);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(server.bucket_files().is_empty(), "{:?}", server.bucket_files());
+    assert!(server.bucket_files().await.is_empty(), "{:?}", server.bucket_files().await);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delete_removes_object_and_manifest() {
-    let server = server!("backups");
+async fn delete_removes_object_and_manifest(kind: Kind) {
+    let server = Server::start(kind, "backups").await;
     let client = server.client(Some("etcd")).await;
     let snap = name("doomed");
     let up = client.upload(&snap, Gen::new("d", 5000), &NoProgress).await.unwrap();
@@ -481,12 +550,11 @@ async fn delete_removes_object_and_manifest() {
     assert!(matches!(&e, S3Error::NotFound { key, .. } if key == "etcd/doomed"), "{e:?}");
     println!("absent snapshot: {e}");
     assert!(!client.delete(&snap).await.unwrap());
-    assert!(server.bucket_files().is_empty(), "{:?}", server.bucket_files());
+    assert!(server.bucket_files().await.is_empty(), "{:?}", server.bucket_files().await);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn list_paginates_and_ignores_what_is_not_a_snapshot() {
-    let server = server!("backups");
+async fn list_paginates_and_ignores_what_is_not_a_snapshot(kind: Kind) {
+    let server = Server::start(kind, "backups").await;
     let client = server.client(Some("etcd")).await.with_list_page_size(2);
     for i in 0..5 {
         let snap = name(&format!("snap-{i}"));
@@ -516,7 +584,7 @@ async fn list_paginates_and_ignores_what_is_not_a_snapshot() {
 }
 
 // ---------------------------------------------------------------------------------------
-// TLS with a private CA (a TLS proxy in front of s3s-fs)
+// TLS with a private CA (a TLS proxy in front of the server)
 
 struct Tls {
     port: u16,
@@ -563,9 +631,8 @@ async fn tls_proxy(upstream: u16) -> Tls {
     Tls { port, ca_pem: ca_cert.pem() }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn private_ca_endpoint_needs_custom_ca() {
-    let server = server!("backups");
+async fn private_ca_endpoint_needs_custom_ca(kind: Kind) {
+    let server = Server::start(kind, "backups").await;
     let tls = tls_proxy(server.port).await;
     let mut settings = server.settings(Some("tls"));
     settings.endpoint = format!("https://127.0.0.1:{}", tls.port);
@@ -583,6 +650,22 @@ async fn private_ca_endpoint_needs_custom_ca() {
     let up = client.upload(&name("over-tls"), Gen::new("t", 3 * MIB), &NoProgress).await.unwrap();
     let mut out = Vec::new();
     assert_eq!(client.download(&name("over-tls"), &mut out, &NoProgress).await.unwrap().checksum, up.checksum);
+
+    // AWS_CA_BUNDLE: a file of extra roots, trusted besides the system's (in a child: the
+    // environment is process-wide). Another CA's bundle does not make the endpoint trusted.
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle.pem");
+    let other = dir.path().join("other.pem");
+    std::fs::write(&bundle, &tls.ca_pem).unwrap();
+    std::fs::write(&other, tls_proxy(server.port).await.ca_pem).unwrap();
+    let endpoint = format!("https://127.0.0.1:{}", tls.port);
+    let keys = [("AWS_ACCESS_KEY_ID", ACCESS), ("AWS_SECRET_ACCESS_KEY", SECRET)];
+    for (expect, file) in [("ok", &bundle), ("tls", &other)] {
+        let env = [keys[0], keys[1], ("AWS_CA_BUNDLE", file.to_str().unwrap())];
+        for line in run_child(&endpoint, expect, &env) {
+            println!("AWS_CA_BUNDLE {line}");
+        }
+    }
 
     settings.custom_ca = Some("-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n".into());
     let e = S3Client::new(&settings).await.unwrap_err();
@@ -636,10 +719,9 @@ async fn cutting_proxy(upstream: u16, cut_after: u64) -> (u16, Arc<AtomicU32>) {
     (port, cuts)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn download_resumes_after_a_broken_connection() {
+async fn download_resumes_after_a_broken_connection(kind: Kind) {
     let _heavy = HEAVY.lock().await;
-    let server = server!("backups");
+    let server = Server::start(kind, "backups").await;
     let client = server.client(None).await;
     let snap = name("resumable");
     let up = client.upload(&snap, Gen::new("r", 40 * MIB), &NoProgress).await.unwrap();
@@ -660,62 +742,106 @@ async fn download_resumes_after_a_broken_connection() {
 // ---------------------------------------------------------------------------------------
 // Credentials from the environment (in a child process: the environment is process-wide)
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn credentials_from_the_aws_environment() {
-    let server = server!("backups");
-    let exe = std::env::current_exe().unwrap();
-    for (expect, access, secret) in
-        [("ok", Some(ACCESS), Some(SECRET)), ("wrong-secret", Some(ACCESS), Some("nope-nope")), ("none", None, None)]
-    {
-        let mut cmd = Command::new(&exe);
-        cmd.args(["--exact", "env_chain_child", "--nocapture", "--test-threads", "1"])
-            .env("RKECTL_TEST_CHILD_ENDPOINT", server.endpoint())
-            .env("RKECTL_TEST_CHILD_EXPECT", expect)
-            .env_remove("AWS_ACCESS_KEY_ID")
-            .env_remove("AWS_SECRET_ACCESS_KEY")
-            .env_remove("AWS_SESSION_TOKEN")
-            .env_remove("AWS_PROFILE")
-            .env("AWS_CONFIG_FILE", "/nonexistent/rkectl-test")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/rkectl-test")
-            .env("AWS_EC2_METADATA_DISABLED", "true");
-        if let (Some(a), Some(s)) = (access, secret) {
-            cmd.env("AWS_ACCESS_KEY_ID", a).env("AWS_SECRET_ACCESS_KEY", s);
+/// Runs this test binary as a child that builds a client from the environment only (see
+/// [`env_chain_child`]) with `env` on top of a clean AWS environment, and checks that it
+/// got what `expect` says. Returns the child's report lines.
+fn run_child(endpoint: &str, expect: &str, env: &[(&str, &str)]) -> Vec<String> {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.env("RKECTL_TEST_CHILD_ENDPOINT", endpoint)
+        .env("RKECTL_TEST_CHILD_EXPECT", expect)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env_remove("AWS_CA_BUNDLE")
+        .env_remove(rkectl::s3::CA_ENV)
+        .env("AWS_CONFIG_FILE", "/nonexistent/rkectl-test")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/rkectl-test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(env.iter().copied());
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("CHILD-OK"),
+        "{expect}: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.lines().filter(|l| l.starts_with("CHILD")).map(|l| format!("{expect}: {l}")).collect()
+}
+
+async fn credentials_from_the_aws_environment(kind: Kind) {
+    let server = Server::start(kind, "backups").await;
+    let cases: &[(&str, &[(&str, &str)])] = &[
+        ("ok", &[("AWS_ACCESS_KEY_ID", ACCESS), ("AWS_SECRET_ACCESS_KEY", SECRET)]),
+        ("wrong-secret", &[("AWS_ACCESS_KEY_ID", ACCESS), ("AWS_SECRET_ACCESS_KEY", "nope-nope")]),
+        ("none", &[]),
+    ];
+    for (expect, env) in cases {
+        if *expect == "wrong-secret" && !kind.checks_signatures() {
+            println!("{expect}: not checked, {kind:?} accepts any signature");
+            continue;
         }
-        let out = cmd.output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && text.contains("CHILD-OK"),
-            "{expect}: {text}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // libtest prints the test's name and its output on one line: find the marker inside.
-        for line in text.lines().filter_map(|l| l.find("CHILD").map(|i| &l[i..])) {
-            println!("{expect}: {line}");
+        for line in run_child(&server.endpoint(), expect, env) {
+            println!("{line}");
         }
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn env_chain_child() {
-    let (Ok(endpoint), Ok(expect)) =
-        (std::env::var("RKECTL_TEST_CHILD_ENDPOINT"), std::env::var("RKECTL_TEST_CHILD_EXPECT"))
-    else {
-        return; // Only meaningful when started by credentials_from_the_aws_environment.
-    };
+/// The region comes from the settings, else `AWS_REGION`/`AWS_DEFAULT_REGION`, else the
+/// AWS profile, else us-east-1 (no server needed: the client is only built).
+async fn region_from_the_aws_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    std::fs::write(&config, "[default]\nregion = eu-north-1\n[profile lab]\nregion = ap-south-1\n").unwrap();
+    let config = config.to_str().unwrap();
+    let endpoint = "http://127.0.0.1:1";
+    let cases: &[(&str, &[(&str, &str)])] = &[
+        ("region=us-east-1", &[]),
+        ("region=eu-central-1", &[("AWS_REGION", "eu-central-1"), ("AWS_DEFAULT_REGION", "sa-east-1")]),
+        ("region=sa-east-1", &[("AWS_DEFAULT_REGION", "sa-east-1")]),
+        ("region=eu-north-1", &[("AWS_CONFIG_FILE", config)]),
+        ("region=ap-south-1", &[("AWS_CONFIG_FILE", config), ("AWS_PROFILE", "lab")]),
+        ("region=ca-central-1", &[("AWS_REGION", "ca-central-1"), ("AWS_CONFIG_FILE", config)]),
+        // The settings' region wins (the child then names it).
+        ("region=me-south-1", &[("AWS_REGION", "ca-central-1"), ("RKECTL_TEST_CHILD_REGION", "me-south-1")]),
+    ];
+    for (expect, env) in cases {
+        for line in run_child(endpoint, expect, env) {
+            println!("{line}");
+        }
+    }
+    // A regional AWS endpoint names its region before the environment does.
+    for line in run_child("https://s3.eu-west-3.amazonaws.com", "region=eu-west-3", &[("AWS_REGION", "ca-central-1")]) {
+        println!("{line}");
+    }
+}
+
+/// The child's side of [`run_child`].
+async fn env_chain_child(endpoint: String, expect: String) {
     let settings = S3Settings {
         endpoint,
         bucket: "backups".into(),
-        region: None,
+        region: std::env::var("RKECTL_TEST_CHILD_REGION").ok(),
         folder: None,
         custom_ca: None,
         access_key: Secret::default(),
         secret_key: Secret::default(),
     };
-    let result = S3Client::new(&settings).await.unwrap().check().await;
+    let client = S3Client::new(&settings).await.unwrap();
+    if let Some(region) = expect.strip_prefix("region=") {
+        assert_eq!(client.region(), region);
+        println!("CHILD region {}", client.region());
+        println!("CHILD-OK");
+        return;
+    }
+    let result = client.check().await;
     match (expect.as_str(), &result) {
         ("ok", Ok(())) => {}
         ("wrong-secret", Err(S3Error::Credentials { fault: CredentialsFault::WrongSecretKey, .. })) => {}
         ("none", Err(S3Error::Credentials { fault: CredentialsFault::NoneFound, .. })) => {}
+        ("tls", Err(S3Error::Tls { .. })) => {}
         _ => panic!("expected {expect}, got {result:?}"),
     }
     if let Err(e) = &result {
@@ -745,10 +871,21 @@ fn vm_hwm_kib() -> u64 {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upload_200_mib_throughput_and_peak_memory() {
+/// Runs [`measure_upload`] in a fresh process of this binary: the peak memory is then the
+/// upload's, not what the tests that ran before it left in this process's allocator.
+async fn upload_200_mib_throughput_and_peak_memory(kind: Kind) {
     let _heavy = HEAVY.lock().await;
-    let server = server!("backups");
+    let out = Command::new(std::env::current_exe().unwrap())
+        .env("RKECTL_TEST_CHILD_BENCH", kind.label())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+async fn measure_upload(kind: Kind) {
+    let server = Server::start(kind, "backups").await;
     let client = server.client(Some("bench")).await;
     // RKECTL_S3_BENCH_MIB=1024 shows that the peak does not grow with the size.
     let mib: u64 = std::env::var("RKECTL_S3_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
@@ -804,8 +941,200 @@ async fn upload_200_mib_throughput_and_peak_memory() {
         download.as_secs_f64(),
         mbps(download)
     );
-    println!("upload CPU: rkectl (test process) {:.2} s, s3s-fs {:.2} s", cpu.0, cpu.1);
+    println!("upload CPU: rkectl (test process) {:.2} s, {kind:?} {:.2} s", cpu.0, cpu.1);
     println!("peak RSS (VmHWM) before upload {} MiB, after {} MiB (reset: {reset})", before / 1024, after / 1024);
     // 4 parts of 16 MiB in flight is the design bound; allow for the runtime and the SDK.
     assert!(after < 160 * 1024, "peak RSS {after} KiB is not far below the {mib} MiB file");
+}
+
+// ---------------------------------------------------------------------------------------
+// Wire checks: what rkectl sends to an S3-compatible server
+
+/// A TCP proxy that keeps the head (request line and headers) of every request the client
+/// sends, skipping bodies by their Content-Length.
+async fn recording_proxy(upstream: u16) -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let heads = record.clone();
+            tokio::spawn(async move {
+                let Ok(up) = TcpStream::connect(("127.0.0.1", upstream)).await else {
+                    return;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut ur, mut uw) = up.into_split();
+                let c2s = async {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut head: Vec<u8> = Vec::new();
+                    let mut body_left = 0u64;
+                    loop {
+                        let n = cr.read(&mut buf).await?;
+                        if n == 0 {
+                            return Ok::<_, io::Error>(());
+                        }
+                        uw.write_all(&buf[..n]).await?;
+                        let mut data = &buf[..n];
+                        while !data.is_empty() {
+                            if body_left > 0 {
+                                let skip = (body_left as usize).min(data.len());
+                                body_left -= skip as u64;
+                                data = &data[skip..];
+                                continue;
+                            }
+                            head.push(data[0]);
+                            data = &data[1..];
+                            if head.ends_with(b"\r\n\r\n") {
+                                let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                                assert!(!text.contains("transfer-encoding: chunked"), "unframed body: {text}");
+                                body_left = text
+                                    .lines()
+                                    .find_map(|l| l.strip_prefix("content-length:"))
+                                    .and_then(|v| v.trim().parse().ok())
+                                    .unwrap_or(0);
+                                heads.lock().unwrap().push(text);
+                                head.clear();
+                            }
+                        }
+                    }
+                };
+                let s2c = tokio::io::copy(&mut ur, &mut cw);
+                tokio::select! {
+                    _ = c2s => {}
+                    _ = s2c => {}
+                }
+            });
+        }
+    });
+    (port, heads)
+}
+
+/// Headers that carry or announce the SDK's default CRC32 checksums.
+fn checksum_headers(heads: &[String]) -> Vec<String> {
+    heads
+        .iter()
+        .flat_map(|h| h.lines())
+        .filter(|l| {
+            l.starts_with("x-amz-checksum-")
+                || l.starts_with("x-amz-sdk-checksum-algorithm")
+                || l.starts_with("x-amz-trailer")
+                || l.starts_with("x-amz-checksum-algorithm")
+                || (l.starts_with("content-encoding:") && l.contains("aws-chunked"))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// On a custom endpoint the SDK adds checksums only where an operation requires them: no
+/// CRC32 header, trailer or aws-chunked body on single or multipart uploads (several
+/// S3-compatible stores reject them), while a client with the SDK's defaults sends them.
+async fn custom_endpoints_get_no_checksum_headers(kind: Kind) {
+    let _heavy = HEAVY.lock().await;
+    let server = Server::start(kind, "backups").await;
+    let (port, heads) = recording_proxy(server.port).await;
+    let mut settings = server.settings(Some("wire"));
+    settings.endpoint = format!("http://127.0.0.1:{port}");
+    let client = S3Client::new(&settings).await.unwrap();
+    for (n, len) in [("small", 1024), ("multipart", 17 * MIB)] {
+        let up = client.upload(&name(n), Gen::new(n, len), &NoProgress).await.unwrap();
+        client.put_manifest(&name(n), &Manifest::new(name(n), &up, "lab", None)).await.unwrap();
+        let mut out = Vec::new();
+        assert_eq!(client.download(&name(n), &mut out, &NoProgress).await.unwrap().checksum, up.checksum);
+    }
+    let seen = heads.lock().unwrap().clone();
+    let puts = seen.iter().filter(|h| h.starts_with("put ")).count();
+    assert!(puts >= 4, "expected the PUTs of two objects, two parts and manifests, saw {puts}: {seen:?}");
+    assert_eq!(checksum_headers(&seen), Vec::<String>::new(), "rkectl sent checksum headers");
+    println!("{} requests, {puts} PUTs, no checksum header", seen.len());
+
+    // The control: the same proxy sees the SDK's defaults when a client keeps them.
+    heads.lock().unwrap().clear();
+    let mut raw = raw_client(&server).config().to_builder();
+    raw.set_endpoint_url(Some(format!("http://127.0.0.1:{port}")));
+    let raw = aws_sdk_s3::Client::from_conf(raw.build());
+    raw.put_object().bucket("backups").key("wire/raw").body(b"x".to_vec().into()).send().await.unwrap();
+    let sent = checksum_headers(&heads.lock().unwrap());
+    assert!(!sent.is_empty(), "the SDK's default sent no checksum: the check above proves nothing");
+    println!("SDK defaults send: {sent:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// The harness
+
+type TestFn = fn(Kind) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Every test run against each server: name, function, whether it needs a server that
+/// checks signatures.
+macro_rules! server_tests {
+    ($($name:ident $(, $needs:ident)?;)*) => {
+        vec![$((stringify!($name), (|k| Box::pin($name(k))) as TestFn, server_tests!(@needs $($needs)?)),)*]
+    };
+    (@needs signatures) => { true };
+    (@needs) => { false };
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+fn main() {
+    // A child started by `run_child`: build a client from the environment, report, exit.
+    if let (Ok(endpoint), Ok(expect)) =
+        (std::env::var("RKECTL_TEST_CHILD_ENDPOINT"), std::env::var("RKECTL_TEST_CHILD_EXPECT"))
+    {
+        runtime().block_on(env_chain_child(endpoint, expect));
+        return;
+    }
+    if let Ok(label) = std::env::var("RKECTL_TEST_CHILD_BENCH") {
+        let kind = Kind::ALL.into_iter().find(|k| k.label() == label).expect("a server kind");
+        runtime().block_on(measure_upload(kind));
+        return;
+    }
+    let args = Arguments::from_args();
+    let lab = std::env::var("RKECTL_LAB").as_deref() == Ok("1");
+    let tests: Vec<(&str, TestFn, bool)> = server_tests![
+        round_trip_50_mib_multipart;
+        round_trip_1_kib_single_put;
+        round_trip_exactly_one_part_and_empty;
+        wrong_secret_key_is_a_credentials_error_and_writes_nothing, signatures;
+        wrong_access_key_is_a_credentials_error, signatures;
+        missing_bucket_is_named;
+        stopped_server_is_unreachable;
+        failing_reader_leaves_no_object_and_no_upload;
+        cancelled_upload_is_aborted;
+        delete_removes_object_and_manifest;
+        list_paginates_and_ignores_what_is_not_a_snapshot;
+        private_ca_endpoint_needs_custom_ca;
+        download_resumes_after_a_broken_connection;
+        credentials_from_the_aws_environment;
+        custom_endpoints_get_no_checksum_headers;
+        upload_200_mib_throughput_and_peak_memory;
+    ];
+    let mut trials = Vec::new();
+    for kind in Kind::ALL {
+        let present = kind.binary().is_some();
+        for &(name, test, needs_signatures) in &tests {
+            trials.push(Trial::ignorable_test(format!("{}::{name}", kind.label()), move || {
+                if !present {
+                    return if lab {
+                        Err(Failed::from(kind.missing()))
+                    } else {
+                        Ok(Completion::ignored_with(kind.missing()))
+                    };
+                }
+                if needs_signatures && !kind.checks_signatures() {
+                    return Ok(Completion::ignored_with(format!("{kind:?} accepts any signature")));
+                }
+                runtime().block_on(test(kind));
+                Ok(Completion::Completed)
+            }));
+        }
+    }
+    trials.push(Trial::test("region_from_the_aws_environment", || {
+        runtime().block_on(region_from_the_aws_environment());
+        Ok(())
+    }));
+    libtest_mimic::run(&args, trials).exit();
 }

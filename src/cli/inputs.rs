@@ -30,7 +30,8 @@ pub fn s3_or_configured(flags: &S3Flags, cluster: &Cluster) -> Result<(Option<S3
     let configured = match cluster.configured_s3() {
         Some(base) => {
             let (access_key, secret_key, custom_ca) = credentials(flags, Some(base))?;
-            Some(S3Settings { access_key, secret_key, custom_ca, ..base.clone() })
+            let region = base.region.clone().or_else(|| environment_region(&base.endpoint));
+            Some(S3Settings { access_key, secret_key, custom_ca, region, ..base.clone() })
         }
         None => None,
     };
@@ -62,14 +63,17 @@ pub fn s3_settings(flags: &S3Flags, cluster: &Cluster) -> Result<Option<S3Settin
         ));
     };
     let (access_key, secret_key, custom_ca) = credentials(flags, base)?;
+    let endpoint = flags
+        .s3_endpoint
+        .clone()
+        .or_else(|| base.map(|b| b.endpoint.clone()))
+        .unwrap_or_else(|| crate::config::DEFAULT_S3_ENDPOINT.into());
+    let region =
+        flags.region.clone().or_else(|| base.and_then(|b| b.region.clone())).or_else(|| environment_region(&endpoint));
     Ok(Some(S3Settings {
-        endpoint: flags
-            .s3_endpoint
-            .clone()
-            .or_else(|| base.map(|b| b.endpoint.clone()))
-            .unwrap_or_else(|| crate::config::DEFAULT_S3_ENDPOINT.into()),
+        endpoint,
         bucket,
-        region: flags.region.clone().or_else(|| base.and_then(|b| b.region.clone())),
+        region,
         folder: flags.folder.clone().or_else(|| base.and_then(|b| b.folder.clone())),
         custom_ca,
         access_key,
@@ -77,8 +81,22 @@ pub fn s3_settings(flags: &S3Flags, cluster: &Cluster) -> Result<Option<S3Settin
     }))
 }
 
+/// The region when neither the flag nor cluster.yml names one: the endpoint's (AWS regional
+/// endpoints), `AWS_REGION`/`AWS_DEFAULT_REGION` or the AWS profile's, so that the plan shows
+/// it and the helpers on the nodes, which see neither this environment nor the profile,
+/// sign for the same region. `None` leaves the S3 client's default.
+fn environment_region(endpoint: &str) -> Option<String> {
+    // The providers read only the environment and the profile files (synchronously):
+    // nothing here needs the runtime's I/O.
+    futures::executor::block_on(crate::s3::default_region(endpoint))
+}
+
 /// Keys and CA for S3: flags (or the AWS environment, through clap) over cluster.yml's
 /// `s3backupconfig`; empty keys leave the AWS profile chain to the S3 client.
+///
+/// `AWS_CA_BUNDLE` is not folded in here: it often names the whole system bundle (200 KB
+/// and more), and the CA travels to the helpers on the nodes in one environment variable,
+/// which the kernel caps at 128 KiB. The S3 client on this machine reads it itself.
 pub fn credentials(flags: &S3Flags, base: Option<&S3Settings>) -> Result<(Secret, Secret, Option<String>), CliError> {
     let custom_ca = match &flags.s3_endpoint_ca {
         Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {

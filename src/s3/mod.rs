@@ -29,7 +29,7 @@ mod error;
 pub mod roots;
 mod upload;
 
-pub use connect::{CA_ENV, DEFAULT_REGION};
+pub use connect::{CA_BUNDLE_ENV, CA_ENV, DEFAULT_REGION, default_region};
 pub use credentials_file::{
     CREDENTIALS_FILE_ENV, CREDENTIALS_FILE_IN_CONTAINER, credentials_file, read_credentials_file,
 };
@@ -151,14 +151,16 @@ pub struct S3Client {
     errors: Classifier,
     target: S3Target,
     list_page_size: i32,
+    /// Declare CRC32 checksums on multipart uploads (AWS); S3-compatible servers get none.
+    crc32: bool,
 }
 
 impl S3Client {
     /// A client for `settings`. Makes no request; use [`S3Client::check`] to test the settings.
     /// (Async so that callers need not change if building it ever has to wait.)
     pub async fn new(settings: &S3Settings) -> Result<S3Client, S3Error> {
-        let ca_env = std::env::var(connect::CA_ENV).ok();
-        let (client, errors, _endpoint) = connect::build(settings, ca_env)?;
+        let env = connect::Environment::of_process(settings).await?;
+        let (client, errors, endpoint) = connect::build(settings, env)?;
         let folder =
             settings.folder.as_deref().map(|f| f.trim().trim_matches('/').to_string()).filter(|f| !f.is_empty());
         Ok(S3Client {
@@ -168,6 +170,7 @@ impl S3Client {
             errors,
             target: settings.target(),
             list_page_size: 1000,
+            crc32: !endpoint.checksums_when_required(),
         })
     }
 
@@ -176,6 +179,11 @@ impl S3Client {
     pub fn with_list_page_size(mut self, n: i32) -> Self {
         self.list_page_size = n.max(1);
         self
+    }
+
+    /// The region requests are signed for.
+    pub fn region(&self) -> &str {
+        &self.errors.region
     }
 
     /// The public description of where this client stores snapshots.

@@ -45,14 +45,15 @@ pub fn roots() -> Roots {
     if *HAS_NATIVE_ROOTS { Roots::Native } else { Roots::BuiltIn }
 }
 
-/// The trust store for S3 clients: the machine's or the built-in roots, and `custom_ca`.
-pub(crate) fn trust_store(custom_ca: Option<&str>) -> TrustStore {
+/// The trust store for S3 clients: the machine's or the built-in roots, and `extra` PEM
+/// bundles (`custom_ca`, `AWS_CA_BUNDLE`).
+pub(crate) fn trust_store(extra: impl IntoIterator<Item = String>) -> TrustStore {
     let mut trust = match roots() {
         Roots::Native => TrustStore::empty().with_native_roots(true),
         Roots::BuiltIn => TrustStore::empty().with_native_roots(false).with_pem_certificate(BUILT_IN_PEM.clone()),
     };
-    if let Some(pem) = custom_ca {
-        trust.add_pem_certificate(pem.as_bytes().to_vec());
+    for pem in extra {
+        trust.add_pem_certificate(pem.into_bytes());
     }
     trust
 }

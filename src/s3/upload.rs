@@ -81,8 +81,9 @@ impl S3Client {
             .bucket(&self.bucket)
             .key(&key)
             .content_type("application/octet-stream")
-            // Declared so that AWS accepts the CRC32 the SDK adds to every part.
-            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            // Declared (on AWS) so that it accepts the CRC32 the SDK adds to every part; other
+            // servers get no checksum they were not asked for (see `Endpoint::checksums_when_required`).
+            .set_checksum_algorithm(self.crc32.then_some(ChecksumAlgorithm::Crc32))
             .send()
             .await
             .map_err(|e| self.errors.sdk("upload", Some(&key), e))?;
@@ -209,6 +210,7 @@ impl S3Client {
         let bucket = self.bucket.clone();
         let key = key.to_string();
         let upload_id = upload_id.to_string();
+        let crc32 = self.crc32;
         async move {
             let _permit = permit;
             let len = data.len() as u64;
@@ -218,7 +220,7 @@ impl S3Client {
                 .key(&key)
                 .upload_id(upload_id)
                 .part_number(number)
-                .checksum_algorithm(ChecksumAlgorithm::Crc32)
+                .set_checksum_algorithm(crc32.then_some(ChecksumAlgorithm::Crc32))
                 .content_length(len as i64)
                 // From a `Vec`: no copy, and the SDK can resend it on a retry.
                 .body(ByteStream::from(data))

@@ -163,6 +163,15 @@ impl Lab {
         ]
     }
 
+    /// S3 flags for the lab's second server (moto, `S3B_*`).
+    pub fn s3b_flags(&self) -> Vec<String> {
+        let mut flags = self.s3_flags();
+        for (i, key) in [(2, "S3B_ENDPOINT"), (4, "S3B_BUCKET"), (6, "S3B_ACCESS_KEY"), (8, "S3B_SECRET_KEY")] {
+            flags[i] = self.env.get(key).unwrap_or_else(|| panic!("lab status prints no {key}")).clone();
+        }
+        flags
+    }
+
     /// The lab script, e.g. `["exec", "node1", "docker", "ps"]`.
     pub fn lab(&self, args: &[&str]) -> Output {
         let out = Command::new(script())
