@@ -869,6 +869,23 @@ fn run_all(cases: &[Case], w: &World) {
 }
 
 #[test]
+fn diagnostics_never_show_the_secrets_in_cluster_yml() {
+    // Problems on the lines next to an S3 secret key and inside a node with an inline key.
+    let yml = "nodes:\n  - address: 10.77.0.11\n    user: root\n    role: [etcd, nonsense]\n    ssh_key: |-\n      -----BEGIN OPENSSH PRIVATE KEY-----\n      SSHKEYBODYb3BlbnNzaC1rZXkt\n      -----END OPENSSH PRIVATE KEY-----\nservices:\n  etcd:\n    backup_config:\n      s3backupconfig:\n        access_key: AKIAVISIBLEACCESS\n        bucket_name: b\n        secret_key: SECRETVISIBLE123\n        endpoint: s3 amazonaws.com\n";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cluster.yml"), yml).unwrap();
+    let ran = rkectl(dir.path(), &["plan", "up", "--offline"], &[]);
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    let all = format!("{}{}", ran.stdout, ran.stderr);
+    assert!(all.contains("nonsense") && all.contains("contains spaces"), "{all}");
+    for secret in ["AKIAVISIBLEACCESS", "SECRETVISIBLE123", "SSHKEYBODY", "PRIVATE KEY"] {
+        assert!(!all.contains(secret), "{secret} shows:\n{all}");
+    }
+    // The lines are there, masked: the pointer still lands on the right line.
+    assert!(all.contains("secret_key: ****************"), "{all}");
+}
+
+#[test]
 fn corpus_has_at_least_thirty_distinct_cases() {
     let cases = cases();
     let mut names: Vec<_> = cases.iter().map(|c| c.name).collect();

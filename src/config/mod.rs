@@ -16,6 +16,7 @@ pub mod lenient;
 pub mod merge;
 pub mod model;
 pub mod raw;
+pub mod redact;
 pub mod spans;
 
 pub use duration::GoDuration;
@@ -107,7 +108,7 @@ impl LoadedConfig {
         let located = Locator { source: &self.source, spans: &self.spans };
         ConfigError::Invalid {
             file: file_name(&self.path),
-            src: NamedSource::new(file_name(&self.path), self.source.clone()),
+            src: NamedSource::new(file_name(&self.path), redact::for_display(&self.source)),
             problems: vec![located.at(path, message, label, help)],
         }
     }
@@ -175,7 +176,7 @@ pub fn parse_with(path: &Path, text: String, options: Options) -> Result<LoadedC
     let text = lone_cr_as_lf(text);
     let invalid = |problems: Vec<ConfigProblem>, text: &str| ConfigError::Invalid {
         file: name.clone(),
-        src: NamedSource::new(name.clone(), text.to_string()),
+        src: NamedSource::new(name.clone(), redact::for_display(text)),
         problems,
     };
     let spans = match SpanIndex::build(&text) {
@@ -673,6 +674,7 @@ impl Validator<'_> {
             custom_ca: s(&raw.custom_ca),
             access_key: Secret::new(s(&raw.access_key).unwrap_or_default()),
             secret_key: Secret::new(s(&raw.secret_key).unwrap_or_default()),
+            session_token: None,
         })
     }
 
