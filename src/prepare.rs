@@ -29,6 +29,8 @@ pub struct PrepareInput {
     pub pki_flags: PkiFlags,
     /// Plan without contacting anything (for review only).
     pub offline: bool,
+    /// Lock every host dialed for this holder (an apply), from before it is looked at.
+    pub lock_nodes: Option<String>,
     pub connector: Arc<dyn Connector>,
 }
 
@@ -116,7 +118,7 @@ pub fn local_state(cfg: &LoadedConfig) -> Result<(StatePaths, ClusterState, Opti
 
 /// Plans the action.
 pub async fn prepare(input: PrepareInput) -> Result<Prepared, PrepareError> {
-    let PrepareInput { cfg, spec, s3, state_passphrase, pki_flags, offline, connector } = input;
+    let PrepareInput { cfg, spec, s3, state_passphrase, pki_flags, offline, lock_nodes, connector } = input;
     let (paths, state, rke_state) = local_state(&cfg)?;
     if let ActionSpec::EtcdSnapshotSave { seal_state: true, .. } = &spec {
         if state_passphrase.is_none() {
@@ -134,8 +136,8 @@ pub async fn prepare(input: PrepareInput) -> Result<Prepared, PrepareError> {
     let (observed, pool) = if offline {
         (Observed { offline: true, ..Default::default() }, None)
     } else {
-        // Cleanup removes the binaries: it must not copy one first.
-        let pool = pool(connector, &cfg.cluster, &removed, spec != ActionSpec::Cleanup)?;
+        // Cleanup removes the binaries: it must not copy one first (nor, without one, lock).
+        let pool = pool(connector, &cfg.cluster, &removed, spec != ActionSpec::Cleanup, lock_nodes)?;
         let observed = refresh::refresh(&cfg.cluster, &pool, &Needs::for_action(&spec), s3.as_ref(), &removed).await?;
         (observed, Some(pool))
     };
@@ -294,6 +296,7 @@ pub fn pool(
     cluster: &Cluster,
     removed: &[RemovedMember],
     install_agent: bool,
+    lock: Option<String>,
 ) -> Result<Arc<HostPool>, crate::agent_binary::AgentBinaryError> {
     let agent = if install_agent { Some(crate::agent_binary::AgentBinary::usable()?) } else { None };
     let mut nodes: Vec<Node> = cluster.nodes.clone();
@@ -310,9 +313,10 @@ pub fn pool(
         }
     }
     let pool = HostPool::new(connector, nodes);
-    Ok(Arc::new(match agent {
-        Some(a) => pool.with_agent(a),
-        None => pool,
+    Ok(Arc::new(match (agent, lock) {
+        (Some(a), Some(holder)) => pool.with_agent(a).with_lock(holder),
+        (Some(a), None) => pool.with_agent(a),
+        (None, _) => pool,
     }))
 }
 

@@ -233,6 +233,85 @@ fn a_second_apply_is_refused_and_a_killed_ones_lock_is_taken_over() {
 
 #[test]
 #[ignore = "needs the lab: tests/run brings it up"]
+fn ctrl_c_lets_running_steps_finish_and_apply_finishes_the_rest() {
+    let lab = Lab::get();
+    prepare(&lab);
+    lab.write("node1", "after", "2");
+    let (mut c, mut lines) = (lab.spawn(&["etcd", "snapshot-restore", "--name", "snap.db", "--yes"]), Vec::new());
+    let err = BufReader::new(c.stderr.take().unwrap());
+    let mut sent = false;
+    for l in err.lines().map_while(Result::ok) {
+        if !sent && l.contains("Cleaning up host") {
+            let st = Command::new("kill").args(["-INT", &c.id().to_string()]).status().unwrap();
+            assert!(st.success());
+            sent = true;
+        }
+        lines.push(l);
+    }
+    let st = c.wait().unwrap();
+    let all = lines.join("\n");
+    assert!(sent, "{all}");
+    assert_eq!(st.code(), Some(130), "{all}");
+    assert!(all.contains("Interrupted: no new step starts"), "{all}");
+    let flat = all.replace('│', " ").split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(flat.contains("run `rkectl apply` to finish it"), "{all}");
+    // No helper container is left running, and the journal lets apply finish the restore.
+    for n in NODES {
+        let left: Vec<String> = lab.containers(n).into_iter().filter(|c| c != "etcd").collect();
+        assert!(left.iter().all(|c| c == "etcd-rolling-snapshots"), "{n}: {left:?}");
+    }
+    assert!(lab.dir.path().join("cluster.rkectl-journal").exists());
+    lab.ok(&["apply", "--yes"]);
+    assert_restored(&lab);
+}
+
+#[test]
+#[ignore = "needs the lab: tests/run brings it up"]
+fn two_workstations_never_act_on_the_same_nodes_at_once() {
+    let lab = Lab::get();
+    prepare(&lab);
+    // A second workstation: its own copy of cluster.yml and the state beside it, so its
+    // local lock file is another file; only the nodes are shared.
+    let ws = tempfile::tempdir().unwrap();
+    for f in ["cluster.yml", "cluster.rkestate", "cluster.rkectl-state"] {
+        let from = lab.dir.path().join(f);
+        if from.exists() {
+            std::fs::copy(&from, ws.path().join(f)).unwrap();
+        }
+    }
+    let other = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_rkectl"))
+            .args(args)
+            .current_dir(ws.path())
+            .env("RKECTL_KNOWN_HOSTS", &lab.env["KNOWN_HOSTS"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let mut second = None;
+    let (_, lines) = run_until(&lab, &["etcd", "snapshot-restore", "--name", "snap.db", "--yes"], |l| {
+        if second.is_none() && l.contains("Cleaning up host") {
+            second = Some(other(&["etcd", "snapshot-save", "--name", "other.db", "--yes"]));
+        }
+        false
+    });
+    assert!(lines.join("\n").contains("exit: Some(0)"), "{lines:?}");
+    let second = second.expect("the second workstation ran");
+    let t = text(&second);
+    assert_eq!(second.status.code(), Some(2), "{t}");
+    assert!(t.contains("is being changed by another rkectl apply"), "{t}");
+    assert!(t.contains("rkectl etcd-snapshot-restore") && t.contains("pid "), "{t}");
+    for n in NODES {
+        assert!(!lab.sh(n, "ls /opt/rke/etcd-snapshots").contains("other.db"), "{n}");
+    }
+    assert_restored(&lab);
+    // Once the first apply is done its node locks are gone with its sessions.
+    let again = other(&["etcd", "snapshot-save", "--name", "other.db", "--yes"]);
+    assert!(again.status.success(), "{}", text(&again));
+}
+
+#[test]
+#[ignore = "needs the lab: tests/run brings it up"]
 fn a_changed_host_key_stops_the_apply_with_a_clear_message() {
     let lab = Lab::get();
     lab.ok(&["up", "--yes", "--new-pki"]);

@@ -334,3 +334,59 @@ fn snapshot_delete_and_prune_on_hosts_and_in_s3() {
     }
     assert!(s3_keys(&lab).contains(&"rke_etcd_snapshot_2026-01-01T00:00:00Z.zip".to_string()));
 }
+
+/// No keys on the command line or in cluster.yml: the AWS credentials chain finds them (a
+/// profile here), and the helpers on the nodes, which cannot run this workstation's chain,
+/// get what it resolved.
+#[test]
+#[ignore = "needs the lab: tests/run brings it up"]
+fn keys_from_an_aws_profile_reach_the_helpers_on_the_nodes() {
+    let lab = Lab::get();
+    lab.ok(&["up", "--yes", "--new-pki"]);
+    let aws = lab.dir.path().join("aws");
+    std::fs::create_dir(&aws).unwrap();
+    std::fs::write(
+        aws.join("credentials"),
+        format!(
+            "[lab]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            lab.env["S3_ACCESS_KEY"], lab.env["S3_SECRET_KEY"]
+        ),
+    )
+    .unwrap();
+    std::fs::write(aws.join("config"), "[profile lab]\nregion = us-east-1\n").unwrap();
+    let (creds, config) = (aws.join("credentials").display().to_string(), aws.join("config").display().to_string());
+    let env = [
+        ("AWS_SHARED_CREDENTIALS_FILE", creds.as_str()),
+        ("AWS_CONFIG_FILE", config.as_str()),
+        ("AWS_PROFILE", "lab"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let save = |name: &str| {
+        vec![
+            "etcd".to_string(),
+            "snapshot-save".into(),
+            "--name".into(),
+            name.into(),
+            "--s3".into(),
+            "--s3-endpoint".into(),
+            lab.env["S3_ENDPOINT"].clone(),
+            "--bucket-name".into(),
+            lab.env["S3_BUCKET"].clone(),
+            "--yes".into(),
+        ]
+    };
+    let args = save("profile.db");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = lab.rkectl_env(&args, &env);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(s3_keys(&lab).contains(&"profile.db.zip".to_string()), "{:?}", s3_keys(&lab));
+    // Without the profile there are no keys at all: refused before anything is saved.
+    let args = save("none.db");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let no_keys = [("AWS_EC2_METADATA_DISABLED", "true"), ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")];
+    let out = lab.rkectl_env(&args, &no_keys);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    for n in NODES {
+        assert!(!snapshots(&lab, n).iter().any(|s| s.starts_with("none.db")), "{n}");
+    }
+}

@@ -367,6 +367,19 @@ async fn inline_key_and_wrong_key() {
     node.ssh.key_path = PathBuf::from("/nonexistent/key");
     let host = connector.connect(&node).await.expect("dial with the inline key");
     host.docker_info().await.unwrap();
+    // Once the session is up, the inline key is on no disk (a kill -9 would leave it).
+    let key = std::fs::read_to_string(lab.key()).unwrap();
+    for d in std::fs::read_dir(std::env::temp_dir()).unwrap().chain(std::fs::read_dir("/tmp").unwrap()) {
+        let p = d.unwrap().path().join("id");
+        if p.parent().unwrap().file_name().unwrap().to_string_lossy().starts_with("rkectl-") {
+            assert_ne!(
+                std::fs::read_to_string(&p).ok().as_deref(),
+                Some(key.as_str()),
+                "{} is still there",
+                p.display()
+            );
+        }
+    }
 
     let tmp = scratch("wrongkey");
     let wrong = tmp.join("wrong");

@@ -158,6 +158,7 @@ impl Server {
             custom_ca: None,
             access_key: Secret::new(ACCESS),
             secret_key: Secret::new(SECRET),
+            session_token: None,
         }
     }
 
@@ -828,6 +829,7 @@ async fn env_chain_child(endpoint: String, expect: String) {
         custom_ca: None,
         access_key: Secret::default(),
         secret_key: Secret::default(),
+        session_token: None,
     };
     let client = S3Client::new(&settings).await.unwrap();
     if let Some(region) = expect.strip_prefix("region=") {

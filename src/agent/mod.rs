@@ -9,6 +9,7 @@
 pub mod etcdctl;
 pub mod files;
 pub mod hashes;
+pub mod node_lock;
 pub mod report;
 pub mod rolling;
 pub mod snapshot;
@@ -47,24 +48,29 @@ impl S3Args {
     /// The settings, when a bucket was given.
     pub fn settings(&self) -> Result<Option<S3Settings>, String> {
         let Some(bucket) = self.bucket.clone() else { return Ok(None) };
-        let (access_key, secret_key) = Self::keys()?;
+        let keys = Self::keys()?;
         Ok(Some(S3Settings {
             endpoint: self.s3_endpoint.clone().unwrap_or_else(|| crate::config::DEFAULT_S3_ENDPOINT.to_string()),
             bucket,
             region: self.region.clone(),
             folder: self.folder.clone(),
             custom_ca: std::env::var(crate::s3::CA_ENV).ok().filter(|s| !s.is_empty()),
-            access_key,
-            secret_key,
+            access_key: keys.access_key,
+            secret_key: keys.secret_key,
+            session_token: keys.session_token,
         }))
     }
 
     /// The S3 keys: from the file rkectl bound in, else none (the SDK's chain: the node's
     /// IAM role).
-    fn keys() -> Result<(Secret, Secret), String> {
+    fn keys() -> Result<crate::s3::FileCredentials, String> {
         match std::env::var(crate::s3::CREDENTIALS_FILE_ENV) {
             Ok(path) if !path.is_empty() => crate::s3::read_credentials_file(&path),
-            _ => Ok((Secret::default(), Secret::default())),
+            _ => Ok(crate::s3::FileCredentials {
+                access_key: Secret::default(),
+                secret_key: Secret::default(),
+                session_token: None,
+            }),
         }
     }
 }
@@ -83,6 +89,12 @@ pub enum AgentCommand {
         data_dir: PathBuf,
         #[arg(long)]
         staging: String,
+    },
+    /// Holds rkectl's lock of this node until standard input closes (runs on the node).
+    HoldLock {
+        /// Who holds it (shown to an apply that finds it taken).
+        #[arg(long)]
+        holder: String,
     },
     /// Links a container's log file into RKE's log folder (`rke-log-linker`).
     LinkLogs {
@@ -248,6 +260,7 @@ pub async fn run(cmd: AgentCommand) -> Result<(), AgentError> {
     match cmd {
         AgentCommand::Clean { data_dir } => files::clean(&data_dir),
         AgentCommand::RestoreFinish { data_dir, staging } => files::restore_finish(&data_dir, &staging),
+        AgentCommand::HoldLock { holder } => node_lock::hold(&holder),
         AgentCommand::LinkLogs { container, id, docker_root, log_dir } => {
             files::link_logs(&container, &id, &docker_root, &log_dir)
         }

@@ -53,11 +53,12 @@ pub struct S3Flags {
     /// Specify s3 endpoint url (default: "s3.amazonaws.com").
     #[arg(long)]
     pub s3_endpoint: Option<String>,
-    /// Specify s3 accessKey (or AWS_ACCESS_KEY_ID).
-    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    /// Specify s3 accessKey (without keys here or in cluster.yml: the AWS credentials chain,
+    /// AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, profile, SSO, instance role).
+    #[arg(long)]
     pub access_key: Option<String>,
-    /// Specify s3 secretKey (or AWS_SECRET_ACCESS_KEY).
-    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    /// Specify s3 secretKey.
+    #[arg(long)]
     pub secret_key: Option<String>,
     /// Specify s3 bucket name.
     #[arg(long)]

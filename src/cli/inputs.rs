@@ -78,6 +78,7 @@ pub fn s3_settings(flags: &S3Flags, cluster: &Cluster) -> Result<Option<S3Settin
         custom_ca,
         access_key,
         secret_key,
+        session_token: None,
     }))
 }
 

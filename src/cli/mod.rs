@@ -57,6 +57,10 @@ pub enum CliError {
     #[error("{0}")]
     #[diagnostic(code(rkectl::apply::failed))]
     ApplyFailed(String),
+    /// The apply was stopped by SIGINT or SIGTERM after its running steps finished.
+    #[error("{message}")]
+    #[diagnostic(code(rkectl::apply::interrupted))]
+    Interrupted { message: String, exit: u8 },
 }
 
 impl CliError {
@@ -73,6 +77,7 @@ impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
             CliError::ApplyFailed(_) => 1,
+            CliError::Interrupted { exit, .. } => *exit,
             _ => 2,
         }
     }
@@ -156,7 +161,7 @@ async fn dispatch(cmd: Command) -> Result<(), CliError> {
         Command::Etcd { command, common } => act(&common, &Action::Etcd { command: Box::new(command) }).await,
         Command::Plan { action, out, offline, common } => {
             let cfg = if offline { read_config(&common)? } else { load_config(&common)? };
-            let prepared = prepare(cfg, &common, &action, offline).await?;
+            let prepared = prepare(cfg, &common, &action, offline, None).await?;
             show(&prepared.plan, &common);
             if let Some(path) = out {
                 if prepared.pki.as_ref().is_some_and(|p| p.source == PkiSource::New) {
@@ -207,7 +212,7 @@ fn read_config(common: &Common) -> Result<LoadedConfig, CliError> {
     for w in &cfg.warnings {
         let warning = ConfigWarning {
             message: w.message.clone(),
-            src: miette::NamedSource::new(cfg.path.display().to_string(), cfg.source.clone()),
+            src: miette::NamedSource::new(cfg.path.display().to_string(), config::redact::for_display(&cfg.source)),
             span: w.span,
             label: w.label.clone(),
             help: w.help.clone(),
@@ -216,6 +221,12 @@ fn read_config(common: &Common) -> Result<LoadedConfig, CliError> {
     }
     Ok(cfg)
 }
+
+/// An S3 problem found before anything was changed.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error(transparent)]
+#[diagnostic(code(rkectl::s3), help("nothing was changed; check the S3 endpoint, bucket and keys"))]
+struct S3Refusal(crate::s3::S3Error);
 
 /// A valid but doubtful setting in cluster.yml, shown as a warning with its line.
 #[derive(Debug, thiserror::Error, Diagnostic)]
@@ -278,7 +289,36 @@ fn s3_flags(action: &Action) -> Option<&S3Flags> {
     })
 }
 
-async fn prepare(cfg: LoadedConfig, common: &Common, action: &Action, offline: bool) -> Result<Prepared, CliError> {
+/// What an apply locks: this cluster.yml's lock file, then each host as it is dialed.
+struct Locks {
+    /// Held until the apply ends.
+    _local: ApplyLock,
+    /// The record each node's lock shows to another apply.
+    holder: String,
+}
+
+/// Takes the lock of this cluster.yml before anything is read or dialed, so that the
+/// journal checked next and the hosts observed after cannot change under this apply.
+fn lock_cluster(paths: &StatePaths, what: &str) -> Result<Locks, CliError> {
+    // What is recorded is the action, never the command line: it may hold an S3 key.
+    let command = format!("rkectl {what}");
+    let local = ApplyLock::acquire(&paths.lock, &command).map_err(CliError::refused)?;
+    if let Some(prev) = &local.previous {
+        eprintln!(
+            "WARN[0000] A previous apply (pid {} on {}, since {}) ended without releasing the lock; taking it over",
+            prev.pid, prev.host, prev.since
+        );
+    }
+    Ok(Locks { _local: local, holder: crate::state::lock::Holder::me(&command).to_line() })
+}
+
+async fn prepare(
+    cfg: LoadedConfig,
+    common: &Common,
+    action: &Action,
+    offline: bool,
+    lock_nodes: Option<String>,
+) -> Result<Prepared, CliError> {
     let (spec, s3, pki_flags) = action_spec(action, &cfg.cluster)?;
     let state_passphrase = s3_flags(action).map(inputs::state_passphrase).transpose()?.flatten();
     let secrets: Vec<Secret> =
@@ -290,6 +330,7 @@ async fn prepare(cfg: LoadedConfig, common: &Common, action: &Action, offline: b
         state_passphrase,
         pki_flags,
         offline,
+        lock_nodes,
         connector: connector(common),
     };
     crate::prepare::prepare(input).await.map_err(|e| redact_refusal(e, &secrets))
@@ -362,17 +403,19 @@ fn done_line(spec: &ActionSpec) -> String {
 async fn act(common: &Common, action: &Action) -> Result<(), CliError> {
     let cfg = load_config(common)?;
     let paths = StatePaths::beside(&cfg.dir(), &cfg.stem());
+    let (spec, _, _) = action_spec(action, &cfg.cluster)?;
+    let locks = lock_cluster(&paths, spec.template_name())?;
     if paths.journal.exists() {
         return Err(unfinished(&paths));
     }
-    let prepared = prepare(cfg, common, action, false).await?;
+    let prepared = prepare(cfg, common, action, false, Some(locks.holder.clone())).await?;
     show(&prepared.plan, common);
     if !prepared.plan.has_changes() {
         return Ok(());
     }
     let what = describe_destruction(&prepared.plan);
     confirm(&prepared.plan, common, &what)?;
-    apply(prepared, common, None).await
+    apply(prepared, common, None, locks).await
 }
 
 fn describe_destruction(plan: &Plan) -> String {
@@ -414,7 +457,7 @@ fn unfinished(paths: &StatePaths) -> CliError {
     refuse(detail, "run `rkectl apply` to finish it, or `rkectl apply --abandon` to set it aside")
 }
 
-async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>) -> Result<(), CliError> {
+async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>, locks: Locks) -> Result<(), CliError> {
     let Prepared { plan, cfg, paths, mut state, pki, rke_state, s3, state_passphrase, pool } = p;
     if plan.observed.offline {
         return Err(refuse(
@@ -426,19 +469,17 @@ async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>) -> Re
         Some(p) => p,
         None => {
             let removed = crate::prepare::removed_members(&cfg.cluster, &state, rke_state.as_ref());
-            crate::prepare::pool(connector(common), &cfg.cluster, &removed, plan.action != ActionSpec::Cleanup)
+            let install = plan.action != ActionSpec::Cleanup;
+            crate::prepare::pool(connector(common), &cfg.cluster, &removed, install, Some(locks.holder.clone()))
                 .map_err(CliError::refused)?
         }
     };
-    let lock =
-        // What is recorded is the plan's title, never the command line: it may hold an S3 key.
-        ApplyLock::acquire(&paths.lock, &format!("rkectl: {}", plan.title)).map_err(CliError::refused)?;
-    if let Some(prev) = &lock.previous {
-        eprintln!(
-            "WARN[0000] A previous apply (pid {} on {}, since {}) ended without releasing the lock; taking it over",
-            prev.pid, prev.host, prev.since
-        );
-    }
+    // Keys from the AWS chain (a profile, SSO, a session token) are resolved here, once:
+    // the helpers on the nodes cannot run this workstation's chain.
+    let s3 = match s3 {
+        Some(s) => Some(crate::s3::resolve_keys(&s).await.map_err(|e| CliError::refused(S3Refusal(e)))?),
+        None => None,
+    };
     // RKE's state file first: a certificate placed on a host must never be missing from it.
     if let Some(p) = pki.as_ref().filter(|p| p.write) {
         p.state.save().map_err(CliError::refused)?;
@@ -472,6 +513,7 @@ async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>) -> Re
     if let Some(s) = &s3 {
         secrets.push(s.access_key.clone());
         secrets.push(s.secret_key.clone());
+        secrets.extend(s.session_token.clone());
     }
     secrets.extend(state_passphrase.clone());
     if let Some(st) = &rke_state {
@@ -485,10 +527,44 @@ async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>) -> Re
         eprintln!("WARN[0000] Name of the snapshot is not specified using [{name}]");
     }
     eprintln!("INFO[0000] {}", start_line(&plan.action));
-    let opts = RunOptions { parallelism: common.parallelism.map(|n| n as usize), ..RunOptions::default() };
+    let interrupts = Interrupts::listen();
+    let opts = RunOptions {
+        parallelism: common.parallelism.map(|n| n as usize),
+        stop: Some(interrupts.stop.clone()),
+        ..RunOptions::default()
+    };
     let started = std::time::Instant::now();
+    // The only error before any step runs: the plan's graph is not one.
     let outcome =
         exec::run(&plan, &executor, &mut jw, &done, &opts, &fan, &redactor).await.map_err(CliError::refused)?;
+    let interrupted = interrupts.finish();
+    if let Some(e) = &outcome.journal_error {
+        sweep_temporaries(&executor, &plan).await;
+        return Err(CliError::ApplyFailed(format!(
+            "the journal {} could not be written ({e}); rkectl stopped starting steps and let the running ones finish ({} finished). Free the space or fix the folder, then run `rkectl apply`: steps whose end was not recorded run again.",
+            paths.journal.display(),
+            outcome.finished
+        )));
+    }
+    if let Some(exit) = interrupted.filter(|_| !outcome.ok()) {
+        sweep_temporaries(&executor, &plan).await;
+        if resume.is_none() && !touched_cluster(&plan, &paths) {
+            let _ = journal::retire(&paths.journal);
+            return Err(CliError::Interrupted {
+                message: "interrupted during the pre-flight; nothing was changed on any host.".into(),
+                exit,
+            });
+        }
+        return Err(CliError::Interrupted {
+            message: format!(
+                "interrupted: the running steps finished ({} finished, {} not started). The journal {} records where it stopped: run `rkectl apply` to finish it.",
+                outcome.finished,
+                outcome.not_started,
+                paths.journal.display()
+            ),
+            exit,
+        });
+    }
     if outcome.ok() {
         match &plan.action {
             ActionSpec::Up | ActionSpec::EtcdSnapshotRestore { .. } => {
@@ -497,7 +573,13 @@ async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>) -> Re
                     .map(|n| DeployedMember { address: n.address.clone(), member: crate::etcd::member_name(n) })
                     .collect();
                 state.cluster_name = cluster.name.clone();
-                state.save(&paths.state).map_err(CliError::refused)?;
+                // The cluster changed: a failure here is a failed apply (exit 1), not a refusal.
+                state.save(&paths.state).map_err(|e| {
+                    CliError::ApplyFailed(format!(
+                        "the apply finished on every host, but {} could not be written: {e}. Fix the cause and run `rkectl apply` to record it.",
+                        paths.state.display()
+                    ))
+                })?;
             }
             _ => {}
         }
@@ -505,7 +587,7 @@ async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>) -> Re
             CliError::ApplyFailed(format!("the apply finished but its journal could not be set aside: {e}"))
         })?;
         eprintln!("INFO[{:04}] {}", started.elapsed().as_secs(), done_line(&plan.action));
-        drop(lock);
+        drop(locks);
         Ok(())
     } else if resume.is_none() && !touched_cluster(&plan, &paths) {
         sweep_temporaries(&executor, &plan).await;
@@ -525,6 +607,55 @@ async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>) -> Re
             outcome.not_started,
             paths.journal.display()
         )))
+    }
+}
+
+/// SIGINT and SIGTERM during a run: the first stops scheduling (running steps finish, the
+/// journal stays consistent), a second one exits at once, which the journal survives as
+/// it survives a crash.
+struct Interrupts {
+    stop: tokio_util::sync::CancellationToken,
+    /// The exit code of the first signal (130, 143), 0 while none came.
+    exit: Arc<std::sync::atomic::AtomicU8>,
+    listener: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Interrupts {
+    fn listen() -> Interrupts {
+        use std::sync::atomic::Ordering;
+        use tokio::signal::unix::{SignalKind, signal};
+        let stop = tokio_util::sync::CancellationToken::new();
+        let exit = Arc::new(std::sync::atomic::AtomicU8::new(0));
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            // Without handlers the signals keep their default action: the journal still
+            // lets the next apply resume.
+            return Interrupts { stop, exit, listener: None };
+        };
+        let listener = tokio::spawn({
+            let (stop, exit) = (stop.clone(), exit.clone());
+            async move {
+                let code = tokio::select! { _ = int.recv() => 130, _ = term.recv() => 143 };
+                exit.store(code, Ordering::SeqCst);
+                eprintln!(
+                    "WARN[0000] Interrupted: no new step starts, the running ones finish; interrupt again to stop at once"
+                );
+                stop.cancel();
+                let code = tokio::select! { _ = int.recv() => 130, _ = term.recv() => 143 };
+                std::process::exit(code);
+            }
+        });
+        Interrupts { stop, exit, listener: Some(listener) }
+    }
+
+    /// Stops listening; the exit code of the signal that came, if one did.
+    fn finish(mut self) -> Option<u8> {
+        if let Some(l) = self.listener.take() {
+            l.abort();
+        }
+        match self.exit.load(std::sync::atomic::Ordering::SeqCst) {
+            0 => None,
+            code => Some(code),
+        }
     }
 }
 
@@ -594,6 +725,7 @@ async fn apply_file(common: &Common, file: &std::path::Path, s3_flags: &S3Flags)
         ));
     }
     let paths = StatePaths::beside(&cfg.dir(), &cfg.stem());
+    let locks = lock_cluster(&paths, plan.action.template_name())?;
     if paths.journal.exists() {
         return Err(unfinished(&paths));
     }
@@ -611,6 +743,7 @@ async fn apply_file(common: &Common, file: &std::path::Path, s3_flags: &S3Flags)
         state_passphrase,
         pki_flags: PkiFlags { new_pki: false, use_local_state },
         offline: false,
+        lock_nodes: Some(locks.holder.clone()),
         connector: connector(common),
     };
     let fresh = crate::prepare::prepare(input).await.map_err(|e| redact_refusal(e, &secrets))?;
@@ -634,7 +767,7 @@ async fn apply_file(common: &Common, file: &std::path::Path, s3_flags: &S3Flags)
         return Ok(());
     }
     confirm(&plan, common, &describe_destruction(&plan))?;
-    apply(Prepared { plan, ..fresh }, common, None).await
+    apply(Prepared { plan, ..fresh }, common, None, locks).await
 }
 
 /// S3 settings for a plan made earlier: its target, keys from flags, env or cluster.yml.
@@ -649,12 +782,15 @@ fn s3_for_plan(spec: &ActionSpec, flags: &S3Flags, cluster: &Cluster) -> Result<
         custom_ca,
         access_key,
         secret_key,
+        session_token: None,
     }))
 }
 
 async fn resume(common: &Common, s3_flags: &S3Flags, abandon: bool) -> Result<(), CliError> {
     let cfg = load_config(common)?;
     let paths = StatePaths::beside(&cfg.dir(), &cfg.stem());
+    // Under the lock: an apply still running elsewhere owns its journal.
+    let locks = lock_cluster(&paths, if abandon { "apply --abandon" } else { "apply (resume)" })?;
     if !paths.journal.exists() {
         return Err(CliError::input(
             format!("nothing to apply: no plan file given and no unfinished apply next to {}", cfg.path.display()),
@@ -662,7 +798,6 @@ async fn resume(common: &Common, s3_flags: &S3Flags, abandon: bool) -> Result<()
         ));
     }
     if abandon {
-        let _lock = ApplyLock::acquire(&paths.lock, "rkectl apply --abandon").map_err(CliError::refused)?;
         let mut aside = paths.journal.as_os_str().to_owned();
         aside.push(format!(".abandoned-{}", time::OffsetDateTime::now_utc().unix_timestamp()));
         std::fs::rename(&paths.journal, &aside)
@@ -732,5 +867,6 @@ async fn resume(common: &Common, s3_flags: &S3Flags, abandon: bool) -> Result<()
     };
     let plan = j.plan.clone();
     confirm(&plan, common, &format!("Finish: {}", describe_destruction(&plan)))?;
-    apply(Prepared { plan, cfg, paths, state, pki, rke_state, s3, state_passphrase, pool: None }, common, Some(j)).await
+    let prepared = Prepared { plan, cfg, paths, state, pki, rke_state, s3, state_passphrase, pool: None };
+    apply(prepared, common, Some(j), locks).await
 }

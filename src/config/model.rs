@@ -145,6 +145,8 @@ pub struct S3Settings {
     pub custom_ca: Option<String>,
     pub access_key: Secret,
     pub secret_key: Secret,
+    /// With temporary keys (STS, SSO): their session token.
+    pub session_token: Option<Secret>,
 }
 
 /// What is safe to show of S3 settings in a plan.

@@ -168,11 +168,13 @@ pub struct RunOptions {
     pub max_attempts: u32,
     /// Delay before the first retry; doubled each time.
     pub backoff: Duration,
+    /// Cancelled to stop the run (Ctrl-C): no new step starts, running ones finish.
+    pub stop: Option<tokio_util::sync::CancellationToken>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { parallelism: None, max_attempts: 3, backoff: Duration::from_secs(1) }
+        RunOptions { parallelism: None, max_attempts: 3, backoff: Duration::from_secs(1), stop: None }
     }
 }
 
@@ -195,18 +197,23 @@ impl std::fmt::Display for Failure {
 }
 
 /// How a run ended.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RunOutcome {
     pub finished: usize,
     pub skipped: usize,
     pub failures: Vec<Failure>,
     pub not_started: usize,
+    /// The journal could not be written: the run stopped starting steps, and finished the
+    /// running ones, but which of them is recorded as done is unknown.
+    pub journal_error: Option<JournalError>,
+    /// The run was asked to stop ([`RunOptions::stop`]) before every step had started.
+    pub stopped: bool,
 }
 
 impl RunOutcome {
-    /// Every step finished or was already done.
+    /// Every step finished or was already done, and the journal says so.
     pub fn ok(&self) -> bool {
-        self.failures.is_empty() && self.not_started == 0
+        self.failures.is_empty() && self.not_started == 0 && self.journal_error.is_none()
     }
 }
 
@@ -250,7 +257,21 @@ pub async fn run(
     let mut running = FuturesUnordered::new();
     let mut durable_pending: Vec<usize> = Vec::new();
     let mut in_flush: Vec<usize> = Vec::new();
-    let mut outcome = RunOutcome { finished: 0, skipped: 0, failures: Vec::new(), not_started: 0 };
+    let mut outcome = RunOutcome {
+        finished: 0,
+        skipped: 0,
+        failures: Vec::new(),
+        not_started: 0,
+        journal_error: None,
+        stopped: false,
+    };
+    let stop_requested = async {
+        match &opts.stop {
+            Some(t) => t.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(stop_requested);
     let mut cancelling = false;
 
     fn release(i: usize, dependents: &[Vec<usize>], waiting: &mut [usize], ready: &mut VecDeque<usize>) {
@@ -280,7 +301,9 @@ pub async fn run(
             running.push(run_step(i, step, runner, opts, reporter, started));
         }
         // Only finished records hold anything up; started records ride along with them.
-        if !journal.is_flushing() && !durable_pending.is_empty() {
+        // After a failed write nothing is released any more: no dependent may start on a
+        // record that may not be on disk.
+        if !journal.is_flushing() && !durable_pending.is_empty() && outcome.journal_error.is_none() {
             in_flush = std::mem::take(&mut durable_pending);
             journal.start_flush();
         }
@@ -316,18 +339,48 @@ pub async fn run(
                     }
                 }
             }
+            _ = &mut stop_requested, if !outcome.stopped => {
+                outcome.stopped = true;
+                if !cancelling {
+                    cancelling = true;
+                    emit(ApplyEventKind::RunCancelling {
+                        reason: "interrupted; no new step starts, running steps finish".into(),
+                    });
+                }
+            }
             r = journal.finish_flush(), if journal.is_flushing() => {
-                r?;
-                for i in std::mem::take(&mut in_flush) {
-                    release(i, &dependents, &mut waiting, &mut ready);
+                match r {
+                    Ok(()) => {
+                        for i in std::mem::take(&mut in_flush) {
+                            release(i, &dependents, &mut waiting, &mut ready);
+                        }
+                    }
+                    // A full disk, say: stop starting steps, but let the running ones finish
+                    // (cancelling them half-way would leave hosts in between).
+                    Err(e) => {
+                        in_flush.clear();
+                        if !cancelling {
+                            cancelling = true;
+                            emit(ApplyEventKind::RunCancelling {
+                                reason: format!("the journal cannot be written ({e}); no new step starts, running steps finish"),
+                            });
+                        }
+                        outcome.journal_error.get_or_insert(e);
+                    }
                 }
             }
         }
     }
     let real_steps = plan.steps.iter().filter(|s| s.kind() != StepKind::Barrier).count();
     outcome.not_started = real_steps - outcome.finished - outcome.skipped - outcome.failures.len();
-    journal.push(&Record::RunEnded { at: now_rfc3339(), ok: outcome.ok() });
-    journal.sync().await?;
+    // After a failed write the file may end in a torn line, which a reader skips; anything
+    // appended behind it would make the whole journal unreadable.
+    if outcome.journal_error.is_none() {
+        journal.push(&Record::RunEnded { at: now_rfc3339(), ok: outcome.ok() });
+        if let Err(e) = journal.sync().await {
+            outcome.journal_error = Some(e);
+        }
+    }
     emit(ApplyEventKind::RunFinished {
         ok: outcome.ok(),
         finished: outcome.finished,

@@ -603,6 +603,11 @@ impl Host for FakeHost {
         self.with("logs", |s| Ok(s.containers.get(name).map(|c| c.logs.clone()).unwrap_or_default())).await
     }
 
+    async fn lock_node(&self, _agent: &str, _holder: &str) -> HostResult<()> {
+        // The fake world has a single workstation: there is nobody to exclude.
+        Ok(())
+    }
+
     async fn stop_container(&self, name: &str) -> HostResult<()> {
         self.with("stop", |s| {
             if let Some(c) = s.containers.get_mut(name) {

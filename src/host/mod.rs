@@ -154,6 +154,8 @@ pub enum HostError {
     Docker { host: HostAddr, op: String, reason: String, transient: bool },
     #[error("{op} on {host} failed: {reason}")]
     Io { host: HostAddr, op: String, reason: String, transient: bool },
+    #[error("{host} is being changed by another rkectl apply ({holder})")]
+    Locked { host: HostAddr, holder: String },
 }
 
 impl HostError {
@@ -166,7 +168,8 @@ impl HostError {
             HostError::Auth { .. }
             | HostError::HostKey { .. }
             | HostError::DockerDown { .. }
-            | HostError::ImageUnavailable { .. } => false,
+            | HostError::ImageUnavailable { .. }
+            | HostError::Locked { .. } => false,
         }
     }
 }
@@ -195,6 +198,9 @@ pub trait Host: Send + Sync {
     async fn wait_container(&self, name: &str) -> HostResult<i64>;
     /// The container's stdout and stderr.
     async fn container_logs(&self, name: &str) -> HostResult<String>;
+    /// Takes rkectl's lock of the node with its helper binary `agent`, held as long as this
+    /// connection lives; fails with [`HostError::Locked`] when another apply holds it.
+    async fn lock_node(&self, agent: &str, holder: &str) -> HostResult<()>;
     /// Stops a running container (used before replacing a service).
     async fn stop_container(&self, name: &str) -> HostResult<()>;
     /// Removes a container, running or not; `Ok(false)` if there was none.
@@ -237,6 +243,8 @@ pub struct HostPool {
     nodes: HashMap<HostAddr, Node>,
     cells: Mutex<HashMap<HostAddr, SharedConnection>>,
     agent: Option<&'static crate::agent_binary::AgentBinary>,
+    /// Who holds the node locks this pool takes (applies lock every host they dial).
+    lock: Option<String>,
 }
 
 impl HostPool {
@@ -247,7 +255,15 @@ impl HostPool {
             nodes: nodes.into_iter().map(|n| (n.address.clone(), n)).collect(),
             cells: Mutex::new(HashMap::new()),
             agent: None,
+            lock: None,
         }
+    }
+
+    /// Locks every host when it is first dialed (needs [`HostPool::with_agent`]), for
+    /// `holder`, until the pool is dropped.
+    pub fn with_lock(mut self, holder: String) -> Self {
+        self.lock = Some(holder);
+        self
     }
 
     /// Installs `agent` on every host when it is first dialed.
@@ -268,6 +284,9 @@ impl HostPool {
             let host = self.connector.connect(node).await?;
             if let Some(agent) = self.agent {
                 ensure_agent(host.as_ref(), agent).await?;
+                if let Some(holder) = &self.lock {
+                    host.lock_node(&agent.remote_path(), holder).await?;
+                }
             }
             Ok(host)
         })

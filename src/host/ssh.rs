@@ -146,6 +146,9 @@ pub struct SshHost {
     /// A `cat` that never ends: it keeps the master busy, so the master's idle timeout only
     /// fires once this process is gone (and an orphaned master then exits by itself).
     _keepalive: Mutex<Child<ConnRef>>,
+    /// `rkectl agent hold-lock` while this apply holds the node: its input is this
+    /// connection, so the lock goes when the connection does.
+    node_lock: Mutex<Option<Child<ConnRef>>>,
     /// Dropped last: closing the master needs its control socket, inside the private folder.
     conn: ConnRef,
 }
@@ -239,7 +242,12 @@ impl SshHost {
                 };
                 return Err(connect_error(&ctx, e));
             }
-            Ok(Ok(s)) => s,
+            // The master is authenticated and needs the key file no more: an inline key must
+            // not stay on disk for the life of the apply (or after a kill -9).
+            Ok(Ok(s)) => {
+                dir.forget_key();
+                s
+            }
         };
         let socket = dir.path().join("docker.sock");
         let conn = ConnRef(Arc::new(Conn { session, _dir: dir }));
@@ -293,6 +301,7 @@ impl SshHost {
             docker_version: server_version,
             docker,
             _keepalive: Mutex::new(keepalive),
+            node_lock: Mutex::new(None),
             conn,
         })
     }
@@ -647,6 +656,45 @@ impl Host for SshHost {
             }
         }
         Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    async fn lock_node(&self, agent: &str, holder: &str) -> HostResult<()> {
+        use crate::agent::node_lock::{HELD, LOCKED};
+        use tokio::io::AsyncBufReadExt;
+        let op = "lock the node";
+        let mut cmd = self.script(r#"exec "$1" agent hold-lock --holder "$2""#, &[agent, holder]);
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = match cmd.spawn().await {
+            Ok(c) => c,
+            Err(e) => return Err(self.ssh_err(op, e).await),
+        };
+        let stdout = child.stdout().take().expect("piped stdout");
+        let mut first = String::new();
+        let mut reader = tokio::io::BufReader::new(stdout);
+        let read = reader.read_line(&mut first);
+        match tokio::time::timeout(Duration::from_secs(DOCKER_TIMEOUT_SECS), read).await {
+            Ok(Ok(_)) if first.trim_end() == LOCKED => {
+                *self.node_lock.lock().expect("node lock") = Some(child);
+                Ok(())
+            }
+            Ok(Ok(_)) if first.starts_with(HELD) => {
+                let record = first[HELD.len()..].trim();
+                let holder = match serde_json::from_str::<crate::state::lock::Holder>(record) {
+                    Ok(h) => format!("pid {} on {}, since {}: {}", h.pid, h.host, h.since, h.command),
+                    Err(_) => "its record is unreadable".to_string(),
+                };
+                Err(HostError::Locked { host: self.addr.clone(), holder })
+            }
+            Ok(Ok(_)) => {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr().take() {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), e.read_to_string(&mut err)).await;
+                }
+                Err(self.io_err(op, format!("rkectl agent hold-lock: {}", crate::exec::printable(err.trim())), false))
+            }
+            Ok(Err(e)) => Err(self.io_err(op, e.to_string(), transient_io(&e))),
+            Err(_) => Err(self.io_err(op, "no answer from rkectl agent hold-lock", true)),
+        }
     }
 
     async fn stop_container(&self, name: &str) -> HostResult<()> {
@@ -1326,6 +1374,11 @@ impl PrivateDir {
 
     fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Removes the inline key, if one was written.
+    fn forget_key(&self) {
+        let _ = std::fs::remove_file(self.path.join("id"));
     }
 
     /// Writes the key where only this user can read it (ssh refuses anything looser).

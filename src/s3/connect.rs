@@ -207,7 +207,7 @@ pub(crate) fn credentials(settings: &S3Settings, region: &Region) -> Result<Shar
         (false, false) => Ok(SharedCredentialsProvider::new(Credentials::new(
             settings.access_key.expose(),
             settings.secret_key.expose(),
-            None,
+            settings.session_token.as_ref().map(|t| t.expose().to_string()),
             None,
             "rkectl-settings",
         ))),
@@ -226,6 +226,49 @@ pub(crate) fn credentials(settings: &S3Settings, region: &Region) -> Result<Shar
                 .into(),
         }),
     }
+}
+
+/// `settings` with keys: its own, or, when it names none, those the AWS chain resolves to
+/// here (environment with session token, profile, SSO, instance role), possibly temporary.
+/// The helpers on the nodes get these: they cannot run the workstation's chain.
+pub(crate) async fn resolve_keys(settings: &S3Settings) -> Result<S3Settings, S3Error> {
+    if !settings.access_key.is_empty() || !settings.secret_key.is_empty() {
+        return Ok(settings.clone());
+    }
+    let env = Environment::of_process(settings).await?;
+    let region = settings
+        .region
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_string)
+        .or(env.region)
+        .unwrap_or_else(|| DEFAULT_REGION.to_string());
+    let endpoint = settings.endpoint.clone();
+    let provider = credentials(settings, &Region::new(region))?;
+    let c = provider.provide_credentials().await.map_err(|e| {
+        use aws_credential_types::provider::error::CredentialsError;
+        let fault = match &e {
+            CredentialsError::CredentialsNotLoaded(_) => super::CredentialsFault::NoneFound,
+            other => {
+                let mut reason = other.to_string();
+                let mut s = std::error::Error::source(other);
+                while let Some(inner) = s {
+                    reason.push_str(": ");
+                    reason.push_str(&inner.to_string());
+                    s = inner.source();
+                }
+                super::CredentialsFault::Provider { reason }
+            }
+        };
+        S3Error::Credentials { endpoint, fault }
+    })?;
+    Ok(S3Settings {
+        access_key: crate::secret::Secret::new(c.access_key_id()),
+        secret_key: crate::secret::Secret::new(c.secret_access_key()),
+        session_token: c.session_token().map(crate::secret::Secret::new),
+        ..settings.clone()
+    })
 }
 
 /// The AWS default chain (env, profiles, web identity, ECS, IMDS), built on first use:
@@ -387,6 +430,7 @@ mod tests {
             custom_ca: None,
             access_key: crate::secret::Secret::new("AKID"),
             secret_key: crate::secret::Secret::new("secret"),
+            session_token: None,
         };
         let (client, _, _) = build(&settings("http://127.0.0.1:9000"), Environment::default()).unwrap();
         let config = client.config();
@@ -408,6 +452,7 @@ mod tests {
             custom_ca: None,
             access_key: crate::secret::Secret::new("AKID"),
             secret_key: crate::secret::Secret::new("secret"),
+            session_token: None,
         };
         let env = |r: &str| Environment { region: Some(r.into()), ..Environment::default() };
         let region = |s: &S3Settings, e: Environment| build(s, e).unwrap().1.region;

@@ -31,7 +31,7 @@ mod upload;
 
 pub use connect::{CA_BUNDLE_ENV, CA_ENV, DEFAULT_REGION, default_region};
 pub use credentials_file::{
-    CREDENTIALS_FILE_ENV, CREDENTIALS_FILE_IN_CONTAINER, credentials_file, read_credentials_file,
+    CREDENTIALS_FILE_ENV, CREDENTIALS_FILE_IN_CONTAINER, FileCredentials, credentials_file, read_credentials_file,
 };
 pub use error::{CredentialsFault, S3Error};
 pub use upload::{PART_SIZE, PARTS_IN_FLIGHT};
@@ -153,6 +153,12 @@ pub struct S3Client {
     list_page_size: i32,
     /// Declare CRC32 checksums on multipart uploads (AWS); S3-compatible servers get none.
     crc32: bool,
+}
+
+/// `settings` with the keys the helpers on the nodes will use: its own, or those the AWS
+/// credentials chain resolves to on this workstation.
+pub async fn resolve_keys(settings: &S3Settings) -> Result<S3Settings, S3Error> {
+    connect::resolve_keys(settings).await
 }
 
 impl S3Client {
@@ -422,6 +428,7 @@ mod tests {
             custom_ca: None,
             access_key: Secret::new("AKID"),
             secret_key: Secret::new("secret"),
+            session_token: None,
         }
     }
 

@@ -20,6 +20,23 @@ pub struct Holder {
     pub command: String,
 }
 
+impl Holder {
+    /// This process, doing `command`.
+    pub fn me(command: &str) -> Holder {
+        Holder {
+            pid: std::process::id(),
+            host: hostname(),
+            since: super::journal::now_rfc3339(),
+            command: command.to_string(),
+        }
+    }
+
+    /// As one line of JSON (the record in lock files).
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).expect("holder serialises")
+    }
+}
+
 /// Why the lock could not be taken.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum LockError {
@@ -79,12 +96,7 @@ impl ApplyLock {
         let mut s = String::new();
         file.read_to_string(&mut s).map_err(io)?;
         let previous = serde_json::from_str::<Holder>(&s).ok();
-        let me = Holder {
-            pid: std::process::id(),
-            host: hostname(),
-            since: super::journal::now_rfc3339(),
-            command: command.to_string(),
-        };
+        let me = Holder::me(command);
         file.set_len(0).map_err(io)?;
         file.seek(SeekFrom::Start(0)).map_err(io)?;
         file.write_all(serde_json::to_string(&me).expect("holder serialises").as_bytes()).map_err(io)?;

@@ -153,7 +153,7 @@ pub fn executor(cfg: &LoadedConfig, world: &Arc<FakeWorld>, pki: &Pki) -> rkectl
 
 /// Options for fast tests: no real backoff.
 pub fn fast() -> RunOptions {
-    RunOptions { parallelism: None, max_attempts: 3, backoff: Duration::from_millis(1) }
+    RunOptions { parallelism: None, max_attempts: 3, backoff: Duration::from_millis(1), stop: None }
 }
 
 /// Applies `plan` with a new journal at `journal`, or resumes it when `done` is given.
