@@ -68,7 +68,7 @@ impl Lab {
             hostname_override: None,
             hostname: address.to_string(),
             internal_address: None,
-            ssh: SshAuth { key: None, key_path: self.key(), key_path_explicit: true, agent: false },
+            ssh: SshAuth { key: None, key_path: self.key(), key_path_explicit: true, agent: false, cert: None },
             docker_socket: "/var/run/docker.sock".into(),
         }
     }
