@@ -79,6 +79,7 @@ impl Lab {
             ssh_agent_auth: false,
             ignore_docker_version: false,
             connect_timeout: Duration::from_secs(5),
+            bastion: None,
         }
     }
 

@@ -232,7 +232,7 @@ struct ConfigWarning {
     help: Option<String>,
 }
 
-fn connector(common: &Common) -> Arc<dyn Connector> {
+fn connector(common: &Common, cluster: &Cluster) -> Arc<dyn Connector> {
     let known_hosts = if common.accept_new_host_keys {
         KnownHostsPolicy::AcceptNew { file: common.known_hosts.clone() }
     } else {
@@ -242,6 +242,7 @@ fn connector(common: &Common) -> Arc<dyn Connector> {
         known_hosts,
         ssh_agent_auth: common.ssh_agent_auth,
         ignore_docker_version: common.ignore_docker_version,
+        bastion: cluster.bastion.clone(),
         ..SshOptions::default()
     }))
 }
@@ -283,15 +284,8 @@ async fn prepare(cfg: LoadedConfig, common: &Common, action: &Action, offline: b
     let state_passphrase = s3_flags(action).map(inputs::state_passphrase).transpose()?.flatten();
     let secrets: Vec<Secret> =
         s3.iter().flat_map(|s| [s.access_key.clone(), s.secret_key.clone()]).chain(state_passphrase.clone()).collect();
-    let input = crate::prepare::PrepareInput {
-        cfg,
-        spec,
-        s3,
-        state_passphrase,
-        pki_flags,
-        offline,
-        connector: connector(common),
-    };
+    let connector = connector(common, &cfg.cluster);
+    let input = crate::prepare::PrepareInput { cfg, spec, s3, state_passphrase, pki_flags, offline, connector };
     crate::prepare::prepare(input).await.map_err(|e| redact_refusal(e, &secrets))
 }
 
@@ -426,8 +420,13 @@ async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>) -> Re
         Some(p) => p,
         None => {
             let removed = crate::prepare::removed_members(&cfg.cluster, &state, rke_state.as_ref());
-            crate::prepare::pool(connector(common), &cfg.cluster, &removed, plan.action != ActionSpec::Cleanup)
-                .map_err(CliError::refused)?
+            crate::prepare::pool(
+                connector(common, &cfg.cluster),
+                &cfg.cluster,
+                &removed,
+                plan.action != ActionSpec::Cleanup,
+            )
+            .map_err(CliError::refused)?
         }
     };
     let lock =
@@ -604,6 +603,7 @@ async fn apply_file(common: &Common, file: &std::path::Path, s3_flags: &S3Flags)
     // The same preparation as when the plan was made; a local state file, once there, is the
     // PKI (the plan may have written it from the snapshot's).
     let use_local_state = crate::rke::state::path_for(&cfg.path).exists();
+    let connector = connector(common, &cfg.cluster);
     let input = crate::prepare::PrepareInput {
         cfg,
         spec: plan.action.clone(),
@@ -611,7 +611,7 @@ async fn apply_file(common: &Common, file: &std::path::Path, s3_flags: &S3Flags)
         state_passphrase,
         pki_flags: PkiFlags { new_pki: false, use_local_state },
         offline: false,
-        connector: connector(common),
+        connector,
     };
     let fresh = crate::prepare::prepare(input).await.map_err(|e| redact_refusal(e, &secrets))?;
     let observed = &fresh.plan.observed;

@@ -8,6 +8,7 @@
 
 pub mod fake;
 pub mod ssh;
+pub mod ssh_config;
 
 use crate::config::{HostAddr, Node};
 use crate::secret::Secret;
