@@ -11,11 +11,13 @@
 //! certificate, the ssh_config of a certificate or bastion: [`super::ssh_config`]) lives in
 //! one private 0700 folder that is removed when the last user of the session goes.
 
+use super::registry_pull::{self, PullAuth, PullError};
 use super::ssh_config::{self, BastionSettings, Proxy, Unwritable};
 use super::{
     ByteStream, Connector, ContainerInfo, ContainerSpec, DirEntry, DockerInfo, Host, HostError, HostResult,
     RestartPolicy,
 };
+use crate::config::registries::{PrivateRegistry, RegistryAuth};
 use crate::config::{Bastion, CertSource, HostAddr, Node, SshAuth, SshCert};
 use crate::secret::{Secret, redact};
 use async_trait::async_trait;
@@ -148,6 +150,8 @@ pub struct SshHost {
     docker_socket: String,
     docker_version: String,
     docker: Docker,
+    /// The local end of the forwarded Docker socket (credentialed pulls use it directly).
+    docker_local: PathBuf,
     /// A `cat` that never ends: it keeps the master busy, so the master's idle timeout only
     /// fires once this process is gone (and an orphaned master then exits by itself).
     _keepalive: Mutex<Child<ConnRef>>,
@@ -309,6 +313,7 @@ impl SshHost {
             docker_socket: node.docker_socket.clone(),
             docker_version: server_version,
             docker,
+            docker_local: socket,
             _keepalive: Mutex::new(keepalive),
             conn,
         })
@@ -331,6 +336,30 @@ impl SshHost {
 
     fn io_err(&self, op: &str, reason: impl Into<String>, transient: bool) -> HostError {
         HostError::Io { host: self.addr.clone(), op: op.to_string(), reason: reason.into(), transient }
+    }
+
+    /// Pulls `image` with `registry`'s credentials (see [`registry_pull`] for why not bollard).
+    async fn pull_with_credentials(&self, image: &str, registry: &PrivateRegistry) -> HostResult<()> {
+        let unavailable = |reason: String| HostError::ImageUnavailable {
+            host: self.addr.clone(),
+            image: image.to_string(),
+            reason: format!("{reason} (pulled as private_registries[{}], {})", registry.index, registry.url),
+        };
+        let RegistryAuth::Basic { user, password } = &registry.auth else {
+            // Config refuses the plugin for the images rkectl pulls; this is the last guard.
+            return Err(unavailable("its registry's ecr_credential_plugin is not supported by rkectl".into()));
+        };
+        let v = self.docker.client_version();
+        let api = format!("{}.{}", v.major_version, v.minor_version);
+        let auth = PullAuth { user, password, server: &registry.url };
+        match registry_pull::pull(&self.docker_local, &api, &with_default_tag(image), &auth).await {
+            Ok(()) => Ok(()),
+            Err(PullError::Refused(reason)) => Err(unavailable(reason)),
+            Err(PullError::Io(e)) => match self.lost("pull image").await {
+                Some(lost) => Err(lost),
+                None => Err(unavailable(format!("the Docker socket failed: {e}"))),
+            },
+        }
     }
 
     /// `Some(Unreachable)` when the master is gone: the one case where redialing helps.
@@ -539,7 +568,10 @@ impl Host for SshHost {
         }
     }
 
-    async fn pull_image(&self, image: &str) -> HostResult<()> {
+    async fn pull_image(&self, image: &str, registry: Option<&PrivateRegistry>) -> HostResult<()> {
+        if let Some(r) = registry {
+            return self.pull_with_credentials(image, r).await;
+        }
         let options = CreateImageOptionsBuilder::new().from_image(&with_default_tag(image)).build();
         let mut progress = self.docker.create_image(Some(options), None, None);
         while let Some(item) = progress.next().await {
