@@ -454,6 +454,68 @@ fn cases() -> Vec<Case> {
             .offline()
             .exit(0)
             .says(&["Planned offline"]),
+        // --- bastion_host, SSH certificates, private registries ---
+        case("bastion-without-user")
+            .edit(&[("system_images:\n", "bastion_host:\n  address: 10.77.0.14\nsystem_images:\n")])
+            .says(&["bastion_host has no user"])
+            .at(22, 1),
+        case("bastion-port-not-a-port")
+            .edit(&[(
+                "system_images:\n",
+                "bastion_host:\n  address: 10.77.0.14\n  user: root\n  port: twenty-two\nsystem_images:\n",
+            )])
+            .says(&["`twenty-two` is not a valid SSH port"])
+            .at(25, 9),
+        case("bastion-address-is-an-option")
+            .edit(&[("system_images:\n", "bastion_host:\n  address: -oProxyCommand=sh\n  user: root\nsystem_images:\n")])
+            .says(&["`-oProxyCommand=sh` is not a host address"])
+            .at(23, 12),
+        case("bastion-key-file-missing")
+            .keys()
+            .edit(&[(
+                "system_images:\n",
+                "bastion_host:\n  address: 10.77.0.14\n  user: root\n  ssh_key_path: @CASE_DIR@/no-such-key\nsystem_images:\n",
+            )])
+            .says(&["no-such-key for the bastion host 10.77.0.14 does not exist"])
+            .at(25, 17),
+        // Settings without an address: no bastion, as in RKE, and a warning that says so.
+        case("bastion-without-address-warned")
+            .edit(&[("system_images:\n", "bastion_host:\n  user: root\nsystem_images:\n")])
+            .exit(0)
+            .says(&["bastion_host has settings but no address"])
+            .at(22, 1),
+        case("ssh-cert-inline-not-a-certificate")
+            .edit(&[("ssh_key_path: @SSH_KEY@\n", "ssh_key_path: @SSH_KEY@\n    ssh_cert: ~/.ssh/id_ed25519-cert.pub\n")])
+            .says(&["ssh_cert is not an OpenSSH certificate"])
+            .at(9, 15),
+        case("ssh-cert-file-missing")
+            .keys()
+            .edit(&[(
+                "ssh_key_path: @SSH_KEY@\n",
+                "ssh_key_path: @SSH_KEY@\n    ssh_cert_path: @CASE_DIR@/no-such-cert.pub\n",
+            )])
+            .says(&["no-such-cert.pub for node 10.77.0.11 does not exist"])
+            .at(9, 20),
+        case("ssh-cert-file-is-a-key")
+            .keys()
+            .edit(&[("ssh_key_path: @SSH_KEY@\n", "ssh_key_path: @SSH_KEY@\n    ssh_cert_path: @SSH_KEY@\n")])
+            .says(&["(the SSH certificate for node 10.77.0.11) is not an OpenSSH certificate"])
+            .at(9, 20),
+        case("registry-ecr-plugin-for-the-etcd-image")
+            .edit(&[(
+                "system_images:\n",
+                "private_registries:\n  - url: docker.io\n    ecr_credential_plugin:\n      aws_access_key_id: AKIAEXAMPLE\nsystem_images:\n",
+            )])
+            .says(&["the etcd image rkectl-lab/etcd:v3.4.23 comes from docker.io", "ecr_credential_plugin rkectl cannot use"])
+            .at(24, 5),
+        case("registry-url-with-scheme-warned")
+            .edit(&[(
+                "system_images:\n",
+                "private_registries:\n  - url: https://registry.example.com\n    user: ci\n    password: hunter22hunter\nsystem_images:\n",
+            )])
+            .exit(0)
+            .says(&["registry url `https://registry.example.com` never matches an image"])
+            .at(23, 10),
         case("config-file-missing").missing().says(&["cannot read cluster configuration"]),
         // --- S3 flags ---
         case("s3-without-bucket")

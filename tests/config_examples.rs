@@ -17,7 +17,7 @@ fn a_cluster_yml_with_every_part_of_rke_parses_unchanged() {
     assert!(w.iter().any(|m| m.contains("services.etcd.image") && m.contains("ignored")), "{w:?}");
     // Every key in it is one RKE knows.
     assert!(!w.iter().any(|m| m.contains("unknown key")), "{w:?}");
-    assert_eq!(loaded.warnings[0].line, Some(58));
+    assert_eq!(loaded.warnings[0].line, Some(59));
     let c = loaded.cluster;
     assert_eq!(c.name, "mycluster");
     assert_eq!(c.nodes.len(), 3);
@@ -27,6 +27,17 @@ fn a_cluster_yml_with_every_part_of_rke_parses_unchanged() {
     assert_eq!(c.nodes[2].internal_address(), "192.168.1.6");
     assert_eq!(c.etcd_nodes().count(), 1);
     assert_eq!(c.etcd.image, "rancher/coreos-etcd:v3.1.12");
+    // How the nodes are reached: the bastion with its own key, certificates with the keys
+    // they go with (the top-level one with the top-level key, on the node that names none).
+    let b = c.bastion.as_ref().expect("bastion_host");
+    assert_eq!((b.address.as_str(), b.user.as_str(), b.port), ("x.x.x.x", "ubuntu", 22));
+    assert_eq!(b.ssh.key_path, Path::new("/home/user/.ssh/bastion_rsa"));
+    let certs: Vec<Option<&str>> = c.nodes.iter().map(|n| n.ssh.cert.as_ref().map(|x| x.at.as_str())).collect();
+    assert_eq!(certs, [Some("ssh_cert_path"), Some("nodes[1].ssh_cert_path"), Some("ssh_cert_path")]);
+    // The image is named in system_images: the default registry does not rename it, and
+    // it comes from Docker Hub, for which there are no credentials.
+    assert!(c.registry_for(&c.etcd.image).is_none());
+    assert_eq!(c.registry_for("registry.com/rancher/etcd:v1").map(|r| r.url.as_str()), Some("registry.com"));
     assert_eq!(c.kubernetes_service_ips, ["10.43.0.1".parse::<std::net::IpAddr>().unwrap()]);
     assert_eq!(c.etcd.extra_args.get("heartbeat-interval").map(String::as_str), Some("500"));
     // backup_config overrides the legacy settings, and says which it overrides.

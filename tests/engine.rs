@@ -339,3 +339,54 @@ async fn retries_and_log_lines_are_redacted_like_failures() {
     assert!(events.contains("step-retrying") && events.contains("***"), "{events}");
     assert!(!events.contains("AKIASECRET1234"), "a secret reached the reporter");
 }
+
+#[tokio::test]
+async fn the_etcd_image_is_pulled_with_its_registrys_credentials_and_a_wrong_password_stops_before_any_change() {
+    let registries = "private_registries:\n  - url: reg.example.com:5000\n    user: ci\n    password: right-horse-battery\n    is_default: true\n";
+    let cfg = load(&format!("{}{registries}", etcd_cluster_yaml(3)));
+    let image = cfg.cluster.etcd.image.clone();
+    assert_eq!(image, format!("reg.example.com:5000/{ETCD_IMAGE}"), "the default registry renames the default image");
+    let pki = rkectl::rke::pki::Pki::generate(&cfg.cluster).unwrap();
+    let plan_for = |cfg: &rkectl::config::LoadedConfig, world: &rkectl::host::fake::FakeWorld| {
+        let mut observed = observed_for(&cfg.cluster, world, "snap.db");
+        for f in observed.hosts.values_mut() {
+            f.missing_images = vec![image.clone()];
+        }
+        let action = rkectl::plan::ActionSpec::EtcdSnapshotRestore {
+            name: rkectl::plan::step::SnapshotName::new("snap.db").unwrap(),
+            from: rkectl::plan::RestoreSearch::Hosts,
+        };
+        compile(cfg, &action, &observed)
+    };
+    let login = ("ci".to_string(), "right-horse-battery".to_string());
+    let dir = tempfile::tempdir().unwrap();
+
+    let world = running_world(&cfg.cluster, b"data", Some(("snap.db", b"snapshot-bytes")));
+    world.registry_logins.lock().unwrap().insert("reg.example.com:5000".into(), login.clone());
+    let plan = plan_for(&cfg, &world);
+    assert_eq!(plan.steps.iter().filter(|s| s.kind() == StepKind::PullImages).count(), 3);
+    let out = apply(&cfg, &world, &pki, &plan, &dir.path().join("j"), None, &Recorder::default()).await;
+    assert!(out.ok(), "{:?}", out.failures);
+    let pulls = world.pulls.lock().unwrap().clone();
+    assert_eq!(pulls.len(), 3, "{pulls:?}");
+    assert!(pulls.iter().all(|(_, i, user)| i == &image && user.as_deref() == Some("ci")), "{pulls:?}");
+
+    let wrong = load(&format!("{}{}", etcd_cluster_yaml(3), registries.replace("right-horse-battery", "wrong-horse")));
+    let world = running_world(&wrong.cluster, b"data", Some(("snap.db", b"snapshot-bytes")));
+    world.registry_logins.lock().unwrap().insert("reg.example.com:5000".into(), login);
+    let plan = plan_for(&wrong, &world);
+    let rec = Recorder::default();
+    let out = apply(&wrong, &world, &pki, &plan, &dir.path().join("j2"), None, &rec).await;
+    assert!(!out.ok());
+    let msg = out.failures[0].to_string();
+    assert!(msg.contains("unauthorized") && msg.contains(&image), "{msg}");
+    assert!(!msg.contains("wrong-horse"), "the password never shows: {msg}");
+    for e in rec.events() {
+        if let ApplyEventKind::StepStarted { kind, id, .. } = &e.kind {
+            assert!(!kind.is_destructive(), "{id} started after the pull failed");
+        }
+    }
+    for h in etcd_addrs(&wrong.cluster) {
+        assert_eq!(world.host(&h).etcd_data(), Some(&b"data"[..]), "{h} changed");
+    }
+}

@@ -68,7 +68,7 @@ impl Lab {
             hostname_override: None,
             hostname: address.to_string(),
             internal_address: None,
-            ssh: SshAuth { key: None, key_path: self.key(), key_path_explicit: true, agent: false },
+            ssh: SshAuth { key: None, key_path: self.key(), key_path_explicit: true, agent: false, cert: None },
             docker_socket: "/var/run/docker.sock".into(),
         }
     }
@@ -79,6 +79,7 @@ impl Lab {
             ssh_agent_auth: false,
             ignore_docker_version: false,
             connect_timeout: Duration::from_secs(5),
+            bastion: None,
         }
     }
 
@@ -501,7 +502,7 @@ async fn missing_docker_socket_and_missing_image() {
     let host = lab.dial("node1").await;
     let image = "10.77.0.1:5999/missing:1";
     let t = Instant::now();
-    let err = host.pull_image(image).await.unwrap_err();
+    let err = host.pull_image(image, None).await.unwrap_err();
     assert!(matches!(&err, HostError::ImageUnavailable { image: i, .. } if i == image), "{err:?}");
     println!("MEASURE failed pull: {:.1} s: {err}", t.elapsed().as_secs_f64());
     let err = host.create_container(&ContainerSpec::new("rkectl-test-noimage", image)).await.unwrap_err();

@@ -3,7 +3,7 @@
 
 use super::CliError;
 use super::args::{EtcdAction, S3Flags};
-use crate::config::{Cluster, GoDuration, LoadedConfig, RecurringSnapshots, S3Settings};
+use crate::config::{CertSource, Cluster, GoDuration, LoadedConfig, RecurringSnapshots, S3Settings, SshAuth};
 use crate::plan::step::SnapshotName;
 use crate::plan::{ActionSpec, PrunePolicy, RestoreSearch};
 use crate::secret::Secret;
@@ -214,8 +214,63 @@ pub fn etcd_action(cmd: &EtcdAction, cluster: &Cluster) -> Result<(ActionSpec, O
     })
 }
 
-/// Checks that every SSH key file cluster.yml names can be read, pointing at the line.
+/// Checks that every SSH key and certificate file cluster.yml names can be read, pointing at
+/// the line.
 pub fn check_ssh_keys(cfg: &LoadedConfig) -> Result<(), CliError> {
+    check_node_keys(cfg)?;
+    if let Some(b) = &cfg.cluster.bastion
+        && b.ssh.key.is_none()
+        && b.ssh.key_path_explicit
+        && let Err(e) = std::fs::read(&b.ssh.key_path)
+    {
+        let at =
+            if written(cfg, &["bastion_host", "ssh_key_path"]) { "bastion_host.ssh_key_path" } else { "ssh_key_path" };
+        let what = if e.kind() == std::io::ErrorKind::NotFound { "does not exist" } else { "cannot be read" };
+        return Err(CliError::Config(cfg.problem_at(
+            at,
+            format!("SSH key {} for the bastion host {} {what} ({e})", b.ssh.key_path.display(), b.address),
+            "this key",
+            Some("fix ssh_key_path under bastion_host (the cluster's applies when it names none)".into()),
+        )));
+    }
+    let nodes = cfg.cluster.nodes.iter().map(|n| (format!("node {}", n.address), &n.ssh));
+    let bastion = cfg.cluster.bastion.iter().map(|b| (format!("the bastion host {}", b.address), &b.ssh));
+    for (who, auth) in nodes.chain(bastion) {
+        check_cert_file(cfg, &who, auth)?;
+    }
+    Ok(())
+}
+
+/// A certificate file must hold an OpenSSH certificate: ssh would skip anything else without
+/// a word, and the login would fail for a reason nobody sees.
+fn check_cert_file(cfg: &LoadedConfig, who: &str, auth: &SshAuth) -> Result<(), CliError> {
+    let Some(cert) = &auth.cert else { return Ok(()) };
+    let CertSource::File(path) = &cert.source else { return Ok(()) };
+    let problem = match std::fs::read_to_string(path) {
+        Err(e) => {
+            let what = if e.kind() == std::io::ErrorKind::NotFound { "does not exist" } else { "cannot be read" };
+            format!("SSH certificate {} for {who} {what} ({e})", path.display())
+        }
+        Ok(text) if !crate::config::is_openssh_cert(text.trim()) => {
+            format!("{} (the SSH certificate for {who}) is not an OpenSSH certificate", path.display())
+        }
+        Ok(_) => return Ok(()),
+    };
+    Err(CliError::Config(cfg.problem_at(
+        &cert.at,
+        problem,
+        "this certificate",
+        Some("name the `-cert.pub` file that `ssh-keygen -s` wrote for the key".into()),
+    )))
+}
+
+/// Whether the key at `path` is written in cluster.yml itself (not only defaulted).
+fn written(cfg: &LoadedConfig, path: &[&str]) -> bool {
+    let doc = serde_yaml::from_str::<serde_yaml::Value>(&cfg.source).ok();
+    path.iter().try_fold(doc, |v, k| Some(v?.get(k).cloned())).flatten().is_some()
+}
+
+fn check_node_keys(cfg: &LoadedConfig) -> Result<(), CliError> {
     for n in &cfg.cluster.nodes {
         // A key cluster.yml does not name is ssh's to find (agent, ~/.ssh/config, id_*).
         if n.ssh.key.is_some() || !n.ssh.key_path_explicit {

@@ -243,7 +243,7 @@ struct ConfigWarning {
     help: Option<String>,
 }
 
-fn connector(common: &Common) -> Arc<dyn Connector> {
+fn connector(common: &Common, cluster: &Cluster) -> Arc<dyn Connector> {
     let known_hosts = if common.accept_new_host_keys {
         KnownHostsPolicy::AcceptNew { file: common.known_hosts.clone() }
     } else {
@@ -253,6 +253,7 @@ fn connector(common: &Common) -> Arc<dyn Connector> {
         known_hosts,
         ssh_agent_auth: common.ssh_agent_auth,
         ignore_docker_version: common.ignore_docker_version,
+        bastion: cluster.bastion.clone(),
         ..SshOptions::default()
     }))
 }
@@ -324,6 +325,7 @@ async fn prepare(
     let secrets: Vec<Secret> =
         s3.iter().flat_map(|s| [s.access_key.clone(), s.secret_key.clone()]).chain(state_passphrase.clone()).collect();
     let input = crate::prepare::PrepareInput {
+        connector: connector(common, &cfg.cluster),
         cfg,
         spec,
         s3,
@@ -331,7 +333,6 @@ async fn prepare(
         pki_flags,
         offline,
         lock_nodes,
-        connector: connector(common),
     };
     crate::prepare::prepare(input).await.map_err(|e| redact_refusal(e, &secrets))
 }
@@ -470,8 +471,14 @@ async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>, locks
         None => {
             let removed = crate::prepare::removed_members(&cfg.cluster, &state, rke_state.as_ref());
             let install = plan.action != ActionSpec::Cleanup;
-            crate::prepare::pool(connector(common), &cfg.cluster, &removed, install, Some(locks.holder.clone()))
-                .map_err(CliError::refused)?
+            crate::prepare::pool(
+                connector(common, &cfg.cluster),
+                &cfg.cluster,
+                &removed,
+                install,
+                Some(locks.holder.clone()),
+            )
+            .map_err(CliError::refused)?
         }
     };
     // Keys from the AWS chain (a profile, SSO, a session token) are resolved here, once:
@@ -736,6 +743,7 @@ async fn apply_file(common: &Common, file: &std::path::Path, s3_flags: &S3Flags)
     // The same preparation as when the plan was made; a local state file, once there, is the
     // PKI (the plan may have written it from the snapshot's).
     let use_local_state = crate::rke::state::path_for(&cfg.path).exists();
+    let connector = connector(common, &cfg.cluster);
     let input = crate::prepare::PrepareInput {
         cfg,
         spec: plan.action.clone(),
@@ -744,7 +752,7 @@ async fn apply_file(common: &Common, file: &std::path::Path, s3_flags: &S3Flags)
         pki_flags: PkiFlags { new_pki: false, use_local_state },
         offline: false,
         lock_nodes: Some(locks.holder.clone()),
-        connector: connector(common),
+        connector,
     };
     let fresh = crate::prepare::prepare(input).await.map_err(|e| redact_refusal(e, &secrets))?;
     let observed = &fresh.plan.observed;

@@ -17,10 +17,13 @@ pub mod merge;
 pub mod model;
 pub mod raw;
 pub mod redact;
+pub mod registries;
 pub mod spans;
+mod ssh_access;
 
 pub use duration::GoDuration;
 pub use model::*;
+pub use ssh_access::is_openssh_cert;
 
 use crate::secret::Secret;
 use lenient::ScalarString;
@@ -403,8 +406,7 @@ impl Validator<'_> {
     }
 
     fn cluster(&mut self, raw: RawConfig) -> Option<Cluster> {
-        let cluster_key_path = s(&raw.ssh_key_path);
-        let cluster_agent = raw.ssh_agent_auth.map(|b| b.0).unwrap_or(false);
+        let cluster_ssh = self.cluster_ssh(&raw.ssh_key_path, &raw.ssh_cert_path, raw.ssh_agent_auth);
         let raw_nodes = raw.nodes.unwrap_or_default();
         if raw_nodes.is_empty() {
             let p = self.loc.at_key(
@@ -419,7 +421,7 @@ impl Validator<'_> {
         let mut seen: HashMap<String, usize> = HashMap::new();
         let mut seen_names: HashMap<String, usize> = HashMap::new();
         for (i, rn) in raw_nodes.into_iter().enumerate() {
-            if let Some(n) = self.node(i, rn, cluster_key_path.as_deref(), cluster_agent) {
+            if let Some(n) = self.node(i, rn, &cluster_ssh) {
                 if let Some(first) = seen.insert(n.address.0.clone(), i) {
                     self.problem(
                         &format!("nodes[{i}].address"),
@@ -456,9 +458,16 @@ impl Validator<'_> {
         }
         let services = raw.services.unwrap_or_default();
         let etcd_raw = services.etcd.unwrap_or_default();
+        let bastion = raw.bastion_host.and_then(|b| self.bastion(b, &cluster_ssh));
+        let auths: Vec<&SshAuth> = nodes.iter().map(|n| &n.ssh).chain(bastion.iter().map(|b| &b.ssh)).collect();
+        self.unused_cluster_cert(&cluster_ssh, &auths);
+        let registries = self.registries(raw.private_registries.unwrap_or_default());
         let images = raw.system_images.unwrap_or_default();
-        // RKE takes the etcd image from system_images and overwrites services.etcd.image.
-        let image = s(&images.etcd).unwrap_or_else(|| DEFAULT_ETCD_IMAGE.to_string());
+        // RKE takes the etcd image from system_images and overwrites services.etcd.image; a
+        // default registry goes in front of the default image only.
+        let image = s(&images.etcd)
+            .unwrap_or_else(|| registries::with_default_registry(DEFAULT_ETCD_IMAGE, registries.default_url()));
+        self.registry_for_pulls(&registries, &image);
         if let Some(ignored) = s(&etcd_raw.image).filter(|i| i != &image) {
             self.warning(
                 "services.etcd.image",
@@ -503,6 +512,8 @@ impl Validator<'_> {
             kubernetes_version: s(&raw.kubernetes_version),
             kubernetes_service_ips: kubernetes_service_ips?,
             cluster_domain,
+            bastion,
+            registries,
         })
     }
 
@@ -678,7 +689,7 @@ impl Validator<'_> {
         })
     }
 
-    fn node(&mut self, i: usize, rn: RawNode, cluster_key_path: Option<&str>, cluster_agent: bool) -> Option<Node> {
+    fn node(&mut self, i: usize, rn: RawNode, cluster_ssh: &ssh_access::ClusterSsh) -> Option<Node> {
         let base = format!("nodes[{i}]");
         let address = s(&rn.address);
         if address.is_none() {
@@ -694,21 +705,7 @@ impl Validator<'_> {
         {
             self.problem(&format!("{base}.address"), format!("`{a}` is not a host address"), "bad address", None);
         }
-        let port = match s(&rn.port) {
-            None => Some(DEFAULT_SSH_PORT),
-            Some(p) => match p.parse::<u16>() {
-                Ok(n) if n > 0 => Some(n),
-                _ => {
-                    self.problem(
-                        &format!("{base}.port"),
-                        format!("`{p}` is not a valid SSH port"),
-                        "not a port",
-                        Some("ports are 1 to 65535; the default is 22"),
-                    );
-                    None
-                }
-            },
-        };
+        let port = self.ssh_port(&format!("{base}.port"), &rn.port);
         let user = s(&rn.user);
         if user.is_none() {
             self.problem(
@@ -749,11 +746,14 @@ impl Validator<'_> {
                 Some("the default is /var/run/docker.sock"),
             );
         }
-        let node_key_path = s(&rn.ssh_key_path);
-        let key_path_explicit = node_key_path.is_some() || cluster_key_path.is_some();
-        let key_path = node_key_path
-            .or_else(|| cluster_key_path.map(str::to_string))
-            .unwrap_or_else(|| "~/.ssh/id_rsa".to_string());
+        let own = ssh_access::OwnSsh {
+            key: &rn.ssh_key,
+            key_path: &rn.ssh_key_path,
+            cert: &rn.ssh_cert,
+            cert_path: &rn.ssh_cert_path,
+            agent: rn.ssh_agent_auth,
+        };
+        let ssh = self.ssh_auth(&base, own, cluster_ssh);
         let hostname_override = s(&rn.hostname_override);
         // RKE defaults the name to the address and lower-cases it, then requires a DNS-1123
         // subdomain: it becomes the Kubernetes node name and the etcd member `etcd-<name>`.
@@ -796,12 +796,7 @@ impl Validator<'_> {
             hostname_override,
             hostname: hostname?,
             internal_address,
-            ssh: SshAuth {
-                key: s(&rn.ssh_key).map(Secret::new),
-                key_path: expand_home(&key_path),
-                key_path_explicit,
-                agent: rn.ssh_agent_auth.map(|b| b.0).unwrap_or(false) || cluster_agent,
-            },
+            ssh,
             docker_socket,
         })
     }

@@ -92,6 +92,36 @@ pub struct SshAuth {
     pub key_path_explicit: bool,
     /// Use the SSH agent at `SSH_AUTH_SOCK`.
     pub agent: bool,
+    /// An OpenSSH certificate for the key (`ssh_cert` or `ssh_cert_path`).
+    pub cert: Option<SshCert>,
+}
+
+/// An OpenSSH user certificate, signed for the key it goes with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshCert {
+    /// Where it comes from.
+    pub source: CertSource,
+    /// The cluster.yml path that sets it (`nodes[1].ssh_cert_path`), for diagnostics.
+    pub at: String,
+}
+
+/// Where an SSH certificate is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertSource {
+    /// `ssh_cert`: the certificate itself, one `ssh-…-cert-v01@openssh.com …` line.
+    Inline(String),
+    /// `ssh_cert_path`: a file holding it (`~/` expanded).
+    File(PathBuf),
+}
+
+/// `bastion_host`: the jump host through which every node is reached.
+#[derive(Debug, Clone)]
+pub struct Bastion {
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    /// Its own key and certificate (the cluster's `ssh_key_path` unless it names one).
+    pub ssh: SshAuth,
 }
 
 /// One node of cluster.yml.
@@ -223,6 +253,10 @@ pub struct Cluster {
     pub kubernetes_service_ips: Vec<std::net::IpAddr>,
     /// `services.kubelet.cluster_domain` (in the certificates' DNS names).
     pub cluster_domain: String,
+    /// `bastion_host`, when it has an address.
+    pub bastion: Option<Bastion>,
+    /// `private_registries`: credentials for image pulls.
+    pub registries: super::registries::Registries,
 }
 
 impl Cluster {
@@ -234,6 +268,11 @@ impl Cluster {
     /// The node with this address.
     pub fn node(&self, addr: &HostAddr) -> Option<&Node> {
         self.nodes.iter().find(|n| &n.address == addr)
+    }
+
+    /// The registry whose credentials pull `image`, if one matches (RKE's rule).
+    pub fn registry_for(&self, image: &str) -> Option<&super::registries::PrivateRegistry> {
+        self.registries.for_image(image)
     }
 
     /// S3 settings from `backup_config.s3backupconfig`, if any.

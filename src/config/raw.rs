@@ -17,7 +17,10 @@ pub struct RawConfig {
     pub services: Option<RawServices>,
     pub system_images: Option<RawSystemImages>,
     pub ssh_key_path: Option<ScalarString>,
+    pub ssh_cert_path: Option<ScalarString>,
     pub ssh_agent_auth: Option<LenientBool>,
+    pub bastion_host: Option<RawBastion>,
+    pub private_registries: Option<Vec<RawRegistry>>,
     pub cluster_name: Option<ScalarString>,
     pub ignore_docker_version: Option<LenientBool>,
     pub kubernetes_version: Option<ScalarString>,
@@ -37,6 +40,44 @@ pub struct RawNode {
     pub ssh_agent_auth: Option<LenientBool>,
     pub ssh_key: Option<ScalarString>,
     pub ssh_key_path: Option<ScalarString>,
+    pub ssh_cert: Option<ScalarString>,
+    pub ssh_cert_path: Option<ScalarString>,
+}
+
+/// `bastion_host:` (RKE's `BastionHost`): the jump host every node is reached through.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawBastion {
+    pub address: Option<ScalarString>,
+    pub port: Option<ScalarString>,
+    pub user: Option<ScalarString>,
+    pub ssh_agent_auth: Option<LenientBool>,
+    pub ssh_key: Option<ScalarString>,
+    pub ssh_key_path: Option<ScalarString>,
+    pub ssh_cert: Option<ScalarString>,
+    pub ssh_cert_path: Option<ScalarString>,
+    pub ignore_proxy_env_vars: Option<LenientBool>,
+}
+
+/// One entry of `private_registries:` (RKE's `PrivateRegistry`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawRegistry {
+    pub url: Option<ScalarString>,
+    pub user: Option<ScalarString>,
+    pub password: Option<ScalarString>,
+    pub is_default: Option<LenientBool>,
+    /// Present (even empty) means RKE asks AWS for a token; `null` means absent, as in Go.
+    pub ecr_credential_plugin: Option<RawEcrPlugin>,
+}
+
+/// `private_registries[].ecr_credential_plugin`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawEcrPlugin {
+    pub aws_access_key_id: Option<ScalarString>,
+    pub aws_secret_access_key: Option<ScalarString>,
+    pub aws_session_token: Option<ScalarString>,
 }
 
 /// `services:`; etcd matters to us, and two settings of other services that RKE writes

@@ -8,6 +8,7 @@
 
 use super::{ByteStream, Connector, ContainerInfo, ContainerSpec, DirEntry, DockerInfo, Host, HostError, HostResult};
 use crate::agent::report::{self, Done, HealthReport, MemberHealth, SnapshotReport};
+use crate::config::registries::{PrivateRegistry, RegistryAuth, registry_key};
 use crate::config::{HostAddr, Node};
 use crate::etcd::{names, paths};
 use crate::plan::step::{Checksum, SnapshotName};
@@ -88,6 +89,11 @@ pub struct FakeWorld {
     pub fail_container: Mutex<BTreeMap<(HostAddr, String), usize>>,
     /// Delay added to each operation.
     pub op_delay: Mutex<Duration>,
+    /// Registries that refuse anonymous pulls: registry (as cluster.yml's `url`) → the one
+    /// user and password they accept.
+    pub registry_logins: Mutex<BTreeMap<String, (String, String)>>,
+    /// Every pull: host, image, and the registry user it presented (never the password).
+    pub pulls: Mutex<Vec<(HostAddr, String, Option<String>)>>,
     next_id: AtomicUsize,
 }
 
@@ -459,9 +465,27 @@ impl Host for FakeHost {
         .await
     }
 
-    async fn pull_image(&self, image: &str) -> HostResult<()> {
+    async fn pull_image(&self, image: &str, registry: Option<&PrivateRegistry>) -> HostResult<()> {
+        let login = match registry.map(|r| &r.auth) {
+            Some(RegistryAuth::Basic { user, password }) => Some((user.clone(), password.expose().to_string())),
+            _ => None,
+        };
+        let wanted =
+            registry_key(image).and_then(|k| self.world.registry_logins.lock().expect("logins").get(&k).cloned());
+        self.world.pulls.lock().expect("pulls").push((
+            self.addr.clone(),
+            image.to_string(),
+            login.as_ref().map(|(u, _)| u.clone()),
+        ));
         self.with("pull", |s| {
             self.docker(s)?;
+            if wanted.is_some() && wanted != login {
+                return Err(HostError::ImageUnavailable {
+                    host: self.addr.clone(),
+                    image: image.into(),
+                    reason: "unauthorized: authentication required (fake)".into(),
+                });
+            }
             if image.contains("missing") {
                 return Err(HostError::ImageUnavailable {
                     host: self.addr.clone(),

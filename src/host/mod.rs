@@ -7,8 +7,11 @@
 //! [`HostPool`] dials each host once and shares the connection between steps.
 
 pub mod fake;
+pub mod registry_pull;
 pub mod ssh;
+pub mod ssh_config;
 
+use crate::config::registries::PrivateRegistry;
 use crate::config::{HostAddr, Node};
 use crate::secret::Secret;
 use async_trait::async_trait;
@@ -186,8 +189,8 @@ pub trait Host: Send + Sync {
     async fn docker_info(&self) -> HostResult<DockerInfo>;
     /// Whether `image` is present.
     async fn image_present(&self, image: &str) -> HostResult<bool>;
-    /// Pulls `image`.
-    async fn pull_image(&self, image: &str) -> HostResult<()>;
+    /// Pulls `image`, with the credentials of `registry` when one serves it.
+    async fn pull_image(&self, image: &str, registry: Option<&PrivateRegistry>) -> HostResult<()>;
     /// The container called `name`, if any.
     async fn inspect_container(&self, name: &str) -> HostResult<Option<ContainerInfo>>;
     /// Creates a container (fails if the name is taken); returns its id.
@@ -371,11 +374,11 @@ pub async fn ensure_agent(host: &dyn Host, agent: &crate::agent_binary::AgentBin
     Ok(true)
 }
 
-/// Makes sure `image` is on the host, pulling it if needed.
-pub async fn ensure_image(host: &dyn Host, image: &str) -> HostResult<bool> {
+/// Makes sure `image` is on the host, pulling it (with `registry`'s credentials) if needed.
+pub async fn ensure_image(host: &dyn Host, image: &str, registry: Option<&PrivateRegistry>) -> HostResult<bool> {
     if host.image_present(image).await? {
         return Ok(false);
     }
-    host.pull_image(image).await?;
+    host.pull_image(image, registry).await?;
     Ok(true)
 }

@@ -7,14 +7,18 @@
 //! node has a shell even when the etcd image has none). Every path travels as a quoted
 //! positional parameter, never spliced into script text.
 //!
-//! Everything local to a session (control socket, forwarded Docker socket, an inline key)
-//! lives in one private 0700 folder that is removed when the last user of the session goes.
+//! Everything local to a session (control socket, forwarded Docker socket, an inline key or
+//! certificate, the ssh_config of a certificate or bastion: [`super::ssh_config`]) lives in
+//! one private 0700 folder that is removed when the last user of the session goes.
 
+use super::registry_pull::{self, PullAuth, PullError};
+use super::ssh_config::{self, BastionSettings, Proxy, Unwritable};
 use super::{
     ByteStream, Connector, ContainerInfo, ContainerSpec, DirEntry, DockerInfo, Host, HostError, HostResult,
     RestartPolicy,
 };
-use crate::config::{HostAddr, Node};
+use crate::config::registries::{PrivateRegistry, RegistryAuth};
+use crate::config::{Bastion, CertSource, HostAddr, Node, SshAuth, SshCert};
 use crate::secret::{Secret, redact};
 use async_trait::async_trait;
 use bollard::Docker;
@@ -98,6 +102,8 @@ pub struct SshOptions {
     pub ignore_docker_version: bool,
     /// TCP connect and SSH handshake timeout (whole seconds; at least one).
     pub connect_timeout: Duration,
+    /// cluster.yml's `bastion_host`: every node is reached through it.
+    pub bastion: Option<Bastion>,
 }
 
 impl Default for SshOptions {
@@ -108,6 +114,7 @@ impl Default for SshOptions {
             ssh_agent_auth: false,
             ignore_docker_version: false,
             connect_timeout: Duration::from_secs(15),
+            bastion: None,
         }
     }
 }
@@ -143,6 +150,8 @@ pub struct SshHost {
     docker_socket: String,
     docker_version: String,
     docker: Docker,
+    /// The local end of the forwarded Docker socket (credentialed pulls use it directly).
+    docker_local: PathBuf,
     /// A `cat` that never ends: it keeps the master busy, so the master's idle timeout only
     /// fires once this process is gone (and an orphaned master then exits by itself).
     _keepalive: Mutex<Child<ConnRef>>,
@@ -219,12 +228,24 @@ impl SshHost {
         if let Some(file) = options.known_hosts.file() {
             builder.user_known_hosts_file(file);
         }
-        let identity = configure_auth(node, options, &dir, &mut builder)?;
+        let mut identity = configure_auth(node, options, &dir, &mut builder)?;
+        let bastion = configure_access(node, options, &dir, &mut builder)?;
+        if let Some(cert) = &node.ssh.cert {
+            identity.0.push_str(&format!(" with {}", cert_name(cert)));
+        }
 
         // ConnectTimeout bounds the TCP connect and banner; this bounds a server that stalls
         // later in the handshake.
         let limit = timeout * 2 + Duration::from_secs(5);
-        let session = match tokio::time::timeout(limit, builder.connect(addr.as_str())).await {
+        let connected = tokio::time::timeout(limit, builder.connect(addr.as_str())).await;
+        // Through a bastion, the first ssh only sees the proxy's pipe close: the bastion's
+        // own log says what went wrong.
+        if !matches!(connected, Ok(Ok(_)))
+            && let Some(e) = bastion.as_ref().and_then(|b| b.failure(node))
+        {
+            return Err(e);
+        }
+        let session = match connected {
             Err(_) => {
                 return Err(HostError::Unreachable {
                     host: addr.clone(),
@@ -300,6 +321,7 @@ impl SshHost {
             docker_socket: node.docker_socket.clone(),
             docker_version: server_version,
             docker,
+            docker_local: socket,
             _keepalive: Mutex::new(keepalive),
             node_lock: Mutex::new(None),
             conn,
@@ -323,6 +345,30 @@ impl SshHost {
 
     fn io_err(&self, op: &str, reason: impl Into<String>, transient: bool) -> HostError {
         HostError::Io { host: self.addr.clone(), op: op.to_string(), reason: reason.into(), transient }
+    }
+
+    /// Pulls `image` with `registry`'s credentials (see [`registry_pull`] for why not bollard).
+    async fn pull_with_credentials(&self, image: &str, registry: &PrivateRegistry) -> HostResult<()> {
+        let unavailable = |reason: String| HostError::ImageUnavailable {
+            host: self.addr.clone(),
+            image: image.to_string(),
+            reason: format!("{reason} (pulled as private_registries[{}], {})", registry.index, registry.url),
+        };
+        let RegistryAuth::Basic { user, password } = &registry.auth else {
+            // Config refuses the plugin for the images rkectl pulls; this is the last guard.
+            return Err(unavailable("its registry's ecr_credential_plugin is not supported by rkectl".into()));
+        };
+        let v = self.docker.client_version();
+        let api = format!("{}.{}", v.major_version, v.minor_version);
+        let auth = PullAuth { user, password, server: &registry.url };
+        match registry_pull::pull(&self.docker_local, &api, &with_default_tag(image), &auth).await {
+            Ok(()) => Ok(()),
+            Err(PullError::Refused(reason)) => Err(unavailable(reason)),
+            Err(PullError::Io(e)) => match self.lost("pull image").await {
+                Some(lost) => Err(lost),
+                None => Err(unavailable(format!("the Docker socket failed: {e}"))),
+            },
+        }
     }
 
     /// `Some(Unreachable)` when the master is gone: the one case where redialing helps.
@@ -531,7 +577,10 @@ impl Host for SshHost {
         }
     }
 
-    async fn pull_image(&self, image: &str) -> HostResult<()> {
+    async fn pull_image(&self, image: &str, registry: Option<&PrivateRegistry>) -> HostResult<()> {
+        if let Some(r) = registry {
+            return self.pull_with_credentials(image, r).await;
+        }
         let options = CreateImageOptionsBuilder::new().from_image(&with_default_tag(image)).build();
         let mut progress = self.docker.create_image(Some(options), None, None);
         while let Some(item) = progress.next().await {
@@ -1002,53 +1051,240 @@ fn configure_auth(
 ) -> HostResult<Identity> {
     let auth_err = |reason: String| HostError::Auth { host: node.address.clone(), reason };
     let agent = node.ssh.agent || options.ssh_agent_auth;
-    let mut agent_sock = None;
-    if agent {
-        let sock = std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty()).ok_or_else(|| {
-            auth_err(
-                "SSH agent authentication was asked for (ssh_agent_auth or --ssh-agent-auth) \
-                     but SSH_AUTH_SOCK is not set; start an agent and add the key \
-                     (eval \"$(ssh-agent)\"; ssh-add KEY)"
-                    .into(),
-            )
-        })?;
-        builder.ssh_auth_sock(&sock);
-        agent_sock = Some(PathBuf::from(sock));
+    let agent_sock = if agent { Some(agent_socket().map_err(auth_err)?) } else { None };
+    if let Some(sock) = &agent_sock {
+        builder.ssh_auth_sock(sock);
     }
-    // The inline key is node-specific, so it wins over a (possibly defaulted) key path, as in RKE.
-    if let Some(key) = node.ssh.key.as_ref().filter(|k| !k.is_empty()) {
-        let path = dir.write_key(key).map_err(|e| HostError::Io {
+    let (key, identity) = choose_key(&node.ssh, agent_sock.as_deref(), dir, "id").map_err(|e| match e {
+        KeyError::Missing(reason) => auth_err(reason),
+        KeyError::Write(e) => HostError::Io {
             host: node.address.clone(),
             op: "write the inline ssh_key to a private file".into(),
             reason: e.to_string(),
             transient: false,
-        })?;
-        builder.keyfile(&path);
-        return Ok(Identity("the inline ssh_key from cluster.yml".into()));
+        },
+    })?;
+    if let Some(key) = key {
+        builder.keyfile(key);
     }
-    if !node.ssh.key_path_explicit {
+    Ok(identity)
+}
+
+/// `SSH_AUTH_SOCK`, or why the agent that cluster.yml or `--ssh-agent-auth` asks for is missing.
+fn agent_socket() -> Result<PathBuf, String> {
+    std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty()).map(PathBuf::from).ok_or_else(|| {
+        "SSH agent authentication was asked for (ssh_agent_auth or --ssh-agent-auth) \
+         but SSH_AUTH_SOCK is not set; start an agent and add the key \
+         (eval \"$(ssh-agent)\"; ssh-add KEY)"
+            .to_string()
+    })
+}
+
+/// Why no key file could be chosen.
+enum KeyError {
+    /// The key cluster.yml names does not exist and no agent is asked for.
+    Missing(String),
+    /// The inline key could not be written.
+    Write(io::Error),
+}
+
+/// The key file to offer alone (`None`: ssh chooses, as for a hand-typed `ssh`), and what
+/// to call it in errors.
+fn choose_key(
+    auth: &SshAuth,
+    agent_sock: Option<&Path>,
+    dir: &PrivateDir,
+    file_name: &str,
+) -> Result<(Option<PathBuf>, Identity), KeyError> {
+    // The inline key is node-specific, so it wins over a (possibly defaulted) key path, as in RKE.
+    if let Some(key) = auth.key.as_ref().filter(|k| !k.is_empty()) {
+        let path = dir.write_private(file_name, key.expose()).map_err(KeyError::Write)?;
+        return Ok((Some(path), Identity("the inline ssh_key from cluster.yml".into())));
+    }
+    if !auth.key_path_explicit {
         // cluster.yml names no key: ssh chooses, as it does for a hand-typed `ssh` (the
         // agent, IdentityFile of ~/.ssh/config for this host, ~/.ssh/id_ed25519, id_rsa…),
         // rather than one file offered alone.
-        return Ok(Identity(match agent_sock {
-            Some(s) => format!("the keys of the SSH agent at {} and those ssh finds itself", s.display()),
-            None => "the keys ssh finds itself (SSH agent, ~/.ssh/config, ~/.ssh/id_*)".into(),
-        }));
+        return Ok((
+            None,
+            Identity(match agent_sock {
+                Some(s) => format!("the keys of the SSH agent at {} and those ssh finds itself", s.display()),
+                None => "the keys ssh finds itself (SSH agent, ~/.ssh/config, ~/.ssh/id_*)".into(),
+            }),
+        ));
     }
-    let path = &node.ssh.key_path;
+    let path = &auth.key_path;
     if path.exists() {
         // The key cluster.yml names is the one offered (IdentitiesOnly), as RKE offers it.
-        builder.keyfile(path);
-        return Ok(Identity(format!("the key {}", path.display())));
+        return Ok((Some(path.clone()), Identity(format!("the key {}", path.display()))));
     }
     if let Some(sock) = agent_sock {
-        return Ok(Identity(format!("the keys of the SSH agent at {}", sock.display())));
+        return Ok((None, Identity(format!("the keys of the SSH agent at {}", sock.display()))));
     }
-    Err(auth_err(format!(
+    Err(KeyError::Missing(format!(
         "the SSH key {} does not exist; set ssh_key_path or ssh_key for this node, \
          or use --ssh-agent-auth",
         path.display()
     )))
+}
+
+/// How a certificate is named in errors (never its text).
+fn cert_name(cert: &SshCert) -> String {
+    match &cert.source {
+        CertSource::Inline(_) => format!("the inline certificate {}", cert.at),
+        CertSource::File(p) => format!("the certificate {}", p.display()),
+    }
+}
+
+/// The certificate as a file ssh can read: an inline one is written into the private folder.
+fn cert_file(cert: &SshCert, dir: &PrivateDir, file_name: &str) -> io::Result<PathBuf> {
+    match &cert.source {
+        CertSource::Inline(text) => dir.write_private(file_name, text),
+        CertSource::File(p) => std::path::absolute(p),
+    }
+}
+
+/// Writes the session's ssh_config when the node has a certificate or a bastion is in the
+/// way (otherwise ssh reads the user's configuration as usual); the bastion's, if any, is
+/// returned to explain a failed dial.
+fn configure_access(
+    node: &Node,
+    options: &SshOptions,
+    dir: &PrivateDir,
+    builder: &mut SessionBuilder,
+) -> HostResult<Option<BastionDial>> {
+    let local = |op: &str, reason: String| HostError::Io {
+        host: node.address.clone(),
+        op: op.to_string(),
+        reason,
+        transient: false,
+    };
+    let unwritable = |e: Unwritable| local("write the SSH configuration", e.to_string());
+    let cert = match &node.ssh.cert {
+        Some(c) => {
+            Some(cert_file(c, dir, "id-cert.pub").map_err(|e| local("write the SSH certificate", e.to_string()))?)
+        }
+        None => None,
+    };
+    let bastion = match &options.bastion {
+        Some(b) => Some(bastion_files(node, b, options, dir)?),
+        None => None,
+    };
+    if cert.is_none() && bastion.is_none() {
+        return Ok(None);
+    }
+    let proxy = bastion.as_ref().map(|b| Proxy { config: &b.config, log: &b.log, address: &b.bastion.address });
+    let text = ssh_config::node_config(cert.as_deref(), proxy.as_ref()).map_err(unwritable)?;
+    let path = dir.write_private("ssh.conf", &text).map_err(|e| local("write the SSH configuration", e.to_string()))?;
+    builder.config_file(path);
+    Ok(bastion)
+}
+
+/// Writes the bastion's config (and its inline key and certificate) into the private folder.
+fn bastion_files(node: &Node, b: &Bastion, options: &SshOptions, dir: &PrivateDir) -> HostResult<BastionDial> {
+    let at_bastion = |reason: String| HostError::Auth {
+        host: node.address.clone(),
+        reason: format!("at the bastion host {}: {reason}", b.address),
+    };
+    let local = |op: &str, e: String| HostError::Io {
+        host: node.address.clone(),
+        op: format!("{op} of the bastion host"),
+        reason: e,
+        transient: false,
+    };
+    let agent = b.ssh.agent || options.ssh_agent_auth;
+    let agent_sock = if agent { Some(agent_socket().map_err(at_bastion)?) } else { None };
+    let (key, mut identity) = choose_key(&b.ssh, agent_sock.as_deref(), dir, "bastion-id").map_err(|e| match e {
+        KeyError::Missing(_) => at_bastion(format!(
+            "the SSH key {} does not exist; set bastion_host.ssh_key_path or ssh_key, or use --ssh-agent-auth",
+            b.ssh.key_path.display()
+        )),
+        KeyError::Write(e) => local("write the inline ssh_key", e.to_string()),
+    })?;
+    let cert = match &b.ssh.cert {
+        Some(c) => {
+            identity.0.push_str(&format!(" with {}", cert_name(c)));
+            Some(cert_file(c, dir, "bastion-id-cert.pub").map_err(|e| local("write the certificate", e.to_string()))?)
+        }
+        None => None,
+    };
+    let settings = BastionSettings {
+        port: b.port,
+        user: &b.user,
+        strict_host_key_checking: match options.known_hosts {
+            KnownHostsPolicy::Strict { .. } => "yes",
+            KnownHostsPolicy::AcceptNew { .. } => "accept-new",
+        },
+        known_hosts: options.known_hosts.file(),
+        connect_timeout: options.connect_timeout,
+        server_alive_interval: SERVER_ALIVE_INTERVAL,
+        key: key.as_deref(),
+        cert: cert.as_deref(),
+    };
+    let text =
+        ssh_config::bastion_config(&settings).map_err(|e| local("write the SSH configuration", e.to_string()))?;
+    let config =
+        dir.write_private("bastion.conf", &text).map_err(|e| local("write the SSH configuration", e.to_string()))?;
+    Ok(BastionDial {
+        bastion: b.clone(),
+        config,
+        log: dir.path().join("bastion.log"),
+        identity,
+        known_hosts: options.known_hosts.clone(),
+    })
+}
+
+/// A dial through the bastion: its files, and what explains its failures.
+struct BastionDial {
+    bastion: Bastion,
+    config: PathBuf,
+    /// What the bastion's ssh said (`-E`); the node's ssh never sees it.
+    log: PathBuf,
+    identity: Identity,
+    known_hosts: KnownHostsPolicy,
+}
+
+impl BastionDial {
+    /// The bastion's part in a failed dial of `node`, if it said anything.
+    fn failure(&self, node: &Node) -> Option<HostError> {
+        let said = std::fs::read_to_string(&self.log).ok()?;
+        let text = clean_ssh_text(&said);
+        if text.is_empty() {
+            return None;
+        }
+        let b = &self.bastion;
+        if text.contains("open failed") || text.contains("stdio forwarding failed") {
+            // The bastion is in; the node does not answer it.
+            return Some(HostError::Unreachable {
+                host: node.address.clone(),
+                reason: format!(
+                    "the bastion host {} cannot reach it on port {}: {}",
+                    b.address,
+                    node.port,
+                    one_line(&text)
+                ),
+                transient: !text.contains("Connection refused"),
+            });
+        }
+        let addr = HostAddr(b.address.clone());
+        let ctx = DialContext {
+            host: &addr,
+            user: &b.user,
+            port: b.port,
+            known_hosts: &self.known_hosts,
+            identity: &self.identity,
+        };
+        let at = |reason: String| format!("at the bastion host {}: {reason}", b.address);
+        let host = node.address.clone();
+        Some(match classify_ssh_failure(&ctx, &text) {
+            HostError::HostKey { reason, .. } => HostError::HostKey { host, reason: at(reason) },
+            HostError::Auth { reason, .. } => HostError::Auth { host, reason: at(reason) },
+            HostError::Unreachable { reason, transient, .. } => {
+                HostError::Unreachable { host, reason: at(reason), transient }
+            }
+            other => other,
+        })
+    }
 }
 
 /// What a failed dial needs to explain itself.
@@ -1376,19 +1612,22 @@ impl PrivateDir {
         &self.path
     }
 
-    /// Removes the inline key, if one was written.
+    /// Removes the inline keys (the node's and the bastion's), if any were written.
     fn forget_key(&self) {
-        let _ = std::fs::remove_file(self.path.join("id"));
+        for name in ["id", "bastion-id"] {
+            let _ = std::fs::remove_file(self.path.join(name));
+        }
     }
 
-    /// Writes the key where only this user can read it (ssh refuses anything looser).
-    fn write_key(&self, key: &Secret) -> io::Result<PathBuf> {
+    /// Writes `name` where only this user can read it (ssh refuses a key file anything
+    /// looser can read).
+    fn write_private(&self, name: &str, text: &str) -> io::Result<PathBuf> {
         use std::io::Write;
-        let path = self.path.join("id");
+        let path = self.path.join(name);
         let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
-        f.write_all(key.expose().as_bytes())?;
+        f.write_all(text.as_bytes())?;
         // OpenSSH rejects a key file whose last line has no newline.
-        if !key.expose().ends_with('\n') {
+        if !text.ends_with('\n') {
             f.write_all(b"\n")?;
         }
         Ok(path)
@@ -1528,7 +1767,7 @@ mod tests {
         let d = PrivateDir::create().unwrap();
         let p = d.path().to_path_buf();
         assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o700);
-        let key = d.write_key(&Secret::new("KEY")).unwrap();
+        let key = d.write_private("id", "KEY").unwrap();
         assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(std::fs::read_to_string(&key).unwrap(), "KEY\n");
         drop(d);

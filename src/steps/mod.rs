@@ -184,7 +184,8 @@ impl Executor {
             StepAction::PullImages { images } => {
                 let host = self.host(need()?).await?;
                 for image in images {
-                    if crate::host::ensure_image(host.as_ref(), image).await? {
+                    let registry = self.cluster.registry_for(image);
+                    if crate::host::ensure_image(host.as_ref(), image, registry).await? {
                         ctx.log("image", format!("Pulled image [{image}] on host [{}]", host.addr()));
                     }
                 }
