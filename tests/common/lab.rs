@@ -15,7 +15,36 @@ use std::process::{Command, Output, Stdio};
 pub struct Lab {
     pub env: BTreeMap<String, String>,
     pub dir: tempfile::TempDir,
-    _lock: File,
+    _lock: LabLock,
+}
+
+/// How a test holds the lab: its own lock on `tests.lock`, or, when the test process was
+/// started under that lock (`flock tests.lock cargo test …`), a lock among its own threads
+/// only (taking the file's lock again would wait for the process's own parent forever).
+enum LabLock {
+    Own(#[allow(dead_code)] File),
+    Inherited(#[allow(dead_code)] std::sync::MutexGuard<'static, ()>),
+}
+
+impl LabLock {
+    fn take(path: &Path) -> LabLock {
+        static INHERITED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        static THREADS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        // Decided once, before this process opens the file itself.
+        if *INHERITED.get_or_init(|| holds_inherited(path)) {
+            return LabLock::Inherited(THREADS.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+        let lock = File::options().create(true).truncate(false).write(true).open(path).expect("lab test lock");
+        lock.lock().expect("lab test lock");
+        LabLock::Own(lock)
+    }
+}
+
+/// Whether a descriptor this process inherited already refers to the lock file.
+fn holds_inherited(path: &Path) -> bool {
+    let Ok(want) = std::fs::canonicalize(path) else { return false };
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else { return false };
+    fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|p| p == want))
 }
 
 fn repo() -> PathBuf {
@@ -32,8 +61,7 @@ impl Lab {
     pub fn get() -> Lab {
         let lock_path = Path::new(&std::env::var("RKECTL_LAB_DIR").unwrap_or_else(|_| "/var/lib/rkectl-lab".into()))
             .join("tests.lock");
-        let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).expect("lab test lock");
-        lock.lock().expect("lab test lock");
+        let lock = LabLock::take(&lock_path);
         let out = Command::new(script()).arg("status").output().expect("lab status");
         assert!(
             out.status.success(),
