@@ -8,7 +8,7 @@ image, cleans the nodes and attaches the internal network first); not on its own
                [--internal]
 
 Neither RKE nor rkectl runs: everything RKE would leave behind is made here, from the
-formats in RKE's and rke-tools' source (see /work/notes/rke-spec.md, cited as "spec §N"):
+formats in RKE's and rke-tools' source (see docs/rke-interop.md, cited as "spec §N"):
 
 - DIR/cluster.yml (RKE syntax) and DIR/cluster.rkestate (RKE's JSON, desired == current,
   as after a successful `rke up`), DIR/kube_config_cluster.yml when there is a controlplane;
