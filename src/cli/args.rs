@@ -10,6 +10,9 @@ use std::path::PathBuf;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Show more of rkectl's own diagnostics (-v info, -vv debug, -vvv trace; RUST_LOG overrides).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
 }
 
 /// Flags every command that touches a cluster takes.

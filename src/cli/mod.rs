@@ -10,6 +10,7 @@
 pub mod args;
 pub mod inputs;
 pub mod list;
+pub mod logging;
 
 use crate::cluster_pki::{ClusterPki, PkiFlags, PkiSource};
 use crate::config::{self, Cluster, ConfigError, LoadedConfig, S3Settings};
@@ -130,6 +131,7 @@ pub fn main() -> ExitCode {
         }
         _ => {}
     }
+    logging::init(cli.verbose);
     if let Command::Agent { command } = cli.command {
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
         return match rt.block_on(crate::agent::run(command)) {

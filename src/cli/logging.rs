@@ -1,0 +1,48 @@
+//! The library's own diagnostics (`tracing` events: a download resumed after a broken
+//! connection, parts of an aborted upload left behind) on stderr.
+//!
+//! Without a subscriber these events vanish. Warnings show by default, `-v` adds the
+//! library's informational events, `-vv` debug, `-vvv` everything; `RUST_LOG` (targets
+//! syntax: `warn`, `rkectl=debug,aws_sdk_s3=info`) overrides both.
+
+use std::io::IsTerminal;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// Installs the stderr subscriber for `verbose` (`-v` count) unless `RUST_LOG` says otherwise.
+pub fn init(verbose: u8) {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|s| s.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(level(verbose)));
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .without_time();
+    // A second init (tests calling main twice) keeps the first subscriber.
+    let _ = tracing_subscriber::registry().with(layer).with(filter).try_init();
+}
+
+/// The level `-v` repeated `verbose` times shows.
+fn level(verbose: u8) -> LevelFilter {
+    match verbose {
+        0 => LevelFilter::WARN,
+        1 => LevelFilter::INFO,
+        2 => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_v_shows_one_level_more() {
+        assert_eq!(level(0), LevelFilter::WARN);
+        assert_eq!(level(1), LevelFilter::INFO);
+        assert_eq!(level(2), LevelFilter::DEBUG);
+        assert_eq!(level(9), LevelFilter::TRACE);
+    }
+}
