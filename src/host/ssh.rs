@@ -454,10 +454,20 @@ tail -c "+$(($2 + 1))" -- "$1" | head -c "$3""#;
 const REMOVE_SCRIPT: &str = r#"[ -e "$1" ] || [ -L "$1" ] || exit 3
 exec rm -f -- "$1""#;
 
-/// Lists regular files as NUL-terminated `name\tsize\tmtime` records; exit 3 when absent.
+/// Lists regular files (not symlinks) as NUL-terminated `name\tsize\tmtime` records; exit
+/// 3 when absent. Only what POSIX `sh` and busybox both have (no `find -printf`); `stat -c`
+/// is GNU's and busybox's. A file that goes while it is listed is left out.
 const LIST_SCRIPT: &str = r#"[ -e "$1" ] || exit 3
 cd -- "$1" || exit 4
-exec find . -mindepth 1 -maxdepth 1 -type f -printf '%f\t%s\t%T@\0'"#;
+for f in * .[!.]* ..?*; do
+  [ -f "$f" ] && [ ! -L "$f" ] || continue
+  if ! s=$(stat -c '%s %Y' -- "$f"); then
+    [ -e "$f" ] || continue
+    exit 4
+  fi
+  printf '%s\t%s\t%s\0' "$f" "${s% *}" "${s#* }"
+done
+exit 0"#;
 
 /// Lists the folders in a folder as NUL-terminated names; exit 3 when absent.
 const DIRS_SCRIPT: &str = r#"[ -e "$1" ] || exit 3
@@ -475,6 +485,10 @@ if [ -d "$1" ]; then echo "$1: is a directory" >&2; exit 4; fi
 exec < "$1" || exit 4
 printf K
 exec cat"#;
+
+#[cfg(test)]
+#[path = "ssh_scripts_tests.rs"]
+mod scripts_tests;
 
 /// Creates the parent folder and receives stdin into the temporary file `$2`.
 const RECEIVE_SCRIPT: &str = r#"mkdir -p -- "$(dirname -- "$1")" || exit 4
