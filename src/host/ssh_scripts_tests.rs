@@ -147,3 +147,28 @@ fn listings_work_with_posix_sh_and_busybox_alone() {
         assert_eq!((r.code, r.stdout.len()), (0, 10), "{name}: {}", r.stderr);
     }
 }
+
+#[test]
+fn a_folder_that_cannot_be_read_is_an_error_naming_it_not_an_absent_one() {
+    let t = tree();
+    let closed = t.path().join("closed").display().to_string();
+    let behind = format!("{closed}/inner");
+    let noread = t.path().join("noread").display().to_string();
+    for (name, sh) in shells(&t) {
+        for (script, path, names) in [
+            (LIST_SCRIPT, &behind, &closed),
+            (DIRS_SCRIPT, &behind, &closed),
+            (READ_SCRIPT, &format!("{behind}/f"), &closed),
+            (REMOVE_SCRIPT, &format!("{behind}/f"), &closed),
+            (LIST_SCRIPT, &noread, &noread),
+            (DIRS_SCRIPT, &noread, &noread),
+        ] {
+            let r = run(&sh, script, &[path], true);
+            assert_eq!(r.code, 4, "{name}: {path} must be an error, not absent (exit {}): {}", r.code, r.stderr);
+            assert!(r.stderr.contains(names.as_str()), "{name}: the error names {names}: {}", r.stderr);
+        }
+    }
+    mode(&t.path().join("closed"), 0o755);
+    mode(&t.path().join("noread"), 0o755);
+    assert!(t.path().join("closed/inner/f").exists(), "nothing was removed");
+}
