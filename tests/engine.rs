@@ -339,3 +339,51 @@ async fn retries_and_log_lines_are_redacted_like_failures() {
     assert!(events.contains("step-retrying") && events.contains("***"), "{events}");
     assert!(!events.contains("AKIASECRET1234"), "a secret reached the reporter");
 }
+
+/// A record left behind by a snapshot whose files were deleted (by hand, by RKE's
+/// retention, by `rke etcd snapshot-remove`) does not stand in for a file: saving that
+/// name again takes a new snapshot and gives every host a copy.
+#[tokio::test]
+async fn a_record_whose_file_is_gone_does_not_stand_in_for_it() {
+    use rkectl::plan::ActionSpec;
+    use rkectl::plan::step::{SnapshotFormat, SnapshotName};
+    let cfg = load(&etcd_cluster_yaml(3));
+    let pki = rkectl::rke::pki::Pki::generate(&cfg.cluster).unwrap();
+    let world = running_world(&cfg.cluster, b"data-now", None);
+    let name = SnapshotName::new("nightly").unwrap();
+    let old = rkectl::host::fake::archive("nightly", b"snapshot:data-before", None);
+    let stale = rkectl::agent::report::SnapshotReport {
+        name: "nightly".into(),
+        format: SnapshotFormat::Zip,
+        size: old.len() as u64,
+        checksum: rkectl::plan::step::Checksum::of(&old),
+        etcd_ok: true,
+        problem: None,
+        etcd: None,
+        uploaded: false,
+        db: None,
+        has_state: false,
+        identical_everywhere: true,
+    };
+    for h in etcd_addrs(&cfg.cluster) {
+        world.with_host(&h, |s| {
+            s.files.insert(rkectl::layout::record(&name), serde_json::to_vec(&stale).unwrap());
+        });
+    }
+    let observed = observed_for(&cfg.cluster, &world, "nightly");
+    let action =
+        ActionSpec::EtcdSnapshotSave { name, generated_name: false, s3: None, include_state: false, seal_state: false };
+    let plan = compile(&cfg, &action, &observed);
+    let dir = tempfile::tempdir().unwrap();
+    let out = apply(&cfg, &world, &pki, &plan, &dir.path().join("j"), None, &Recorder::default()).await;
+    assert!(out.ok(), "{:?}", out.failures);
+    let source = world.host(&HostAddr(addr(1))).files[&format!("{}/nightly.zip", rkectl::layout::SNAPSHOT_DIR)].clone();
+    assert_ne!(source, old, "a new snapshot was taken");
+    for h in etcd_addrs(&cfg.cluster) {
+        let s = world.host(&h);
+        assert_eq!(s.files.get(&format!("{}/nightly.zip", rkectl::layout::SNAPSHOT_DIR)), Some(&source), "{h}");
+        let r: rkectl::agent::report::SnapshotReport =
+            serde_json::from_slice(&s.files[&rkectl::layout::record(&SnapshotName::new("nightly").unwrap())]).unwrap();
+        assert_eq!(r.checksum, rkectl::plan::step::Checksum::of(&source), "{h}: the record describes the new file");
+    }
+}

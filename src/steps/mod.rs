@@ -11,12 +11,13 @@ mod snapshot;
 
 pub use snapshot::{archive_state, read_record};
 
-/// rkectl's record of a snapshot on a host, ignoring any error (refresh of a listing).
+/// rkectl's record of a snapshot on a host, ignoring any error, whether or not its file is
+/// there: for refresh, which holds the listing and matches each record to the file it saw.
 pub async fn read_record_quiet(
     host: &dyn Host,
     name: &crate::plan::step::SnapshotName,
 ) -> Option<crate::agent::report::SnapshotReport> {
-    read_record(host, name).await.ok().flatten()
+    snapshot::read_record_file(host, name).await.ok().flatten()
 }
 
 use crate::agent::report;
