@@ -197,7 +197,11 @@ async fn observe_host(cluster: &Cluster, pool: &HostPool, node: &Node, needs: &N
         });
         let listed = host.list_dir(crate::rke::pki::CERT_DIR).await?;
         let present = |p: &str| listed.iter().any(|e| e.name == file_name(p));
-        f.certs = Some(CertFiles { ca, cert: present(&t.cert), key: present(&t.key) });
+        let cert_sans = match present(&t.cert) {
+            true => host.read_file(&t.cert).await?.and_then(|pem| crate::rke::pki::SanSet::of_pem(&pem)),
+            false => None,
+        };
+        f.certs = Some(CertFiles { ca, cert: present(&t.cert), key: present(&t.key), cert_sans });
     }
     if needs.agents {
         f.agents = host.list_dirs(crate::agent_binary::REMOTE_ROOT).await?;
