@@ -387,3 +387,89 @@ async fn a_record_whose_file_is_gone_does_not_stand_in_for_it() {
         assert_eq!(r.checksum, rkectl::plan::step::Checksum::of(&source), "{h}: the record describes the new file");
     }
 }
+
+/// Issue 11, item 13: a member whose certificate file does not name it (an old
+/// certificate, from before its hostname_override changed) gets the cluster's certificate,
+/// the plan says it replaces the file, and etcd, whose container stays as it is, restarts
+/// to load it.
+#[tokio::test]
+async fn a_certificate_file_without_the_members_names_is_replaced_and_etcd_restarts_to_load_it() {
+    use rkectl::etcd::member::{spec, tls_files};
+    use rkectl::plan::observed::CertFiles;
+    use rkectl::plan::step::{ClusterState, InitialCluster, StepAction};
+    use rkectl::rke::pki::{Fingerprint, Pki, SanSet};
+    let cfg = load(&etcd_cluster_yaml(3));
+    let pki = Pki::generate(&cfg.cluster).unwrap();
+    // The same CA and keys, the certificates signed when node2 was called node2-old.
+    let mut old = pki.clone();
+    old.reissue_stale(&load(&etcd_cluster_yaml(3).replace("node2\n", "node2-old\n")).cluster).unwrap();
+    let world = running_world(&cfg.cluster, b"data", None);
+    let ic = rkectl::etcd::resolve_initial_cluster(&cfg.cluster, &InitialCluster::AllEtcdNodes);
+    for n in cfg.cluster.etcd_nodes() {
+        let s = spec(&cfg.cluster, n, &ic, ClusterState::Existing, "x86_64");
+        let on_host = if n.address.as_str() == addr(2) { &old } else { &pki };
+        world.with_host(&n.address, |h| {
+            let c = h.containers.get_mut(names::ETCD).unwrap();
+            c.spec_image = s.image.clone();
+            c.cmd = s.cmd.clone();
+            c.args = s.entrypoint.iter().flatten().chain(&s.cmd).cloned().collect();
+            c.env = s.env.clone();
+            c.binds = s.binds.clone();
+            c.labels = s.labels.clone();
+            for (path, content, _) in on_host.member_files(n).unwrap() {
+                h.files.insert(path, content.expose().as_bytes().to_vec());
+            }
+        });
+    }
+    let mut observed = observed_for(&cfg.cluster, &world, "none");
+    let members: Vec<String> = cfg.cluster.etcd_nodes().map(rkectl::etcd::member_name).collect();
+    for n in cfg.cluster.etcd_nodes() {
+        let h = world.host(&n.address);
+        let t = tls_files(n);
+        let f = observed.hosts.get_mut(&n.address).unwrap();
+        f.certs = Some(CertFiles {
+            ca: Fingerprint::of_pem(&h.files[&t.ca]),
+            cert: true,
+            key: true,
+            cert_sans: SanSet::of_pem(&h.files[&t.cert]),
+        });
+        f.members = Some(members.clone());
+    }
+    let plan = rkectl::plan::compile(&rkectl::plan::CompileInput {
+        cluster: &cfg.cluster,
+        cluster_hash: &cfg.hash,
+        action: &rkectl::plan::ActionSpec::Up,
+        observed: &observed,
+        removed_members: &[],
+        pki_ca: Some(&pki.ca_fingerprint()),
+        now: 1_800_000_000,
+    })
+    .unwrap();
+    let node2 = HostAddr(addr(2));
+    let on = |kind: StepKind| plan.steps.iter().filter(|s| s.kind() == kind).collect::<Vec<_>>();
+    let deploys = on(StepKind::DeployCerts);
+    assert_eq!(deploys.len(), 1, "{deploys:?}");
+    assert_eq!(deploys[0].host.as_ref(), Some(&node2));
+    assert!(deploys[0].action.replaces().unwrap().why.contains("does not name node2"), "{deploys:?}");
+    assert!(plan.needs_confirmation());
+    let starts = on(StepKind::StartEtcd);
+    assert_eq!(starts.len(), 1, "{starts:?}");
+    assert!(matches!(starts[0].action, StepAction::StartEtcd { restart: true, .. }), "{starts:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::default();
+    let out = apply(&cfg, &world, &pki, &plan, &dir.path().join("j"), None, &rec).await;
+    assert!(out.ok(), "{:?}", out.failures);
+    let h = world.host(&node2);
+    let n2 = cfg.cluster.node(&node2).unwrap();
+    let placed = String::from_utf8(h.files[&tls_files(n2).cert].clone()).unwrap();
+    assert_eq!(placed, pki.member(n2).unwrap().cert, "the cluster's certificate, naming node2");
+    let etcd = &h.containers[names::ETCD];
+    assert!(etcd.running && etcd.id == "old", "restarted, not recreated: {etcd:?}");
+    let events = serde_json::to_string(&rec.events()).unwrap();
+    assert!(events.contains(&format!("Restarted [etcd] container on host [{node2}]")), "{events}");
+    assert!(!events.contains("PRIVATE KEY"), "a key reached the reporter");
+    for i in [1, 3] {
+        assert_eq!(world.host(&HostAddr(addr(i))).containers[names::ETCD].id, "old");
+    }
+}

@@ -221,9 +221,9 @@ impl Executor {
                 self.restore(need()?, snapshot, &file, member, &ic, ctx).await
             }
             StepAction::DeployCerts { member, .. } => self.deploy_certs(need()?, member, ctx).await,
-            StepAction::StartEtcd { initial_cluster, cluster_state, .. } => {
+            StepAction::StartEtcd { initial_cluster, cluster_state, restart, .. } => {
                 let ic = crate::etcd::resolve_initial_cluster(&self.cluster, initial_cluster);
-                self.start_etcd(need()?, &ic, *cluster_state, ctx).await
+                self.start_etcd(need()?, &ic, *cluster_state, *restart, ctx).await
             }
             StepAction::MemberAdd { member, peer_url } => self.member_add(need()?, member, peer_url, ctx).await,
             StepAction::MemberRemove { member } => self.member_remove(need()?, member, ctx).await,
