@@ -75,6 +75,9 @@ pub struct ClusterPki {
     pub write: bool,
     /// Certificates issued now (members that join).
     pub issued: Vec<String>,
+    /// Certificates reissued now, with their keys, because the names of the etcd nodes
+    /// changed (an address, internal address or hostname_override).
+    pub reissued: Vec<String>,
 }
 
 /// What the user asked about the PKI.
@@ -178,7 +181,14 @@ pub fn choose(
             }
             None => RkeState::new(state_path, &pki),
         };
-        return Ok(ClusterPki { pki, state, source: PkiSource::New, write: true, issued: Vec::new() });
+        return Ok(ClusterPki {
+            pki,
+            state,
+            source: PkiSource::New,
+            write: true,
+            issued: Vec::new(),
+            reissued: Vec::new(),
+        });
     } else {
         let local_pki = match &local {
             Some(s) => s.pki()?,
@@ -204,6 +214,7 @@ pub fn choose(
                     source: PkiSource::LocalState(state_path.to_path_buf()),
                     write: false,
                     issued: Vec::new(),
+                    reissued: Vec::new(),
                 }
             }
             (Some(state), Some(pki), None) => ClusterPki {
@@ -212,6 +223,7 @@ pub fn choose(
                 source: PkiSource::LocalState(state_path.to_path_buf()),
                 write: false,
                 issued: Vec::new(),
+                reissued: Vec::new(),
             },
             (_, _, Some((pki, origin))) => {
                 let (state, _) = from_snapshot.expect("a snapshot state was found");
@@ -221,6 +233,7 @@ pub fn choose(
                     source: PkiSource::Snapshot(origin),
                     write: true,
                     issued: Vec::new(),
+                    reissued: Vec::new(),
                 }
             }
             (_, None, None) => {
@@ -232,9 +245,10 @@ pub fn choose(
     let mut chosen = chosen;
     check_hosts(&chosen, observed)?;
     chosen.issued = chosen.pki.ensure_members(cluster)?;
-    if !chosen.issued.is_empty() {
+    chosen.reissued = chosen.pki.reissue_stale(cluster)?;
+    if !chosen.issued.is_empty() || !chosen.reissued.is_empty() {
         let pki = chosen.pki.clone();
-        chosen.state.put_pki(&pki, &[]);
+        chosen.state.put_pki(&pki, &chosen.reissued);
         chosen.write = true;
     }
     Ok(chosen)
@@ -265,7 +279,7 @@ mod tests {
     fn observed(cas: &[(&str, Option<&Fingerprint>)]) -> Observed {
         let mut o = Observed::default();
         for (h, ca) in cas {
-            let certs = CertFiles { ca: ca.cloned(), cert: ca.is_some(), key: ca.is_some() };
+            let certs = CertFiles { ca: ca.cloned(), cert: ca.is_some(), key: ca.is_some(), cert_sans: None };
             o.hosts.insert(HostAddr(h.to_string()), HostFacts { certs: Some(certs), ..Default::default() });
         }
         o
@@ -331,5 +345,24 @@ mod tests {
         assert_eq!(got.issued, ["kube-etcd-10-0-0-2"]);
         assert!(got.write);
         assert!(got.state.pki().unwrap().unwrap().etcd.contains_key("kube-etcd-10-0-0-2"));
+    }
+
+    #[test]
+    fn certificates_whose_names_changed_are_reissued_into_the_state() {
+        let c = cluster();
+        let pki = Pki::generate(&c).unwrap();
+        let p = Path::new("cluster.rkestate");
+        let o = observed(&[("10.0.0.1", Some(&pki.ca_fingerprint()))]);
+        let same = choose(&c, p, Some(RkeState::new(p, &pki)), None, PkiFlags::default(), &o).unwrap();
+        assert!(same.reissued.is_empty() && !same.write, "nothing changed, nothing to write");
+        let text = "nodes:\n  - address: 10.0.0.1\n    user: u\n    role: [etcd]\n  - address: 10.0.0.2\n    hostname_override: renamed\n    user: u\n    role: [etcd]\n";
+        let renamed = crate::config::parse(Path::new("cluster.yml"), text.into()).unwrap().cluster;
+        let got = choose(&renamed, p, Some(RkeState::new(p, &pki)), None, PkiFlags::default(), &o).unwrap();
+        assert_eq!(got.reissued, ["kube-etcd-10-0-0-1", "kube-etcd-10-0-0-2"]);
+        assert!(got.write, "the state file is written before anything is deployed");
+        let written = got.state.pki().unwrap().unwrap();
+        assert_eq!(written, got.pki);
+        let sans = crate::rke::pki::SanSet::of_pem(written.etcd["kube-etcd-10-0-0-2"].cert.as_bytes()).unwrap();
+        assert!(sans.dns.contains(&"renamed".to_string()), "{sans:?}");
     }
 }

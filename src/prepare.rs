@@ -167,13 +167,15 @@ pub async fn prepare(input: PrepareInput) -> Result<Prepared, PrepareError> {
     };
     let mut plan = plan::compile(&input)?;
     if let Some(p) = &pki {
-        plan.notes.extend(pki_notes(p));
+        let notes = pki_notes(p, plan.has_changes());
+        plan.notes.extend(notes);
     }
     Ok(Prepared { plan, cfg, paths, state, pki, rke_state, s3, state_passphrase, pool })
 }
 
-/// What the plan should say about the PKI.
-fn pki_notes(p: &ClusterPki) -> Vec<String> {
+/// What the plan should say about the PKI; `applied` when the plan changes anything (the
+/// state file is written only then).
+fn pki_notes(p: &ClusterPki, applied: bool) -> Vec<String> {
     let mut notes = Vec::new();
     match &p.source {
         cluster_pki::PkiSource::LocalState(_) => {}
@@ -187,6 +189,13 @@ fn pki_notes(p: &ClusterPki) -> Vec<String> {
         notes.push(format!(
             "New certificates signed by the cluster's CA: {}; they are added to {} first, as `rke up` would add them.",
             p.issued.join(", "),
+            p.state.path().display()
+        ));
+    }
+    if !p.reissued.is_empty() && applied {
+        notes.push(format!(
+            "The etcd nodes' names changed, so their certificates are reissued by the cluster's CA with the same keys, as `rke up` would: {}; they are written to {} first, and placed on the hosts whose certificate lacks their own names.",
+            p.reissued.join(", "),
             p.state.path().display()
         ));
     }

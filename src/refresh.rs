@@ -185,8 +185,10 @@ async fn observe_host(cluster: &Cluster, pool: &HostPool, node: &Node, needs: &N
     if !host.image_present(&cluster.etcd.image).await? {
         f.missing_images.push(cluster.etcd.image.clone());
     }
+    // Only shown in plans: an SSH user who may run Docker but not read the data folder
+    // (RKE's etcd-fix-perm makes it 0700) gets "unknown", not a refused plan.
     f.has_etcd_data =
-        Some(host.list_dir(&format!("{}/member/snap", paths::DATA_DIR)).await?.iter().any(|e| e.name == "db"));
+        host.list_dir(&format!("{}/member/snap", paths::DATA_DIR)).await.ok().map(|l| l.iter().any(|e| e.name == "db"));
     if needs.certs {
         let t = crate::etcd::member::tls_files(node);
         let ca = host.read_file(&t.ca).await?.map(|pem| {
@@ -195,7 +197,11 @@ async fn observe_host(cluster: &Cluster, pool: &HostPool, node: &Node, needs: &N
         });
         let listed = host.list_dir(crate::rke::pki::CERT_DIR).await?;
         let present = |p: &str| listed.iter().any(|e| e.name == file_name(p));
-        f.certs = Some(CertFiles { ca, cert: present(&t.cert), key: present(&t.key) });
+        let cert_sans = match present(&t.cert) {
+            true => host.read_file(&t.cert).await?.and_then(|pem| crate::rke::pki::SanSet::of_pem(&pem)),
+            false => None,
+        };
+        f.certs = Some(CertFiles { ca, cert: present(&t.cert), key: present(&t.key), cert_sans });
     }
     if needs.agents {
         f.agents = host.list_dirs(crate::agent_binary::REMOTE_ROOT).await?;

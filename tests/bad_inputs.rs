@@ -266,6 +266,28 @@ fn cases() -> Vec<Case> {
             .edit(&[("hostname_override: node2", "hostname_override: node2\n    internal_address: 10.77.0.12,etcd-x=https://10.0.0.9")])
             .says(&["is not a host address"])
             .line(11),
+        // Not an IP and not a host name: `host:port` would end up in etcd's URLs.
+        case("internal-address-with-a-port")
+            .edit(&[("hostname_override: node2", "hostname_override: node2\n    internal_address: 10.77.0.12:2380")])
+            .says(&["`10.77.0.12:2380` is not a host address"])
+            .at(11, 23),
+        // ssh would read it as an option (and etcd's flags would carry it).
+        case("address-as-an-ssh-option")
+            .edit(&[("address: 10.77.0.12", "address: -oProxyCommand=id")])
+            .says(&["`-oProxyCommand=id` is not a host address: it starts with `-`"])
+            .at(9, 14),
+        case("hostname-override-splices-members")
+            .edit(&[("hostname_override: node2", "hostname_override: node2,etcd-x=https://10.0.0.9")])
+            .says(&["is not a valid DNS-1123 subdomain"])
+            .at(10, 24),
+        case("user-as-an-ssh-option")
+            .edit(&[("node2\n    user: root\n", "node2\n    user: -oProxyCommand=id\n")])
+            .says(&["user `-oProxyCommand=id` cannot be given to ssh: it starts with `-`"])
+            .at(11, 11),
+        case("user-with-a-shell-metacharacter")
+            .edit(&[("node2\n    user: root\n", "node2\n    user: root;id\n")])
+            .says(&["user `root;id` cannot be given to ssh: it holds a shell metacharacter"])
+            .at(11, 11),
         case("s3backupconfig-without-endpoint")
             .edit(&[(
                 IMAGE,

@@ -390,3 +390,137 @@ async fn the_etcd_image_is_pulled_with_its_registrys_credentials_and_a_wrong_pas
         assert_eq!(world.host(&h).etcd_data(), Some(&b"data"[..]), "{h} changed");
     }
 }
+
+/// A record left behind by a snapshot whose files were deleted (by hand, by RKE's
+/// retention, by `rke etcd snapshot-remove`) does not stand in for a file: saving that
+/// name again takes a new snapshot and gives every host a copy.
+#[tokio::test]
+async fn a_record_whose_file_is_gone_does_not_stand_in_for_it() {
+    use rkectl::plan::ActionSpec;
+    use rkectl::plan::step::{SnapshotFormat, SnapshotName};
+    let cfg = load(&etcd_cluster_yaml(3));
+    let pki = rkectl::rke::pki::Pki::generate(&cfg.cluster).unwrap();
+    let world = running_world(&cfg.cluster, b"data-now", None);
+    let name = SnapshotName::new("nightly").unwrap();
+    let old = rkectl::host::fake::archive("nightly", b"snapshot:data-before", None);
+    let stale = rkectl::agent::report::SnapshotReport {
+        name: "nightly".into(),
+        format: SnapshotFormat::Zip,
+        size: old.len() as u64,
+        checksum: rkectl::plan::step::Checksum::of(&old),
+        etcd_ok: true,
+        problem: None,
+        etcd: None,
+        uploaded: false,
+        db: None,
+        has_state: false,
+        identical_everywhere: true,
+    };
+    for h in etcd_addrs(&cfg.cluster) {
+        world.with_host(&h, |s| {
+            s.files.insert(rkectl::layout::record(&name), serde_json::to_vec(&stale).unwrap());
+        });
+    }
+    let observed = observed_for(&cfg.cluster, &world, "nightly");
+    let action =
+        ActionSpec::EtcdSnapshotSave { name, generated_name: false, s3: None, include_state: false, seal_state: false };
+    let plan = compile(&cfg, &action, &observed);
+    let dir = tempfile::tempdir().unwrap();
+    let out = apply(&cfg, &world, &pki, &plan, &dir.path().join("j"), None, &Recorder::default()).await;
+    assert!(out.ok(), "{:?}", out.failures);
+    let source = world.host(&HostAddr(addr(1))).files[&format!("{}/nightly.zip", rkectl::layout::SNAPSHOT_DIR)].clone();
+    assert_ne!(source, old, "a new snapshot was taken");
+    for h in etcd_addrs(&cfg.cluster) {
+        let s = world.host(&h);
+        assert_eq!(s.files.get(&format!("{}/nightly.zip", rkectl::layout::SNAPSHOT_DIR)), Some(&source), "{h}");
+        let r: rkectl::agent::report::SnapshotReport =
+            serde_json::from_slice(&s.files[&rkectl::layout::record(&SnapshotName::new("nightly").unwrap())]).unwrap();
+        assert_eq!(r.checksum, rkectl::plan::step::Checksum::of(&source), "{h}: the record describes the new file");
+    }
+}
+
+/// Issue 11, item 13: a member whose certificate file does not name it (an old
+/// certificate, from before its hostname_override changed) gets the cluster's certificate,
+/// the plan says it replaces the file, and etcd, whose container stays as it is, restarts
+/// to load it.
+#[tokio::test]
+async fn a_certificate_file_without_the_members_names_is_replaced_and_etcd_restarts_to_load_it() {
+    use rkectl::etcd::member::{spec, tls_files};
+    use rkectl::plan::observed::CertFiles;
+    use rkectl::plan::step::{ClusterState, InitialCluster, StepAction};
+    use rkectl::rke::pki::{Fingerprint, Pki, SanSet};
+    let cfg = load(&etcd_cluster_yaml(3));
+    let pki = Pki::generate(&cfg.cluster).unwrap();
+    // The same CA and keys, the certificates signed when node2 was called node2-old.
+    let mut old = pki.clone();
+    old.reissue_stale(&load(&etcd_cluster_yaml(3).replace("node2\n", "node2-old\n")).cluster).unwrap();
+    let world = running_world(&cfg.cluster, b"data", None);
+    let ic = rkectl::etcd::resolve_initial_cluster(&cfg.cluster, &InitialCluster::AllEtcdNodes);
+    for n in cfg.cluster.etcd_nodes() {
+        let s = spec(&cfg.cluster, n, &ic, ClusterState::Existing, "x86_64");
+        let on_host = if n.address.as_str() == addr(2) { &old } else { &pki };
+        world.with_host(&n.address, |h| {
+            let c = h.containers.get_mut(names::ETCD).unwrap();
+            c.spec_image = s.image.clone();
+            c.cmd = s.cmd.clone();
+            c.args = s.entrypoint.iter().flatten().chain(&s.cmd).cloned().collect();
+            c.env = s.env.clone();
+            c.binds = s.binds.clone();
+            c.labels = s.labels.clone();
+            for (path, content, _) in on_host.member_files(n).unwrap() {
+                h.files.insert(path, content.expose().as_bytes().to_vec());
+            }
+        });
+    }
+    let mut observed = observed_for(&cfg.cluster, &world, "none");
+    let members: Vec<String> = cfg.cluster.etcd_nodes().map(rkectl::etcd::member_name).collect();
+    for n in cfg.cluster.etcd_nodes() {
+        let h = world.host(&n.address);
+        let t = tls_files(n);
+        let f = observed.hosts.get_mut(&n.address).unwrap();
+        f.certs = Some(CertFiles {
+            ca: Fingerprint::of_pem(&h.files[&t.ca]),
+            cert: true,
+            key: true,
+            cert_sans: SanSet::of_pem(&h.files[&t.cert]),
+        });
+        f.members = Some(members.clone());
+    }
+    let plan = rkectl::plan::compile(&rkectl::plan::CompileInput {
+        cluster: &cfg.cluster,
+        cluster_hash: &cfg.hash,
+        action: &rkectl::plan::ActionSpec::Up,
+        observed: &observed,
+        removed_members: &[],
+        pki_ca: Some(&pki.ca_fingerprint()),
+        now: 1_800_000_000,
+    })
+    .unwrap();
+    let node2 = HostAddr(addr(2));
+    let on = |kind: StepKind| plan.steps.iter().filter(|s| s.kind() == kind).collect::<Vec<_>>();
+    let deploys = on(StepKind::DeployCerts);
+    assert_eq!(deploys.len(), 1, "{deploys:?}");
+    assert_eq!(deploys[0].host.as_ref(), Some(&node2));
+    assert!(deploys[0].action.replaces().unwrap().why.contains("does not name node2"), "{deploys:?}");
+    assert!(plan.needs_confirmation());
+    let starts = on(StepKind::StartEtcd);
+    assert_eq!(starts.len(), 1, "{starts:?}");
+    assert!(matches!(starts[0].action, StepAction::StartEtcd { restart: true, .. }), "{starts:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::default();
+    let out = apply(&cfg, &world, &pki, &plan, &dir.path().join("j"), None, &rec).await;
+    assert!(out.ok(), "{:?}", out.failures);
+    let h = world.host(&node2);
+    let n2 = cfg.cluster.node(&node2).unwrap();
+    let placed = String::from_utf8(h.files[&tls_files(n2).cert].clone()).unwrap();
+    assert_eq!(placed, pki.member(n2).unwrap().cert, "the cluster's certificate, naming node2");
+    let etcd = &h.containers[names::ETCD];
+    assert!(etcd.running && etcd.id == "old", "restarted, not recreated: {etcd:?}");
+    let events = serde_json::to_string(&rec.events()).unwrap();
+    assert!(events.contains(&format!("Restarted [etcd] container on host [{node2}]")), "{events}");
+    assert!(!events.contains("PRIVATE KEY"), "a key reached the reporter");
+    for i in [1, 3] {
+        assert_eq!(world.host(&HostAddr(addr(i))).containers[names::ETCD].id, "old");
+    }
+}

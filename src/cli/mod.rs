@@ -861,6 +861,7 @@ async fn resume(common: &Common, s3_flags: &S3Flags, abandon: bool) -> Result<()
                 source: PkiSource::LocalState(st.path().to_path_buf()),
                 write: false,
                 issued: Vec::new(),
+                reissued: Vec::new(),
             })
         }
         (None, true) => {

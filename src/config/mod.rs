@@ -701,12 +701,29 @@ impl Validator<'_> {
             );
         }
         if let Some(a) = &address
-            && (a.contains(char::is_whitespace) || a.contains('/'))
+            && let Err(why) = host_address(a)
         {
-            self.problem(&format!("{base}.address"), format!("`{a}` is not a host address"), "bad address", None);
+            // It is what ssh dials (a leading `-` would be read as an option) and, without
+            // internal_address, what etcd's flags name.
+            self.problem(
+                &format!("{base}.address"),
+                format!("`{a}` is not a host address: {why}"),
+                "bad address",
+                Some(HOST_ADDRESS_HELP),
+            );
         }
         let port = self.ssh_port(&format!("{base}.port"), &rn.port);
         let user = s(&rn.user);
+        if let Some(u) = &user
+            && let Err(why) = ssh_user(u)
+        {
+            self.problem(
+                &format!("{base}.user"),
+                format!("user `{u}` cannot be given to ssh: {why}"),
+                "bad user",
+                Some("the SSH user name of the node, as `ssh -l` takes it: no spaces, no shell metacharacters, no leading `-`"),
+            );
+        }
         if user.is_none() {
             self.problem(
                 &base,
@@ -777,14 +794,14 @@ impl Validator<'_> {
         }
         let internal_address = s(&rn.internal_address);
         if let Some(a) = &internal_address
-            && (a.contains(char::is_whitespace) || a.contains([',', '=', '/']))
+            && let Err(why) = host_address(a)
         {
             // It is spliced into etcd's `--initial-cluster` list: a `,` or `=` would add members.
             self.problem(
                 &format!("{base}.internal_address"),
-                format!("`{a}` is not a host address"),
+                format!("`{a}` is not a host address: {why}"),
                 "bad address",
-                Some("an IP address or a host name"),
+                Some(HOST_ADDRESS_HELP),
             );
         }
         Some(Node {
@@ -818,6 +835,43 @@ fn first_service_ip(cidr: &str) -> Option<std::net::IpAddr> {
         }
         _ => None,
     }
+}
+
+const HOST_ADDRESS_HELP: &str = "an IP address, or a host name of letters, digits, `-`, `_` and `.`";
+
+/// Why `a` is not an IP address or a host name, if it is not. Addresses become ssh's
+/// destination and parts of etcd's flags (`--initial-cluster=etcd-a=https://ADDR:2380,…`),
+/// so anything else could add an option or a member.
+fn host_address(a: &str) -> Result<(), &'static str> {
+    if a.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    if a.len() > 253 {
+        return Err("a host name is at most 253 characters long");
+    }
+    if a.starts_with(['-', '.']) {
+        return Err("it starts with `-` or `.`");
+    }
+    match a.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))) {
+        Some(c) if c.is_whitespace() || c.is_control() => Err("it holds a space or a control character"),
+        Some(_) => Err("it is not an IP address, and a host name holds only letters, digits, `-`, `_` and `.`"),
+        None => Ok(()),
+    }
+}
+
+/// Why `u` cannot be handed to ssh as a user name, if it cannot: ssh would take a leading
+/// `-` for an option, and OpenSSH (9.6 on) refuses shell metacharacters in user names.
+fn ssh_user(u: &str) -> Result<(), &'static str> {
+    if u.starts_with('-') {
+        return Err("it starts with `-`");
+    }
+    if u.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("it holds a space or a control character");
+    }
+    if u.contains(['\'', '`', '"', ';', '&', '<', '>', '|', '(', ')', '{', '}', '$', '\\']) {
+        return Err("it holds a shell metacharacter");
+    }
+    Ok(())
 }
 
 /// Why `name` is not a DNS-1123 subdomain (Kubernetes' rule for node names), if it is not.

@@ -496,40 +496,98 @@ struct Finished {
     stderr: String,
 }
 
+/// A node script that may call `missing PATH` when `[ -e PATH ]` fails: it exits 3 when
+/// PATH does not exist, and 4, naming the folder, when a folder on the way cannot be
+/// searched (`[ -e ]` is false then too, and a folder rkectl may not read is not an absent
+/// one). The scripts use only what POSIX `sh` and busybox both have: no `find -printf`.
+macro_rules! node_script {
+    ($body:literal) => {
+        concat!(
+            r#"missing() {
+  p=$1
+  while :; do
+    case $p in
+      */*) p=${p%/*}; [ -n "$p" ] || p=/ ;;
+      *) p=. ;;
+    esac
+    if [ -e "$p" ]; then
+      if [ -d "$p" ] && [ ! -x "$p" ]; then echo "$p: Permission denied" >&2; exit 4; fi
+      exit 3
+    fi
+    case $p in /|.) exit 3 ;; esac
+  done
+}
+"#,
+            $body
+        )
+    };
+}
+
 /// Reads a file; exit 3 when it does not exist.
-const READ_SCRIPT: &str = r#"[ -e "$1" ] || exit 3
-exec cat -- "$1""#;
+const READ_SCRIPT: &str = node_script!(
+    r#"[ -e "$1" ] || missing "$1"
+exec cat -- "$1""#
+);
 
 /// Prints `$3` bytes of `$1` from byte `$2`; exit 3 when it does not exist. (`tail -c +N`
 /// seeks on a regular file, in GNU and busybox alike.)
-const RANGE_SCRIPT: &str = r#"[ -e "$1" ] || exit 3
-tail -c "+$(($2 + 1))" -- "$1" | head -c "$3""#;
+const RANGE_SCRIPT: &str = node_script!(
+    r#"[ -e "$1" ] || missing "$1"
+tail -c "+$(($2 + 1))" -- "$1" | head -c "$3""#
+);
 
 /// Removes a file; exit 3 when there was none.
-const REMOVE_SCRIPT: &str = r#"[ -e "$1" ] || [ -L "$1" ] || exit 3
-exec rm -f -- "$1""#;
+const REMOVE_SCRIPT: &str = node_script!(
+    r#"[ -e "$1" ] || [ -L "$1" ] || missing "$1"
+exec rm -f -- "$1""#
+);
 
-/// Lists regular files as NUL-terminated `name\tsize\tmtime` records; exit 3 when absent.
-const LIST_SCRIPT: &str = r#"[ -e "$1" ] || exit 3
+/// Lists regular files (not symlinks) as NUL-terminated `name\tsize\tmtime` records; exit
+/// 3 when absent, 4 when the folder cannot be read. `stat -c` is GNU's and busybox's; a
+/// file that goes while it is listed is left out.
+const LIST_SCRIPT: &str = node_script!(
+    r#"[ -e "$1" ] || missing "$1"
 cd -- "$1" || exit 4
-exec find . -mindepth 1 -maxdepth 1 -type f -printf '%f\t%s\t%T@\0'"#;
+[ -r . ] || { echo "$1: Permission denied" >&2; exit 4; }
+for f in * .[!.]* ..?*; do
+  [ -f "$f" ] && [ ! -L "$f" ] || continue
+  if ! s=$(stat -c '%s %Y' -- "$f"); then
+    [ -e "$f" ] || continue
+    exit 4
+  fi
+  printf '%s\t%s\t%s\0' "$f" "${s% *}" "${s#* }"
+done
+exit 0"#
+);
 
-/// Lists the folders in a folder as NUL-terminated names; exit 3 when absent.
-const DIRS_SCRIPT: &str = r#"[ -e "$1" ] || exit 3
+/// Lists the folders in a folder as NUL-terminated names; exit 3 when absent, 4 when it
+/// cannot be read.
+const DIRS_SCRIPT: &str = node_script!(
+    r#"[ -e "$1" ] || missing "$1"
 cd -- "$1" || exit 4
+[ -r . ] || { echo "$1: Permission denied" >&2; exit 4; }
 for d in */; do [ -d "$d" ] && printf '%s\0' "${d%/}"; done
-exit 0"#;
+exit 0"#
+);
 
 /// Removes a folder and what is in it; exit 3 when there was none.
-const TREE_SCRIPT: &str = r#"[ -e "$1" ] || exit 3
-exec rm -rf -- "$1""#;
+const TREE_SCRIPT: &str = node_script!(
+    r#"[ -e "$1" ] || missing "$1"
+exec rm -rf -- "$1""#
+);
 
 /// Opens a file, then prints one `K` so the caller knows it opened before any data flows.
-const OPEN_SCRIPT: &str = r#"[ -e "$1" ] || exit 3
+const OPEN_SCRIPT: &str = node_script!(
+    r#"[ -e "$1" ] || missing "$1"
 if [ -d "$1" ]; then echo "$1: is a directory" >&2; exit 4; fi
 exec < "$1" || exit 4
 printf K
-exec cat"#;
+exec cat"#
+);
+
+#[cfg(test)]
+#[path = "ssh_scripts_tests.rs"]
+mod scripts_tests;
 
 /// Creates the parent folder and receives stdin into the temporary file `$2`.
 const RECEIVE_SCRIPT: &str = r#"mkdir -p -- "$(dirname -- "$1")" || exit 4

@@ -771,9 +771,11 @@ impl<'a> Builder<'a> {
     }
 
     /// Certificates go to a member's host when its CA file is missing or is not the
-    /// cluster's CA, or its own certificate or key is missing. Files that are there and
-    /// chained to the cluster's CA are left alone: they are RKE's, and RKE's cert-deployer
-    /// does not rewrite them either.
+    /// cluster's CA, its own certificate or key is missing, or its certificate does not
+    /// carry the names the member is reached by now (its address, internal address or
+    /// hostname_override changed: etcd would advertise an address its certificate does not
+    /// name). Other files that are there and chained to the cluster's CA are left alone:
+    /// they are RKE's, and RKE's cert-deployer does not rewrite them either.
     fn plan_deploy_certs(&self, node: &Node) -> Option<StepAction> {
         let member = etcd::member_name(node);
         if self.offline() {
@@ -782,7 +784,25 @@ impl<'a> Builder<'a> {
         let files = self.facts(&node.address).and_then(|f| f.certs.clone()).unwrap_or_default();
         let ca_ok = files.ca.is_some() && files.ca.as_ref() == self.input.pki_ca;
         if ca_ok && files.cert && files.key {
-            return None;
+            let path = crate::etcd::member::tls_files(node).cert;
+            let why = match &files.cert_sans {
+                None => "it holds no certificate rkectl can read".to_string(),
+                Some(sans) => {
+                    let names = crate::rke::pki::member_names(node);
+                    let missing = sans.missing(&names);
+                    if missing.is_empty() {
+                        return None;
+                    }
+                    format!(
+                        "it does not name {} (cluster.yml's address, internal_address or hostname_override of this node)",
+                        missing.join(", ")
+                    )
+                }
+            };
+            return Some(StepAction::DeployCerts {
+                member,
+                replaces: Some(Replacement { what: format!("the certificate {path}"), why }),
+            });
         }
         let replaces = match (&files.ca, self.input.pki_ca) {
             (Some(have), Some(want)) if have != want => Some(Replacement {
@@ -807,6 +827,7 @@ impl<'a> Builder<'a> {
                 initial_cluster: InitialCluster::AllEtcdNodes,
                 cluster_state: ClusterState::New,
                 replaces: None,
+                restart: false,
             });
         }
         let facts = self.facts(host);
@@ -815,9 +836,14 @@ impl<'a> Builder<'a> {
         let differences =
             current.map(|c| crate::etcd::member::differences(self.cluster(), node, arch, c)).unwrap_or_default();
         let up_to_date = current.is_some_and(|c| c.running) && differences.is_empty();
-        if up_to_date && !self.planned.contains(&(host.clone(), StepKind::DeployCerts)) {
+        let new_certs = self.planned.contains(&(host.clone(), StepKind::DeployCerts));
+        if up_to_date && !new_certs {
             return None;
         }
+        // etcd reads its trusted CA only when it starts, and keeps the connections it made
+        // with its old certificate: a member whose container stays restarts to take the
+        // certificates just placed.
+        let restart = up_to_date && new_certs;
         let replaces = match current {
             Some(c) if c.made_by != MadeBy::Rkectl && !differences.is_empty() => Some(Replacement {
                 what: format!("the etcd container {}", made_by(c.made_by)),
@@ -830,14 +856,16 @@ impl<'a> Builder<'a> {
         let (cluster_state, initial_cluster) = if joining {
             // A joining member's initial cluster is the current members plus itself.
             let mut hosts: Vec<HostAddr> = self.running_members().iter().map(|n| n.address.clone()).collect();
-            hosts.push(node.address.clone());
+            if !hosts.contains(&node.address) {
+                hosts.push(node.address.clone());
+            }
             (ClusterState::Existing, InitialCluster::Hosts { hosts })
         } else if others_running || current.is_some() {
             (ClusterState::Existing, InitialCluster::AllEtcdNodes)
         } else {
             (ClusterState::New, InitialCluster::AllEtcdNodes)
         };
-        Some(StepAction::StartEtcd { member, initial_cluster, cluster_state, replaces })
+        Some(StepAction::StartEtcd { member, initial_cluster, cluster_state, replaces, restart })
     }
 
     fn plan_start_rolling(&mut self, node: &Node) -> Option<StepAction> {
@@ -990,6 +1018,109 @@ pub fn name_time(n: &SnapshotName) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::observed::{CertFiles, HostFacts, hashed_env};
+    use crate::rke::pki::{Pki, SanSet};
+
+    fn cluster(node2: &str) -> Cluster {
+        let mut yaml = String::from("nodes:\n");
+        for (i, name) in [(1, "node1"), (2, node2), (3, "node3")] {
+            yaml.push_str(&format!(
+                "  - address: 10.0.0.{i}\n    hostname_override: {name}\n    user: u\n    role: [etcd]\n"
+            ));
+        }
+        crate::config::parse(std::path::Path::new("cluster.yml"), yaml).unwrap().cluster
+    }
+
+    /// Every member running as `cluster` asks, with the certificates of `pki` on its host.
+    fn observed(cluster: &Cluster, pki: &Pki) -> Observed {
+        let mut o = Observed::default();
+        for n in cluster.etcd_nodes() {
+            let spec = crate::etcd::member::spec(cluster, n, "", super::ClusterState::Existing, "x86_64");
+            let etcd = ContainerFacts {
+                image: spec.image.clone(),
+                running: true,
+                spec_hash: None,
+                made_by: MadeBy::Rkectl,
+                args: spec.cmd.clone(),
+                env: hashed_env(&spec.env),
+                binds: spec.binds.clone(),
+            };
+            let cert = &pki.member(n).unwrap().cert;
+            let certs = CertFiles {
+                ca: Some(pki.ca_fingerprint()),
+                cert: true,
+                key: true,
+                cert_sans: SanSet::of_pem(cert.as_bytes()),
+            };
+            let members = cluster.etcd_nodes().map(etcd::member_name).collect();
+            let facts = HostFacts {
+                containers: [(names::ETCD.to_string(), etcd)].into(),
+                certs: Some(certs),
+                members: Some(members),
+                ..Default::default()
+            };
+            o.hosts.insert(n.address.clone(), facts);
+        }
+        o
+    }
+
+    fn up(cluster: &Cluster, observed: &Observed, ca: &crate::rke::pki::Fingerprint) -> Plan {
+        compile(&CompileInput {
+            cluster,
+            cluster_hash: "h",
+            action: &ActionSpec::Up,
+            observed,
+            removed_members: &[],
+            pki_ca: Some(ca),
+            now: 0,
+        })
+        .unwrap()
+    }
+
+    fn on(plan: &Plan, kind: StepKind) -> Vec<&Step> {
+        plan.steps.iter().filter(|s| s.kind() == kind).collect()
+    }
+
+    #[test]
+    fn a_member_whose_certificate_lacks_its_new_name_gets_the_reissued_one_and_restarts() {
+        let before = cluster("node2");
+        let pki = Pki::generate(&before).unwrap();
+        let ca = pki.ca_fingerprint();
+        assert!(!up(&before, &observed(&before, &pki), &ca).has_changes(), "as deployed: nothing to do");
+
+        // node2's hostname_override changed: its certificate does not name it.
+        let renamed = cluster("node2b");
+        let plan = up(&renamed, &observed(&before, &pki), &ca);
+        let deploys = on(&plan, StepKind::DeployCerts);
+        assert_eq!(deploys.len(), 1, "only the host whose certificate lacks its own name: {deploys:?}");
+        assert_eq!(deploys[0].host.as_ref().map(HostAddr::as_str), Some("10.0.0.2"));
+        let r = deploys[0].action.replaces().expect("a replacement the user confirms");
+        assert_eq!(r.what, "the certificate /etc/kubernetes/ssl/kube-etcd-10-0-0-2.pem");
+        assert!(r.why.contains("does not name node2b"), "{}", r.why);
+        assert!(plan.needs_confirmation());
+        let starts = on(&plan, StepKind::StartEtcd);
+        assert_eq!(starts.len(), 1);
+        assert_eq!(starts[0].host, deploys[0].host);
+        assert!(
+            matches!(starts[0].action, StepAction::StartEtcd { restart: false, .. }),
+            "its container changes (--name): it is recreated, not restarted"
+        );
+
+        // The same names, but the file on node2 is an old certificate without its address:
+        // its container stays as it is, so it restarts to load the new one.
+        let mut stale = observed(&before, &pki);
+        let certs = stale.hosts.get_mut(&HostAddr("10.0.0.2".into())).unwrap().certs.as_mut().unwrap();
+        certs.cert_sans.as_mut().unwrap().ips.retain(|ip| ip != "10.0.0.2");
+        let plan = up(&before, &stale, &ca);
+        let starts = on(&plan, StepKind::StartEtcd);
+        assert_eq!(starts.len(), 1);
+        assert!(
+            matches!(starts[0].action, StepAction::StartEtcd { restart: true, .. }),
+            "{}",
+            starts[0].action.describe()
+        );
+        assert!(on(&plan, StepKind::DeployCerts)[0].action.replaces().unwrap().why.contains("10.0.0.2"));
+    }
 
     #[test]
     fn automatic_names_carry_their_time_as_rke_tools_reads_it() {

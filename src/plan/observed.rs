@@ -65,6 +65,10 @@ pub struct CertFiles {
     pub cert: bool,
     /// The member's `kube-etcd-<address>-key.pem` is there.
     pub key: bool,
+    /// The subject alternative names of the member's certificate; `None` when it is not
+    /// there or holds no certificate.
+    #[serde(default)]
+    pub cert_sans: Option<crate::rke::pki::SanSet>,
 }
 
 impl CertFiles {

@@ -367,12 +367,15 @@ pub enum StepAction {
     DiscardStaged { snapshot: SnapshotName },
     /// Places the member's certificates and the CA on the host.
     DeployCerts { member: String, replaces: Option<Replacement> },
-    /// Creates and starts the `etcd` container (replacing one that differs).
+    /// Creates and starts the `etcd` container (replacing one that differs), or restarts
+    /// one that stays as it is when `restart` (its certificates were just replaced).
     StartEtcd {
         member: String,
         initial_cluster: InitialCluster,
         cluster_state: ClusterState,
         replaces: Option<Replacement>,
+        #[serde(default)]
+        restart: bool,
     },
     /// Adds a member to the running cluster before it starts (`etcdctl member add`).
     MemberAdd { member: String, peer_url: String },
@@ -587,6 +590,9 @@ impl StepAction {
                 format!("restore {snapshot} as member {member} (etcd-restore)")
             }
             StepAction::DeployCerts { member, .. } => format!("place CA and certificates of {member}"),
+            StepAction::StartEtcd { member, restart: true, .. } => {
+                format!("restart etcd container, member {member}, to load its new certificates")
+            }
             StepAction::StartEtcd { member, cluster_state, .. } => {
                 format!("start etcd container, member {member}, initial cluster state {cluster_state}")
             }

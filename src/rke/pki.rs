@@ -153,6 +153,93 @@ pub fn etcd_alt_names(cluster: &Cluster) -> Vec<SanType> {
         .collect()
 }
 
+/// The subject of every etcd member certificate: `CN=kube-etcd`.
+fn etcd_subject() -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, ETCD_CN);
+    dn
+}
+
+/// The names a member is reached by, which its own certificate must carry (RKE's
+/// per-host part of `GetAltNames`): its address, its internal address when it has its
+/// own, its hostname_override when it differs from the address. The rest of RKE's names
+/// (the other etcd nodes', loopback, Kubernetes') concern other hosts or no connection.
+pub fn member_names(node: &Node) -> Vec<String> {
+    let mut names = vec![node.address.as_str().to_string()];
+    if node.has_own_internal_address() {
+        names.push(node.internal_address().to_string());
+    }
+    if node.hostname() != node.address.as_str() {
+        names.push(node.hostname().to_string());
+    }
+    names
+}
+
+/// A certificate's subject alternative names as RKE compares them: DNS names and IP
+/// addresses, each list sorted.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SanSet {
+    pub dns: Vec<String>,
+    pub ips: Vec<String>,
+}
+
+impl SanSet {
+    /// The set of `sans`.
+    pub fn of(sans: &[SanType]) -> SanSet {
+        let mut set = SanSet { dns: Vec::new(), ips: Vec::new() };
+        for san in sans {
+            match san {
+                SanType::DnsName(d) => set.dns.push(d.as_str().to_string()),
+                SanType::IpAddress(ip) => set.ips.push(ip.to_string()),
+                _ => {}
+            }
+        }
+        set.dns.sort();
+        set.ips.sort();
+        set
+    }
+
+    /// The names of the first certificate in `pem`; `None` if it holds none that parses.
+    pub fn of_pem(pem: &[u8]) -> Option<SanSet> {
+        use x509_parser::extensions::GeneralName;
+        let der = first_cert_der(pem)?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+        let mut set = SanSet { dns: Vec::new(), ips: Vec::new() };
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for n in &san.value.general_names {
+                match n {
+                    GeneralName::DNSName(d) => set.dns.push(d.to_string()),
+                    GeneralName::IPAddress(b) => {
+                        let ip = match b.len() {
+                            4 => IpAddr::from(<[u8; 4]>::try_from(*b).ok()?),
+                            16 => IpAddr::from(<[u8; 16]>::try_from(*b).ok()?),
+                            _ => continue,
+                        };
+                        set.ips.push(ip.to_string());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        set.dns.sort();
+        set.ips.sort();
+        Some(set)
+    }
+
+    /// Which of `names` (IP addresses or DNS names) the set does not carry. DNS names
+    /// compare without regard to case, as TLS clients compare them.
+    pub fn missing<'a>(&self, names: &'a [String]) -> Vec<&'a str> {
+        names
+            .iter()
+            .filter(|n| match n.parse::<IpAddr>() {
+                Ok(ip) => !self.ips.iter().any(|i| i.parse::<IpAddr>().ok() == Some(ip)),
+                Err(_) => !self.dns.iter().any(|d| d.eq_ignore_ascii_case(n)),
+            })
+            .map(String::as_str)
+            .collect()
+    }
+}
+
 fn random_serial() -> SerialNumber {
     let mut b = [0u8; 8];
     crate::secret::random_bytes(&mut b);
@@ -217,13 +304,20 @@ impl Pki {
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, "system:node");
         dn.push(DnType::OrganizationName, "system:nodes");
-        pki.node = Some(pki.sign(dn, Vec::new(), false)?);
+        pki.node = Some(pki.sign(dn, Vec::new(), false, None)?);
         pki.ensure_members(cluster)?;
         Ok(pki)
     }
 
-    /// Signs a new leaf certificate with the CA, as RKE's `newSignedCert` does.
-    fn sign(&self, subject: DistinguishedName, sans: Vec<SanType>, server: bool) -> Result<CertPair, PkiError> {
+    /// Signs a new leaf certificate with the CA, as RKE's `newSignedCert` does, for `key`
+    /// (RKE keeps a certificate's key when it regenerates it) or a new one.
+    fn sign(
+        &self,
+        subject: DistinguishedName,
+        sans: Vec<SanType>,
+        server: bool,
+        key: Option<(KeyPair, Secret)>,
+    ) -> Result<CertPair, PkiError> {
         let ca_key = parse_key(self.ca.key.expose(), "the key of kube-ca")?;
         let ca_der = first_cert_der(self.ca.cert.as_bytes())
             .ok_or_else(|| PkiError::Invalid { what: "kube-ca".into(), why: "no certificate in it".into() })?;
@@ -231,7 +325,14 @@ impl Pki {
             .map(|(_, c)| c.validity().not_before.timestamp())
             .map_err(|e| PkiError::Invalid { what: "kube-ca".into(), why: e.to_string() })?;
         let issuer = Issuer::from_ca_cert_pem(&self.ca.cert, ca_key)?;
-        let key = rsa_key()?;
+        let (key, key_pem) = match key {
+            Some(k) => k,
+            None => {
+                let k = rsa_key()?;
+                let pem = key_pem(&k)?;
+                (k, pem)
+            }
+        };
         let mut p = CertificateParams::default();
         p.distinguished_name = subject;
         p.subject_alt_names = sans;
@@ -247,7 +348,7 @@ impl Pki {
         p.not_before = time::OffsetDateTime::from_unix_timestamp(ca_not_before).unwrap_or_else(|_| now());
         p.not_after = now() + VALIDITY;
         let cert = p.signed_by(&key, &issuer)?;
-        Ok(CertPair { cert: cert.pem(), key: key_pem(&key)? })
+        Ok(CertPair { cert: cert.pem(), key: key_pem })
     }
 
     /// Issues a certificate for every etcd node that has none; returns the names issued.
@@ -258,13 +359,33 @@ impl Pki {
             if self.etcd.contains_key(&name) {
                 continue;
             }
-            let mut dn = DistinguishedName::new();
-            dn.push(DnType::CommonName, ETCD_CN);
-            let pair = self.sign(dn, etcd_alt_names(cluster), true)?;
+            let pair = self.sign(etcd_subject(), etcd_alt_names(cluster), true, None)?;
             self.etcd.insert(name.clone(), pair);
             issued.push(name);
         }
         Ok(issued)
+    }
+
+    /// Reissues, with the same key, every etcd node's certificate whose subject alternative
+    /// names are not those the cluster's etcd nodes have now, by RKE's rule
+    /// (`GenerateEtcdCertificates`: the sorted DNS names and the sorted IP addresses must
+    /// equal the new ones): an address, internal address or hostname_override changed, or
+    /// an etcd node came or went. Returns the names reissued.
+    pub fn reissue_stale(&mut self, cluster: &Cluster) -> Result<Vec<String>, PkiError> {
+        let wanted = SanSet::of(&etcd_alt_names(cluster));
+        let mut reissued = Vec::new();
+        for node in cluster.etcd_nodes() {
+            let name = etcd_cert_name(node);
+            let Some(current) = self.etcd.get(&name) else { continue };
+            if SanSet::of_pem(current.cert.as_bytes()).as_ref() == Some(&wanted) {
+                continue;
+            }
+            let key = parse_key(current.key.expose(), &name)?;
+            let pair = self.sign(etcd_subject(), etcd_alt_names(cluster), true, Some((key, current.key.clone())))?;
+            self.etcd.insert(name.clone(), pair);
+            reissued.push(name);
+        }
+        Ok(reissued)
     }
 
     /// The CA's fingerprint.
@@ -396,6 +517,50 @@ mod tests {
         assert_eq!(pki.ca, before.ca);
         assert_eq!(pki.etcd["kube-etcd-10-0-0-1"], before.etcd["kube-etcd-10-0-0-1"]);
         assert!(pki.ensure_members(&c).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_certificate_whose_names_changed_is_reissued_with_the_same_key() {
+        let c = cluster(TWO);
+        let mut pki = Pki::generate(&c).unwrap();
+        assert!(pki.reissue_stale(&c).unwrap().is_empty(), "RKE's names already: nothing to reissue");
+        let before = pki.clone();
+        let renamed = cluster(&TWO.replace("hostname_override: n2", "hostname_override: n2b"));
+        let reissued = pki.reissue_stale(&renamed).unwrap();
+        // Every etcd certificate names every etcd node: both change.
+        assert_eq!(reissued, ["kube-etcd-10-0-0-1", "kube-etcd-node2-example-com"]);
+        for name in &reissued {
+            let (old, new) = (&before.etcd[name], &pki.etcd[name]);
+            assert_ne!(old.cert, new.cert);
+            assert_eq!(old.key, new.key, "RKE keeps the key when it regenerates a certificate");
+            let sans = SanSet::of_pem(new.cert.as_bytes()).unwrap();
+            assert_eq!(sans, SanSet::of(&etcd_alt_names(&renamed)));
+            assert!(sans.dns.contains(&"n2b".to_string()) && !sans.dns.contains(&"n2".to_string()), "{sans:?}");
+            let der = first_cert_der(new.cert.as_bytes()).unwrap();
+            let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+            let ca_der = first_cert_der(pki.ca.cert.as_bytes()).unwrap();
+            let (_, ca) = x509_parser::parse_x509_certificate(&ca_der).unwrap();
+            cert.verify_signature(Some(ca.public_key())).unwrap();
+            assert_eq!(cert.subject().to_string(), "CN=kube-etcd");
+        }
+        assert_eq!(pki.ca, before.ca);
+        assert!(pki.reissue_stale(&renamed).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_member_needs_its_own_names_in_its_certificate() {
+        let c = cluster(TWO);
+        let nodes: Vec<&Node> = c.etcd_nodes().collect();
+        assert_eq!(member_names(nodes[0]), ["1.2.3.4", "10.0.0.1"]);
+        assert_eq!(member_names(nodes[1]), ["Node2.Example.com", "n2"]);
+        let pki = Pki::generate(&c).unwrap();
+        let sans = SanSet::of_pem(pki.etcd["kube-etcd-node2-example-com"].cert.as_bytes()).unwrap();
+        assert!(sans.missing(&member_names(nodes[1])).is_empty());
+        let renamed = cluster(&TWO.replace("hostname_override: n2", "hostname_override: n2b"));
+        let node = renamed.etcd_nodes().nth(1).unwrap();
+        assert_eq!(sans.missing(&member_names(node)), ["n2b"]);
+        let moved = cluster(&TWO.replace("internal_address: 10.0.0.1", "internal_address: 10.0.0.7"));
+        assert_eq!(sans.missing(&member_names(moved.etcd_nodes().next().unwrap())), ["10.0.0.7"]);
     }
 
     #[test]

@@ -92,6 +92,7 @@ impl Executor {
         addr: &HostAddr,
         initial_cluster: &str,
         state: ClusterState,
+        restart: bool,
         ctx: &StepCtx<'_>,
     ) -> Result<(), StepError> {
         let host = self.host(addr).await?;
@@ -111,6 +112,11 @@ impl Executor {
             crate::etcd::member::differences(&self.cluster, node, &arch, &facts).is_empty()
         };
         match host.inspect_container(names::ETCD).await? {
+            Some(c) if c.running && same(&c) && restart => {
+                host.stop_container(names::ETCD).await?;
+                host.start_container(names::ETCD).await?;
+                ctx.log("etcd", format!("Restarted [etcd] container on host [{addr}] with its new certificates"));
+            }
             Some(c) if c.running && same(&c) => {
                 ctx.log("etcd", format!("Container [etcd] is already running on host [{addr}]"));
             }

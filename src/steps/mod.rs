@@ -11,12 +11,13 @@ mod snapshot;
 
 pub use snapshot::{archive_state, read_record};
 
-/// rkectl's record of a snapshot on a host, ignoring any error (refresh of a listing).
+/// rkectl's record of a snapshot on a host, ignoring any error, whether or not its file is
+/// there: for refresh, which holds the listing and matches each record to the file it saw.
 pub async fn read_record_quiet(
     host: &dyn Host,
     name: &crate::plan::step::SnapshotName,
 ) -> Option<crate::agent::report::SnapshotReport> {
-    read_record(host, name).await.ok().flatten()
+    snapshot::read_record_file(host, name).await.ok().flatten()
 }
 
 use crate::agent::report;
@@ -221,9 +222,9 @@ impl Executor {
                 self.restore(need()?, snapshot, &file, member, &ic, ctx).await
             }
             StepAction::DeployCerts { member, .. } => self.deploy_certs(need()?, member, ctx).await,
-            StepAction::StartEtcd { initial_cluster, cluster_state, .. } => {
+            StepAction::StartEtcd { initial_cluster, cluster_state, restart, .. } => {
                 let ic = crate::etcd::resolve_initial_cluster(&self.cluster, initial_cluster);
-                self.start_etcd(need()?, &ic, *cluster_state, ctx).await
+                self.start_etcd(need()?, &ic, *cluster_state, *restart, ctx).await
             }
             StepAction::MemberAdd { member, peer_url } => self.member_add(need()?, member, peer_url, ctx).await,
             StepAction::MemberRemove { member } => self.member_remove(need()?, member, ctx).await,

@@ -18,9 +18,29 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, ReadBuf};
 
-/// Reads rkectl's record of a snapshot on a host, if there is one.
-pub async fn read_record(host: &dyn Host, name: &SnapshotName) -> Result<Option<SnapshotReport>, StepError> {
+/// rkectl's record of a snapshot on a host, if there is one, whether or not its file is
+/// still there: callers match it to the file themselves.
+pub(super) async fn read_record_file(
+    host: &dyn Host,
+    name: &SnapshotName,
+) -> Result<Option<SnapshotReport>, StepError> {
     Ok(host.read_file(&layout::record(name)).await?.and_then(|b| serde_json::from_slice(&b).ok()))
+}
+
+/// Whether a record describes a file of the snapshot folder's listing: the record's
+/// format, under the snapshot's name, of the record's size.
+fn record_describes(record: &SnapshotReport, name: &SnapshotName, listing: &[crate::host::DirEntry]) -> bool {
+    let file = record.format.file_name(name);
+    listing.iter().any(|e| e.name == file && e.size == record.size)
+}
+
+/// rkectl's record of a snapshot on a host, when the file it describes is there. A record
+/// outlives its file when the file is deleted by hand, by RKE's retention or by `rke etcd
+/// snapshot-remove`: what is on disk decides, and a record never stands in for a file.
+pub async fn read_record(host: &dyn Host, name: &SnapshotName) -> Result<Option<SnapshotReport>, StepError> {
+    let Some(r) = read_record_file(host, name).await? else { return Ok(None) };
+    let listing = host.list_dir(layout::SNAPSHOT_DIR).await?;
+    Ok(record_describes(&r, name, &listing).then_some(r))
 }
 
 /// A host's file, read in ranges.
@@ -151,7 +171,7 @@ impl Executor {
                         let src = self.host(from).await?;
                         let r = read_record(src.as_ref(), name).await?.ok_or_else(|| {
                             StepError::fatal(format!(
-                                "host {from} has no record of snapshot {name}; it was not saved by this apply"
+                                "host {from} has no snapshot {name} with rkectl's record beside it; it was not saved by this apply"
                             ))
                         })?;
                         SnapshotFacts { size: r.size, checksum: r.checksum }
