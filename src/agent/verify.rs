@@ -18,9 +18,9 @@ const CHUNK: usize = 1 << 20;
 
 /// The snapshot a path stands for, by its file name.
 fn snapshot_of(path: &Path) -> Result<(SnapshotName, SnapshotFormat), AgentError> {
+    // The file name as it is: `x.db` is snapshot `x.db` (a name RKE and etcdctl users give),
+    // and a database unpacked for a restore is only ever read by path, never matched by name.
     let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    // A database unpacked for a restore is `<name>.db` and is checked as a plain file.
-    let file = file.strip_suffix(".db").unwrap_or(&file).to_string();
     SnapshotFormat::parse_file_name(&file)
         .ok_or_else(|| AgentError::new(format!("{}: not a snapshot file name", path.display())))
 }
@@ -195,4 +195,17 @@ pub async fn unpack(archive_path: &Path, out: &Path) -> Result<SnapshotReport, A
 pub fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_file_named_x_db_is_snapshot_x_db() {
+        let (name, format) = snapshot_of(Path::new("/opt/rke/etcd-snapshots/before-upgrade.db")).unwrap();
+        assert_eq!((name.as_str(), format), ("before-upgrade.db", SnapshotFormat::Raw));
+        let (name, format) = snapshot_of(Path::new("/opt/rke/etcd-snapshots/before-upgrade.db.zip")).unwrap();
+        assert_eq!((name.as_str(), format), ("before-upgrade.db", SnapshotFormat::Zip));
+    }
 }

@@ -218,7 +218,7 @@ fn arg<'a>(cmd: &'a [String], flag: &str) -> Option<&'a str> {
 
 fn snapshot_report(file: &str, data: &[u8]) -> SnapshotReport {
     let corrupt = data.starts_with(b"CORRUPT");
-    let (name, format) = crate::plan::step::SnapshotFormat::parse_file_name(file.strip_suffix(".db").unwrap_or(file))
+    let (name, format) = crate::plan::step::SnapshotFormat::parse_file_name(file)
         .map(|(n, f)| (n.to_string(), f))
         .unwrap_or((file.to_string(), crate::plan::step::SnapshotFormat::Raw));
     SnapshotReport {
