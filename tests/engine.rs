@@ -11,6 +11,7 @@ use rkectl::plan::{Plan, StepKind};
 use rkectl::state::journal;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::time::Duration;
 
 fn golden(name: &str, actual: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
@@ -523,4 +524,122 @@ async fn a_certificate_file_without_the_members_names_is_replaced_and_etcd_resta
     for i in [1, 3] {
         assert_eq!(world.host(&HostAddr(addr(i))).containers[names::ETCD].id, "old");
     }
+}
+
+/// A one-time snapshot save plan for the world as it is.
+fn save_plan(cfg: &rkectl::config::LoadedConfig, world: &rkectl::host::fake::FakeWorld, name: &str) -> Plan {
+    let observed = observed_for(&cfg.cluster, world, name);
+    let action = rkectl::plan::ActionSpec::EtcdSnapshotSave {
+        name: rkectl::plan::step::SnapshotName::new(name).unwrap(),
+        generated_name: false,
+        s3: None,
+        include_state: false,
+        seal_state: false,
+    };
+    compile(cfg, &action, &observed)
+}
+
+fn progress_counts(rec: &Recorder) -> Vec<u64> {
+    rec.events()
+        .iter()
+        .filter_map(|e| match e.kind {
+            ApplyEventKind::BytesTransferred { bytes, .. } => Some(bytes),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A helper that prints a line and then nothing is stopped and removed once it has been
+/// silent for the helper limit, and the step fails saying so (retried: it may pass).
+/// Tokio's paused clock lets the minutes pass at once; no real time is measured.
+#[tokio::test(start_paused = true)]
+async fn a_silent_helper_is_stopped_and_the_step_fails_saying_so() {
+    use rkectl::host::fake::Pace;
+    let cfg = load(&etcd_cluster_yaml(1));
+    let pki = rkectl::rke::pki::Pki::generate(&cfg.cluster).unwrap();
+    let world = running_world(&cfg.cluster, b"data", None);
+    let node = HostAddr(addr(1));
+    let hang = Pace { chunks: vec![(Duration::from_secs(1), "RKECTL-PROGRESS 1024\n".into())], then_hang: true };
+    world.pace(&node, names::SNAPSHOT_ONCE, hang);
+    let plan = save_plan(&cfg, &world, "silent.db");
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::default();
+    let t0 = tokio::time::Instant::now();
+    // A hang here (the wait no longer bounded) fails the test instead of stalling it.
+    let out = tokio::time::timeout(Duration::from_secs(24 * 3600), async {
+        apply(&cfg, &world, &pki, &plan, &dir.path().join("j"), None, &rec).await
+    })
+    .await
+    .expect("the silent helper was waited for without end");
+    assert!(!out.ok());
+    let msg = out.failures[0].to_string();
+    assert!(
+        msg.contains(&format!(
+            "container etcd-snapshot-once on {node} printed nothing for 600 s, so it was taken for hung; it was stopped and removed"
+        )),
+        "{msg}"
+    );
+    assert_eq!(out.failures[0].kind, StepKind::SaveSnapshot);
+    let retries = rec.events().iter().filter(|e| matches!(e.kind, ApplyEventKind::StepRetrying { .. })).count();
+    assert_eq!(retries, 2, "a silent helper is a transient failure, tried again within the bounds");
+    assert!(t0.elapsed() >= Duration::from_secs(3 * 600), "{:?} of tokio time", t0.elapsed());
+    let s = world.host(&node);
+    assert!(!s.containers.contains_key(names::SNAPSHOT_ONCE), "the hung helper is still there");
+    assert!(!s.files.keys().any(|f| f.contains("silent.db")), "a hung save left files");
+    assert_eq!(progress_counts(&rec), vec![1024, 1024, 1024], "its progress was forwarded");
+}
+
+/// A helper that prints something every 500 s is waited for as long as it takes (here
+/// 2,500 s, over four times the silence limit) and its progress is forwarded.
+#[tokio::test(start_paused = true)]
+async fn a_slow_helper_that_keeps_printing_is_waited_for() {
+    use rkectl::host::fake::Pace;
+    let cfg = load(&etcd_cluster_yaml(1));
+    let pki = rkectl::rke::pki::Pki::generate(&cfg.cluster).unwrap();
+    let world = running_world(&cfg.cluster, b"data", None);
+    let node = HostAddr(addr(1));
+    let chunks = (1..=5).map(|i| (Duration::from_secs(500), format!("RKECTL-PROGRESS {}\n", i * 1000))).collect();
+    world.pace(&node, names::SNAPSHOT_ONCE, Pace { chunks, then_hang: false });
+    let plan = save_plan(&cfg, &world, "slow.db");
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::default();
+    let t0 = tokio::time::Instant::now();
+    let out = apply(&cfg, &world, &pki, &plan, &dir.path().join("j"), None, &rec).await;
+    assert!(out.ok(), "{:?}", out.failures);
+    assert!(t0.elapsed() >= Duration::from_secs(2500), "{:?} of tokio time", t0.elapsed());
+    assert_eq!(progress_counts(&rec), vec![1000, 2000, 3000, 4000, 5000]);
+    let s = world.host(&node);
+    assert!(s.files.contains_key("/opt/rke/etcd-snapshots/slow.db.zip"), "{:?}", s.files.keys());
+    assert!(!s.containers.contains_key(names::SNAPSHOT_ONCE));
+}
+
+/// Following a helper that prints four progress lines a second for 25 minutes reads its
+/// output once: every byte is handed out one time, and each line reaches the watcher once
+/// (re-reading the whole log twice a second would hand out about 1,500 times as much).
+#[tokio::test(start_paused = true)]
+async fn a_long_helpers_output_is_read_once() {
+    use rkectl::host::fake::Pace;
+    let cfg = load(&etcd_cluster_yaml(1));
+    let pki = rkectl::rke::pki::Pki::generate(&cfg.cluster).unwrap();
+    let world = running_world(&cfg.cluster, b"data", None);
+    let node = HostAddr(addr(1));
+    let lines = 6000u64;
+    let chunks: Vec<(Duration, String)> =
+        (1..=lines).map(|i| (Duration::from_millis(250), format!("RKECTL-PROGRESS {}\n", i * 65536))).collect();
+    let printed: usize = chunks.iter().map(|(_, t)| t.len()).sum();
+    world.pace(&node, names::SNAPSHOT_ONCE, Pace { chunks, then_hang: false });
+    let plan = save_plan(&cfg, &world, "long.db");
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::default();
+    let before = world.log_bytes_read();
+    let out = apply(&cfg, &world, &pki, &plan, &dir.path().join("j"), None, &rec).await;
+    assert!(out.ok(), "{:?}", out.failures);
+    let read = world.log_bytes_read() - before;
+    // The progress lines and the report line (well under 4 KiB), each once.
+    assert!(read as usize >= printed, "{read} < {printed}");
+    assert!((read as usize) < printed + 4096, "read {read} bytes of output for {printed} printed");
+    // Every line, once and in order: none skipped between two reads, none seen twice.
+    let want: Vec<u64> = (1..=lines).map(|i| i * 65536).collect();
+    assert!(progress_counts(&rec) == want, "the watcher did not see each progress line once");
+    println!("MEASURE a 25-minute helper printing {printed} bytes: {read} bytes of output read");
 }

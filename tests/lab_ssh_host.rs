@@ -5,8 +5,8 @@
 //! to see the timings.
 
 use rkectl::config::{HostAddr, Node, Role, SshAuth};
-use rkectl::host::ssh::{KnownHostsPolicy, SshConnector, SshHost, SshOptions};
-use rkectl::host::{ByteStream, Connector, ContainerSpec, Host, HostError, run_once};
+use rkectl::host::ssh::{KnownHostsPolicy, SshConnector, SshHost, SshOptions, WaitLimits};
+use rkectl::host::{ByteStream, Connector, ContainerSpec, Host, HostError, Silence, run_once, run_watched};
 use rkectl::secret::Secret;
 use std::collections::HashMap;
 use std::io::Cursor;
@@ -554,4 +554,154 @@ async fn agent_auth() {
         assert!(err.to_string().contains("SSH_AUTH_SOCK"), "{err}");
         println!("seen: {err}");
     }
+}
+
+/// etcd as a member of a two-member cluster whose peer never comes: it logs its election
+/// attempts (about five lines a second) for as long as it runs. In its own network.
+fn chatty_etcd(name: &str) -> ContainerSpec {
+    let mut spec = ContainerSpec::new(name, "rkectl-lab/etcd:v3.4.23");
+    spec.entrypoint = Some(vec!["/usr/local/bin/etcd".into()]);
+    let peer = "http://127.0.0.1:12380";
+    spec.cmd = [
+        "--name=a",
+        "--data-dir=/tmp/a",
+        "--initial-cluster=a=http://127.0.0.1:12380,b=http://127.0.0.1:12381",
+        &format!("--initial-advertise-peer-urls={peer}"),
+        &format!("--listen-peer-urls={peer}"),
+        "--listen-client-urls=http://127.0.0.1:12379",
+        "--advertise-client-urls=http://127.0.0.1:12379",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    spec
+}
+
+/// A helper's output is followed as it comes (each line handed on once, however long it
+/// runs), and a helper that prints nothing is stopped and removed once it has been silent
+/// for the limit, with an error naming host, container and silence.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the lab: tests/run brings it up"]
+async fn run_watched_follows_output_and_gives_up_on_silence() {
+    let lab = Lab::get();
+    let host = lab.dial("node4").await;
+    let name = format!("rkectl-test-chatty-{}", std::process::id());
+    let spec = chatty_etcd(&name);
+    let stopper = {
+        let (host, name) = (host.clone(), name.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            host.stop_container(&name).await
+        })
+    };
+    let mut seen = String::new();
+    let mut calls = 0usize;
+    let t = Instant::now();
+    let out = run_watched(host.as_ref(), &spec, Silence(Duration::from_secs(20)), &mut |new: &str| {
+        calls += 1;
+        seen.push_str(new);
+    })
+    .await
+    .expect("run the chatty helper");
+    let took = t.elapsed();
+    stopper.await.unwrap().expect("stop it");
+    assert!(out.logs.contains("is starting a new election"), "{}", out.logs);
+    assert_eq!(seen, out.logs, "the watcher saw each line once, in order");
+    assert!(seen.lines().count() > 20, "{seen}");
+    assert!(host.inspect_container(&name).await.unwrap().is_none(), "removed");
+    println!(
+        "MEASURE followed a chatty helper for {:.1} s: {} bytes in {} lines, handed on in {calls} batches",
+        took.as_secs_f64(),
+        out.logs.len(),
+        out.logs.lines().count()
+    );
+
+    // Silent from the start: `etcdctl watch` on an endpoint that never answers.
+    let mut silent = ContainerSpec::new(&name, "rkectl-lab/etcd:v3.4.23");
+    silent.entrypoint = Some(vec!["/usr/local/bin/etcdctl".into()]);
+    silent.cmd = vec!["watch".into(), "x".into(), "--endpoints=http://127.0.0.1:1".into()];
+    silent.env = vec!["ETCDCTL_API=3".into()];
+    let t = Instant::now();
+    // Bounded here too, so that a helper waited for without end fails the test instead of hanging it.
+    let err = tokio::time::timeout(
+        Duration::from_secs(60),
+        run_watched(host.as_ref(), &silent, Silence(Duration::from_secs(3)), &mut |_| {}),
+    )
+    .await
+    .expect("the silent helper was waited for without end")
+    .unwrap_err();
+    println!("MEASURE a silent helper given up after {:.1} s: {err}", t.elapsed().as_secs_f64());
+    assert!(matches!(&err, HostError::HelperSilent { container, .. } if container == &name), "{err:?}");
+    assert!(err.is_transient());
+    let msg = err.to_string();
+    assert!(msg.contains(&lab.node_addr("node4")) && msg.contains("printed nothing for 3 s"), "{msg}");
+    assert!(host.inspect_container(&name).await.unwrap().is_none(), "the silent helper was left behind");
+}
+
+/// A node script that never finishes (here `cat` of a FIFO nobody writes) is given up after
+/// the script limit with an error that says so, instead of hanging.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the lab: tests/run brings it up"]
+async fn a_node_script_that_hangs_is_given_up() {
+    let lab = Lab::get();
+    let node = lab.node(&lab.node_addr("node4"));
+    let waits = WaitLimits { script: Duration::from_secs(2), ..WaitLimits::default() };
+    let host = SshHost::dial(&node, &lab.options()).await.expect("dial").with_wait_limits(waits);
+    let dir = remote_dir("fifo");
+    let fifo = format!("{dir}/fifo");
+    lab.ssh("node4", &format!("mkdir -p {dir} && mkfifo {fifo}"));
+    let t = Instant::now();
+    // Bounded here too, so that a regression fails the test instead of hanging it.
+    let err = tokio::time::timeout(Duration::from_secs(60), host.read_file(&fifo))
+        .await
+        .expect("the script was waited for without end")
+        .unwrap_err();
+    println!("MEASURE a hung node script given up after {:.1} s: {err}", t.elapsed().as_secs_f64());
+    assert!(matches!(err, HostError::Io { transient: false, .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains(&fifo) && msg.contains("did not finish within 2 s"), "{msg}");
+    // The session still works afterwards. Opening the FIFO for writing lets the `cat` left
+    // on the node finish.
+    host.write_file(&format!("{dir}/after"), b"x", 0o600).await.expect("the session still works");
+    lab.ssh("node4", &format!("timeout 10 sh -c ': > {fifo}'; rm -rf {dir}"));
+}
+
+/// A pull from a registry that stops answering (it answers `/v2/` and then never again)
+/// is abandoned once it made no progress for the limit.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the lab: tests/run brings it up"]
+async fn a_stalled_pull_is_abandoned() {
+    const REGISTRY: &str = r#"use IO::Socket::INET;
+my $srv = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => $ARGV[0], Listen => 16, ReuseAddr => 1)
+  or die "listen: $!";
+my @held;
+while (my $c = $srv->accept) {
+  my $req = "";
+  while (my $line = <$c>) { $req .= $line; last if $line eq "\r\n"; }
+  if ($req =~ m{^GET /v2/ HTTP}) {
+    print $c "HTTP/1.1 200 OK\r\nDocker-Distribution-API-Version: registry/2.0\r\nContent-Length: 2\r\n\r\n{}";
+    close $c;
+  } else {
+    push @held, $c;
+  }
+}"#;
+    let lab = Lab::get();
+    let node = lab.node(&lab.node_addr("node4"));
+    let waits = WaitLimits { pull_silence: Duration::from_secs(3), ..WaitLimits::default() };
+    let host = SshHost::dial(&node, &lab.options()).await.expect("dial").with_wait_limits(waits);
+    let dir = remote_dir("registry");
+    host.write_file(&format!("{dir}/registry.pl"), REGISTRY.as_bytes(), 0o600).await.unwrap();
+    // A registry on the node's loopback, which Docker talks plain HTTP to.
+    let pid = lab.ssh("node4", &format!("cd {dir} && (perl registry.pl 5999 </dev/null >log 2>&1 & echo $!)"));
+    let pid: u32 = pid.trim().parse().unwrap_or_else(|_| panic!("no registry pid: {pid:?}"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let image = "127.0.0.1:5999/stalls:1";
+    let t = Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(60), host.pull_image(image, None)).await;
+    lab.ssh("node4", &format!("kill {pid}; rm -rf {dir}"));
+    let err = result.expect("the pull was waited for without end").unwrap_err();
+    println!("MEASURE a stalled pull abandoned after {:.1} s: {err}", t.elapsed().as_secs_f64());
+    assert!(matches!(&err, HostError::PullStalled { image: i, .. } if i == image), "{err:?}");
+    assert!(err.is_transient());
+    assert!(err.to_string().contains("made no progress for 3 s"), "{err}");
 }

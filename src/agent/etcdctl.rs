@@ -11,8 +11,25 @@ pub fn etcdctl_bin() -> String {
     std::env::var("RKECTL_ETCDCTL").unwrap_or_else(|_| "/usr/local/bin/etcdctl".into())
 }
 
-/// An etcdctl command with TLS flags for `endpoints`.
+/// An etcdctl command with TLS flags for `endpoints`, for calls that answer at once
+/// (health, status, membership): each is cut off after 30 s.
 pub fn command(endpoints: &str, tls: &Tls) -> Command {
+    let mut c = connected(endpoints, tls);
+    c.arg("--command-timeout=30s");
+    c
+}
+
+/// `etcdctl snapshot save` from `endpoint` into `path`, with no time limit: etcdctl applies
+/// `--command-timeout` to the whole transfer, and leaves it unbounded only when the flag is
+/// absent, so a database that takes longer to stream than any fixed limit still gets
+/// saved. Its caller watches for a stall instead ([`super::stall`]).
+pub fn snapshot_save(endpoint: &str, tls: &Tls, path: &std::path::Path) -> Command {
+    let mut c = connected(endpoint, tls);
+    c.arg("snapshot").arg("save").arg(path);
+    c
+}
+
+fn connected(endpoints: &str, tls: &Tls) -> Command {
     let mut c = Command::new(etcdctl_bin());
     c.env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={endpoints}"))
@@ -20,7 +37,6 @@ pub fn command(endpoints: &str, tls: &Tls) -> Command {
         .arg(format!("--cert={}", tls.cert.display()))
         .arg(format!("--key={}", tls.key.display()))
         .arg("--dial-timeout=5s")
-        .arg("--command-timeout=30s")
         .stdin(Stdio::null());
     c
 }
@@ -127,4 +143,25 @@ pub async fn member_remove(endpoint: &str, tls: &Tls, member: &str) -> Result<()
     output(c).await?;
     println!("{}", report::line(&Done { changed: true, detail: format!("removed {member}") }));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    fn args(c: &Command) -> Vec<String> {
+        c.as_std().get_args().map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn only_snapshot_save_runs_without_a_command_timeout() {
+        let tls = Tls { cacert: PathBuf::from("/ca"), cert: PathBuf::from("/c"), key: PathBuf::from("/k") };
+        let save = args(&snapshot_save("https://10.0.0.1:2379", &tls, Path::new("/s/snap")));
+        assert!(!save.iter().any(|a| a.starts_with("--command-timeout")), "{save:?}");
+        assert!(save.ends_with(&["snapshot".into(), "save".into(), "/s/snap".into()]), "{save:?}");
+        assert!(save.contains(&"--dial-timeout=5s".to_string()), "{save:?}");
+        let status = args(&command("https://10.0.0.1:2379", &tls));
+        assert!(status.contains(&"--command-timeout=30s".to_string()), "{status:?}");
+    }
 }

@@ -13,6 +13,7 @@ pub mod node_lock;
 pub mod report;
 pub mod rolling;
 pub mod snapshot;
+pub mod stall;
 pub mod verify;
 
 use crate::config::S3Settings;
@@ -130,6 +131,9 @@ pub enum AgentCommand {
         /// Every etcd host gets a copy of this snapshot.
         #[arg(long)]
         copied_to_every_host: bool,
+        /// Give up when etcdctl has written nothing for this long (Go duration).
+        #[arg(long, default_value = "2m", value_parser = stall::StallLimit::parse)]
+        stall_limit: stall::StallLimit,
         #[command(flatten)]
         tls: Tls,
         #[command(flatten)]
@@ -207,6 +211,9 @@ pub enum AgentCommand {
         /// Keep this many snapshots (backup_config).
         #[arg(long)]
         keep: Option<u32>,
+        /// Give up a snapshot when etcdctl has written nothing for this long (Go duration).
+        #[arg(long, default_value = "2m", value_parser = stall::StallLimit::parse)]
+        stall_limit: stall::StallLimit,
         #[command(flatten)]
         s3: S3Args,
     },
@@ -275,7 +282,7 @@ pub async fn run(cmd: AgentCommand) -> Result<(), AgentError> {
             }
             if failed.is_empty() { Ok(()) } else { Err(AgentError::new(failed.join("; "))) }
         }
-        AgentCommand::SnapshotSave { endpoint, dir, name, state_file, copied_to_every_host, tls, s3 } => {
+        AgentCommand::SnapshotSave { endpoint, dir, name, state_file, copied_to_every_host, stall_limit, tls, s3 } => {
             let r = snapshot::save(snapshot::SaveRequest {
                 endpoint: &endpoint,
                 tls: &tls,
@@ -284,6 +291,8 @@ pub async fn run(cmd: AgentCommand) -> Result<(), AgentError> {
                 s3: s3.settings().map_err(AgentError::new)?.as_ref(),
                 state_file: state_file.as_deref(),
                 copied_to_every_host,
+                stall_limit,
+                progress: std::sync::Arc::new(snapshot::PrintProgress::default()),
             })
             .await?;
             println!("{}", report::line(&r));
@@ -324,7 +333,7 @@ pub async fn run(cmd: AgentCommand) -> Result<(), AgentError> {
             etcdctl::member_add(&endpoint, &tls, &member, &peer_url).await
         }
         AgentCommand::MemberRemove { member, endpoint, tls } => etcdctl::member_remove(&endpoint, &tls, &member).await,
-        AgentCommand::RollingSnapshots { endpoint, dir, tls, creation, retention, keep, s3 } => {
+        AgentCommand::RollingSnapshots { endpoint, dir, tls, creation, retention, keep, stall_limit, s3 } => {
             rolling::run(rolling::Settings {
                 endpoint,
                 dir,
@@ -332,6 +341,7 @@ pub async fn run(cmd: AgentCommand) -> Result<(), AgentError> {
                 creation,
                 retention,
                 keep,
+                stall_limit,
                 s3: s3.settings().map_err(AgentError::new)?,
             })
             .await

@@ -4,6 +4,7 @@
 //! `level=info msg="Initializing Rolling Backups" creation=1m0s retention=24h0m0s` and
 //! `level=info msg="Created backup" name="2018-05-04T18:40:16Z_etcd" runtime=108.332814ms`.
 
+use super::stall::StallLimit;
 use super::{AgentError, Tls, snapshot};
 use crate::config::{GoDuration, S3Settings};
 use crate::plan::step::{SnapshotFormat, SnapshotName};
@@ -18,6 +19,8 @@ pub struct Settings {
     pub creation: String,
     pub retention: Option<String>,
     pub keep: Option<u32>,
+    /// How long etcdctl may write nothing before a snapshot is given up.
+    pub stall_limit: StallLimit,
     pub s3: Option<S3Settings>,
 }
 
@@ -59,6 +62,9 @@ pub async fn run(s: Settings) -> Result<(), AgentError> {
             s3: s.s3.as_ref(),
             state_file: None,
             copied_to_every_host: false,
+            stall_limit: s.stall_limit,
+            // The service's log is rke-tools' format; progress lines have no place in it.
+            progress: std::sync::Arc::new(crate::s3::NoProgress),
         };
         match snapshot::save(req).await {
             Ok(r) if r.etcd_ok => {

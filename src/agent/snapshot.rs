@@ -10,16 +10,20 @@
 
 use super::hashes::{Hashes, status};
 use super::report::SnapshotReport;
+use super::stall::{self, StallLimit, Stalled};
 use super::verify::{private_file, verify, with_checks};
 use super::{AgentError, Tls, etcdctl};
 use crate::config::S3Settings;
 use crate::plan::step::{Checksum, SnapshotFacts, SnapshotFormat, SnapshotName};
 use crate::rke::archive::ArchiveWriter;
-use crate::s3::{Manifest, NoProgress, S3Client};
+use crate::s3::{Manifest, NoProgress, S3Client, TransferProgress};
 use bytes::Bytes;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::AsyncReadExt;
 
 const CHUNK: usize = 1 << 20;
 
@@ -119,11 +123,22 @@ pub struct SaveRequest<'a> {
     pub state_file: Option<&'a Path>,
     /// Every etcd host gets a copy of this one (a one-time save), rather than taking its own.
     pub copied_to_every_host: bool,
+    /// How long etcdctl may write nothing before the save is given up.
+    pub stall_limit: StallLimit,
+    /// Where the count of database bytes taken so far goes: printed for the workstation
+    /// (one-time saves), or nowhere (the recurring service, whose log is rke-tools').
+    pub progress: Arc<dyn TransferProgress>,
+}
+
+/// How etcdctl's run ended.
+enum Ended {
+    Exited(std::io::Result<std::process::ExitStatus>),
+    Stalled(Stalled),
 }
 
 /// Takes a snapshot from `endpoint` into `<dir>/<name>.zip`, streaming it to S3 when given.
 pub async fn save(req: SaveRequest<'_>) -> Result<SnapshotReport, AgentError> {
-    let SaveRequest { endpoint, tls, dir, name, s3, state_file, copied_to_every_host } = req;
+    let SaveRequest { endpoint, tls, dir, name, s3, state_file, copied_to_every_host, stall_limit, progress } = req;
     let snapshot = SnapshotName::new(name).map_err(|e| AgentError::new(e.to_string()))?;
     std::fs::create_dir_all(dir)?;
     let plain = dir.join(name);
@@ -142,11 +157,21 @@ pub async fn save(req: SaveRequest<'_>) -> Result<SnapshotReport, AgentError> {
         None => None,
     };
 
-    let mut save = etcdctl::command(endpoint, tls);
-    save.arg("snapshot").arg("save").arg(&plain);
-    let child = save.spawn().map_err(|e| AgentError::new(format!("cannot run etcdctl: {e}")))?;
+    let mut save = etcdctl::snapshot_save(endpoint, tls, &plain);
+    // Our stdout carries the report line; etcdctl's complaints are quoted in our error.
+    save.stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
+    let mut child = save.spawn().map_err(|e| AgentError::new(format!("cannot run {}: {e}", etcdctl::etcdctl_bin())))?;
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let said = tokio::spawn(async move {
+        let mut v = Vec::new();
+        let _ = stderr.read_to_end(&mut v).await;
+        v
+    });
     let (done_tx, done_rx) = tokio::sync::watch::channel::<Option<bool>>(None);
     let (up_tx, up_rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
+    // A failed save must fail the upload too: the end of the stream alone would complete
+    // the object with what was read so far.
+    let abort_upload = client.is_some().then(|| up_tx.clone());
     let tee = Tee {
         file: private_file(&zip_part)?,
         hasher: blake3::Hasher::new(),
@@ -155,14 +180,17 @@ pub async fn save(req: SaveRequest<'_>) -> Result<SnapshotReport, AgentError> {
     };
     let has_state = state.is_some();
     let (follow_part, follow_final) = (plain_part.clone(), plain.clone());
-    let follower =
-        tokio::task::spawn_blocking(move || follow(&follow_part, &follow_final, done_rx, tee, &snapshot, state));
+    let follow_progress = progress.clone();
+    let follower = tokio::task::spawn_blocking(move || {
+        follow(&follow_part, &follow_final, done_rx, tee, &snapshot, state, follow_progress.as_ref())
+    });
     let object = object_name(&SnapshotName::new(name).expect("checked"), SnapshotFormat::Zip)?;
     let upload = async {
         match &client {
             Some(c) => {
                 let reader = tokio_util::io::StreamReader::new(Box::pin(tokio_stream_from(up_rx)));
-                Some(c.upload(&object, reader, &PrintProgress::default()).await)
+                // Progress is the follower's: the bytes it hands on are the ones the upload takes.
+                Some(c.upload(&object, reader, &NoProgress).await)
             }
             None => {
                 drop(up_rx);
@@ -171,24 +199,46 @@ pub async fn save(req: SaveRequest<'_>) -> Result<SnapshotReport, AgentError> {
         }
     };
     let wait = async {
-        let out = child.wait_with_output().await;
-        let ok = matches!(&out, Ok(o) if o.status.success());
+        let ended = tokio::select! {
+            status = child.wait() => Ended::Exited(status),
+            stalled = stall::watch(&plain_part, stall_limit) => Ended::Stalled(stalled),
+        };
+        if matches!(ended, Ended::Stalled(_)) {
+            let _ = child.kill().await;
+        }
+        let ok = matches!(&ended, Ended::Exited(Ok(s)) if s.success());
+        if !ok && let Some(tx) = &abort_upload {
+            let _ = tx.send(Err(std::io::Error::other("the snapshot save failed"))).await;
+        }
+        drop(abort_upload);
         let _ = done_tx.send(Some(ok));
-        out
+        ended
     };
-    let (saved, uploaded, followed) = tokio::join!(wait, upload, follower);
+    let (ended, uploaded, followed) = tokio::join!(wait, upload, follower);
+    progress.finished();
     let cleanup = || {
         for p in [&plain_part, &zip_part, &plain] {
             let _ = std::fs::remove_file(p);
         }
     };
-    let saved = saved.map_err(|e| AgentError::new(format!("etcdctl: {e}")))?;
-    if !saved.status.success() {
-        cleanup();
-        return Err(AgentError::new(format!(
-            "etcdctl snapshot save from {endpoint} failed: {}",
-            String::from_utf8_lossy(&saved.stderr).trim()
-        )));
+    let said = String::from_utf8_lossy(&said.await.unwrap_or_default()).trim().to_string();
+    match ended {
+        Ended::Exited(Ok(status)) if status.success() => {}
+        Ended::Exited(Ok(status)) => {
+            cleanup();
+            return Err(AgentError::new(format!(
+                "etcdctl snapshot save from {endpoint} failed ({status}): {}",
+                last_lines(&said, 3)
+            )));
+        }
+        Ended::Exited(Err(e)) => {
+            cleanup();
+            return Err(AgentError::new(format!("etcdctl snapshot save from {endpoint}: {e}")));
+        }
+        Ended::Stalled(stalled) => {
+            cleanup();
+            return Err(AgentError::new(stalled_message(endpoint, stall_limit, stalled)));
+        }
     }
     let followed = match followed.map_err(|e| AgentError::new(e.to_string())).and_then(|f| f.map_err(AgentError::new)) {
         Ok(f) => f,
@@ -249,6 +299,7 @@ fn follow(
     tee: Tee,
     name: &SnapshotName,
     state: Option<Vec<u8>>,
+    progress: &dyn TransferProgress,
 ) -> Result<Followed, String> {
     let mut f = loop {
         if let Ok(f) = std::fs::File::open(part) {
@@ -269,6 +320,7 @@ fn follow(
         if n > 0 {
             h.update(&buf[..n]);
             zip.write_db(&buf[..n]).map_err(|e| e.to_string())?;
+            progress.advanced(n as u64);
             continue;
         }
         match *done_rx.borrow() {
@@ -281,6 +333,7 @@ fn follow(
                 }
                 h.update(&buf[..n]);
                 zip.write_db(&buf[..n]).map_err(|e| e.to_string())?;
+                progress.advanced(n as u64);
             }
             Some(false) => return Err("etcdctl snapshot save failed".into()),
         }
@@ -293,6 +346,22 @@ fn follow(
         db: SnapshotFacts { size: db_size, checksum: db_sum },
         trailer,
     })
+}
+
+/// Why a stalled save was given up.
+fn stalled_message(endpoint: &str, limit: StallLimit, stalled: Stalled) -> String {
+    format!(
+        "etcdctl snapshot save made no progress for {} s (endpoint {endpoint}, {} bytes received); it was stopped",
+        limit.0.as_secs_f64(),
+        stalled.bytes
+    )
+}
+
+/// The last lines of what etcdctl said, its info lines left out (its error comes last).
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> =
+        text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.contains(r#""level":"info""#)).collect();
+    lines[lines.len().saturating_sub(n)..].join("; ")
 }
 
 fn tokio_stream_from(
@@ -329,7 +398,8 @@ pub async fn download(req: DownloadRequest<'_>) -> Result<SnapshotReport, AgentE
     let path = req.into.join(object.as_str());
     let part = req.into.join(format!("{object}.part"));
     let file = tokio::fs::File::from_std(private_file(&part)?);
-    let got = client.download_pinned(&object, req.etag, file, &NoProgress).await;
+    // Printed, so that the workstation sees a long download is alive.
+    let got = client.download_pinned(&object, req.etag, file, &PrintProgress::default()).await;
     let got = match got {
         Ok(g) => g,
         Err(e) => {

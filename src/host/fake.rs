@@ -6,7 +6,9 @@
 //! an operation, be unreachable, or "crash" at the N-th operation of a whole world: the
 //! operation then never completes, as if the rkectl process had been killed mid-step.
 
-use super::{ByteStream, Connector, ContainerInfo, ContainerSpec, DirEntry, DockerInfo, Host, HostError, HostResult};
+use super::{
+    ByteStream, Connector, ContainerInfo, ContainerSpec, DirEntry, DockerInfo, Host, HostError, HostResult, LogStream,
+};
 use crate::agent::report::{self, Done, HealthReport, MemberHealth, SnapshotReport};
 use crate::config::registries::{PrivateRegistry, RegistryAuth, registry_key};
 use crate::config::{HostAddr, Node};
@@ -14,7 +16,7 @@ use crate::etcd::{names, paths};
 use crate::plan::step::{Checksum, SnapshotName};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
@@ -94,7 +96,21 @@ pub struct FakeWorld {
     pub registry_logins: Mutex<BTreeMap<String, (String, String)>>,
     /// Every pull: host, image, and the registry user it presented (never the password).
     pub pulls: Mutex<Vec<(HostAddr, String, Option<String>)>>,
+    /// Helpers that print slowly or hang: (host, container name) → how.
+    pub paces: Mutex<BTreeMap<(HostAddr, String), Pace>>,
+    /// Bytes of container output handed out so far (to tell reading it once from re-reading).
+    log_bytes_read: AtomicU64,
     next_id: AtomicUsize,
+}
+
+/// How a helper prints, for tests of waiting on it: pieces of output after pauses, then its
+/// usual output and exit, or nothing more, ever. Its work happens when it exits.
+#[derive(Debug, Clone, Default)]
+pub struct Pace {
+    /// (pause before it, text), printed in order.
+    pub chunks: Vec<(Duration, String)>,
+    /// After the chunks, hang (print nothing, never exit) instead of finishing.
+    pub then_hang: bool,
 }
 
 impl FakeWorld {
@@ -134,6 +150,16 @@ impl FakeWorld {
     pub fn with_host<R>(&self, addr: &HostAddr, f: impl FnOnce(&mut FakeHostState) -> R) -> R {
         let mut hosts = self.hosts.lock().expect("world lock");
         f(hosts.entry(addr.clone()).or_default())
+    }
+
+    /// Makes every later run of `container` on `host` print and end as `pace` says.
+    pub fn pace(&self, host: &HostAddr, container: &str, pace: Pace) {
+        self.paces.lock().expect("pace lock").insert((host.clone(), container.to_string()), pace);
+    }
+
+    /// Bytes of container output handed out so far.
+    pub fn log_bytes_read(&self) -> u64 {
+        self.log_bytes_read.load(Ordering::SeqCst)
     }
 
     /// Makes the next `times` runs of `container` on `host` exit non-zero.
@@ -439,6 +465,50 @@ fn simulate(
     }
 }
 
+/// Ends a helper: an injected failure, or its work played on the host's files; returns
+/// what it printed at the end.
+fn finish(world: &FakeWorld, addr: &HostAddr, hosts: &mut BTreeMap<HostAddr, FakeHostState>, name: &str) -> String {
+    let Some(cmd) = hosts.get(addr).and_then(|s| s.containers.get(name)).map(|c| c.cmd.clone()) else {
+        return String::new();
+    };
+    let forced = {
+        let mut f = world.fail_container.lock().expect("fail lock");
+        match f.get_mut(&(addr.clone(), name.to_string())) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
+    };
+    let (code, logs) =
+        if forced { (1, "injected failure (fake)".to_string()) } else { simulate(world, addr, hosts, name, &cmd) };
+    let st = hosts.get_mut(addr).expect("host");
+    if let Some(c) = st.containers.get_mut(name) {
+        c.exit_code = Some(code);
+        c.running = false;
+        c.logs.push_str(&logs);
+    }
+    logs
+}
+
+/// The exit code of a container that has ended (a missing one counts as ended with 0).
+fn ended(s: &FakeHostState, name: &str) -> Option<i64> {
+    match s.containers.get(name) {
+        Some(c) if c.running => None,
+        Some(c) => Some(c.exit_code.unwrap_or(0)),
+        None => Some(0),
+    }
+}
+
+fn ended_now(world: &FakeWorld, addr: &HostAddr, name: &str) -> Option<i64> {
+    world.hosts.lock().expect("world lock").get(addr).and_then(|s| ended(s, name))
+}
+
+fn running_now(world: &FakeWorld, addr: &HostAddr, name: &str) -> bool {
+    ended_now(world, addr, name).is_none()
+}
+
 #[async_trait]
 impl Host for FakeHost {
     fn addr(&self) -> &HostAddr {
@@ -590,41 +660,87 @@ impl Host for FakeHost {
                 transient: false,
             });
         };
-        if c.service {
-            // A service: it runs until removed.
+        let paced = self.world.paces.lock().expect("pace lock").contains_key(&(self.addr.clone(), name.to_string()));
+        if c.service || paced {
+            // A service runs until removed; a paced helper until its output is over.
             let st = hosts.get_mut(&self.addr).expect("host");
             st.containers.get_mut(name).expect("container").running = true;
             return Ok(());
         }
-        let forced = {
-            let mut f = self.world.fail_container.lock().expect("fail lock");
-            match f.get_mut(&(self.addr.clone(), name.to_string())) {
-                Some(n) if *n > 0 => {
-                    *n -= 1;
-                    true
-                }
-                _ => false,
-            }
-        };
-        let (code, logs) = if forced {
-            (1, "injected failure (fake)".to_string())
-        } else {
-            simulate(&self.world, &self.addr, &mut hosts, name, &c.cmd)
-        };
-        let st = hosts.get_mut(&self.addr).expect("host");
-        if let Some(c) = st.containers.get_mut(name) {
-            c.exit_code = Some(code);
-            c.logs = logs;
-        }
+        finish(&self.world, &self.addr, &mut hosts, name);
         Ok(())
     }
 
     async fn wait_container(&self, name: &str) -> HostResult<i64> {
-        self.with("wait", |s| Ok(s.containers.get(name).and_then(|c| c.exit_code).unwrap_or(0))).await
+        let mut ended = self.with("wait", |s| Ok(ended(s, name))).await?;
+        loop {
+            match ended {
+                Some(code) => return Ok(code),
+                // Checking again is not another operation of the world's.
+                None => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+            ended = ended_now(&self.world, &self.addr, name);
+        }
     }
 
-    async fn container_logs(&self, name: &str) -> HostResult<String> {
-        self.with("logs", |s| Ok(s.containers.get(name).map(|c| c.logs.clone()).unwrap_or_default())).await
+    async fn follow_logs(&self, name: &str) -> HostResult<LogStream> {
+        let (logs, running) = self
+            .with("logs", |s| {
+                let c = s.containers.get(name).ok_or_else(|| HostError::Docker {
+                    host: self.addr.clone(),
+                    op: "logs".into(),
+                    reason: format!("No such container: {name}"),
+                    transient: false,
+                })?;
+                Ok((c.logs.clone(), c.running && !c.service))
+            })
+            .await?;
+        let key = (self.addr.clone(), name.to_string());
+        let pace = self.world.paces.lock().expect("pace lock").get(&key).cloned().filter(|_| running);
+        let (tx, rx) = tokio::sync::mpsc::channel::<HostResult<bytes::Bytes>>(1);
+        let world = self.world.clone();
+        tokio::spawn(async move {
+            let send = |text: String| {
+                world.log_bytes_read.fetch_add(text.len() as u64, Ordering::SeqCst);
+                tx.send(Ok(bytes::Bytes::from(text)))
+            };
+            let Some(pace) = pace else {
+                if !logs.is_empty() {
+                    let _ = send(logs).await;
+                }
+                return;
+            };
+            let (addr, name) = key;
+            for (pause, text) in pace.chunks {
+                tokio::time::sleep(pause).await;
+                if !running_now(&world, &addr, &name) {
+                    return;
+                }
+                world.with_host(&addr, |s| {
+                    if let Some(c) = s.containers.get_mut(&name) {
+                        c.logs.push_str(&text);
+                    }
+                });
+                if send(text).await.is_err() {
+                    return;
+                }
+            }
+            if pace.then_hang {
+                // Silent until stopped or removed, when its output ends as Docker's does.
+                while running_now(&world, &addr, &name) {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                return;
+            }
+            let out = {
+                let mut hosts = world.hosts.lock().expect("world lock");
+                finish(&world, &addr, &mut hosts, &name)
+            };
+            if !out.is_empty() {
+                let _ = send(out).await;
+            }
+        });
+        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })))
     }
 
     async fn lock_node(&self, _agent: &str, _holder: &str) -> HostResult<()> {

@@ -8,10 +8,13 @@
 
 pub mod fake;
 pub mod registry_pull;
+pub mod run;
 pub mod ssh;
 pub mod ssh_config;
 
 use crate::config::registries::PrivateRegistry;
+pub use run::{RunOutput, Silence, run_once, run_watched};
+
 use crate::config::{HostAddr, Node};
 use crate::secret::Secret;
 use async_trait::async_trait;
@@ -22,6 +25,9 @@ use tokio::sync::{Mutex, OnceCell};
 
 /// A readable stream of bytes from a host.
 pub type ByteStream = Box<dyn AsyncRead + Send + Unpin>;
+
+/// A container's output as it comes, in pieces as Docker hands them over (not whole lines).
+pub type LogStream = futures::stream::BoxStream<'static, HostResult<bytes::Bytes>>;
 
 /// How Docker restarts a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -159,6 +165,13 @@ pub enum HostError {
     Io { host: HostAddr, op: String, reason: String, transient: bool },
     #[error("{host} is being changed by another rkectl apply ({holder})")]
     Locked { host: HostAddr, holder: String },
+    #[error(
+        "container {container} on {host} printed nothing for {} s, so it was taken for hung; it was stopped and removed",
+        silent.as_secs()
+    )]
+    HelperSilent { host: HostAddr, container: String, silent: std::time::Duration },
+    #[error("pulling image {image} on {host} made no progress for {} s; the pull was abandoned", silent.as_secs())]
+    PullStalled { host: HostAddr, image: String, silent: std::time::Duration },
 }
 
 impl HostError {
@@ -168,6 +181,9 @@ impl HostError {
             HostError::Unreachable { transient, .. }
             | HostError::Docker { transient, .. }
             | HostError::Io { transient, .. } => *transient,
+            // The helper is gone and every step may run again; what silenced it (a member
+            // between leaders, a link or a registry that stopped answering) often passes.
+            HostError::HelperSilent { .. } | HostError::PullStalled { .. } => true,
             HostError::Auth { .. }
             | HostError::HostKey { .. }
             | HostError::DockerDown { .. }
@@ -197,10 +213,12 @@ pub trait Host: Send + Sync {
     async fn create_container(&self, spec: &ContainerSpec) -> HostResult<String>;
     /// Starts a created container.
     async fn start_container(&self, name: &str) -> HostResult<()>;
-    /// Waits for a container to exit; returns its exit code.
+    /// Waits for a container to exit; returns its exit code. Unbounded: callers wait once
+    /// its output has ended, and under a deadline of their own ([`run_watched`]).
     async fn wait_container(&self, name: &str) -> HostResult<i64>;
-    /// The container's stdout and stderr.
-    async fn container_logs(&self, name: &str) -> HostResult<String>;
+    /// The container's stdout and stderr from its start, followed: the stream ends when
+    /// the container stops.
+    async fn follow_logs(&self, name: &str) -> HostResult<LogStream>;
     /// Takes rkectl's lock of the node with its helper binary `agent`, held as long as this
     /// connection lives; fails with [`HostError::Locked`] when another apply holds it.
     async fn lock_node(&self, agent: &str, holder: &str) -> HostResult<()>;
@@ -301,59 +319,6 @@ impl HostPool {
     pub async fn forget(&self, addr: &HostAddr) {
         self.cells.lock().await.remove(addr);
     }
-}
-
-/// What a temporary container printed and how it ended.
-#[derive(Debug, Clone)]
-pub struct RunOutput {
-    pub exit_code: i64,
-    pub logs: String,
-}
-
-/// Runs a temporary container to completion and removes it, on success and on failure.
-///
-/// A container of the same name left by an earlier, crashed run is removed first: its
-/// output must never be mistaken for ours (RKE's stale checksum checker made every later
-/// restore fail for exactly this reason).
-pub async fn run_once(host: &dyn Host, spec: &ContainerSpec) -> HostResult<RunOutput> {
-    run_watched(host, spec, None).await
-}
-
-/// [`run_once`], handing the container's output so far to `watch` twice a second while it
-/// runs (helpers report progress that way).
-pub async fn run_watched(
-    host: &dyn Host,
-    spec: &ContainerSpec,
-    mut watch: Option<&mut (dyn FnMut(&str) + Send)>,
-) -> HostResult<RunOutput> {
-    host.remove_container(&spec.name).await?;
-    let result = async {
-        create_container(host, spec).await?;
-        host.start_container(&spec.name).await?;
-        let wait = host.wait_container(&spec.name);
-        tokio::pin!(wait);
-        let exit_code = loop {
-            tokio::select! {
-                code = &mut wait => break code?,
-                _ = tokio::time::sleep(std::time::Duration::from_millis(500)), if watch.is_some() => {
-                    let logs = host.container_logs(&spec.name).await.unwrap_or_default();
-                    if let Some(w) = watch.as_mut() {
-                        w(&logs);
-                    }
-                }
-            }
-        };
-        let logs = host.container_logs(&spec.name).await.unwrap_or_default();
-        Ok(RunOutput { exit_code, logs })
-    }
-    .await;
-    let removed = host.remove_container(&spec.name).await;
-    // Only once the container is gone: it may still be reading them.
-    let files_removed = if removed.is_ok() { remove_secret_files(host, spec).await } else { Ok(()) };
-    let out = result?;
-    removed?;
-    files_removed?;
-    Ok(out)
 }
 
 /// Makes sure rkectl's helper binary is on the host; whether it had to be uploaded. A file

@@ -14,7 +14,7 @@
 use super::registry_pull::{self, PullAuth, PullError};
 use super::ssh_config::{self, BastionSettings, Proxy, Unwritable};
 use super::{
-    ByteStream, Connector, ContainerInfo, ContainerSpec, DirEntry, DockerInfo, Host, HostError, HostResult,
+    ByteStream, Connector, ContainerInfo, ContainerSpec, DirEntry, DockerInfo, Host, HostError, HostResult, LogStream,
     RestartPolicy,
 };
 use crate::config::registries::{PrivateRegistry, RegistryAuth};
@@ -49,10 +49,9 @@ use tokio::task::JoinHandle;
 const SERVER_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// How long an orphaned master (rkectl killed) outlives its last channel.
 const CONTROL_PERSIST_IDLE_SECS: usize = 30;
-/// Per-request Docker timeout (until response headers arrive).
+/// Per-request Docker timeout (until response headers arrive). Streamed bodies (a pull's
+/// progress, a followed log) are bounded by the waits of [`WaitLimits`] instead.
 const DOCKER_TIMEOUT_SECS: u64 = 120;
-/// Docker API < 1.30 sends no headers until a container exits, so waiting gets its own bound.
-const DOCKER_WAIT_TIMEOUT_SECS: u64 = 24 * 3600;
 /// Oldest Docker release that rkectl drives (RKE's floor).
 const MIN_DOCKER_VERSION: (u64, u64, u64) = (1, 13, 1);
 /// Oldest Docker API that rkectl drives.
@@ -62,6 +61,26 @@ const MIN_DOCKER_API: (u64, u64) = (1, 24);
 const EXIT_ABSENT: i32 = 3;
 /// Chunk size when streaming to a node.
 const STREAM_CHUNK: usize = 256 * 1024;
+
+/// How long rkectl waits on a node before giving up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitLimits {
+    /// A node script (read, list, remove, write and sync a file) runs at most this long.
+    pub script: Duration,
+    /// An image pull may report no progress for at most this long.
+    pub pull_silence: Duration,
+}
+
+impl Default for WaitLimits {
+    /// Ten minutes for a script: the slowest is the `sync` that makes a copied snapshot
+    /// durable, at most etcd's 8 GiB quota written back, about four minutes at 40 MB/s;
+    /// anything beyond means a stuck disk or mount. Five minutes of silence for a pull:
+    /// Docker reports a pull's bytes as they arrive and as layers are extracted, so only
+    /// a registry or a disk that stopped answering is silent that long.
+    fn default() -> Self {
+        WaitLimits { script: Duration::from_secs(600), pull_silence: Duration::from_secs(300) }
+    }
+}
 
 /// How to treat the node's SSH host key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,6 +171,7 @@ pub struct SshHost {
     docker: Docker,
     /// The local end of the forwarded Docker socket (credentialed pulls use it directly).
     docker_local: PathBuf,
+    waits: WaitLimits,
     /// A `cat` that never ends: it keeps the master busy, so the master's idle timeout only
     /// fires once this process is gone (and an orphaned master then exits by itself).
     _keepalive: Mutex<Child<ConnRef>>,
@@ -322,10 +342,17 @@ impl SshHost {
             docker_version: server_version,
             docker,
             docker_local: socket,
+            waits: WaitLimits::default(),
             _keepalive: Mutex::new(keepalive),
             node_lock: Mutex::new(None),
             conn,
         })
+    }
+
+    /// The same host with other wait limits (tests shorten them).
+    pub fn with_wait_limits(mut self, waits: WaitLimits) -> SshHost {
+        self.waits = waits;
+        self
     }
 
     /// The Docker server version seen when dialing.
@@ -429,7 +456,26 @@ impl SshHost {
     }
 
     /// Runs a node script to completion, feeding `input`; a non-zero exit is not an error here.
+    /// One that does not finish within [`WaitLimits::script`] is an error: its local end is
+    /// killed, which closes its channel.
     async fn run(&self, op: &str, script: &str, args: &[&str], input: Option<&[u8]>) -> HostResult<Finished> {
+        let limit = self.waits.script;
+        match tokio::time::timeout(limit, self.run_unbounded(op, script, args, input)).await {
+            Ok(finished) => finished,
+            Err(_) => Err(self.io_err(
+                op,
+                format!(
+                    "{}: the node script did not finish within {} s; the node's disk or a mount \
+                     may not be answering (the script may still be running there)",
+                    args.first().copied().unwrap_or_default(),
+                    limit.as_secs_f64()
+                ),
+                false,
+            )),
+        }
+    }
+
+    async fn run_unbounded(&self, op: &str, script: &str, args: &[&str], input: Option<&[u8]>) -> HostResult<Finished> {
         for a in args {
             if a.contains('\0') {
                 return Err(self.io_err(op, "a path contains a NUL byte", false));
@@ -641,7 +687,20 @@ impl Host for SshHost {
         }
         let options = CreateImageOptionsBuilder::new().from_image(&with_default_tag(image)).build();
         let mut progress = self.docker.create_image(Some(options), None, None);
-        while let Some(item) = progress.next().await {
+        let silence = self.waits.pull_silence;
+        loop {
+            // Dropping the stream closes the request, which makes Docker cancel the pull.
+            let item = match tokio::time::timeout(silence, progress.next()).await {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                Err(_) => {
+                    return Err(HostError::PullStalled {
+                        host: self.addr.clone(),
+                        image: image.to_string(),
+                        silent: silence,
+                    });
+                }
+            };
             if let Err(e) = item {
                 let reason = match &e {
                     DockerError::DockerResponseServerError { message, .. } => message.clone(),
@@ -735,9 +794,10 @@ impl Host for SshHost {
     }
 
     async fn wait_container(&self, name: &str) -> HostResult<i64> {
-        let docker = self.docker.clone().with_timeout(Duration::from_secs(DOCKER_WAIT_TIMEOUT_SECS));
+        // Docker API < 1.30 answers only once the container has exited: callers wait when its
+        // output has ended, so the usual request timeout is ample.
         let options = WaitContainerOptionsBuilder::new().condition("not-running").build();
-        let mut stream = docker.wait_container(name, Some(options));
+        let mut stream = self.docker.wait_container(name, Some(options));
         match stream.next().await {
             Some(Ok(r)) => Ok(r.status_code),
             // bollard reports a non-zero exit as an error; for us it is an answer.
@@ -752,17 +812,21 @@ impl Host for SshHost {
         }
     }
 
-    async fn container_logs(&self, name: &str) -> HostResult<String> {
-        let options = LogsOptionsBuilder::new().stdout(true).stderr(true).tail("all").build();
-        let mut stream = self.docker.logs(name, Some(options));
-        let mut out = Vec::new();
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(chunk) => out.extend_from_slice(chunk.as_ref()),
-                Err(e) => return Err(self.docker_err("read container logs", e).await),
-            }
-        }
-        Ok(String::from_utf8_lossy(&out).into_owned())
+    async fn follow_logs(&self, name: &str) -> HostResult<LogStream> {
+        let options = LogsOptionsBuilder::new().follow(true).stdout(true).stderr(true).tail("all").build();
+        let host = self.addr.clone();
+        let container = name.to_string();
+        let stream = self.docker.logs(name, Some(options)).map(move |item| match item {
+            Ok(chunk) => Ok(chunk.into_bytes()),
+            Err(e) => Err(HostError::Docker {
+                host: host.clone(),
+                op: format!("follow the output of {container}"),
+                // A missing container will not appear by trying again; a broken stream may.
+                transient: status_of(&e) != Some(404),
+                reason: chain(&e),
+            }),
+        });
+        Ok(Box::pin(stream))
     }
 
     async fn lock_node(&self, agent: &str, holder: &str) -> HostResult<()> {

@@ -24,7 +24,7 @@ use crate::agent::report;
 use crate::config::{Cluster, HostAddr, Node, S3Settings};
 use crate::etcd::names;
 use crate::exec::{StepCtx, StepError, StepRunner};
-use crate::host::{ContainerSpec, Host, HostPool, RunOutput, run_once, run_watched};
+use crate::host::{ContainerSpec, Host, HostPool, RunOutput, Silence, run_once, run_watched};
 use crate::plan::{Step, StepAction};
 use crate::rke::pki::Pki;
 use crate::secret::Secret;
@@ -103,13 +103,14 @@ impl Executor {
         spec: &ContainerSpec,
         ctx: &StepCtx<'_>,
     ) -> Result<T, StepError> {
-        let mut forward = |logs: &str| {
-            let last = logs.lines().rev().find_map(|l| l.strip_prefix(crate::agent::snapshot::PROGRESS));
+        // Each call brings only the lines printed since the last one: the latest count wins.
+        let mut forward = |new_lines: &str| {
+            let last = new_lines.lines().rev().find_map(|l| l.strip_prefix(crate::agent::snapshot::PROGRESS));
             if let Some(bytes) = last.and_then(|b| b.trim().parse().ok()) {
                 ctx.bytes(bytes, None);
             }
         };
-        let out = run_watched(host, spec, Some(&mut forward)).await?;
+        let out = run_watched(host, spec, Silence::HELPER, &mut forward).await?;
         if out.exit_code != 0 {
             return Err(StepError::fatal(format!(
                 "container {} on host {} exited with code {}",
