@@ -29,6 +29,10 @@ pub enum PullError {
     /// Docker refused or the registry did (Docker's message).
     #[error("{0}")]
     Refused(String),
+    /// Docker sent nothing for this long: the pull is abandoned (closing the request
+    /// cancels it in Docker).
+    #[error("no progress for {} s", .0.as_secs())]
+    Stalled(std::time::Duration),
 }
 
 /// The `X-Registry-Auth` value: the JSON Docker expects, URL-safe base64 with padding.
@@ -90,17 +94,53 @@ pub fn outcome(response: &[u8]) -> Result<(), String> {
 }
 
 /// Pulls `image` through the Docker socket at `socket`, speaking API `api_version`.
-pub async fn pull(socket: &Path, api_version: &str, image: &str, auth: &PullAuth<'_>) -> Result<(), PullError> {
+/// Docker streams progress all along a pull, so `silence` without a byte means it stalled.
+pub async fn pull(
+    socket: &Path,
+    api_version: &str,
+    image: &str,
+    auth: &PullAuth<'_>,
+    silence: std::time::Duration,
+) -> Result<(), PullError> {
     let mut stream = tokio::net::UnixStream::connect(socket).await?;
     stream.write_all(request(api_version, image, auth).as_bytes()).await?;
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).await?;
+    let mut chunk = vec![0u8; 8192];
+    loop {
+        match tokio::time::timeout(silence, stream.read(&mut chunk)).await {
+            Err(_) => return Err(PullError::Stalled(silence)),
+            Ok(read) => match read? {
+                0 => break,
+                n => response.extend_from_slice(&chunk[..n]),
+            },
+        }
+    }
     outcome(&response).map_err(|m| PullError::Refused(crate::secret::redact(&m, &[auth.password])))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_docker_that_goes_silent_is_a_stalled_pull() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("docker.sock");
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        // Answers the headers and one progress line, then says nothing more.
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            conn.write_all(b"HTTP/1.0 200 OK\r\n\r\n{\"status\":\"Pulling\"}\r\n").await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            drop(conn);
+        });
+        let password = Secret::new("p");
+        let auth = PullAuth { user: "u", password: &password, server: "r" };
+        let silence = std::time::Duration::from_millis(300);
+        let r = pull(&socket, "1.41", "r/lab/etcd:v1", &auth, silence).await;
+        assert!(matches!(r, Err(PullError::Stalled(d)) if d == silence), "{r:?}");
+        server.abort();
+    }
 
     #[test]
     fn the_auth_header_is_url_safe_base64_whatever_the_password() {

@@ -388,9 +388,13 @@ impl SshHost {
         let v = self.docker.client_version();
         let api = format!("{}.{}", v.major_version, v.minor_version);
         let auth = PullAuth { user, password, server: &registry.url };
-        match registry_pull::pull(&self.docker_local, &api, &with_default_tag(image), &auth).await {
+        let silence = self.waits.pull_silence;
+        match registry_pull::pull(&self.docker_local, &api, &with_default_tag(image), &auth, silence).await {
             Ok(()) => Ok(()),
             Err(PullError::Refused(reason)) => Err(unavailable(reason)),
+            Err(PullError::Stalled(silent)) => {
+                Err(HostError::PullStalled { host: self.addr.clone(), image: image.to_string(), silent })
+            }
             Err(PullError::Io(e)) => match self.lost("pull image").await {
                 Some(lost) => Err(lost),
                 None => Err(unavailable(format!("the Docker socket failed: {e}"))),
