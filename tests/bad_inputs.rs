@@ -861,14 +861,16 @@ fn check_warning(case: &Case, warnings: &[ConfigProblem], fails: &mut Vec<String
     }
 }
 
-/// Runs one case; returns what went wrong with it (empty: it passed).
-fn run_case(case: &Case, w: &World) -> Vec<String> {
+/// Runs one case; returns what went wrong with it (empty: it passed), and what each command
+/// said, with this run's folders replaced by names, for the golden file of diagnostics.
+fn run_case(case: &Case, w: &World) -> (Vec<String>, String) {
     let mut fails = Vec::new();
+    let mut said = String::new();
     let dir = w.root.join(case.name);
     std::fs::create_dir_all(&dir).unwrap();
     let text = match render(&w.template, &case.yml, &w.key, &dir) {
         Ok(t) => t,
-        Err(e) => return vec![format!("case is broken: {e}")],
+        Err(e) => return (vec![format!("case is broken: {e}")], said),
     };
     if let Some(t) = &text {
         std::fs::write(dir.join("cluster.yml"), t).unwrap();
@@ -881,7 +883,7 @@ fn run_case(case: &Case, w: &World) -> Vec<String> {
     }
     let plan_file = match prepare(case, &dir, w) {
         Ok(p) => p,
-        Err(e) => return vec![format!("case is broken: {e}")],
+        Err(e) => return (vec![format!("case is broken: {e}")], said),
     };
 
     // The library.
@@ -909,6 +911,12 @@ fn run_case(case: &Case, w: &World) -> Vec<String> {
         full.extend(["--config", "cluster.yml"]);
         let r = rkectl(&dir, &full, &w.env);
         let shown = format!("rkectl {}", args.join(" ").escape_debug());
+        let anonymous = |t: &str| {
+            t.replace(&dir.display().to_string(), "<case>")
+                .replace(&w.root.display().to_string(), "<root>")
+                .replace(&w.key, "<key>")
+        };
+        said.push_str(&format!("$ {}\n[exit {:?}]\n{}", anonymous(&shown), r.code, anonymous(&r.stderr)));
         if r.code != Some(case.code) {
             fails.push(format!(
                 "{shown}: exit code {:?}, expected {}\n--- stdout\n{}--- stderr\n{}",
@@ -936,20 +944,41 @@ fn run_case(case: &Case, w: &World) -> Vec<String> {
             }
         }
     }
-    fails
+    (fails, said)
 }
 
-/// Runs every case, then fails listing every case that failed (not just the first).
-fn run_all(cases: &[Case], w: &World) {
+/// Runs every case, then fails listing every case that failed (not just the first); returns
+/// every case's diagnostics, in the corpus's order.
+fn run_all(cases: &[Case], w: &World) -> String {
     let mut failed = Vec::new();
+    let mut transcript = String::new();
     for case in cases {
-        let fails = run_case(case, w);
+        let (fails, said) = run_case(case, w);
         if !fails.is_empty() {
             failed.push(format!("== {} ==\n  {}", case.name, fails.join("\n  ").replace('\n', "\n    ")));
         }
+        transcript.push_str(&format!("=== {}\n{said}\n", case.name));
     }
     eprintln!("{} cases run, {} failed", cases.len(), failed.len());
     assert!(failed.is_empty(), "{} of {} bad-input cases failed:\n{}", failed.len(), cases.len(), failed.join("\n"));
+    transcript
+}
+
+/// Compares the diagnostics with `tests/golden/bad-inputs.txt` (`UPDATE_GOLDEN=1` rewrites it):
+/// a change in how any refusal reads shows up as a diff for review.
+fn golden_diagnostics(actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/bad-inputs.txt");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("missing golden file {}; run with UPDATE_GOLDEN=1", path.display()));
+    if expected != actual {
+        let diff =
+            similar::TextDiff::from_lines(&expected, actual).unified_diff().header("golden", "actual").to_string();
+        panic!("the diagnostics differ from tests/golden/bad-inputs.txt (UPDATE_GOLDEN=1 if meant):\n{diff}");
+    }
 }
 
 #[test]
@@ -992,7 +1021,7 @@ fn bad_inputs_are_refused_with_located_diagnostics() {
         env: Vec::new(),
         lab: false,
     };
-    run_all(&cases(), &w);
+    golden_diagnostics(&run_all(&cases(), &w));
 }
 
 #[test]
