@@ -9,7 +9,7 @@
 //! `rkectl cleanup` removes them. The binary must be statically linked: etcd images have
 //! no libraries and no shell.
 
-use crate::plan::step::Checksum;
+use crate::model::Checksum;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 

@@ -8,7 +8,7 @@
 //!   done: a copy of the chosen snapshot for a host whose own copy differs (a host's own
 //!   snapshot is never overwritten), and the database unpacked from an archive.
 
-use crate::plan::step::{SnapshotFormat, SnapshotLocation, SnapshotName};
+use crate::model::{SnapshotFormat, SnapshotLocation, SnapshotName};
 
 /// The snapshot folder (the reference's).
 pub const SNAPSHOT_DIR: &str = crate::config::SNAPSHOT_DIR;

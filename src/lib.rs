@@ -25,6 +25,8 @@
 //! what is left (every step is idempotent).
 //!
 //! # Where things are
+//! - [`model`]: the shared words at the bottom (snapshot names, formats, checksums, an etcd
+//!   member's start-up terms); every layer may use it, it uses none of them.
 //! - [`config`]: cluster.yml as RKE reads it, defaults, validation with located diagnostics.
 //! - [`rke`]: RKE's own formats: `cluster.rkestate`, its certificates (names, SANs), the
 //!   snapshot archives rke-tools writes.
@@ -58,6 +60,7 @@ pub mod etcd;
 pub mod exec;
 pub mod host;
 pub mod layout;
+pub mod model;
 pub mod plan;
 pub mod prepare;
 pub mod refresh;

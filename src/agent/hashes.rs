@@ -4,7 +4,7 @@
 
 use super::etcdctl;
 use super::report::EtcdStatus;
-use crate::plan::step::Checksum;
+use crate::model::Checksum;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use std::path::Path;

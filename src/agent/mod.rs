@@ -226,20 +226,20 @@ pub enum FormatArg {
     Zip,
 }
 
-impl From<FormatArg> for crate::plan::step::SnapshotFormat {
+impl From<FormatArg> for crate::model::SnapshotFormat {
     fn from(f: FormatArg) -> Self {
         match f {
-            FormatArg::Raw => crate::plan::step::SnapshotFormat::Raw,
-            FormatArg::Zip => crate::plan::step::SnapshotFormat::Zip,
+            FormatArg::Raw => crate::model::SnapshotFormat::Raw,
+            FormatArg::Zip => crate::model::SnapshotFormat::Zip,
         }
     }
 }
 
-impl From<crate::plan::step::SnapshotFormat> for FormatArg {
-    fn from(f: crate::plan::step::SnapshotFormat) -> Self {
+impl From<crate::model::SnapshotFormat> for FormatArg {
+    fn from(f: crate::model::SnapshotFormat) -> Self {
         match f {
-            crate::plan::step::SnapshotFormat::Raw => FormatArg::Raw,
-            crate::plan::step::SnapshotFormat::Zip => FormatArg::Zip,
+            crate::model::SnapshotFormat::Raw => FormatArg::Raw,
+            crate::model::SnapshotFormat::Zip => FormatArg::Zip,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! The workstation reads a helper container's logs and takes the last such line; anything
 //! else the container printed (etcdctl's own chatter) is kept only for error messages.
 
-use crate::plan::step::{Checksum, SnapshotFacts, SnapshotFormat};
+use crate::model::{Checksum, SnapshotFacts, SnapshotFormat};
 use serde::{Deserialize, Serialize};
 
 /// The prefix of the report line.

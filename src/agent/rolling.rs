@@ -7,7 +7,7 @@
 use super::stall::StallLimit;
 use super::{AgentError, Tls, snapshot};
 use crate::config::{GoDuration, S3Settings};
-use crate::plan::step::{SnapshotFormat, SnapshotName};
+use crate::model::{SnapshotFormat, SnapshotName};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -97,11 +97,11 @@ fn local_backups(dir: &Path) -> Result<Vec<(String, i64)>, AgentError> {
         let e = e?;
         let file = e.file_name().to_string_lossy().into_owned();
         let Some((name, _)) = SnapshotFormat::parse_file_name(&file) else { continue };
-        if !crate::plan::compile::is_recurring_name(&name) || !e.file_type()?.is_file() {
+        if !crate::model::is_recurring_name(&name) || !e.file_type()?.is_file() {
             continue;
         }
         let m = e.metadata()?.modified()?.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-        out.push((file, crate::plan::compile::name_time(&name).unwrap_or(m)));
+        out.push((file, crate::model::name_time(&name).unwrap_or(m)));
     }
     out.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
     Ok(out)
@@ -140,8 +140,8 @@ async fn prune(s: &Settings, retention: Option<GoDuration>) -> Result<(), AgentE
             .into_iter()
             .filter_map(|o| {
                 let (name, _) = SnapshotFormat::parse_file_name(o.name.as_str())?;
-                crate::plan::compile::is_recurring_name(&name)
-                    .then(|| (o.name.to_string(), crate::plan::compile::name_time(&name).unwrap_or(o.modified)))
+                crate::model::is_recurring_name(&name)
+                    .then(|| (o.name.to_string(), crate::model::name_time(&name).unwrap_or(o.modified)))
             })
             .collect();
         remote.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));

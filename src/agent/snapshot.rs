@@ -14,7 +14,7 @@ use super::stall::{self, StallLimit, Stalled};
 use super::verify::{private_file, verify, with_checks};
 use super::{AgentError, Tls, etcdctl};
 use crate::config::S3Settings;
-use crate::plan::step::{Checksum, SnapshotFacts, SnapshotFormat, SnapshotName};
+use crate::model::{Checksum, SnapshotFacts, SnapshotFormat, SnapshotName};
 use crate::rke::archive::ArchiveWriter;
 use crate::s3::{Manifest, NoProgress, S3Client, TransferProgress};
 use bytes::Bytes;

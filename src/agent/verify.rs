@@ -9,7 +9,7 @@
 use super::AgentError;
 use super::hashes::{Hashes, status};
 use super::report::{EtcdStatus, SnapshotReport};
-use crate::plan::step::{Checksum, SnapshotFacts, SnapshotFormat, SnapshotName};
+use crate::model::{Checksum, SnapshotFacts, SnapshotFormat, SnapshotName};
 use crate::rke::archive;
 use std::io::{Read, Write};
 use std::path::Path;

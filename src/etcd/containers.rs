@@ -8,8 +8,8 @@ use super::member::tls_files;
 use super::{CLUSTER_TOKEN, client_url, member_name, names, paths, peer_url};
 use crate::config::{Cluster, Node, S3Settings};
 use crate::host::{ContainerSpec, RestartPolicy};
+use crate::model::{RollingSettings, SnapshotName};
 use crate::plan::observed::{ContainerFacts, env_value_hash};
-use crate::plan::step::{RollingSettings, SnapshotName};
 
 /// Label holding the hash of the spec a service container was made from.
 pub const SPEC_HASH_LABEL: &str = "io.rkectl.spec-hash";
@@ -223,15 +223,15 @@ pub fn snapshot_once(
 pub fn s3_download(
     cluster: &Cluster,
     snapshot: &SnapshotName,
-    format: crate::plan::step::SnapshotFormat,
+    format: crate::model::SnapshotFormat,
     into: &str,
     etag: Option<&str>,
     s3: &S3Settings,
 ) -> ContainerSpec {
     let mut spec = agent(names::S3_DOWNLOAD, cluster, Vec::new());
     let format = match format {
-        crate::plan::step::SnapshotFormat::Raw => "raw",
-        crate::plan::step::SnapshotFormat::Zip => "zip",
+        crate::model::SnapshotFormat::Raw => "raw",
+        crate::model::SnapshotFormat::Zip => "zip",
     };
     let mut args: Vec<String> = vec![
         "s3-download".into(),

@@ -11,8 +11,8 @@
 use super::{CLIENT_PORT, CLUSTER_TOKEN, PEER_PORT, listen_address, member_name, names, paths};
 use crate::config::{Cluster, Node};
 use crate::host::{ContainerSpec, RestartPolicy};
+use crate::model::ClusterState;
 use crate::plan::observed::{ContainerFacts, env_value_hash};
-use crate::plan::step::ClusterState;
 use crate::rke::pki::{CA_NAME, cert_path, etcd_cert_name, key_path};
 use std::collections::BTreeSet;
 

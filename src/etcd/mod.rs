@@ -112,8 +112,8 @@ pub fn cluster_initial_cluster(cluster: &Cluster) -> String {
 }
 
 /// The `--initial-cluster` string of a plan's symbolic initial cluster.
-pub fn resolve_initial_cluster(cluster: &Cluster, ic: &crate::plan::step::InitialCluster) -> String {
-    use crate::plan::step::InitialCluster;
+pub fn resolve_initial_cluster(cluster: &Cluster, ic: &crate::model::InitialCluster) -> String {
+    use crate::model::InitialCluster;
     match ic {
         InitialCluster::AllEtcdNodes => cluster_initial_cluster(cluster),
         InitialCluster::Hosts { hosts } => initial_cluster(hosts.iter().filter_map(|h| cluster.node(h))),

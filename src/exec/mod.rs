@@ -87,18 +87,7 @@ impl StepError {
     }
 }
 
-/// Text from a node (a container's output) made safe for a terminal: control characters
-/// (escape sequences that could rewrite the screen or the title) shown as `\u{..}`; line
-/// breaks and tabs kept.
-pub fn printable(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| match c {
-            '\n' | '\t' => vec![c],
-            c if c.is_control() => format!("\\u{{{:x}}}", c as u32).chars().collect(),
-            c => vec![c],
-        })
-        .collect()
-}
+pub use crate::secret::printable;
 
 impl From<HostError> for StepError {
     fn from(e: HostError) -> Self {

@@ -13,7 +13,7 @@ use crate::agent::report::{self, Done, HealthReport, MemberHealth, SnapshotRepor
 use crate::config::registries::{PrivateRegistry, RegistryAuth, registry_key};
 use crate::config::{HostAddr, Node};
 use crate::etcd::{names, paths};
-use crate::plan::step::{Checksum, SnapshotName};
+use crate::model::{Checksum, SnapshotName};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -244,9 +244,9 @@ fn arg<'a>(cmd: &'a [String], flag: &str) -> Option<&'a str> {
 
 fn snapshot_report(file: &str, data: &[u8]) -> SnapshotReport {
     let corrupt = data.starts_with(b"CORRUPT");
-    let (name, format) = crate::plan::step::SnapshotFormat::parse_file_name(file)
+    let (name, format) = crate::model::SnapshotFormat::parse_file_name(file)
         .map(|(n, f)| (n.to_string(), f))
-        .unwrap_or((file.to_string(), crate::plan::step::SnapshotFormat::Raw));
+        .unwrap_or((file.to_string(), crate::model::SnapshotFormat::Raw));
     SnapshotReport {
         name,
         format,
@@ -272,7 +272,7 @@ pub fn archive(name: &str, db: &[u8], state: Option<&[u8]>) -> Vec<u8> {
 /// The checker's report of a file: for an archive, of its database too (by the real reader).
 fn checked(file: &str, data: &[u8]) -> SnapshotReport {
     let mut r = snapshot_report(file, data);
-    if r.format == crate::plan::step::SnapshotFormat::Zip {
+    if r.format == crate::model::SnapshotFormat::Zip {
         let name = r.name.clone();
         let mut db = Vec::new();
         match crate::rke::archive::contents(std::io::Cursor::new(data), &name) {
@@ -282,7 +282,7 @@ fn checked(file: &str, data: &[u8]) -> SnapshotReport {
                     Ok(())
                 });
                 r.has_state = c.state;
-                r.db = Some(crate::plan::step::SnapshotFacts { size: db.len() as u64, checksum: Checksum::of(&db) });
+                r.db = Some(crate::model::SnapshotFacts { size: db.len() as u64, checksum: Checksum::of(&db) });
                 r.etcd_ok = !db.starts_with(b"CORRUPT");
                 r.problem = (!r.etcd_ok).then(|| "sha256 trailer mismatch (fake)".to_string());
             }

@@ -865,7 +865,7 @@ impl Host for SshHost {
                 if let Some(mut e) = child.stderr().take() {
                     let _ = tokio::time::timeout(Duration::from_secs(5), e.read_to_string(&mut err)).await;
                 }
-                Err(self.io_err(op, format!("rkectl agent hold-lock: {}", crate::exec::printable(err.trim())), false))
+                Err(self.io_err(op, format!("rkectl agent hold-lock: {}", crate::secret::printable(err.trim())), false))
             }
             Ok(Err(e)) => Err(self.io_err(op, e.to_string(), transient_io(&e))),
             Err(_) => Err(self.io_err(op, "no answer from rkectl agent hold-lock", true)),

@@ -997,23 +997,7 @@ pub fn prune_candidates<'a>(
     }
 }
 
-/// Whether a snapshot name is a recurring one (`<RFC 3339 time>_etcd`, RKE's and rkectl's).
-pub fn is_recurring_name(n: &SnapshotName) -> bool {
-    n.as_str().ends_with("_etcd")
-}
-
-/// The prefix of a one-time snapshot's default name.
-const ONE_TIME_PREFIX: &str = "rke_etcd_snapshot_";
-
-/// When an automatically named snapshot was taken, from its name (unix seconds).
-pub fn name_time(n: &SnapshotName) -> Option<i64> {
-    let s = n.as_str();
-    let t = match s.strip_prefix(ONE_TIME_PREFIX) {
-        Some(rest) => rest,
-        None => s.split('_').next()?,
-    };
-    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok().map(|t| t.unix_timestamp())
-}
+pub use crate::model::{is_recurring_name, name_time};
 
 #[cfg(test)]
 mod tests {

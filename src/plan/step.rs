@@ -10,6 +10,11 @@ use crate::config::{HostAddr, S3Target};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+pub use crate::model::{
+    Checksum, ClusterState, InitialCluster, RollingSettings, SnapshotFacts, SnapshotFormat, SnapshotLocation,
+    SnapshotName, SnapshotNameError,
+};
+
 /// A step's id, unique in its plan: `<kind>@<host>` or `<kind>#<n>` for cluster-wide steps.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -19,135 +24,6 @@ impl fmt::Display for StepId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
-}
-
-/// A snapshot's file name in `/opt/rke/etcd-snapshots`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct SnapshotName(String);
-
-/// Why a snapshot name was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SnapshotNameError {
-    #[error("a snapshot name cannot be empty")]
-    Empty,
-    #[error("a snapshot name cannot contain `/` (it names a file in /opt/rke/etcd-snapshots)")]
-    Slash,
-    #[error("a snapshot name cannot be `.` or `..` or start with `.`")]
-    Dots,
-    #[error("a snapshot name cannot start with `-` (a program would read it as an option)")]
-    Dash,
-    #[error("a snapshot name cannot contain control characters (NUL, newline, …)")]
-    Control,
-    #[error("a snapshot name can be at most 200 bytes long (this one has {0})")]
-    TooLong(usize),
-}
-
-impl SnapshotName {
-    /// Validates a name given by a user or found in a folder.
-    pub fn new(name: impl Into<String>) -> Result<Self, SnapshotNameError> {
-        let name = name.into();
-        if name.is_empty() {
-            return Err(SnapshotNameError::Empty);
-        }
-        if name.contains('/') || name.contains('\\') {
-            return Err(SnapshotNameError::Slash);
-        }
-        if name.starts_with('.') {
-            return Err(SnapshotNameError::Dots);
-        }
-        if name.starts_with('-') {
-            return Err(SnapshotNameError::Dash);
-        }
-        if name.chars().any(char::is_control) {
-            return Err(SnapshotNameError::Control);
-        }
-        // Room for our `.part` and `.json` suffixes within the 255-byte file-name limit.
-        if name.len() > 200 {
-            return Err(SnapshotNameError::TooLong(name.len()));
-        }
-        Ok(SnapshotName(name))
-    }
-
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The default name: `rke_etcd_snapshot_<RFC 3339 time>`, as in the reference.
-    pub fn timestamped(now: time::OffsetDateTime) -> Self {
-        let t = now
-            .replace_nanosecond(0)
-            .unwrap_or(now)
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_else(|_| now.unix_timestamp().to_string());
-        SnapshotName(format!("rke_etcd_snapshot_{t}"))
-    }
-}
-
-impl TryFrom<String> for SnapshotName {
-    type Error = SnapshotNameError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        SnapshotName::new(s)
-    }
-}
-
-impl From<SnapshotName> for String {
-    fn from(s: SnapshotName) -> String {
-        s.0
-    }
-}
-
-impl fmt::Display for SnapshotName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// How a snapshot is stored: the plain database (`<name>`, as `etcdctl snapshot save`
-/// writes it and older RKE kept it) or rke-tools' archive (`<name>.zip`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SnapshotFormat {
-    Raw,
-    Zip,
-}
-
-impl SnapshotFormat {
-    /// The file (or object) name of snapshot `name` in this format.
-    pub fn file_name(self, name: &SnapshotName) -> String {
-        match self {
-            SnapshotFormat::Raw => name.as_str().to_string(),
-            SnapshotFormat::Zip => format!("{name}{}", crate::rke::archive::SUFFIX),
-        }
-    }
-
-    /// The snapshot a file name stands for: `x.zip` is snapshot `x` as an archive.
-    pub fn parse_file_name(file: &str) -> Option<(SnapshotName, SnapshotFormat)> {
-        match file.strip_suffix(crate::rke::archive::SUFFIX) {
-            Some(stem) => SnapshotName::new(stem).ok().map(|n| (n, SnapshotFormat::Zip)),
-            None => SnapshotName::new(file).ok().map(|n| (n, SnapshotFormat::Raw)),
-        }
-    }
-}
-
-impl fmt::Display for SnapshotFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            SnapshotFormat::Raw => "plain",
-            SnapshotFormat::Zip => "zip",
-        })
-    }
-}
-
-/// Where a snapshot file is on a node (see [`crate::layout`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SnapshotLocation {
-    /// In the snapshot folder, where RKE and rkectl list it.
-    Listed,
-    /// Staged for a restore beside a differing copy of the host's own, and removed after.
-    Staged,
 }
 
 /// The file a member is restored from.
@@ -198,42 +74,6 @@ impl fmt::Display for Pin {
     }
 }
 
-/// A content checksum, `blake3:<hex>`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Checksum(pub String);
-
-impl Checksum {
-    /// The checksum of `data`.
-    pub fn of(data: &[u8]) -> Self {
-        Checksum(format!("blake3:{}", blake3::hash(data).to_hex()))
-    }
-
-    /// From a finished BLAKE3 hasher.
-    pub fn from_hasher(h: &blake3::Hasher) -> Self {
-        Checksum(format!("blake3:{}", h.finalize().to_hex()))
-    }
-
-    /// A short form for plans: `blake3:1a2b3c4d5e6f`.
-    pub fn short(&self) -> &str {
-        let end = self.0.len().min("blake3:".len() + 12);
-        &self.0[..end]
-    }
-}
-
-impl fmt::Display for Checksum {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// What a snapshot must be: pinned when the plan is made, checked before it is used.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SnapshotFacts {
-    pub size: u64,
-    pub checksum: Checksum,
-}
-
 /// Where a host's copy of a snapshot comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "from")]
@@ -251,55 +91,6 @@ impl fmt::Display for SnapshotSource {
             SnapshotSource::S3 { target } => write!(f, "{target}"),
         }
     }
-}
-
-/// `--initial-cluster-state` of an etcd member.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ClusterState {
-    New,
-    Existing,
-}
-
-impl fmt::Display for ClusterState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ClusterState::New => "new",
-            ClusterState::Existing => "existing",
-        })
-    }
-}
-
-/// The members an etcd member starts with (`--initial-cluster`).
-///
-/// Kept symbolic so a plan over a thousand hosts does not carry a thousand copies of a
-/// thousand-member string; it is resolved against cluster.yml, which a plan pins by hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", tag = "of")]
-pub enum InitialCluster {
-    /// Every etcd node of cluster.yml.
-    AllEtcdNodes,
-    /// These hosts (a member joining a running cluster: the current members and itself).
-    Hosts { hosts: Vec<HostAddr> },
-}
-
-impl fmt::Display for InitialCluster {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            InitialCluster::AllEtcdNodes => f.write_str("every etcd host of cluster.yml"),
-            InitialCluster::Hosts { hosts } => write!(f, "{} member(s)", hosts.len()),
-        }
-    }
-}
-
-/// The settings of the recurring snapshot agent, as the plan shows them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", tag = "mode")]
-pub enum RollingSettings {
-    /// Legacy `creation`/`retention`: prune by age.
-    Legacy { creation: String, retention: String },
-    /// `backup_config`: prune by count, optionally in S3 too.
-    BackupConfig { interval_hours: u32, retention: u32, s3: Option<S3Target> },
 }
 
 /// Where a snapshot is deleted.

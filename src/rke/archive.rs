@@ -16,7 +16,7 @@ use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipArchive, ZipWriter};
 
 /// The suffix of an archive's file name.
-pub const SUFFIX: &str = ".zip";
+pub const SUFFIX: &str = crate::model::snapshot::ARCHIVE_SUFFIX;
 
 /// The database entry of snapshot `name`.
 pub fn db_entry(name: &str) -> String {

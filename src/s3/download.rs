@@ -2,7 +2,7 @@
 
 use super::error::S3Error;
 use super::{Downloaded, S3Client, TransferProgress};
-use crate::plan::step::{Checksum, SnapshotName};
+use crate::model::{Checksum, SnapshotName};
 use aws_sdk_s3::primitives::ByteStream;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 

@@ -37,7 +37,7 @@ pub use error::{CredentialsFault, S3Error};
 pub use upload::{PART_SIZE, PARTS_IN_FLIGHT};
 
 use crate::config::{S3Settings, S3Target};
-use crate::plan::step::{Checksum, SnapshotName};
+use crate::model::{Checksum, SnapshotName};
 use error::Classifier;
 use serde::{Deserialize, Serialize};
 

@@ -2,7 +2,7 @@
 
 use super::error::{Classifier, S3Error};
 use super::{MANIFEST_SUFFIX, S3Client, TransferProgress, Uploaded};
-use crate::plan::step::{Checksum, SnapshotName};
+use crate::model::{Checksum, SnapshotName};
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};

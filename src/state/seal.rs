@@ -9,7 +9,7 @@
 //! another snapshot. A key id (derived from the key, different for every blob) tells a
 //! wrong passphrase from an altered blob.
 
-use crate::plan::step::SnapshotName;
+use crate::model::SnapshotName;
 use crate::secret::Secret;
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
