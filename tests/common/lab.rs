@@ -172,8 +172,9 @@ impl Lab {
     /// `rkectl ARGS…` that must succeed; returns stdout + stderr.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.rkectl(args);
-        assert!(out.status.success(), "rkectl {} failed ({:?})", args.join(" "), out.status.code());
-        text(&out)
+        let said = text(&out);
+        assert!(out.status.success(), "rkectl {} failed ({:?}):\n{said}", args.join(" "), out.status.code());
+        said
     }
 
     /// S3 flags for the lab's server.
