@@ -10,6 +10,8 @@
 //! (the lab's real file with the same edits) as the real, non-offline commands, and checks
 //! that nothing changed on the nodes or in S3.
 
+#[path = "common/golden.rs"]
+mod golden;
 #[path = "common/lab.rs"]
 mod lab;
 
@@ -964,23 +966,6 @@ fn run_all(cases: &[Case], w: &World) -> String {
     transcript
 }
 
-/// Compares the diagnostics with `tests/golden/bad-inputs.txt` (`UPDATE_GOLDEN=1` rewrites it):
-/// a change in how any refusal reads shows up as a diff for review.
-fn golden_diagnostics(actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/bad-inputs.txt");
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("missing golden file {}; run with UPDATE_GOLDEN=1", path.display()));
-    if expected != actual {
-        let diff =
-            similar::TextDiff::from_lines(&expected, actual).unified_diff().header("golden", "actual").to_string();
-        panic!("the diagnostics differ from tests/golden/bad-inputs.txt (UPDATE_GOLDEN=1 if meant):\n{diff}");
-    }
-}
-
 #[test]
 fn diagnostics_never_show_the_secrets_in_cluster_yml() {
     // Problems on the lines next to an S3 secret key and inside a node with an inline key.
@@ -1021,7 +1006,8 @@ fn bad_inputs_are_refused_with_located_diagnostics() {
         env: Vec::new(),
         lab: false,
     };
-    golden_diagnostics(&run_all(&cases(), &w));
+    // A change in how any refusal reads shows up as a diff for review.
+    golden::check("bad-inputs.txt", &run_all(&cases(), &w));
 }
 
 #[test]

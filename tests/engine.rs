@@ -13,21 +13,6 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
-fn golden(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("missing golden file {}; run with UPDATE_GOLDEN=1", path.display()));
-    if expected != actual {
-        let diff =
-            similar::TextDiff::from_lines(&expected, actual).unified_diff().header("golden", "actual").to_string();
-        panic!("{name} differs from its golden file:\n{diff}");
-    }
-}
-
 /// For each step, every step it transitively waits for.
 fn ancestors(plan: &Plan) -> HashMap<String, HashSet<String>> {
     let mut out: HashMap<String, HashSet<String>> = HashMap::new();
@@ -94,7 +79,7 @@ fn restore_plan_of_the_reference_two_node_example() {
         plan.steps.iter().all(|s| s.host.as_ref().is_none_or(|h| h.as_str() == "10.0.0.2")),
         "node1 is not an etcd host"
     );
-    golden("restore-two-node.txt", &render(&plan, RenderOptions::default()));
+    common::golden::check("restore-two-node.txt", &render(&plan, RenderOptions::default()));
 }
 
 #[test]
@@ -108,7 +93,7 @@ fn restore_plan_of_five_etcd_nodes() {
     let plan = restore_plan(&cfg, &world, "snap.db");
     assert_restore_shape(&plan, &etcd_addrs(&cfg.cluster));
     assert_eq!(plan.steps.iter().filter(|s| s.kind() == StepKind::FetchSnapshot).count(), 1);
-    golden("restore-five-node.txt", &render(&plan, RenderOptions::default()));
+    common::golden::check("restore-five-node.txt", &render(&plan, RenderOptions::default()));
     let json = serde_json::to_value(&plan).unwrap();
     let kinds: HashSet<&str> = json["steps"].as_array().unwrap().iter().map(|s| s["kind"].as_str().unwrap()).collect();
     for k in ["dial", "clean-host", "restore", "start-etcd", "log-linker", "remove-log-linker"] {

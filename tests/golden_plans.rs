@@ -14,24 +14,7 @@ use rkectl::plan::render::{RenderOptions, render};
 use rkectl::plan::step::SnapshotName;
 use rkectl::plan::{ActionSpec, PrunePolicy, RestoreSearch};
 use rkectl::refresh::{self, Needs};
-use std::path::Path;
 use std::sync::Arc;
-
-/// Compares `actual` with `tests/golden/<name>`, or writes it with `UPDATE_GOLDEN=1`.
-fn golden(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("missing golden file {}; run with UPDATE_GOLDEN=1", path.display()));
-    if expected != actual {
-        let diff =
-            similar::TextDiff::from_lines(&expected, actual).unified_diff().header("golden", "actual").to_string();
-        panic!("{name} differs from its golden file (UPDATE_GOLDEN=1 rewrites it if the change is meant):\n{diff}");
-    }
-}
 
 /// Observes the world with the real refresh, compiles `action`, and checks both renderings.
 fn check(name: &str, cfg: &LoadedConfig, world: &Arc<FakeWorld>, action: ActionSpec) {
@@ -42,8 +25,8 @@ fn check(name: &str, cfg: &LoadedConfig, world: &Arc<FakeWorld>, action: ActionS
     });
     let plan = compile(cfg, &action, &observed);
     plan.graph().expect("acyclic");
-    golden(&format!("{name}.txt"), &render(&plan, RenderOptions::default()));
-    golden(&format!("{name}.json"), &(serde_json::to_string_pretty(&plan).unwrap() + "\n"));
+    common::golden::check(&format!("{name}.txt"), &render(&plan, RenderOptions::default()));
+    common::golden::check(&format!("{name}.json"), &(serde_json::to_string_pretty(&plan).unwrap() + "\n"));
 }
 
 fn three() -> LoadedConfig {

@@ -1,6 +1,8 @@
 //! Shared helpers of the engine tests: clusters, fake worlds, running a plan.
 #![allow(dead_code)]
 
+pub mod golden;
+
 use rkectl::config::{self, Cluster, HostAddr, LoadedConfig};
 use rkectl::etcd::{names, paths};
 use rkectl::exec::events::Recorder;
