@@ -1,11 +1,13 @@
 //! The narrow interface every step uses to act on a host: containers, files, byte streams.
 //!
 //! Three things implement it: the real host (`ssh`: an OpenSSH session per node with the
-//! node's Docker socket forwarded and driven by bollard), the in-memory [`fake::FakeHost`]
-//! for engine tests, and wrappers where they pay (`retry`). Nothing above this module
-//! knows which one it talks to. A [`Connector`] turns a cluster.yml node into a host; the
-//! [`HostPool`] dials each host once and shares the connection between steps.
+//! node's Docker socket forwarded and driven by bollard), the in-memory `fake::FakeHost`
+//! for engine tests (built only with the `testing` feature, which the tests turn on), and
+//! wrappers where they pay (`retry`). Nothing above this module knows which one it talks to.
+//! A [`Connector`] turns a cluster.yml node into a host; the [`HostPool`] dials each host
+//! once and shares the connection between steps.
 
+#[cfg(any(test, feature = "testing"))]
 pub mod fake;
 pub mod registry_pull;
 pub mod run;
