@@ -79,7 +79,7 @@ pub async fn health(endpoints: &str, tls: &Tls) -> Result<HealthReport, AgentErr
                 endpoint: ep.to_string(),
                 healthy: false,
                 revision: None,
-                error: Some(e.0),
+                error: Some(e.message),
             }),
         }
     }
@@ -126,7 +126,12 @@ pub async fn member_add(endpoint: &str, tls: &Tls, member: &str, peer_url: &str)
     }
     let mut c = command(endpoint, tls);
     c.args(["member", "add", member, &format!("--peer-urls={peer_url}")]);
-    output(c).await?;
+    // etcd refuses a new member until every current one has been connected for a few
+    // seconds; etcdctl says so only in text, so it is told apart here, next to etcdctl.
+    output(c).await.map_err(|e| match e.message.contains("unhealthy cluster") {
+        true => AgentError::not_ready(e.message),
+        false => e,
+    })?;
     println!("{}", report::line(&Done { changed: true, detail: format!("added {member}") }));
     Ok(())
 }

@@ -74,7 +74,7 @@ impl Default for Hashes {
 pub async fn status(path: &Path) -> Result<EtcdStatus, String> {
     let mut c = tokio::process::Command::new(etcdctl::etcdctl_bin());
     c.env("ETCDCTL_API", "3").args(["snapshot", "status", "-w", "json"]).arg(path);
-    let out = etcdctl::output(c).await.map_err(|e| e.0)?;
+    let out = etcdctl::output(c).await.map_err(|e| e.message)?;
     let v: serde_json::Value = serde_json::from_str(out.trim()).map_err(|e| e.to_string())?;
     Ok(EtcdStatus {
         hash: v.get("hash").and_then(|x| x.as_u64()).unwrap_or(0),

@@ -246,19 +246,38 @@ impl From<crate::model::SnapshotFormat> for FormatArg {
 
 /// Why an agent command failed.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct AgentError(pub String);
+#[error("{message}")]
+pub struct AgentError {
+    pub message: String,
+    /// The cluster cannot take the change yet (etcd: "unhealthy cluster" right after
+    /// members start): the caller waits and tries again rather than failing.
+    pub not_ready: bool,
+}
+
+/// The agent's exit code when the cluster is not ready for the change yet (EX_TEMPFAIL);
+/// any other failure exits 1.
+pub const EXIT_NOT_READY: u8 = 75;
 
 impl AgentError {
     /// An error with context.
     pub fn new(msg: impl Into<String>) -> Self {
-        AgentError(msg.into())
+        AgentError { message: msg.into(), not_ready: false }
+    }
+
+    /// The cluster is not ready for the change yet; try again later.
+    pub fn not_ready(msg: impl Into<String>) -> Self {
+        AgentError { message: msg.into(), not_ready: true }
+    }
+
+    /// The process exit code that says which of the two it is.
+    pub fn exit_code(&self) -> u8 {
+        if self.not_ready { EXIT_NOT_READY } else { 1 }
     }
 }
 
 impl From<std::io::Error> for AgentError {
     fn from(e: std::io::Error) -> Self {
-        AgentError(e.to_string())
+        AgentError::new(e.to_string())
     }
 }
 

@@ -79,11 +79,11 @@ pub async fn run(s: Settings) -> Result<(), AgentError> {
             Err(e) => log(
                 "error",
                 "Failed to create backup",
-                &format!(" name=\"{name}\" error=\"{}\"", e.0.replace('"', "'")),
+                &format!(" name=\"{name}\" error=\"{}\"", e.message.replace('"', "'")),
             ),
         }
         if let Err(e) = prune(&s, retention).await {
-            log("error", "Failed to prune backups", &format!(" error=\"{}\"", e.0.replace('"', "'")));
+            log("error", "Failed to prune backups", &format!(" error=\"{}\"", e.message.replace('"', "'")));
         }
     }
 }

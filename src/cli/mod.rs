@@ -138,7 +138,7 @@ pub fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("rkectl agent: {e}");
-                ExitCode::from(1)
+                ExitCode::from(e.exit_code())
             }
         };
     }

@@ -603,12 +603,11 @@ impl Host for FakeHost {
             if spec.entrypoint.as_ref().and_then(|e| e.first()).is_some_and(|b| b.ends_with("etcdutl"))
                 && spec.image.contains("v3.4")
             {
-                return Err(HostError::Docker {
+                return Err(HostError::ProgramMissing {
                     host: self.addr.clone(),
                     op: "create".into(),
                     reason: "exec: \"/usr/local/bin/etcdutl\": stat /usr/local/bin/etcdutl: no such file or directory"
                         .into(),
-                    transient: false,
                 });
             }
             if s.containers.contains_key(&spec.name) {

@@ -165,6 +165,9 @@ pub enum HostError {
     Docker { host: HostAddr, op: String, reason: String, transient: bool },
     #[error("{op} on {host} failed: {reason}")]
     Io { host: HostAddr, op: String, reason: String, transient: bool },
+    /// The container's program is not in its image (an etcd 3.4 image has no `etcdutl`).
+    #[error("{op} on {host} failed: the program is not in the image: {reason}")]
+    ProgramMissing { host: HostAddr, op: String, reason: String },
     #[error("{host} is being changed by another rkectl apply ({holder})")]
     Locked { host: HostAddr, holder: String },
     #[error(
@@ -190,6 +193,7 @@ impl HostError {
             | HostError::HostKey { .. }
             | HostError::DockerDown { .. }
             | HostError::ImageUnavailable { .. }
+            | HostError::ProgramMissing { .. }
             | HostError::Locked { .. } => false,
         }
     }

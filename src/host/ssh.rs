@@ -431,6 +431,13 @@ impl SshHost {
     async fn docker_err(&self, op: &str, e: DockerError) -> HostError {
         let reason = chain(&e);
         let (reason, transient) = match &e {
+            DockerError::DockerResponseServerError { message, .. } if program_missing(message) => {
+                return HostError::ProgramMissing {
+                    host: self.addr.clone(),
+                    op: op.to_string(),
+                    reason: message.clone(),
+                };
+            }
             DockerError::DockerResponseServerError { status_code, message } => {
                 (format!("{message} (HTTP {status_code})"), *status_code == 503)
             }
@@ -1604,6 +1611,9 @@ fn redact_error(e: HostError, secrets: &[&Secret]) -> HostError {
         HostError::Docker { host, op, reason, transient } => {
             HostError::Docker { host, op, reason: redact(&reason, secrets), transient }
         }
+        HostError::ProgramMissing { host, op, reason } => {
+            HostError::ProgramMissing { host, op, reason: redact(&reason, secrets) }
+        }
         HostError::Unreachable { host, reason, transient } => {
             HostError::Unreachable { host, reason: redact(&reason, secrets), transient }
         }
@@ -1696,6 +1706,14 @@ fn is_transient_text(s: &str) -> bool {
 }
 
 /// An error and its sources, each said once.
+/// Whether Docker refused to start a container because its program is not in the image
+/// (runc: `exec: "/usr/local/bin/etcdutl": stat …: no such file or directory`, or
+/// `executable file not found in $PATH`).
+fn program_missing(message: &str) -> bool {
+    message.contains("executable file not found")
+        || (message.contains("exec: \"") && message.contains("no such file or directory"))
+}
+
 fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
@@ -1763,6 +1781,20 @@ impl PrivateDir {
 impl Drop for PrivateDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod program_missing_tests {
+    use super::program_missing;
+
+    #[test]
+    fn runcs_words_for_a_program_not_in_the_image() {
+        let etcd34 = "failed to create task for container: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec: \"/usr/local/bin/etcdutl\": stat /usr/local/bin/etcdutl: no such file or directory: unknown";
+        assert!(program_missing(etcd34));
+        assert!(program_missing("exec: \"etcdutl\": executable file not found in $PATH: unknown"));
+        assert!(!program_missing("error while creating mount source path '/opt/rke': no such file or directory"));
+        assert!(!program_missing("No such image: rancher/mirrored-coreos-etcd:v3.5.16"));
     }
 }
 

@@ -7,7 +7,7 @@ use crate::config::{HostAddr, Node};
 use crate::etcd::containers::{self, MemberChange, RestoreTool};
 use crate::etcd::{member_name, names};
 use crate::exec::{StepCtx, StepError};
-use crate::host::{Host, run_once};
+use crate::host::{Host, HostError, run_once};
 use crate::plan::step::{ClusterState, RollingSettings, SnapshotName};
 use std::time::{Duration, Instant};
 
@@ -54,9 +54,7 @@ impl Executor {
             match run_once(host.as_ref(), &spec).await {
                 Ok(out) => break out,
                 // etcd 3.4 images have no etcdutl; their etcdctl restores.
-                Err(e) if tool == RestoreTool::Etcdutl && e.to_string().contains("etcdutl") => {
-                    tool = RestoreTool::Etcdctl
-                }
+                Err(HostError::ProgramMissing { .. }) if tool == RestoreTool::Etcdutl => tool = RestoreTool::Etcdctl,
                 Err(e) => return Err(e.into()),
             }
         };
@@ -175,7 +173,7 @@ impl Executor {
         );
         let spec = containers::member_change(&self.cluster, via, MemberChange::Add { member, peer_url: peer });
         // etcd refuses a new member until every current one has been connected for a few
-        // seconds ("unhealthy cluster"): right after members start, that is a wait, not a fault.
+        // seconds (the helper exits EXIT_NOT_READY): right after members start, a wait.
         let start = Instant::now();
         loop {
             let out = run_once(host.as_ref(), &spec).await?;
@@ -184,7 +182,8 @@ impl Executor {
                     .ok_or_else(|| StepError::fatal("member add gave no report").with_logs(out.logs))?;
                 return Ok(());
             }
-            if !out.logs.contains("unhealthy cluster") || start.elapsed() > HEALTH_TIMEOUT {
+            let not_ready = out.exit_code == i64::from(crate::agent::EXIT_NOT_READY);
+            if !not_ready || start.elapsed() > HEALTH_TIMEOUT {
                 return Err(StepError::transient(format!("adding member {member} through {} failed", via.address))
                     .with_logs(out.logs));
             }
