@@ -320,7 +320,7 @@ async fn observe_members(cluster: &Cluster, pool: &HostPool, observed: &mut Obse
         let Ok(host) = pool.get(&via.address).await else { continue };
         let spec = containers::health_check(cluster, via, &[via]);
         let Ok(out) = run_once(host.as_ref(), &spec).await else { continue };
-        if let Some(r) = report::parse::<HealthReport>(&out.logs)
+        if let Ok(r) = report::parse::<HealthReport>(&out.logs)
             && !r.member_names.is_empty()
         {
             for n in &running {

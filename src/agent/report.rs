@@ -75,9 +75,20 @@ pub fn line<T: Serialize>(report: &T) -> String {
     format!("{PREFIX}{}", serde_json::to_string(report).expect("reports serialise"))
 }
 
+/// Why a container's output holds no usable report.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReportError {
+    #[error("it printed no report line")]
+    Missing,
+    /// A report line of another shape: a helper of another rkectl version, or a cut line.
+    #[error("its report line does not read as expected ({0})")]
+    Malformed(String),
+}
+
 /// Finds and parses the last report line in a container's output.
-pub fn parse<T: for<'de> Deserialize<'de>>(logs: &str) -> Option<T> {
-    logs.lines().rev().find_map(|l| l.trim_start().strip_prefix(PREFIX)).and_then(|j| serde_json::from_str(j).ok())
+pub fn parse<T: for<'de> Deserialize<'de>>(logs: &str) -> Result<T, ReportError> {
+    let line = logs.lines().rev().find_map(|l| l.trim_start().strip_prefix(PREFIX)).ok_or(ReportError::Missing)?;
+    serde_json::from_str(line).map_err(|e| ReportError::Malformed(e.to_string()))
 }
 
 /// Parses every report line in a container's output.
@@ -86,4 +97,18 @@ pub fn parse_all<T: for<'de> Deserialize<'de>>(logs: &str) -> Vec<T> {
         .filter_map(|l| l.trim_start().strip_prefix(PREFIX))
         .filter_map(|j| serde_json::from_str(j).ok())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_and_a_malformed_report_are_told_apart() {
+        assert_eq!(parse::<Done>("etcdctl chatter\n"), Err(ReportError::Missing));
+        let cut = format!("{PREFIX}{{\"changed\": tr\n");
+        assert!(matches!(parse::<Done>(&cut), Err(ReportError::Malformed(_))));
+        let ok = format!("noise\n{}\n", line(&Done { changed: true, detail: "x".into() }));
+        assert_eq!(parse::<Done>(&ok), Ok(Done { changed: true, detail: "x".into() }));
+    }
 }

@@ -179,7 +179,7 @@ impl Executor {
             let out = run_once(host.as_ref(), &spec).await?;
             if out.exit_code == 0 {
                 let _: Done = crate::agent::report::parse(&out.logs)
-                    .ok_or_else(|| StepError::fatal("member add gave no report").with_logs(out.logs))?;
+                    .map_err(|e| StepError::fatal(format!("member add: {e}")).with_logs(out.logs))?;
                 return Ok(());
             }
             let not_ready = out.exit_code == i64::from(crate::agent::EXIT_NOT_READY);
@@ -260,7 +260,7 @@ impl Executor {
         loop {
             let out = run_once(host.as_ref(), &spec).await?;
             let problem = match crate::agent::report::parse::<HealthReport>(&out.logs) {
-                Some(report) => {
+                Ok(report) => {
                     let sick: Vec<String> = report
                         .members
                         .iter()
@@ -278,7 +278,7 @@ impl Executor {
                         sick.join("; ")
                     }
                 }
-                None => out.logs.lines().last().unwrap_or("no report").to_string(),
+                Err(e) => format!("the health check: {e}: {}", out.logs.lines().last().unwrap_or("")),
             };
             if start.elapsed() > HEALTH_TIMEOUT {
                 return Err(StepError::fatal(format!(

@@ -120,9 +120,8 @@ impl Executor {
             ))
             .with_logs(out.logs));
         }
-        report::parse(&out.logs).ok_or_else(|| {
-            StepError::fatal(format!("container {} on host {} gave no report", spec.name, host.addr()))
-                .with_logs(out.logs)
+        report::parse(&out.logs).map_err(|e| {
+            StepError::fatal(format!("container {} on host {}: {e}", spec.name, host.addr())).with_logs(out.logs)
         })
     }
 
@@ -133,9 +132,8 @@ impl Executor {
         spec: &ContainerSpec,
     ) -> Result<T, StepError> {
         let out = self.helper(host, spec).await?;
-        report::parse(&out.logs).ok_or_else(|| {
-            StepError::fatal(format!("container {} on host {} gave no report", spec.name, host.addr()))
-                .with_logs(out.logs)
+        report::parse(&out.logs).map_err(|e| {
+            StepError::fatal(format!("container {} on host {}: {e}", spec.name, host.addr())).with_logs(out.logs)
         })
     }
 
