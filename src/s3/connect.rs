@@ -236,14 +236,7 @@ pub(crate) async fn resolve_keys(settings: &S3Settings) -> Result<S3Settings, S3
         return Ok(settings.clone());
     }
     let env = Environment::of_process(settings).await?;
-    let region = settings
-        .region
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .map(str::to_string)
-        .or(env.region)
-        .unwrap_or_else(|| DEFAULT_REGION.to_string());
+    let region = chosen_region(settings, env.region);
     let endpoint = settings.endpoint.clone();
     let provider = credentials(settings, &Region::new(region))?;
     let c = provider.provide_credentials().await.map_err(|e| {
@@ -327,14 +320,7 @@ pub(crate) fn build(
         return Err(S3Error::Settings { reason: "the bucket name is empty".into() });
     }
     let endpoint = parse_endpoint(&settings.endpoint)?;
-    let region_name = settings
-        .region
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .map(str::to_string)
-        .or(env.region)
-        .unwrap_or_else(|| DEFAULT_REGION.to_string());
+    let region_name = chosen_region(settings, env.region);
     let region = Region::new(region_name.clone());
     let creds = credentials(settings, &region)?;
 
@@ -378,6 +364,12 @@ pub(crate) fn build(
         secrets: [settings.access_key.clone(), settings.secret_key.clone()],
     };
     Ok((aws_sdk_s3::Client::from_conf(config.build()), classifier, endpoint))
+}
+
+/// The region: the flag's or cluster.yml's, else the AWS environment's, else `us-east-1`.
+fn chosen_region(settings: &S3Settings, from_environment: Option<String>) -> String {
+    let given = settings.region.as_deref().map(str::trim).filter(|r| !r.is_empty());
+    given.map(str::to_string).or(from_environment).unwrap_or_else(|| DEFAULT_REGION.to_string())
 }
 
 #[cfg(test)]
