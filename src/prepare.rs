@@ -14,7 +14,7 @@ use crate::refresh::{self, Needs, RefreshError};
 use crate::rke::state::{RkeState, RkeStateError};
 use crate::secret::Secret;
 use crate::state::StatePaths;
-use crate::state::cluster_state::{ClusterState, StateError};
+use crate::state::cluster_state::{RkectlState, StateError};
 use miette::Diagnostic;
 use std::sync::Arc;
 
@@ -39,7 +39,7 @@ pub struct Prepared {
     pub plan: Plan,
     pub cfg: LoadedConfig,
     pub paths: StatePaths,
-    pub state: ClusterState,
+    pub state: RkectlState,
     /// The PKI, for actions that place certificates (and the state file it lives in).
     pub pki: Option<ClusterPki>,
     /// RKE's state beside cluster.yml as it was read (sealed with S3 snapshots for DR).
@@ -109,9 +109,9 @@ fn places_certificates(spec: &ActionSpec) -> bool {
 }
 
 /// The files beside cluster.yml: rkectl's state and RKE's.
-pub fn local_state(cfg: &LoadedConfig) -> Result<(StatePaths, ClusterState, Option<RkeState>), PrepareError> {
+pub fn local_state(cfg: &LoadedConfig) -> Result<(StatePaths, RkectlState, Option<RkeState>), PrepareError> {
     let paths = StatePaths::beside(&cfg.dir(), &cfg.stem());
-    let state = ClusterState::load(&paths.state)?;
+    let state = RkectlState::load(&paths.state)?;
     let rke = RkeState::load(&crate::rke::state::path_for(&cfg.path))?;
     Ok((paths, state, rke))
 }
@@ -331,7 +331,7 @@ pub fn pool(
 
 /// Members that were deployed (by rkectl, or by RKE per its current state) but are no
 /// longer etcd nodes of cluster.yml.
-pub fn removed_members(cluster: &Cluster, state: &ClusterState, rke: Option<&RkeState>) -> Vec<RemovedMember> {
+pub fn removed_members(cluster: &Cluster, state: &RkectlState, rke: Option<&RkeState>) -> Vec<RemovedMember> {
     let mut out: Vec<RemovedMember> = Vec::new();
     let deployed = state.members.iter().map(|m| (m.address.clone(), m.member.clone())).chain(
         rke.map(RkeState::deployed_etcd_nodes)

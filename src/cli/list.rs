@@ -19,7 +19,7 @@ pub struct Row {
     pub modified: i64,
     pub size: u64,
     /// Where a copy is: host addresses and `s3`.
-    pub copies: BTreeMap<String, Copy>,
+    pub copies: BTreeMap<String, ListedCopy>,
     /// Every copy has the same size and checksum.
     pub consistent: bool,
     /// The copies differ because each host took its own (RKE's, recurring ones), not
@@ -29,7 +29,7 @@ pub struct Row {
 
 /// One copy.
 #[derive(Debug, serde::Serialize)]
-pub struct Copy {
+pub struct ListedCopy {
     /// rkectl copied this one save to every host (copies must agree); else each host's own.
     pub identical_everywhere: bool,
     pub format: SnapshotFormat,
@@ -53,7 +53,7 @@ pub async fn run(common: &Common, verify: bool, s3_flags: &S3Flags) -> Result<()
         .await
         .map_err(|e| redact_refusal(e, &secrets))?;
     let mut rows: BTreeMap<SnapshotName, Row> = BTreeMap::new();
-    let mut add = |name: &SnapshotName, place: String, modified: i64, copy: Copy| {
+    let mut add = |name: &SnapshotName, place: String, modified: i64, copy: ListedCopy| {
         let row = rows.entry(name.clone()).or_insert_with(|| Row {
             name: name.clone(),
             format: copy.format,
@@ -77,7 +77,7 @@ pub async fn run(common: &Common, verify: bool, s3_flags: &S3Flags) -> Result<()
                 name,
                 host.to_string(),
                 c.modified,
-                Copy {
+                ListedCopy {
                     identical_everywhere: c.identical_everywhere,
                     format: c.format,
                     has_state: c.has_state,
@@ -90,7 +90,7 @@ pub async fn run(common: &Common, verify: bool, s3_flags: &S3Flags) -> Result<()
     }
     if let Some(s) = &observed.s3 {
         for (name, c) in &s.snapshots {
-            let copy = Copy {
+            let copy = ListedCopy {
                 identical_everywhere: false,
                 format: c.format,
                 has_state: c.has_state,

@@ -149,7 +149,7 @@ pub fn compile_with(template: &Template, input: &CompileInput<'_>) -> Result<Pla
                     for kind in &p.steps {
                         for action in b.plan_cluster(*kind)? {
                             let after = b.cluster_deps();
-                            let id = b.push(None, &p.name, after, action);
+                            let id = b.push(None, after, action);
                             b.cluster_tail = Some(id);
                         }
                     }
@@ -171,7 +171,7 @@ pub fn compile_with(template: &Template, input: &CompileInput<'_>) -> Result<Pla
                                 after.push(prev.clone());
                             }
                             first_in_phase = false;
-                            let id = b.push(Some(host.clone()), &p.name, after, action);
+                            let id = b.push(Some(host.clone()), after, action);
                             b.planned.insert((host.clone(), *kind));
                             b.tail.insert(host.clone(), id);
                         }
@@ -201,7 +201,6 @@ pub fn compile_with(template: &Template, input: &CompileInput<'_>) -> Result<Pla
         format: FORMAT,
         action: input.action.clone(),
         title: template.title.clone(),
-        destructive: template.destructive,
         cluster_name: input.cluster.name.clone(),
         cluster_hash: input.cluster_hash.to_string(),
         observed_fingerprint: observed.fingerprint(),
@@ -225,7 +224,7 @@ impl<'a> Builder<'a> {
         self.nodes.get(addr).copied()
     }
 
-    fn push(&mut self, host: Option<HostAddr>, phase: &str, after: Vec<StepId>, action: StepAction) -> StepId {
+    fn push(&mut self, host: Option<HostAddr>, after: Vec<StepId>, action: StepAction) -> StepId {
         let kind = action.kind();
         let base = match &host {
             Some(h) => format!("{kind}@{h}"),
@@ -238,7 +237,7 @@ impl<'a> Builder<'a> {
             n += 1;
         }
         self.ids.insert(id.clone());
-        self.steps.push(Step { id: id.clone(), host, phase: phase.to_string(), after, action });
+        self.steps.push(Step { id: id.clone(), host, after, action });
         id
     }
 
@@ -263,7 +262,6 @@ impl<'a> Builder<'a> {
         self.steps.push(Step {
             id: id.clone(),
             host: None,
-            phase: "barrier".into(),
             after,
             action: StepAction::Barrier { reason: reason.to_string() },
         });

@@ -139,7 +139,6 @@ pub struct Plan {
     pub format: u32,
     pub action: ActionSpec,
     pub title: String,
-    pub destructive: bool,
     pub cluster_name: String,
     /// BLAKE3 of cluster.yml's text when the plan was made.
     pub cluster_hash: String,

@@ -455,8 +455,6 @@ pub struct Step {
     pub id: StepId,
     /// The host it acts on; `None` for barriers and cluster-wide steps.
     pub host: Option<HostAddr>,
-    /// The template phase it came from.
-    pub phase: String,
     /// Steps that must finish first.
     pub after: Vec<StepId>,
     #[serde(flatten)]
@@ -498,7 +496,6 @@ mod tests {
         let s = Step {
             id: StepId("clean-host@10.0.0.1".into()),
             host: Some(HostAddr("10.0.0.1".into())),
-            phase: "restore".into(),
             after: vec![StepId("barrier#1".into())],
             action: StepAction::CleanHost,
         };

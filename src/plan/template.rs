@@ -60,7 +60,6 @@ pub enum Entry {
 pub struct Template {
     pub action: String,
     pub title: String,
-    pub destructive: bool,
     pub phases: Vec<Entry>,
 }
 

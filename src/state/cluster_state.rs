@@ -22,7 +22,7 @@ pub struct DeployedMember {
 
 /// What the state file holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ClusterState {
+pub struct RkectlState {
     pub cluster_name: String,
     pub members: Vec<DeployedMember>,
 }
@@ -61,12 +61,12 @@ pub enum StateError {
     LegacyPki { path: PathBuf },
 }
 
-impl ClusterState {
+impl RkectlState {
     /// Reads the state file; a missing file is an empty state.
-    pub fn load(path: &Path) -> Result<ClusterState, StateError> {
+    pub fn load(path: &Path) -> Result<RkectlState, StateError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ClusterState::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RkectlState::default()),
             Err(source) => return Err(StateError::Io { path: path.to_path_buf(), source }),
         };
         let d: OnDisk = serde_json::from_str(&text)
@@ -80,7 +80,7 @@ impl ClusterState {
         if d.pki.as_ref().is_some_and(|p| !p.is_null()) {
             return Err(StateError::LegacyPki { path: path.to_path_buf() });
         }
-        Ok(ClusterState { cluster_name: d.cluster_name, members: d.members })
+        Ok(RkectlState { cluster_name: d.cluster_name, members: d.members })
     }
 
     /// Writes the state file atomically with mode 0600.

@@ -289,7 +289,6 @@ mod tests {
             format: crate::plan::FORMAT,
             action: crate::plan::ActionSpec::Up,
             title: "t".into(),
-            destructive: false,
             cluster_name: "c".into(),
             cluster_hash: "h".into(),
             observed: Default::default(),
