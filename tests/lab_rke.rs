@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::lab::{Lab, text};
+use common::lab::{Lab, json_line, text};
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 
@@ -104,7 +104,7 @@ fn up_on_a_cluster_rke_built_plans_no_change_and_the_listing_shows_rkes_zips() {
 
     let list = lab.rkectl(&["etcd", "snapshot-list", "--json"]);
     assert!(list.status.success(), "{}", text(&list));
-    let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let rows = json_line(&list, "snapshots");
     for name in [rke.get("ONE_TIME_SNAPSHOT"), rke.get("RECURRING_SNAPSHOT")] {
         let row = rows
             .as_array()

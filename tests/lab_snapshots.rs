@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::lab::{Lab, text};
+use common::lab::{Lab, json_line, text};
 use std::time::Duration;
 
 const NODES: [&str; 3] = ["node1", "node2", "node3"];
@@ -230,8 +230,7 @@ fn backup_config_becomes_the_agents_settings_and_keeps_exactly_retention_snapsho
     let plan = lab.ok(&["plan", "up", "--new-pki"]);
     assert!(plan.contains("backup_config overrides the legacy creation=5m0s/retention=24h0m0s"), "{plan}");
     assert!(!plan.contains(&lab.env["S3_SECRET_KEY"]) && !plan.contains(&lab.env["S3_ACCESS_KEY"]), "keys in the plan");
-    let json: serde_json::Value =
-        serde_json::from_slice(&lab.rkectl(&["plan", "up", "--new-pki", "--json"]).stdout).unwrap();
+    let json = json_line(&lab.rkectl(&["plan", "up", "--new-pki", "--json"]), "plan");
     let starts: Vec<&serde_json::Value> =
         json["steps"].as_array().unwrap().iter().filter(|s| s["kind"] == "start-rolling-snapshots").collect();
     assert_eq!(starts.len(), 3);
@@ -286,8 +285,7 @@ fn snapshot_list_shows_every_copy_and_flags_one_that_differs() {
     assert!(a.contains("DIFFER") && a.contains(&lab.addr("node2")), "{a}");
     let b = out.lines().find(|l| l.starts_with("b.db")).unwrap_or_else(|| panic!("{out}"));
     assert!(b.contains("agree") && b.contains("s3") && b.contains(&lab.addr("node3")), "{b}");
-    let json: serde_json::Value =
-        serde_json::from_slice(&lab.rkectl(&["etcd", "snapshot-list", "--verify", "--json"]).stdout).unwrap();
+    let json = json_line(&lab.rkectl(&["etcd", "snapshot-list", "--verify", "--json"]), "snapshots");
     let a = json.as_array().unwrap().iter().find(|r| r["name"] == "a.db").unwrap();
     assert_eq!(a["consistent"], false);
     assert_eq!(a["copies"][lab.addr("node2")]["etcd_ok"], false, "the flipped byte breaks etcd's hash check");

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::lab::{Lab, text};
+use common::lab::{Lab, json_line, text};
 use std::process::Command;
 
 fn ca_file(lab: &Lab) -> std::path::PathBuf {
@@ -67,7 +67,7 @@ fn a_second_up_plans_no_changes_and_touches_nothing() {
     let before = lab.world_fingerprint(&["node1", "node2", "node3"]);
     let plan = lab.ok(&["plan", "up"]);
     assert!(plan.contains("No changes"), "{plan}");
-    let json: serde_json::Value = serde_json::from_slice(&lab.rkectl(&["plan", "up", "--json"]).stdout).unwrap();
+    let json = json_line(&lab.rkectl(&["plan", "up", "--json"]), "plan");
     let kinds: Vec<&str> = json["steps"].as_array().unwrap().iter().map(|s| s["kind"].as_str().unwrap()).collect();
     assert!(kinds.iter().all(|k| *k == "dial" || *k == "barrier"), "{kinds:?}");
     let again = lab.ok(&["up", "--yes"]);
@@ -89,8 +89,8 @@ fn a_fourth_etcd_node_joins_and_leaves() {
     );
     let four = three.replacen("services:", &format!("{node4}services:"), 1);
     lab.write_cluster_yml(&four);
-    let plan = String::from_utf8_lossy(&lab.rkectl(&["plan", "up", "--json"]).stdout).into_owned();
-    let json: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    let json = json_line(&lab.rkectl(&["plan", "up", "--json"]), "plan");
+    let plan = json.to_string();
     let steps = json["steps"].as_array().unwrap();
     let adds: Vec<&serde_json::Value> = steps.iter().filter(|s| s["kind"] == "member-add").collect();
     assert_eq!(adds.len(), 1, "{plan}");
@@ -103,8 +103,7 @@ fn a_fourth_etcd_node_joins_and_leaves() {
 
     // And out again.
     lab.write_cluster_yml(&three);
-    let plan = String::from_utf8_lossy(&lab.rkectl(&["plan", "up", "--json"]).stdout).into_owned();
-    let json: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    let json = json_line(&lab.rkectl(&["plan", "up", "--json"]), "plan");
     let kinds: Vec<(String, String)> = json["steps"]
         .as_array()
         .unwrap()
@@ -133,7 +132,7 @@ fn a_changed_etcd_setting_recreates_members_one_at_a_time() {
         1,
     );
     lab.write_cluster_yml(&changed);
-    let json: serde_json::Value = serde_json::from_slice(&lab.rkectl(&["plan", "up", "--json"]).stdout).unwrap();
+    let json = json_line(&lab.rkectl(&["plan", "up", "--json"]), "plan");
     let starts: Vec<&serde_json::Value> =
         json["steps"].as_array().unwrap().iter().filter(|s| s["kind"] == "start-etcd").collect();
     assert_eq!(starts.len(), 3);

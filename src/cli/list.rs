@@ -111,7 +111,7 @@ pub async fn run(common: &Common, verify: bool, s3_flags: &S3Flags) -> Result<()
         row.size = sizes.iter().next().copied().unwrap_or(row.size);
     }
     if common.json {
-        println!("{}", serde_json::to_string_pretty(&rows.values().collect::<Vec<_>>()).expect("rows serialise"));
+        super::json_line("snapshots", &rows.values().collect::<Vec<_>>());
         return Ok(());
     }
     let hosts: Vec<String> = cfg.cluster.etcd_nodes().map(|n| n.address.to_string()).collect();

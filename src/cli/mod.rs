@@ -142,15 +142,53 @@ pub fn main() -> ExitCode {
             }
         };
     }
+    let json = json_output(&cli.command);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match rt.block_on(dispatch(cli.command)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            if json {
+                json_line("result", &serde_json::json!({ "exit": 0 }));
+            }
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             let code = e.exit_code();
+            if json {
+                let error = serde_json::json!({
+                    "exit": code,
+                    "code": e.code().map(|c| c.to_string()),
+                    "message": e.to_string(),
+                    "help": e.help().map(|h| h.to_string()),
+                });
+                json_line("error", &error);
+            }
             eprintln!("{:?}", Report::new(e));
             ExitCode::from(code)
         }
     }
+}
+
+/// Whether the command was asked for `--json`: then stdout is one stream of JSON lines, each
+/// an object with one key saying what it is (`plan`, `event`, `snapshots`, then `result` or
+/// `error`), so a script reads it line by line without telling documents apart.
+fn json_output(cmd: &Command) -> bool {
+    match cmd {
+        Command::Up { common, .. }
+        | Command::Etcd { common, .. }
+        | Command::Cleanup { common }
+        | Command::Plan { common, .. }
+        | Command::Apply { common, .. } => common.json,
+        Command::Completions { .. } | Command::Man | Command::Agent { .. } => false,
+    }
+}
+
+/// Writes `{"<key>": value}` as one line on stdout.
+pub(crate) fn json_line(key: &str, value: &impl serde::Serialize) {
+    let mut out = std::io::stdout().lock();
+    let mut line = serde_json::Map::new();
+    line.insert(key.to_string(), serde_json::to_value(value).expect("output serialises"));
+    let _ = serde_json::to_writer(&mut out, &line);
+    let _ = out.write_all(b"\n");
 }
 
 async fn dispatch(cmd: Command) -> Result<(), CliError> {
@@ -352,8 +390,8 @@ fn redact_refusal(e: impl Diagnostic + Send + Sync + 'static, secrets: &[Secret]
 fn show(plan: &Plan, common: &Common) {
     let mut out = std::io::stdout().lock();
     if common.json {
-        let _ = serde_json::to_writer_pretty(&mut out, plan);
-        let _ = writeln!(out);
+        drop(out);
+        json_line("plan", plan);
     } else {
         let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
         let _ = write!(out, "{}", render(plan, RenderOptions { color }));

@@ -155,8 +155,10 @@ pub struct JsonLines;
 
 impl Reporter for JsonLines {
     fn event(&self, e: &ApplyEvent) {
+        // One line `{"event": …}`, as every line of the `--json` stream names what it is.
         let mut out = std::io::stdout().lock();
+        let _ = out.write_all(b"{\"event\":");
         let _ = serde_json::to_writer(&mut out, e);
-        let _ = out.write_all(b"\n");
+        let _ = out.write_all(b"}\n");
     }
 }

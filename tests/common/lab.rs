@@ -353,3 +353,12 @@ fn log_output(what: &str, out: &Output) {
         eprintln!("  | {l}");
     }
 }
+
+/// The value of the line `{"<key>": …}` of a command's `--json` stream (stdout).
+pub fn json_line(out: &Output, key: &str) -> serde_json::Value {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| v.get(key).cloned())
+        .unwrap_or_else(|| panic!("no {key:?} line in the --json output:\n{}", text(out)))
+}
