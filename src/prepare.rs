@@ -202,6 +202,14 @@ fn pki_notes(p: &ClusterPki, applied: bool) -> Vec<String> {
     notes
 }
 
+/// How the state sealed beside an S3 snapshot may be opened.
+#[derive(Clone, Copy)]
+struct SealedSource<'a> {
+    passphrase: Option<&'a Secret>,
+    /// There is no other state: a sealed one that cannot be opened stops the restore.
+    needed: bool,
+}
+
 /// The cluster state stored with snapshot `name`, for a restore: inside RKE's archive on
 /// the first etcd host that has one (the host RKE would read it from), else in S3 (inside
 /// the archive, or sealed in rkectl's manifest). Only the archive's directory and the state
@@ -214,27 +222,6 @@ async fn snapshot_state(
     sealed: SealedSource<'_>,
     observed: &Observed,
 ) -> Result<Option<(RkeState, SnapshotStateOrigin)>, PrepareError> {
-    Ok(find_snapshot_state(cfg, name, pool, s3, sealed, observed).await?.and_then(|(text, origin)| {
-        RkeState::parse(std::path::Path::new("(snapshot)"), text.expose()).ok().map(|s| (s, origin))
-    }))
-}
-
-/// How the state sealed beside an S3 snapshot may be opened.
-#[derive(Clone, Copy)]
-struct SealedSource<'a> {
-    passphrase: Option<&'a Secret>,
-    /// There is no other state: a sealed one that cannot be opened stops the restore.
-    needed: bool,
-}
-
-async fn find_snapshot_state(
-    cfg: &LoadedConfig,
-    name: &SnapshotName,
-    pool: Option<&HostPool>,
-    s3: Option<&S3Settings>,
-    sealed: SealedSource<'_>,
-    observed: &Observed,
-) -> Result<Option<(Secret, SnapshotStateOrigin)>, PrepareError> {
     let path = std::path::Path::new("(snapshot)");
     let parse = |text: &Secret| RkeState::parse(path, text.expose()).ok();
     if let Some(pool) = pool {
@@ -246,9 +233,9 @@ async fn find_snapshot_state(
             }
             let Ok(host) = pool.get(&node.address).await else { continue };
             if let Ok(Some(text)) = crate::steps::archive_state(host, name).await
-                && parse(&text).is_some()
+                && let Some(state) = parse(&text)
             {
-                return Ok(Some((text, SnapshotStateOrigin::Host(node.address.clone()))));
+                return Ok(Some((state, SnapshotStateOrigin::Host(node.address.clone()))));
             }
         }
     }
@@ -260,8 +247,8 @@ async fn find_snapshot_state(
         let source = Arc::new(S3Object { client: client.clone(), object: object.clone(), size: copy.size });
         if let Ok(Some(bytes)) = crate::rke::archive::remote_state(source, name.as_str()).await {
             let text = Secret::new(String::from_utf8_lossy(&bytes).into_owned());
-            if parse(&text).is_some() {
-                return Ok(Some((text, SnapshotStateOrigin::S3Archive)));
+            if let Some(state) = parse(&text) {
+                return Ok(Some((state, SnapshotStateOrigin::S3Archive)));
             }
         }
     }
@@ -277,7 +264,7 @@ async fn find_snapshot_state(
     // not another state exists: the user expects this one to be used.
     let text = crate::state::seal::open(passphrase, name, blob)
         .map_err(|problem| PrepareError::SealedStateDoesNotOpen { name: name.clone(), problem })?;
-    Ok(parse(&text).is_some().then_some((text, SnapshotStateOrigin::S3Sealed)))
+    Ok(parse(&text).map(|state| (state, SnapshotStateOrigin::S3Sealed)))
 }
 
 /// An S3 object, read in ranges.
