@@ -14,6 +14,7 @@ pub mod report;
 pub mod rolling;
 pub mod snapshot;
 pub mod stall;
+pub mod transfer;
 pub mod verify;
 
 use crate::config::S3Settings;
@@ -194,6 +195,34 @@ pub enum AgentCommand {
         #[command(flatten)]
         tls: Tls,
     },
+    /// Serves one snapshot file once to one peer, over mutual TLS (the source of a
+    /// host-to-host copy).
+    ServeSnapshot {
+        #[arg(long)]
+        file: PathBuf,
+        /// This host's address on the cluster network.
+        #[arg(long)]
+        listen: std::net::IpAddr,
+        /// The only host that may fetch it.
+        #[arg(long)]
+        peer: std::net::IpAddr,
+        /// Give up when the peer has not fetched it within this many seconds.
+        #[arg(long, default_value_t = 120)]
+        wait_secs: u64,
+        #[command(flatten)]
+        tls: Tls,
+    },
+    /// Fetches a snapshot file another host serves, hashing it as it is written.
+    FetchSnapshot {
+        #[arg(long)]
+        from: std::net::SocketAddr,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        size: u64,
+        #[command(flatten)]
+        tls: Tls,
+    },
     /// The recurring snapshot service (`etcd-rolling-snapshots`).
     RollingSnapshots {
         #[arg(long)]
@@ -252,6 +281,8 @@ pub struct AgentError {
     /// The cluster cannot take the change yet (etcd: "unhealthy cluster" right after
     /// members start): the caller waits and tries again rather than failing.
     pub not_ready: bool,
+    /// The other host could not be reached at all (a host-to-host copy goes another way).
+    pub unreachable: bool,
 }
 
 /// The agent's exit code when the cluster is not ready for the change yet (EX_TEMPFAIL);
@@ -261,17 +292,28 @@ pub const EXIT_NOT_READY: u8 = 75;
 impl AgentError {
     /// An error with context.
     pub fn new(msg: impl Into<String>) -> Self {
-        AgentError { message: msg.into(), not_ready: false }
+        AgentError { message: msg.into(), not_ready: false, unreachable: false }
     }
 
     /// The cluster is not ready for the change yet; try again later.
     pub fn not_ready(msg: impl Into<String>) -> Self {
-        AgentError { message: msg.into(), not_ready: true }
+        AgentError { message: msg.into(), not_ready: true, unreachable: false }
+    }
+
+    /// The other host could not be reached at all.
+    pub fn unreachable(msg: impl Into<String>) -> Self {
+        AgentError { message: msg.into(), not_ready: false, unreachable: true }
     }
 
     /// The process exit code that says which of the two it is.
     pub fn exit_code(&self) -> u8 {
-        if self.not_ready { EXIT_NOT_READY } else { 1 }
+        if self.not_ready {
+            EXIT_NOT_READY
+        } else if self.unreachable {
+            transfer::EXIT_UNREACHABLE
+        } else {
+            1
+        }
     }
 }
 
@@ -352,6 +394,26 @@ pub async fn run(cmd: AgentCommand) -> Result<(), AgentError> {
             etcdctl::member_add(&endpoint, &tls, &member, &peer_url).await
         }
         AgentCommand::MemberRemove { member, endpoint, tls } => etcdctl::member_remove(&endpoint, &tls, &member).await,
+        AgentCommand::ServeSnapshot { file, listen, peer, wait_secs, tls } => {
+            let files = transfer::TlsFiles { ca: &tls.cacert, cert: &tls.cert, key: &tls.key };
+            let server = transfer::Server::bind(&file, listen, &files).await?;
+            println!("{}{}", transfer::LISTENING, server.port());
+            std::io::Write::flush(&mut std::io::stdout())?;
+            let r = server.serve(peer, std::time::Duration::from_secs(wait_secs)).await?;
+            println!("{}", report::line(&r));
+            Ok(())
+        }
+        AgentCommand::FetchSnapshot { from, out, size, tls } => {
+            let files = transfer::TlsFiles { ca: &tls.cacert, cert: &tls.cert, key: &tls.key };
+            match transfer::fetch(from, &out, &files, size).await {
+                Ok(r) => {
+                    println!("{}", report::line(&r));
+                    Ok(())
+                }
+                Err(transfer::FetchError::Unreachable(why)) => Err(AgentError::unreachable(why)),
+                Err(transfer::FetchError::Failed(e)) => Err(e),
+            }
+        }
         AgentCommand::RollingSnapshots { endpoint, dir, tls, creation, retention, keep, stall_limit, s3 } => {
             rolling::run(rolling::Settings {
                 endpoint,

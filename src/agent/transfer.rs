@@ -1,0 +1,262 @@
+//! Host-to-host copies of a snapshot over the cluster network, so that its bytes never pass
+//! through the workstation (RKE serves a restore's snapshot between hosts the same way).
+//!
+//! The source runs [`serve`]: it listens on its cluster address, accepts only the listed
+//! peer, requires a client certificate signed by the cluster's CA (mutual TLS with the etcd
+//! member certificates), sends the one file (its size, then its bytes) and exits. The
+//! destination runs [`fetch`]: it checks the server's certificate against the same CA and
+//! the source's address, writes the bytes to a private temporary file while hashing them,
+//! and moves the file into place only when every byte arrived.
+//!
+//! A destination that cannot open the connection exits with [`EXIT_UNREACHABLE`], which
+//! the workstation takes as "copy through me instead"; any later failure is a failure.
+
+use super::AgentError;
+use super::snapshot::PrintProgress;
+use crate::model::Checksum;
+use rustls::RootCertStore;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Prefix of the line on which [`serve`] says which port it listens on.
+pub const LISTENING: &str = "RKECTL-LISTENING ";
+
+/// The fetch's exit code when it could not reach the source at all (EX_UNAVAILABLE).
+pub const EXIT_UNREACHABLE: u8 = 69;
+
+/// How long a connection attempt may take before the source counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a fetch received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchReport {
+    pub size: u64,
+    pub checksum: Checksum,
+}
+
+/// What a serve sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServeReport {
+    pub bytes: u64,
+    pub peer: IpAddr,
+}
+
+/// The certificate files of a member, as mounted in the helper.
+pub struct TlsFiles<'a> {
+    pub ca: &'a Path,
+    pub cert: &'a Path,
+    pub key: &'a Path,
+}
+
+fn load(
+    files: &TlsFiles<'_>,
+) -> Result<(RootCertStore, Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), AgentError> {
+    let bad = |what: &str, p: &Path, e: &dyn std::fmt::Display| AgentError::new(format!("{what} {}: {e}", p.display()));
+    let mut roots = RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(files.ca).map_err(|e| bad("cannot read the CA", files.ca, &e))? {
+        roots.add(c.map_err(|e| bad("cannot read the CA", files.ca, &e))?).map_err(|e| bad("bad CA", files.ca, &e))?;
+    }
+    let chain = CertificateDer::pem_file_iter(files.cert)
+        .map_err(|e| bad("cannot read the certificate", files.cert, &e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad("cannot read the certificate", files.cert, &e))?;
+    // The key file's content never goes into a message, only its path.
+    let key = PrivateKeyDer::from_pem_file(files.key)
+        .map_err(|_| AgentError::new(format!("cannot read the private key {}", files.key.display())))?;
+    Ok((roots, chain, key))
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// The source's side of a copy: bound and ready, its port known.
+pub struct Server {
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    source: tokio::fs::File,
+    size: u64,
+    file: std::path::PathBuf,
+}
+
+impl Server {
+    /// Opens `file` and listens on `listen` (any free port) with the member's certificate.
+    pub async fn bind(file: &Path, listen: IpAddr, tls: &TlsFiles<'_>) -> Result<Server, AgentError> {
+        let (roots, chain, key) = load(tls)?;
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| AgentError::new(format!("client verifier: {e}")))?;
+        let config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| AgentError::new(e.to_string()))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .map_err(|e| AgentError::new(format!("the member certificate {}: {e}", tls.cert.display())))?;
+        let source = tokio::fs::File::open(file)
+            .await
+            .map_err(|e| AgentError::new(format!("cannot open {}: {e}", file.display())))?;
+        let size = source.metadata().await?.len();
+        let listener = tokio::net::TcpListener::bind(SocketAddr::new(listen, 0))
+            .await
+            .map_err(|e| AgentError::new(format!("cannot listen on {listen}: {e}")))?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        Ok(Server { listener, acceptor, source, size, file: file.to_path_buf() })
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Sends the file once to `peer` (its size, then its bytes); gives up when no peer
+    /// fetched it within `wait`. Connections from other addresses, and peers without a
+    /// certificate of the cluster's CA, are turned away.
+    pub async fn serve(mut self, peer: IpAddr, wait: Duration) -> Result<ServeReport, AgentError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let file = self.file.display().to_string();
+        loop {
+            let (tcp, from) = tokio::time::timeout_at(deadline, self.listener.accept())
+                .await
+                .map_err(|_| AgentError::new(format!("{peer} did not fetch {file} within {}s", wait.as_secs())))??;
+            if from.ip() != peer {
+                eprintln!("refused a connection from {from}: only {peer} may fetch {file}");
+                continue;
+            }
+            let mut stream = match tokio::time::timeout_at(deadline, self.acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    eprintln!("refused {from}: {e}");
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            stream.write_all(&self.size.to_be_bytes()).await?;
+            let sent = tokio::io::copy(&mut self.source, &mut stream).await?;
+            stream.shutdown().await?;
+            if sent != self.size {
+                return Err(AgentError::new(format!(
+                    "{file} changed while it was sent ({sent} of {} bytes)",
+                    self.size
+                )));
+            }
+            return Ok(ServeReport { bytes: sent, peer });
+        }
+    }
+}
+
+/// Why a fetch failed: before anything was received (copy another way) or after.
+#[derive(Debug)]
+pub enum FetchError {
+    Unreachable(String),
+    Failed(AgentError),
+}
+
+impl From<std::io::Error> for FetchError {
+    fn from(e: std::io::Error) -> Self {
+        FetchError::Failed(e.into())
+    }
+}
+
+/// Fetches the file `from` serves into `out` (mode 0600), hashing it as it is written.
+pub async fn fetch(
+    from: SocketAddr,
+    out: &Path,
+    tls: &TlsFiles<'_>,
+    expect_size: u64,
+) -> Result<FetchReport, FetchError> {
+    let (roots, chain, key) = load(tls).map_err(FetchError::Failed)?;
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| FetchError::Failed(AgentError::new(e.to_string())))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| {
+            FetchError::Failed(AgentError::new(format!("the member certificate {}: {e}", tls.cert.display())))
+        })?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let unreachable = |e: &dyn std::fmt::Display| FetchError::Unreachable(format!("cannot reach {from}: {e}"));
+    // The source starts listening just before it says so; a refusal right then is retried.
+    let tcp = {
+        let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+        loop {
+            match tokio::time::timeout_at(deadline, tokio::net::TcpStream::connect(from)).await {
+                Ok(Ok(s)) => break s,
+                Ok(Err(e))
+                    if e.kind() == std::io::ErrorKind::ConnectionRefused
+                        && tokio::time::Instant::now() + Duration::from_millis(200) < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Ok(Err(e)) => return Err(unreachable(&e)),
+                Err(_) => return Err(unreachable(&"no answer within 10s")),
+            }
+        }
+    };
+    let name = ServerName::IpAddress(from.ip().into());
+    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp))
+        .await
+        .map_err(|_| unreachable(&"the TLS handshake did not finish within 10s"))?
+        .map_err(|e| unreachable(&format!("TLS: {e}")))?;
+    // With TLS 1.3 a server that refuses our certificate says so only now: still before
+    // any byte of the file, so still "cannot copy this way".
+    let mut len = [0u8; 8];
+    stream.read_exact(&mut len).await.map_err(|e| unreachable(&format!("TLS: {e}")))?;
+    let size = u64::from_be_bytes(len);
+    if size != expect_size {
+        return Err(FetchError::Failed(AgentError::new(format!(
+            "{from} offers {size} bytes, the plan expects {expect_size}"
+        ))));
+    }
+    // `<file>.part`, as every partial file rkectl writes: listings leave such files out.
+    let mut part = out.as_os_str().to_owned();
+    part.push(".part");
+    let part = std::path::PathBuf::from(part);
+    let written = receive(&mut stream, &part, size).await;
+    let (received, hasher) = match written {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_file(&part);
+            return Err(FetchError::Failed(e));
+        }
+    };
+    std::fs::rename(&part, out).map_err(|e| FetchError::Failed(e.into()))?;
+    if let Some(dir) = out.parent().and_then(|d| std::fs::File::open(d).ok()) {
+        let _ = dir.sync_all();
+    }
+    Ok(FetchReport { size: received, checksum: Checksum::from_hasher(&hasher) })
+}
+
+/// Writes exactly `size` bytes from `stream` into a new private file, hashing them.
+async fn receive(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+    part: &Path,
+    size: u64,
+) -> Result<(u64, blake3::Hasher), AgentError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(part)?;
+    let mut hasher = blake3::Hasher::new();
+    let progress = PrintProgress::default();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut received = 0u64;
+    while received < size {
+        let want = buf.len().min((size - received) as usize);
+        let n = stream.read(&mut buf[..want]).await?;
+        if n == 0 {
+            return Err(AgentError::new(format!("the source closed the connection after {received} of {size} bytes")));
+        }
+        hasher.update(&buf[..n]);
+        file.write_all(&buf[..n])?;
+        received += n as u64;
+        crate::s3::TransferProgress::advanced(&progress, n as u64);
+    }
+    crate::s3::TransferProgress::finished(&progress);
+    file.sync_all()?;
+    Ok((received, hasher))
+}
