@@ -628,3 +628,42 @@ async fn a_long_helpers_output_is_read_once() {
     assert!(progress_counts(&rec) == want, "the watcher did not see each progress line once");
     println!("MEASURE a 25-minute helper printing {printed} bytes: {read} bytes of output read");
 }
+
+/// Where two hosts cannot reach each other (fake hosts share no network), a save's copies
+/// go through the workstation, say so, and are counted as such: twice the snapshot's size
+/// per copy (down from the source, up to the destination), nothing host to host.
+#[tokio::test]
+async fn copies_that_cannot_go_host_to_host_go_through_the_workstation_and_are_counted() {
+    use rkectl::exec::events::{DataPath, Reporter, TrafficCounter};
+    let cfg = load(&etcd_cluster_yaml(3));
+    let pki = rkectl::rke::pki::Pki::generate(&cfg.cluster).unwrap();
+    let world = running_world(&cfg.cluster, b"the data of the cluster", None);
+    let plan = save_plan(&cfg, &world, "copied.db");
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::default();
+    let out = apply(&cfg, &world, &pki, &plan, &dir.path().join("j"), None, &rec).await;
+    assert!(out.ok(), "{:?}", out.failures);
+    let size = world.host(&HostAddr(addr(1))).files["/opt/rke/etcd-snapshots/copied.db.zip"].len() as u64;
+    let counter = TrafficCounter::default();
+    let mut moved = Vec::new();
+    let mut warned = 0;
+    for e in rec.events() {
+        counter.event(&e);
+        match &e.kind {
+            ApplyEventKind::BytesMoved { via, bytes, .. } => moved.push((*via, *bytes)),
+            ApplyEventKind::StepLog { message, .. } if message.contains("copying it through this workstation") => {
+                warned += 1
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(moved, vec![(DataPath::Workstation, 2 * size); 2]);
+    assert_eq!(warned, 2);
+    let total = counter.total();
+    assert_eq!((total.workstation_bytes, total.host_to_host_bytes), (4 * size, 0));
+    for i in 2..=3 {
+        let s = world.host(&HostAddr(addr(i)));
+        assert_eq!(s.files["/opt/rke/etcd-snapshots/copied.db.zip"].len() as u64, size);
+        assert!(!s.containers.keys().any(|c| c.contains("snapshot")), "{:?}", s.containers.keys());
+    }
+}

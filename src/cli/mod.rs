@@ -14,7 +14,7 @@ pub mod logging;
 
 use crate::cluster_pki::{ClusterPki, PkiFlags, PkiSource};
 use crate::config::{self, Cluster, ConfigError, LoadedConfig, S3Settings};
-use crate::exec::events::{Fanout, Reporter};
+use crate::exec::events::{Fanout, Reporter, Traffic, TrafficCounter};
 use crate::exec::{self, RunOptions, reporter};
 use crate::host::Connector;
 use crate::host::ssh::{KnownHostsPolicy, SshConnector, SshOptions};
@@ -145,9 +145,13 @@ pub fn main() -> ExitCode {
     let json = json_output(&cli.command);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match rt.block_on(dispatch(cli.command)) {
-        Ok(()) => {
+        Ok(traffic) => {
             if json {
-                json_line("result", &serde_json::json!({ "exit": 0 }));
+                let mut result = serde_json::json!({ "exit": 0 });
+                if let Some(t) = traffic {
+                    result["traffic"] = serde_json::to_value(t).expect("traffic serialises");
+                }
+                json_line("result", &result);
             }
             ExitCode::SUCCESS
         }
@@ -191,12 +195,15 @@ pub(crate) fn json_line(key: &str, value: &impl serde::Serialize) {
     let _ = out.write_all(b"\n");
 }
 
-async fn dispatch(cmd: Command) -> Result<(), CliError> {
+/// What a command that applied a plan moved, for the `--json` result.
+type Applied = Option<Traffic>;
+
+async fn dispatch(cmd: Command) -> Result<Applied, CliError> {
     match cmd {
         Command::Up { pki, common } => act(&common, &Action::Up { pki }).await,
         Command::Cleanup { common } => act(&common, &Action::Cleanup).await,
         Command::Etcd { command: EtcdAction::SnapshotList { verify, s3 }, common } => {
-            list::run(&common, verify, &s3).await
+            list::run(&common, verify, &s3).await.map(|()| None)
         }
         Command::Etcd { command, common } => act(&common, &Action::Etcd { command: Box::new(command) }).await,
         Command::Plan { action, out, offline, common } => {
@@ -220,7 +227,7 @@ async fn dispatch(cmd: Command) -> Result<(), CliError> {
                 })?;
                 eprintln!("Plan saved to {}; apply it with `rkectl apply {}`", path.display(), path.display());
             }
-            Ok(())
+            Ok(None)
         }
         Command::Apply { file: Some(file), abandon: false, s3, common, .. } => apply_file(&common, &file, &s3).await,
         Command::Apply { action: Some(action), abandon: false, common, .. } => act(&common, &action).await,
@@ -441,7 +448,7 @@ fn done_line(spec: &ActionSpec) -> String {
     }
 }
 
-async fn act(common: &Common, action: &Action) -> Result<(), CliError> {
+async fn act(common: &Common, action: &Action) -> Result<Applied, CliError> {
     let cfg = load_config(common)?;
     let paths = StatePaths::beside(&cfg.dir(), &cfg.stem());
     let (spec, _, _) = action_spec(action, &cfg.cluster)?;
@@ -452,7 +459,7 @@ async fn act(common: &Common, action: &Action) -> Result<(), CliError> {
     let prepared = prepare(cfg, common, action, false, Some(locks.holder.clone())).await?;
     show(&prepared.plan, common);
     if !prepared.plan.has_changes() {
-        return Ok(());
+        return Ok(None);
     }
     let what = describe_destruction(&prepared.plan);
     confirm(&prepared.plan, common, &what)?;
@@ -498,7 +505,7 @@ fn unfinished(paths: &StatePaths) -> CliError {
     refuse(detail, "run `rkectl apply` to finish it, or `rkectl apply --abandon` to set it aside")
 }
 
-async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>, locks: Locks) -> Result<(), CliError> {
+async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>, locks: Locks) -> Result<Applied, CliError> {
     let Prepared { plan, cfg, paths, mut state, pki, rke_state, s3, state_passphrase, pool } = p;
     if plan.observed.offline {
         return Err(refuse(
@@ -555,7 +562,8 @@ async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>, locks
     } else {
         Arc::new(reporter::Human::new(std::io::stderr().is_terminal()))
     };
-    let fan = Fanout(vec![human]);
+    let traffic = Arc::new(TrafficCounter::default());
+    let fan = Fanout(vec![human, traffic.clone()]);
     let mut secrets: Vec<Secret> = Vec::new();
     if let Some(s) = &s3 {
         secrets.push(s.access_key.clone());
@@ -633,9 +641,18 @@ async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>, locks
         journal::retire(&paths.journal).map_err(|e| {
             CliError::ApplyFailed(format!("the apply finished but its journal could not be set aside: {e}"))
         })?;
+        let moved = traffic.total();
+        if moved != Traffic::default() {
+            eprintln!(
+                "INFO[{:04}] Snapshot bytes moved: {} host to host, {} through this workstation",
+                started.elapsed().as_secs(),
+                moved.host_to_host_bytes,
+                moved.workstation_bytes
+            );
+        }
         eprintln!("INFO[{:04}] {}", started.elapsed().as_secs(), done_line(&plan.action));
         drop(locks);
-        Ok(())
+        Ok(Some(moved))
     } else if resume.is_none() && !touched_cluster(&plan, &paths) {
         sweep_temporaries(&executor, &plan).await;
         // Only pre-flight steps ran: nothing changed, so there is nothing to resume.
@@ -713,8 +730,8 @@ async fn sweep_temporaries(executor: &crate::steps::Executor, plan: &Plan) {
         plan.steps.iter().filter_map(|s| s.host.as_ref()).collect();
     let sweeps = hosts.into_iter().map(|h| async move {
         if let Ok(host) = executor.pool.get(h).await {
-            for name in crate::etcd::names::TEMPORARY {
-                let _ = host.remove_container(name).await;
+            for name in crate::etcd::temporary_containers(&executor.cluster) {
+                let _ = host.remove_container(&name).await;
             }
         }
     });
@@ -733,7 +750,7 @@ fn touched_cluster(plan: &Plan, paths: &StatePaths) -> bool {
     }
 }
 
-async fn apply_file(common: &Common, file: &std::path::Path, s3_flags: &S3Flags) -> Result<(), CliError> {
+async fn apply_file(common: &Common, file: &std::path::Path, s3_flags: &S3Flags) -> Result<Applied, CliError> {
     let text = std::fs::read_to_string(file).map_err(|e| {
         CliError::input(
             format!("cannot read plan file {}: {e}", file.display()),
@@ -812,7 +829,7 @@ async fn apply_file(common: &Common, file: &std::path::Path, s3_flags: &S3Flags)
     }
     show(&plan, common);
     if !plan.has_changes() {
-        return Ok(());
+        return Ok(None);
     }
     confirm(&plan, common, &describe_destruction(&plan))?;
     apply(Prepared { plan, ..fresh }, common, None, locks).await
@@ -834,7 +851,7 @@ fn s3_for_plan(spec: &ActionSpec, flags: &S3Flags, cluster: &Cluster) -> Result<
     }))
 }
 
-async fn resume(common: &Common, s3_flags: &S3Flags, abandon: bool) -> Result<(), CliError> {
+async fn resume(common: &Common, s3_flags: &S3Flags, abandon: bool) -> Result<Applied, CliError> {
     let cfg = load_config(common)?;
     let paths = StatePaths::beside(&cfg.dir(), &cfg.stem());
     // Under the lock: an apply still running elsewhere owns its journal.
@@ -851,7 +868,7 @@ async fn resume(common: &Common, s3_flags: &S3Flags, abandon: bool) -> Result<()
         std::fs::rename(&paths.journal, &aside)
             .map_err(|e| CliError::input(e.to_string(), "check the folder's permissions"))?;
         eprintln!("The unfinished apply was set aside as {}", std::path::Path::new(&aside).display());
-        return Ok(());
+        return Ok(None);
     }
     let j = journal::read(&paths.journal).map_err(CliError::refused)?;
     if j.plan.cluster_hash != cfg.hash {

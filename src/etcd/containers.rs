@@ -71,6 +71,52 @@ fn s3_env(spec: &mut ContainerSpec, s3: &S3Settings) {
     }
 }
 
+/// The helper on `source` that serves its copy of a snapshot (`file`) once to `peer`, over
+/// mutual TLS with the member certificates, on the cluster network.
+pub fn serve_snapshot(cluster: &Cluster, source: &Node, peer: &Node, file: &str) -> ContainerSpec {
+    let mut args = vec![
+        "serve-snapshot".into(),
+        "--file".into(),
+        file.to_string(),
+        "--listen".into(),
+        source.internal_address().to_string(),
+        "--peer".into(),
+        peer.internal_address().to_string(),
+    ];
+    args.extend(tls_args(source));
+    let mut spec = agent(&names::serve_snapshot(&peer.address), cluster, args);
+    spec.binds.extend([format!("{0}:{0}:ro", parent(file)), format!("{0}:{0}:ro", paths::CERT_DIR)]);
+    spec.network_host = true;
+    spec
+}
+
+/// The helper on `dest` that fetches what [`serve_snapshot`] on `source` serves on `port`
+/// into `out`, expecting `size` bytes.
+pub fn fetch_snapshot(cluster: &Cluster, dest: &Node, source: &Node, port: u16, out: &str, size: u64) -> ContainerSpec {
+    let from = match source.internal_address().parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
+        _ => format!("{}:{port}", source.internal_address()),
+    };
+    let mut args = vec![
+        "fetch-snapshot".into(),
+        "--from".into(),
+        from,
+        "--out".into(),
+        out.to_string(),
+        "--size".into(),
+        size.to_string(),
+    ];
+    args.extend(tls_args(dest));
+    let mut spec = agent(names::FETCH_SNAPSHOT, cluster, args);
+    spec.binds.extend([format!("{0}:{0}:z", parent(out)), format!("{0}:{0}:ro", paths::CERT_DIR)]);
+    spec.network_host = true;
+    spec
+}
+
+fn parent(path: &str) -> &str {
+    path.rsplit_once('/').map(|(d, _)| d).filter(|d| !d.is_empty()).unwrap_or("/")
+}
+
 /// `kube-cleaner`: removes the etcd data (the container itself is removed through Docker).
 pub fn cleaner(cluster: &Cluster) -> ContainerSpec {
     let mut spec =

@@ -35,8 +35,23 @@ pub mod names {
     pub const SNAPSHOT_PRUNE: &str = "etcd-snapshot-prune";
     /// Queries the members' health (tools image's etcdctl).
     pub const HEALTH_CHECK: &str = "etcd-health-check";
+    /// Fetches a snapshot another etcd host serves (the destination of a host-to-host copy).
+    pub const FETCH_SNAPSHOT: &str = "etcd-fetch-snapshot";
+    /// Serves a snapshot to one other etcd host; one per destination, named by
+    /// [`serve_snapshot`], so that one source serves several destinations at once.
+    pub const SERVE_SNAPSHOT: &str = "etcd-serve-snapshot";
+
+    /// The name of the helper that serves a snapshot to host `peer`.
+    pub fn serve_snapshot(peer: &crate::config::HostAddr) -> String {
+        let peer: String =
+            peer.0.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
+        format!("{SERVE_SNAPSHOT}-{peer}")
+    }
+
     /// Every temporary container rkectl may leave behind if killed; none is a service.
+    /// (The serving helpers, one per peer, are named by [`serve_snapshot`].)
     pub const TEMPORARY: &[&str] = &[
+        FETCH_SNAPSHOT,
         SNAPSHOT_ONCE,
         RESTORE,
         RESTORE_FINISH,
@@ -48,6 +63,13 @@ pub mod names {
         SNAPSHOT_PRUNE,
         HEALTH_CHECK,
     ];
+}
+
+/// Every temporary container rkectl may have left on a host of `cluster`: the fixed names
+/// and a serving helper for each etcd host it may serve.
+pub fn temporary_containers(cluster: &Cluster) -> Vec<String> {
+    let fixed = names::TEMPORARY.iter().map(|n| n.to_string());
+    fixed.chain(cluster.etcd_nodes().map(|n| names::serve_snapshot(&n.address))).collect()
 }
 
 /// Folders on a node.

@@ -43,6 +43,8 @@ pub enum ApplyEventKind {
     StepLog { id: StepId, host: Option<HostAddr>, level: Level, topic: String, message: String },
     /// Bytes moved by a step (snapshot copies, uploads).
     BytesTransferred { id: StepId, host: Option<HostAddr>, bytes: u64, total: Option<u64> },
+    /// Bytes of a snapshot a step moved, and the way they went (once per copy, when done).
+    BytesMoved { id: StepId, host: Option<HostAddr>, via: DataPath, bytes: u64 },
     /// A step failed with a transient fault and will be tried again.
     StepRetrying { id: StepId, host: Option<HostAddr>, attempt: u32, error: String, delay_ms: u64 },
     /// A step finished.
@@ -55,6 +57,49 @@ pub enum ApplyEventKind {
     RunCancelling { reason: String },
     /// The run ended.
     RunFinished { ok: bool, finished: usize, skipped: usize, failed: usize, not_started: usize },
+}
+
+/// The way a step's bytes went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataPath {
+    /// Through this workstation's link: read from one host, written to another (each byte
+    /// counted once each way).
+    Workstation,
+    /// Straight between two hosts over the cluster network.
+    HostToHost,
+}
+
+/// Bytes moved by an apply, by the way they went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Traffic {
+    /// Bytes that crossed this workstation's link (down from a host plus up to another).
+    pub workstation_bytes: u64,
+    /// Bytes sent straight from one host to another.
+    pub host_to_host_bytes: u64,
+}
+
+/// Adds up the [`ApplyEventKind::BytesMoved`] events of a run.
+#[derive(Default)]
+pub struct TrafficCounter(std::sync::Mutex<Traffic>);
+
+impl TrafficCounter {
+    /// What was counted so far.
+    pub fn total(&self) -> Traffic {
+        *self.0.lock().expect("traffic lock")
+    }
+}
+
+impl Reporter for TrafficCounter {
+    fn event(&self, e: &ApplyEvent) {
+        if let ApplyEventKind::BytesMoved { via, bytes, .. } = &e.kind {
+            let mut t = self.0.lock().expect("traffic lock");
+            match via {
+                DataPath::Workstation => t.workstation_bytes += bytes,
+                DataPath::HostToHost => t.host_to_host_bytes += bytes,
+            }
+        }
+    }
 }
 
 /// Consumes events.

@@ -130,6 +130,11 @@ impl StepCtx<'_> {
         });
     }
 
+    /// Bytes of a snapshot this step moved, and the way they went.
+    pub fn moved(&self, via: events::DataPath, bytes: u64) {
+        self.emit(ApplyEventKind::BytesMoved { id: self.step.id.clone(), host: self.step.host.clone(), via, bytes });
+    }
+
     /// Progress of a transfer.
     pub fn bytes(&self, bytes: u64, total: Option<u64>) {
         self.emit(ApplyEventKind::BytesTransferred {

@@ -127,7 +127,7 @@ impl Reporter for Human {
                     pb.set_message(format!("{kind} done"));
                 }
             }
-            ApplyEventKind::StepSkipped { .. } => {}
+            ApplyEventKind::StepSkipped { .. } | ApplyEventKind::BytesMoved { .. } => {}
             ApplyEventKind::StepFailed { kind, host, error, .. } => {
                 let on = host.as_ref().map(|h| format!(" on host [{h}]")).unwrap_or_default();
                 self.line(format!("{} [{kind}] failed{on}: {error}", stamp("ERRO", e)));

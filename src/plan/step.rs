@@ -78,7 +78,8 @@ impl fmt::Display for Pin {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "from")]
 pub enum SnapshotSource {
-    /// Copied from another etcd host over SSH.
+    /// Copied from another etcd host, straight over the cluster network (through the
+    /// workstation only when the two cannot reach each other).
     Host { host: HostAddr },
     /// Downloaded from S3.
     S3 { target: S3Target },
@@ -365,10 +366,16 @@ impl StepAction {
             }
             StepAction::FetchSnapshot { snapshot, format, source, into, .. } => {
                 let file = format.file_name(snapshot);
+                let way = match source {
+                    SnapshotSource::Host { .. } => {
+                        " directly over the cluster network (through this workstation only if the hosts cannot reach each other)"
+                    }
+                    SnapshotSource::S3 { .. } => "",
+                };
                 match into {
-                    SnapshotLocation::Listed => format!("copy snapshot {file} from {source}"),
+                    SnapshotLocation::Listed => format!("copy snapshot {file} from {source}{way}"),
                     SnapshotLocation::Staged => {
-                        format!("copy snapshot {file} from {source}, staged beside this host's own differing copy")
+                        format!("copy snapshot {file} from {source}{way}, staged beside this host's own differing copy")
                     }
                 }
             }

@@ -6,6 +6,7 @@
 //! leaves the same state, which is what lets an interrupted apply resume. Log lines follow
 //! the reference document's wording.
 
+mod direct_copy;
 mod etcd_steps;
 mod snapshot;
 
@@ -143,8 +144,8 @@ impl Executor {
         ctx.log("dialer", format!("Setup tunnel for host [{addr}]"));
         // A temporary container left by an earlier, killed run must never be mistaken for
         // ours, nor block a new one with its name.
-        for name in names::TEMPORARY {
-            if host.remove_container(name).await? {
+        for name in crate::etcd::temporary_containers(&self.cluster) {
+            if host.remove_container(&name).await? {
                 ctx.warn("cleanup", format!("Removed container [{name}] left by an earlier run on host [{addr}]"));
             }
         }

@@ -2,9 +2,11 @@
 //! delete one, tidy up after a restore.
 
 use super::Executor;
+use super::direct_copy::{Direct, DirectCopy};
 use crate::agent::report::SnapshotReport;
 use crate::config::HostAddr;
 use crate::etcd::containers;
+use crate::exec::events::DataPath;
 use crate::exec::{StepCtx, StepError};
 use crate::host::{ByteStream, Host};
 use crate::layout;
@@ -240,28 +242,25 @@ impl Executor {
                 return Ok(());
             }
         }
-        ctx.log("etcd", format!("Copying snapshot [{file}] from host [{from}] to host [{addr}]"));
-        let hasher = Arc::new(Mutex::new(blake3::Hasher::new()));
-        let count = Arc::new(AtomicU64::new(0));
         let source_file = layout::snapshot_file(name, format, SnapshotLocation::Listed);
-        let reader =
-            Hashing { inner: src.open_read(&source_file).await?, hasher: hasher.clone(), count: count.clone() };
-        let progress = {
-            let count = count.clone();
-            let total = want.size;
-            async move {
-                loop {
-                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-                    ctx.bytes(count.load(Ordering::Relaxed), Some(total));
-                }
+        let direct = DirectCopy { from, to: addr, source_file: &source_file, target: &target, size: want.size };
+        let (copied, got) = match self.copy_direct(src.as_ref(), dst.as_ref(), direct, ctx).await? {
+            Direct::Copied(r) => {
+                ctx.log("etcd", format!("Copied snapshot [{file}] from host [{from}] to host [{addr}] directly"));
+                ctx.moved(DataPath::HostToHost, r.size);
+                (r.size, r.checksum)
+            }
+            Direct::Unavailable(why) => {
+                ctx.warn(
+                    "etcd",
+                    format!("Host [{addr}] cannot fetch snapshot [{file}] from host [{from}] directly ({why}); copying it through this workstation"),
+                );
+                let copied =
+                    self.copy_through_workstation(src.as_ref(), dst.as_ref(), &source_file, &target, want, ctx).await?;
+                ctx.moved(DataPath::Workstation, 2 * copied.0);
+                copied
             }
         };
-        let copied = tokio::select! {
-            r = dst.write_stream(&target, Box::new(reader), 0o600) => r?,
-            _ = progress => unreachable!("progress never ends"),
-        };
-        ctx.bytes(copied, Some(want.size));
-        let got = Checksum::from_hasher(&hasher.lock().expect("hasher lock"));
         if copied != want.size || got != want.checksum {
             dst.remove_file(&target).await?;
             return Err(StepError::transient(format!(
@@ -286,6 +285,39 @@ impl Executor {
         }
         ctx.log("etcd", format!("Snapshot [{file}] copied to host [{addr}] and verified ({})", want.checksum.short()));
         Ok(())
+    }
+
+    /// Reads the file from `src` and writes it to `dst` over the two SSH links, hashing it
+    /// on the way: every byte crosses this workstation twice.
+    async fn copy_through_workstation(
+        &self,
+        src: &dyn Host,
+        dst: &dyn Host,
+        source_file: &str,
+        target: &str,
+        want: &SnapshotFacts,
+        ctx: &StepCtx<'_>,
+    ) -> Result<(u64, Checksum), StepError> {
+        let hasher = Arc::new(Mutex::new(blake3::Hasher::new()));
+        let count = Arc::new(AtomicU64::new(0));
+        let reader = Hashing { inner: src.open_read(source_file).await?, hasher: hasher.clone(), count: count.clone() };
+        let progress = {
+            let count = count.clone();
+            let total = want.size;
+            async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    ctx.bytes(count.load(Ordering::Relaxed), Some(total));
+                }
+            }
+        };
+        let copied = tokio::select! {
+            r = dst.write_stream(target, Box::new(reader), 0o600) => r?,
+            _ = progress => unreachable!("progress never ends"),
+        };
+        ctx.bytes(copied, Some(want.size));
+        let got = Checksum::from_hasher(&hasher.lock().expect("hasher lock"));
+        Ok((copied, got))
     }
 
     pub(super) async fn unpack_snapshot(
