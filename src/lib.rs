@@ -53,6 +53,7 @@
 
 pub mod agent;
 pub mod agent_binary;
+pub mod apply;
 pub mod cli;
 pub mod cluster_pki;
 pub mod config;

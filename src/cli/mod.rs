@@ -14,18 +14,16 @@ pub mod logging;
 
 use crate::cluster_pki::{ClusterPki, PkiFlags, PkiSource};
 use crate::config::{self, Cluster, ConfigError, LoadedConfig, S3Settings};
-use crate::exec::events::{Fanout, Reporter, Traffic, TrafficCounter};
-use crate::exec::{self, RunOptions, reporter};
+use crate::exec::events::{Reporter, Traffic};
+use crate::exec::reporter;
 use crate::host::Connector;
 use crate::host::ssh::{KnownHostsPolicy, SshConnector, SshOptions};
 use crate::plan::render::{RenderOptions, render};
 use crate::plan::{self, ActionSpec, Plan, StepKind};
 use crate::prepare::Prepared;
-use crate::rke::state::RkeState;
 use crate::secret::{Secret, redact};
 use crate::state::StatePaths;
-use crate::state::cluster_state::DeployedMember;
-use crate::state::journal::{self, JournalState, JournalWriter};
+use crate::state::journal::{self, JournalState};
 use crate::state::lock::ApplyLock;
 use args::{Action, Cli, Command, Common, EtcdAction, S3Flags};
 use clap::Parser;
@@ -269,12 +267,6 @@ fn read_config(common: &Common) -> Result<LoadedConfig, CliError> {
     Ok(cfg)
 }
 
-/// An S3 problem found before anything was changed.
-#[derive(Debug, thiserror::Error, Diagnostic)]
-#[error(transparent)]
-#[diagnostic(code(rkectl::s3), help("nothing was changed; check the S3 endpoint, bucket and keys"))]
-struct S3Refusal(crate::s3::S3Error);
-
 /// A valid but doubtful setting in cluster.yml, shown as a warning with its line.
 #[derive(Debug, thiserror::Error, Diagnostic)]
 #[error("{message}")]
@@ -506,172 +498,47 @@ fn unfinished(paths: &StatePaths) -> CliError {
 }
 
 async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>, locks: Locks) -> Result<Applied, CliError> {
-    let Prepared { plan, cfg, paths, mut state, pki, rke_state, s3, state_passphrase, pool } = p;
-    if plan.observed.offline {
-        return Err(refuse(
-            "an offline plan cannot be applied: it did not look at the hosts",
-            "plan again without --offline",
-        ));
-    }
-    let pool = match pool {
-        Some(p) => p,
-        None => {
-            let removed = crate::prepare::removed_members(&cfg.cluster, &state, rke_state.as_ref());
-            let install = plan.action != ActionSpec::Cleanup;
-            crate::prepare::pool(
-                connector(common, &cfg.cluster),
-                &cfg.cluster,
-                &removed,
-                install,
-                Some(locks.holder.clone()),
-            )
-            .map_err(CliError::refused)?
-        }
-    };
-    // Keys from the AWS chain (a profile, SSO, a session token) are resolved here, once:
-    // the helpers on the nodes cannot run this workstation's chain.
-    let s3 = match s3 {
-        Some(s) => Some(crate::s3::resolve_keys(&s).await.map_err(|e| CliError::refused(S3Refusal(e)))?),
-        None => None,
-    };
-    // RKE's state file first: a certificate placed on a host must never be missing from it.
-    if let Some(p) = pki.as_ref().filter(|p| p.write) {
-        p.state.save().map_err(CliError::refused)?;
-        eprintln!("INFO[0000] Wrote the cluster's PKI to {}", p.state.path().display());
-    }
-    let rke_state = pki.as_ref().map(|p| p.state.clone()).or(rke_state);
-    let mut jw = match &resume {
-        Some(_) => JournalWriter::append(&paths.journal).map_err(CliError::refused)?,
-        None => {
-            JournalWriter::create(&paths.journal, &cfg.path.display().to_string(), &plan).map_err(CliError::refused)?
-        }
-    };
-    let done = resume.as_ref().map(|j| j.finished.clone()).unwrap_or_default();
-    let cluster = Arc::new(cfg.cluster.clone());
-    let executor = crate::steps::Executor {
-        cluster: cluster.clone(),
-        pool,
-        pki: pki.as_ref().map(|p| p.pki.clone()),
-        state_text: rke_state.as_ref().map(RkeState::to_text),
-        state_passphrase: state_passphrase.clone(),
-        s3: s3.clone(),
-        helper_attempts: 2,
-    };
     let human: Arc<dyn Reporter> = if common.json {
         Arc::new(reporter::JsonLines)
     } else {
         Arc::new(reporter::Human::new(std::io::stderr().is_terminal()))
     };
-    let traffic = Arc::new(TrafficCounter::default());
-    let fan = Fanout(vec![human, traffic.clone()]);
-    let mut secrets: Vec<Secret> = Vec::new();
-    if let Some(s) = &s3 {
-        secrets.push(s.access_key.clone());
-        secrets.push(s.secret_key.clone());
-        secrets.extend(s.session_token.clone());
-    }
-    secrets.extend(state_passphrase.clone());
-    if let Some(st) = &rke_state {
-        secrets.extend(st.private_keys());
-    }
-    if let Some(p) = &pki {
-        secrets.extend(p.pki.secrets());
-    }
-    let redactor = move |t: &str| redact(t, &secrets.iter().collect::<Vec<_>>());
-    if let ActionSpec::EtcdSnapshotSave { name, generated_name: true, .. } = &plan.action {
+    if let ActionSpec::EtcdSnapshotSave { name, generated_name: true, .. } = &p.plan.action {
         eprintln!("WARN[0000] Name of the snapshot is not specified using [{name}]");
     }
-    eprintln!("INFO[0000] {}", start_line(&plan.action));
+    let action = p.plan.action.clone();
+    eprintln!("INFO[0000] {}", start_line(&action));
     let interrupts = Interrupts::listen();
-    let opts = RunOptions {
+    let request = crate::apply::ApplyRequest {
+        connector: connector(common, &p.cfg.cluster),
+        prepared: p,
+        resume,
+        lock_holder: locks.holder.clone(),
+        reporter: human.as_ref(),
         parallelism: common.parallelism.map(|n| n as usize),
         stop: Some(interrupts.stop.clone()),
-        ..RunOptions::default()
     };
-    let started = std::time::Instant::now();
-    // The only error before any step runs: the plan's graph is not one.
-    let outcome =
-        exec::run(&plan, &executor, &mut jw, &done, &opts, &fan, &redactor).await.map_err(CliError::refused)?;
-    let interrupted = interrupts.finish();
-    if let Some(e) = &outcome.journal_error {
-        sweep_temporaries(&executor, &plan).await;
-        return Err(CliError::ApplyFailed(format!(
-            "the journal {} could not be written ({e}); rkectl stopped starting steps and let the running ones finish ({} finished). Free the space or fix the folder, then run `rkectl apply`: steps whose end was not recorded run again.",
-            paths.journal.display(),
-            outcome.finished
-        )));
+    let result = crate::apply::apply(request).await;
+    let signal = interrupts.finish();
+    let applied = result.map_err(|e| match (signal, &e) {
+        (
+            Some(exit),
+            crate::apply::ApplyError::Interrupted { .. } | crate::apply::ApplyError::InterruptedBeforeChanges,
+        ) => CliError::Interrupted { message: e.to_string(), exit },
+        _ if e.changed_cluster() => CliError::ApplyFailed(e.to_string()),
+        _ => CliError::refused(e),
+    })?;
+    let secs = applied.elapsed.as_secs();
+    let moved = applied.traffic;
+    if moved != Traffic::default() {
+        eprintln!(
+            "INFO[{secs:04}] Snapshot bytes moved: {} host to host, {} through this workstation",
+            moved.host_to_host_bytes, moved.workstation_bytes
+        );
     }
-    if let Some(exit) = interrupted.filter(|_| !outcome.ok()) {
-        sweep_temporaries(&executor, &plan).await;
-        if resume.is_none() && !touched_cluster(&plan, &paths) {
-            let _ = journal::retire(&paths.journal);
-            return Err(CliError::Interrupted {
-                message: "interrupted during the pre-flight; nothing was changed on any host.".into(),
-                exit,
-            });
-        }
-        return Err(CliError::Interrupted {
-            message: format!(
-                "interrupted: the running steps finished ({} finished, {} not started). The journal {} records where it stopped: run `rkectl apply` to finish it.",
-                outcome.finished,
-                outcome.not_started,
-                paths.journal.display()
-            ),
-            exit,
-        });
-    }
-    if outcome.ok() {
-        match &plan.action {
-            ActionSpec::Up | ActionSpec::EtcdSnapshotRestore { .. } => {
-                state.members = cluster
-                    .etcd_nodes()
-                    .map(|n| DeployedMember { address: n.address.clone(), member: crate::etcd::member_name(n) })
-                    .collect();
-                state.cluster_name = cluster.name.clone();
-                // The cluster changed: a failure here is a failed apply (exit 1), not a refusal.
-                state.save(&paths.state).map_err(|e| {
-                    CliError::ApplyFailed(format!(
-                        "the apply finished on every host, but {} could not be written: {e}. Fix the cause and run `rkectl apply` to record it.",
-                        paths.state.display()
-                    ))
-                })?;
-            }
-            _ => {}
-        }
-        journal::retire(&paths.journal).map_err(|e| {
-            CliError::ApplyFailed(format!("the apply finished but its journal could not be set aside: {e}"))
-        })?;
-        let moved = traffic.total();
-        if moved != Traffic::default() {
-            eprintln!(
-                "INFO[{:04}] Snapshot bytes moved: {} host to host, {} through this workstation",
-                started.elapsed().as_secs(),
-                moved.host_to_host_bytes,
-                moved.workstation_bytes
-            );
-        }
-        eprintln!("INFO[{:04}] {}", started.elapsed().as_secs(), done_line(&plan.action));
-        drop(locks);
-        Ok(Some(moved))
-    } else if resume.is_none() && !touched_cluster(&plan, &paths) {
-        sweep_temporaries(&executor, &plan).await;
-        // Only pre-flight steps ran: nothing changed, so there is nothing to resume.
-        let first = outcome.failures.first().map(|f| f.to_string()).unwrap_or_else(|| "stopped".into());
-        let _ = journal::retire(&paths.journal);
-        Err(refuse(
-            format!("{first}\nPre-flight failed; nothing was changed on any host."),
-            "fix the cause and run the command again",
-        ))
-    } else {
-        sweep_temporaries(&executor, &plan).await;
-        let first = outcome.failures.first().map(|f| f.to_string()).unwrap_or_else(|| "stopped".into());
-        Err(CliError::ApplyFailed(format!(
-            "{first}\n{} step(s) finished, {} not started. The journal {} records where it stopped: fix the cause, then run `rkectl apply` to finish it.",
-            outcome.finished,
-            outcome.not_started,
-            paths.journal.display()
-        )))
-    }
+    eprintln!("INFO[{secs:04}] {}", done_line(&action));
+    drop(locks);
+    Ok(Some(moved))
 }
 
 /// SIGINT and SIGTERM during a run: the first stops scheduling (running steps finish, the
@@ -720,33 +587,6 @@ impl Interrupts {
             0 => None,
             code => Some(code),
         }
-    }
-}
-
-/// After a failed run, removes temporary helper containers from every host that answers:
-/// helpers remove themselves, but a helper whose host dropped mid-run could not.
-async fn sweep_temporaries(executor: &crate::steps::Executor, plan: &Plan) {
-    let hosts: std::collections::BTreeSet<&config::HostAddr> =
-        plan.steps.iter().filter_map(|s| s.host.as_ref()).collect();
-    let sweeps = hosts.into_iter().map(|h| async move {
-        if let Ok(host) = executor.pool.get(h).await {
-            for name in crate::etcd::temporary_containers(&executor.cluster) {
-                let _ = host.remove_container(&name).await;
-            }
-        }
-    });
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), futures::future::join_all(sweeps)).await;
-}
-
-/// Whether any step that changes the cluster started, according to the journal.
-fn touched_cluster(plan: &Plan, paths: &StatePaths) -> bool {
-    match journal::read(&paths.journal) {
-        Ok(j) => {
-            let kinds: std::collections::HashMap<_, _> = plan.steps.iter().map(|s| (&s.id, s.kind())).collect();
-            j.finished.iter().chain(&j.interrupted).any(|id| kinds.get(id).is_some_and(|k| k.changes_cluster()))
-                || j.last_failure.as_ref().is_some_and(|(id, _)| kinds.get(id).is_some_and(|k| k.changes_cluster()))
-        }
-        Err(_) => true,
     }
 }
 

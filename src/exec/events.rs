@@ -55,6 +55,8 @@ pub enum ApplyEventKind {
     StepFailed { id: StepId, kind: StepKind, host: Option<HostAddr>, error: String },
     /// After a failure no new step starts; running ones finish.
     RunCancelling { reason: String },
+    /// Something the apply did around the steps, worth a log line (RKE's state written).
+    RunNote { level: Level, message: String },
     /// The run ended.
     RunFinished { ok: bool, finished: usize, skipped: usize, failed: usize, not_started: usize },
 }

@@ -76,6 +76,13 @@ impl Reporter for Human {
                     self.line(format!("{} Applying {steps} steps on {hosts} hosts", stamp("INFO", e)));
                 }
             }
+            ApplyEventKind::RunNote { level, message } => {
+                let lvl = match level {
+                    Level::Info => "INFO",
+                    Level::Warn => "WARN",
+                };
+                self.line(format!("{} {message}", stamp(lvl, e)));
+            }
             ApplyEventKind::StepLog { level, topic, message, .. } => {
                 let lvl = match level {
                     Level::Info => "INFO",

@@ -1,0 +1,301 @@
+//! Applying a prepared plan: the one library call behind `rkectl apply` and every action.
+//!
+//! In order: refuse an offline plan, dial the pool (if preparing did not), resolve S3 keys
+//! once, write RKE's state file before any certificate reaches a host, open (or continue)
+//! the journal, run the steps, then record the members and set the journal aside. The
+//! verdict comes from the run's own events (did a step that changes the cluster start?),
+//! never from reading the journal back. Rendering is the caller's: it passes the
+//! reporters that show the run and gets a typed outcome or error.
+
+use crate::config::HostAddr;
+use crate::etcd;
+use crate::exec::events::{ApplyEvent, ApplyEventKind, Reporter, Traffic, TrafficCounter};
+use crate::exec::{self, RunOptions};
+use crate::host::Connector;
+use crate::plan::{ActionSpec, Plan};
+use crate::prepare::Prepared;
+use crate::rke::state::RkeState;
+use crate::secret::{Secret, redact};
+use crate::state::cluster_state::DeployedMember;
+use crate::state::journal::{self, JournalState, JournalWriter};
+use miette::Diagnostic;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// How to apply a prepared plan.
+pub struct ApplyRequest<'a> {
+    pub prepared: Prepared,
+    /// The unfinished run this one finishes, if any.
+    pub resume: Option<JournalState>,
+    /// Dials the hosts when preparing did not (a resumed apply).
+    pub connector: Arc<dyn Connector>,
+    /// Who holds this apply's locks (recorded on every node it locks).
+    pub lock_holder: String,
+    /// Whoever shows the run (progress, log lines, JSON); the journal is written here.
+    pub reporter: &'a dyn Reporter,
+    pub parallelism: Option<usize>,
+    /// Cancelled to stop scheduling (a signal): running steps finish, the journal stays right.
+    pub stop: Option<tokio_util::sync::CancellationToken>,
+}
+
+/// A plan applied to the end.
+#[derive(Debug, Clone, Copy)]
+pub struct Applied {
+    /// Snapshot bytes moved, by the way they went.
+    pub traffic: Traffic,
+    pub elapsed: Duration,
+}
+
+/// Why an apply did not finish. [`ApplyError::changed_cluster`] says whether the cluster
+/// may have changed (the journal then lets `rkectl apply` finish it).
+#[derive(Debug, thiserror::Error, Diagnostic)]
+pub enum ApplyError {
+    #[error("an offline plan cannot be applied: it did not look at the hosts")]
+    #[diagnostic(code(rkectl::refused), help("plan again without --offline"))]
+    Offline,
+    /// Refused before any step ran (the pool, S3 keys, RKE's state file, the journal).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Refused(Box<dyn Diagnostic + Send + Sync>),
+    #[error(
+        "the journal {} could not be written ({error}); rkectl stopped starting steps and let the running ones finish ({finished} finished). Free the space or fix the folder, then run `rkectl apply`: steps whose end was not recorded run again.",
+        journal.display()
+    )]
+    #[diagnostic(code(rkectl::apply::failed))]
+    JournalWrite { journal: PathBuf, error: String, finished: usize },
+    #[error("interrupted during the pre-flight; nothing was changed on any host.")]
+    #[diagnostic(code(rkectl::apply::interrupted))]
+    InterruptedBeforeChanges,
+    #[error(
+        "interrupted: the running steps finished ({finished} finished, {not_started} not started). The journal {} records where it stopped: run `rkectl apply` to finish it.",
+        journal.display()
+    )]
+    #[diagnostic(code(rkectl::apply::interrupted))]
+    Interrupted { journal: PathBuf, finished: usize, not_started: usize },
+    #[error("{first}\nPre-flight failed; nothing was changed on any host.")]
+    #[diagnostic(code(rkectl::refused), help("fix the cause and run the command again"))]
+    PreflightFailed { first: String },
+    #[error(
+        "{first}\n{finished} step(s) finished, {not_started} not started. The journal {} records where it stopped: fix the cause, then run `rkectl apply` to finish it.",
+        journal.display()
+    )]
+    #[diagnostic(code(rkectl::apply::failed))]
+    Failed { first: String, journal: PathBuf, finished: usize, not_started: usize },
+    #[error(
+        "the apply finished on every host, but {} could not be written: {error}. Fix the cause and run `rkectl apply` to record it.",
+        path.display()
+    )]
+    #[diagnostic(code(rkectl::apply::failed))]
+    StateWrite { path: PathBuf, error: String },
+    #[error("the apply finished but its journal could not be set aside: {0}")]
+    #[diagnostic(code(rkectl::apply::failed))]
+    Retire(String),
+}
+
+impl ApplyError {
+    fn refused(e: impl Diagnostic + Send + Sync + 'static) -> Self {
+        ApplyError::Refused(Box::new(e))
+    }
+
+    /// Whether the cluster may have changed: the apply failed part-way (exit 1 at the edge)
+    /// rather than being refused before any change (exit 2).
+    pub fn changed_cluster(&self) -> bool {
+        matches!(
+            self,
+            ApplyError::JournalWrite { .. }
+                | ApplyError::Interrupted { .. }
+                | ApplyError::Failed { .. }
+                | ApplyError::StateWrite { .. }
+                | ApplyError::Retire(_)
+        )
+    }
+}
+
+/// Notes whether a step that changes the cluster has started.
+#[derive(Default)]
+struct ChangeWatch(AtomicBool);
+
+impl Reporter for ChangeWatch {
+    fn event(&self, e: &ApplyEvent) {
+        if let ApplyEventKind::StepStarted { kind, .. } = &e.kind
+            && kind.changes_cluster()
+        {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Applies a prepared plan (see the module's documentation for the order of things).
+pub async fn apply(req: ApplyRequest<'_>) -> Result<Applied, ApplyError> {
+    let ApplyRequest { prepared, resume, connector, lock_holder, reporter, parallelism, stop } = req;
+    if prepared.plan.observed.offline {
+        return Err(ApplyError::Offline);
+    }
+    let pool = match &prepared.pool {
+        Some(p) => p.clone(),
+        None => {
+            let cluster = &prepared.cfg.cluster;
+            let removed = crate::prepare::removed_members(cluster, &prepared.state, prepared.rke_state.as_ref());
+            let install = prepared.plan.action != ActionSpec::Cleanup;
+            crate::prepare::pool(connector, cluster, &removed, install, Some(lock_holder))
+                .map_err(ApplyError::refused)?
+        }
+    };
+    // Keys from the AWS chain (a profile, SSO, a session token) are resolved here, once:
+    // the helpers on the nodes cannot run this workstation's chain.
+    let s3 = match &prepared.s3 {
+        Some(s) => Some(crate::s3::resolve_keys(s).await.map_err(|e| ApplyError::refused(S3Refusal(e)))?),
+        None => None,
+    };
+    // RKE's state file first: a certificate placed on a host must never be missing from it.
+    if let Some(p) = prepared.pki.as_ref().filter(|p| p.write) {
+        p.state.save().map_err(ApplyError::refused)?;
+        reporter.event(&ApplyEvent {
+            elapsed: Duration::ZERO,
+            kind: ApplyEventKind::RunNote {
+                level: crate::exec::events::Level::Info,
+                message: format!("Wrote the cluster's PKI to {}", p.state.path().display()),
+            },
+        });
+    }
+    let rke_state = prepared.pki.as_ref().map(|p| p.state.clone()).or(prepared.rke_state.clone());
+    let Prepared { plan, cfg, paths, mut state, pki, state_passphrase, .. } = prepared_with_s3(prepared, s3.clone());
+    let mut jw = match &resume {
+        Some(_) => JournalWriter::append(&paths.journal).map_err(ApplyError::refused)?,
+        None => JournalWriter::create(&paths.journal, &cfg.path.display().to_string(), &plan)
+            .map_err(ApplyError::refused)?,
+    };
+    let done = resume.as_ref().map(|j| j.finished.clone()).unwrap_or_default();
+    let cluster = Arc::new(cfg.cluster.clone());
+    let executor = crate::steps::Executor {
+        cluster: cluster.clone(),
+        pool,
+        pki: pki.as_ref().map(|p| p.pki.clone()),
+        state_text: rke_state.as_ref().map(RkeState::to_text),
+        state_passphrase: state_passphrase.clone(),
+        s3,
+        helper_attempts: 2,
+    };
+    let secrets = secrets_of(&executor, rke_state.as_ref(), pki.as_ref());
+    let redactor = move |t: &str| redact(t, &secrets.iter().collect::<Vec<_>>());
+    let (traffic, changes) = (TrafficCounter::default(), ChangeWatch::default());
+    let fan = Consumers { caller: reporter, traffic: &traffic, changes: &changes };
+    let opts = RunOptions { parallelism, stop: stop.clone(), ..RunOptions::default() };
+    let started = std::time::Instant::now();
+    // The only error before any step runs: the plan's graph is not one.
+    let outcome =
+        exec::run(&plan, &executor, &mut jw, &done, &opts, &fan, &redactor).await.map_err(ApplyError::refused)?;
+    let touched = resume.is_some() || changes.0.load(Ordering::SeqCst);
+    let interrupted = stop.as_ref().is_some_and(|s| s.is_cancelled());
+    if let Some(e) = &outcome.journal_error {
+        sweep_temporaries(&executor, &plan).await;
+        return Err(ApplyError::JournalWrite {
+            journal: paths.journal.clone(),
+            error: e.to_string(),
+            finished: outcome.finished,
+        });
+    }
+    if !outcome.ok() {
+        sweep_temporaries(&executor, &plan).await;
+        if !touched {
+            // Only pre-flight steps ran: nothing changed, so there is nothing to resume.
+            let _ = journal::retire(&paths.journal);
+        }
+        let first = outcome.failures.first().map(|f| f.to_string()).unwrap_or_else(|| "stopped".into());
+        return Err(match (interrupted, touched) {
+            (true, false) => ApplyError::InterruptedBeforeChanges,
+            (true, true) => ApplyError::Interrupted {
+                journal: paths.journal.clone(),
+                finished: outcome.finished,
+                not_started: outcome.not_started,
+            },
+            (false, false) => ApplyError::PreflightFailed { first },
+            (false, true) => ApplyError::Failed {
+                first,
+                journal: paths.journal.clone(),
+                finished: outcome.finished,
+                not_started: outcome.not_started,
+            },
+        });
+    }
+    if matches!(plan.action, ActionSpec::Up | ActionSpec::EtcdSnapshotRestore { .. }) {
+        state.members = cluster
+            .etcd_nodes()
+            .map(|n| DeployedMember { address: n.address.clone(), member: etcd::member_name(n) })
+            .collect();
+        state.cluster_name = cluster.name.clone();
+        state
+            .save(&paths.state)
+            .map_err(|e| ApplyError::StateWrite { path: paths.state.clone(), error: e.to_string() })?;
+    }
+    journal::retire(&paths.journal).map_err(|e| ApplyError::Retire(e.to_string()))?;
+    Ok(Applied { traffic: traffic.total(), elapsed: started.elapsed() })
+}
+
+/// The prepared plan with the S3 settings whose keys were resolved.
+fn prepared_with_s3(mut p: Prepared, s3: Option<crate::config::S3Settings>) -> Prepared {
+    p.s3 = s3;
+    p
+}
+
+/// Every secret the run may meet, for the redaction of what it reports.
+fn secrets_of(
+    executor: &crate::steps::Executor,
+    rke_state: Option<&RkeState>,
+    pki: Option<&crate::cluster_pki::ClusterPki>,
+) -> Vec<Secret> {
+    let mut secrets: Vec<Secret> = Vec::new();
+    if let Some(s) = &executor.s3 {
+        secrets.extend([s.access_key.clone(), s.secret_key.clone()]);
+        secrets.extend(s.session_token.clone());
+    }
+    secrets.extend(executor.state_passphrase.clone());
+    if let Some(st) = rke_state {
+        secrets.extend(st.private_keys());
+    }
+    if let Some(p) = pki {
+        secrets.extend(p.pki.secrets());
+    }
+    secrets
+}
+
+/// Every consumer of the run's events: the caller's, and the apply's own counters.
+struct Consumers<'a> {
+    caller: &'a dyn Reporter,
+    traffic: &'a TrafficCounter,
+    changes: &'a ChangeWatch,
+}
+
+impl Reporter for Consumers<'_> {
+    fn event(&self, e: &ApplyEvent) {
+        self.caller.event(e);
+        self.traffic.event(e);
+        self.changes.event(e);
+    }
+}
+
+/// An S3 problem found before anything was changed.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error(transparent)]
+#[diagnostic(code(rkectl::s3), help("nothing was changed; check the S3 endpoint, bucket and keys"))]
+pub struct S3Refusal(pub crate::s3::S3Error);
+
+/// After a failed run, removes temporary helper containers from every host that answers:
+/// helpers remove themselves, but a helper whose host dropped mid-run could not.
+async fn sweep_temporaries(executor: &crate::steps::Executor, plan: &Plan) {
+    let hosts: std::collections::BTreeSet<&HostAddr> = plan.steps.iter().filter_map(|s| s.host.as_ref()).collect();
+    let names = etcd::temporary_containers(&executor.cluster);
+    let sweeps = hosts.into_iter().map(|h| {
+        let names = &names;
+        async move {
+            if let Ok(host) = executor.pool.get(h).await {
+                for name in names {
+                    let _ = host.remove_container(name).await;
+                }
+            }
+        }
+    });
+    let _ = tokio::time::timeout(Duration::from_secs(30), futures::future::join_all(sweeps)).await;
+}

@@ -1,0 +1,124 @@
+//! The library's own path from inputs to an applied plan, as the CLI takes it: `prepare`
+//! (state files, the real refresh through the hosts, the PKI, compile) then `apply` (pool,
+//! journal, run, state, verdict), on fake hosts.
+
+mod common;
+
+use common::*;
+use rkectl::apply::{ApplyError, ApplyRequest, apply};
+use rkectl::config::{HostAddr, LoadedConfig};
+use rkectl::etcd::names;
+use rkectl::exec::events::{ApplyEventKind, Recorder};
+use rkectl::host::fake::{FakeConnector, FakeWorld};
+use rkectl::plan::ActionSpec;
+use rkectl::plan::step::SnapshotName;
+use rkectl::prepare::{PrepareInput, Prepared, prepare};
+use std::path::Path;
+use std::sync::Arc;
+
+fn config_in(dir: &Path, nodes: usize) -> LoadedConfig {
+    let path = dir.join("cluster.yml");
+    let yaml = etcd_cluster_yaml(nodes);
+    std::fs::write(&path, &yaml).unwrap();
+    rkectl::config::parse(&path, yaml).unwrap()
+}
+
+fn save(name: &str) -> ActionSpec {
+    ActionSpec::EtcdSnapshotSave {
+        name: SnapshotName::new(name).unwrap(),
+        generated_name: false,
+        s3: None,
+        include_state: false,
+        seal_state: false,
+    }
+}
+
+async fn prepared(cfg: LoadedConfig, world: &Arc<FakeWorld>, spec: ActionSpec) -> Prepared {
+    // A restore places certificates: the fake hosts hold none, so a new PKI is asked for.
+    let new_pki = matches!(spec, ActionSpec::EtcdSnapshotRestore { .. });
+    let input = PrepareInput {
+        cfg,
+        spec,
+        s3: None,
+        state_passphrase: None,
+        pki_flags: rkectl::cluster_pki::PkiFlags { new_pki, use_local_state: false },
+        offline: false,
+        lock_nodes: Some("library test".into()),
+        connector: Arc::new(FakeConnector(world.clone())),
+    };
+    prepare(input).await.unwrap_or_else(|e| panic!("prepare: {e}"))
+}
+
+fn request<'a>(p: Prepared, world: &Arc<FakeWorld>, rec: &'a Recorder) -> ApplyRequest<'a> {
+    ApplyRequest {
+        prepared: p,
+        resume: None,
+        connector: Arc::new(FakeConnector(world.clone())),
+        lock_holder: "library test".into(),
+        reporter: rec,
+        parallelism: None,
+        stop: None,
+    }
+}
+
+#[tokio::test]
+async fn a_save_prepared_and_applied_through_the_library_reaches_every_host_and_counts_its_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_in(dir.path(), 3);
+    let world = running_world(&cfg.cluster, b"the cluster's data", None);
+    let p = prepared(cfg, &world, save("lib.db")).await;
+    let journal = p.paths.journal.clone();
+    assert!(p.plan.has_changes());
+    let rec = Recorder::default();
+    let applied = apply(request(p, &world, &rec)).await.unwrap_or_else(|e| panic!("apply: {e}"));
+    let file = "/opt/rke/etcd-snapshots/lib.db.zip";
+    let size = world.host(&HostAddr(addr(1))).files[file].len() as u64;
+    for i in 1..=3 {
+        assert_eq!(world.host(&HostAddr(addr(i))).files[file].len() as u64, size, "host {i}");
+    }
+    // Fake hosts cannot reach each other: both copies went through the workstation.
+    assert_eq!((applied.traffic.workstation_bytes, applied.traffic.host_to_host_bytes), (4 * size, 0));
+    assert!(!journal.exists(), "a finished apply sets its journal aside");
+    assert!(rec.events().iter().any(|e| matches!(e.kind, ApplyEventKind::RunFinished { ok: true, .. })));
+}
+
+#[tokio::test]
+async fn a_failure_before_any_change_is_a_refusal_and_leaves_no_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_in(dir.path(), 3);
+    let world = running_world(&cfg.cluster, b"data", Some(("snap.db", b"snapshot-bytes")));
+    let spec = ActionSpec::EtcdSnapshotRestore {
+        name: SnapshotName::new("snap.db").unwrap(),
+        from: rkectl::plan::RestoreSearch::Hosts,
+    };
+    let p = prepared(cfg, &world, spec).await;
+    let journal = p.paths.journal.clone();
+    world.fail_container(&HostAddr(addr(2)), names::CHECKSUM_CHECKER, 100);
+    let rec = Recorder::default();
+    let err = apply(request(p, &world, &rec)).await.expect_err("the pre-flight fails");
+    assert!(matches!(err, ApplyError::PreflightFailed { .. }), "{err:?}");
+    assert!(!err.changed_cluster());
+    assert!(!journal.exists(), "nothing changed, so nothing to resume");
+    for i in 1..=3 {
+        assert_eq!(world.host(&HostAddr(addr(i))).etcd_data(), Some(&b"data"[..]), "host {i}");
+    }
+}
+
+#[tokio::test]
+async fn a_failure_after_a_change_keeps_the_journal_for_the_next_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_in(dir.path(), 3);
+    let world = running_world(&cfg.cluster, b"data", Some(("snap.db", b"snapshot-bytes")));
+    let spec = ActionSpec::EtcdSnapshotRestore {
+        name: SnapshotName::new("snap.db").unwrap(),
+        from: rkectl::plan::RestoreSearch::Hosts,
+    };
+    let p = prepared(cfg, &world, spec).await;
+    let journal = p.paths.journal.clone();
+    world.fail_container(&HostAddr(addr(2)), names::RESTORE, 100);
+    let rec = Recorder::default();
+    let err = apply(request(p, &world, &rec)).await.expect_err("the restore fails");
+    assert!(matches!(err, ApplyError::Failed { .. }), "{err:?}");
+    assert!(err.changed_cluster());
+    assert!(journal.exists(), "the journal says where it stopped");
+}
