@@ -11,11 +11,12 @@ pub mod args;
 pub mod inputs;
 pub mod list;
 pub mod logging;
+pub mod reporter;
 
 use crate::cluster_pki::{ClusterPki, PkiFlags, PkiSource};
 use crate::config::{self, Cluster, ConfigError, LoadedConfig, S3Settings};
 use crate::exec::events::{Reporter, Traffic};
-use crate::exec::reporter;
+
 use crate::host::Connector;
 use crate::host::ssh::{KnownHostsPolicy, SshConnector, SshOptions};
 use crate::plan::render::{RenderOptions, render};

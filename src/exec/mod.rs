@@ -32,7 +32,6 @@
 //! bounded number of times; permanent ones fail the step at once.
 
 pub mod events;
-pub mod reporter;
 
 use crate::config::HostAddr;
 use crate::host::HostError;

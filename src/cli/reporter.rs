@@ -5,8 +5,8 @@
 //!   `INFO[0004] [etcd] Saving snapshot [x] on host [y]`, with no escape codes.
 //! - [`JsonLines`]: one JSON object per event, for `--json`.
 
-use super::events::{ApplyEvent, ApplyEventKind, Level, Reporter};
 use crate::config::HostAddr;
+use crate::exec::events::{ApplyEvent, ApplyEventKind, Level, Reporter};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::io::Write;
