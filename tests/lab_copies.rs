@@ -99,9 +99,12 @@ fn a_save_and_a_restore_move_snapshot_bytes_between_hosts_not_through_the_workst
     }
     lab.write("node1", "/drill/kept", "after");
     let before = workstation_bytes(&lab);
-    let out = lab.rkectl(&["etcd", "snapshot-restore", "--name", "copies", "--yes", "--json"]);
+    // -q: the JSON stream stays whole; stderr says nothing unless something is wrong.
+    let out = lab.rkectl(&["-q", "etcd", "snapshot-restore", "--name", "copies", "--yes", "--json"]);
     let moved = workstation_bytes(&lab) - before;
     assert!(out.status.success(), "restore failed:\n{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("INFO["), "-q printed INFO lines:\n{stderr}");
     let (direct, through) = traffic(&out);
     assert_eq!((direct, through), (2 * size, 0), "rkectl's count of the restore's copies:\n{}", text(&out));
     assert!(

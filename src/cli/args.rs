@@ -11,8 +11,11 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// Show more of rkectl's own diagnostics (-v info, -vv debug, -vvv trace; RUST_LOG overrides).
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "quiet")]
     pub verbose: u8,
+    /// Show only warnings and errors (no progress, no INFO lines); the plan and results stay.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
 }
 
 /// Flags every command that touches a cluster takes.

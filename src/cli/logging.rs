@@ -2,20 +2,38 @@
 //! connection, parts of an aborted upload left behind) on stderr.
 //!
 //! Without a subscriber these events vanish. Warnings show by default, `-v` adds the
-//! library's informational events, `-vv` debug, `-vvv` everything; `RUST_LOG` (targets
-//! syntax: `warn`, `rkectl=debug,aws_sdk_s3=info`) overrides both.
+//! library's informational events, `-vv` debug, `-vvv` everything, `-q` errors only;
+//! `RUST_LOG` (targets syntax: `warn`, `rkectl=debug,aws_sdk_s3=info`) overrides them.
+//! `-q` also silences the CLI's own INFO lines and progress (see [`quiet`]).
 
 use std::io::IsTerminal;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-/// Installs the stderr subscriber for `verbose` (`-v` count) unless `RUST_LOG` says otherwise.
-pub fn init(verbose: u8) {
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether `-q` was given: INFO lines and progress are not shown.
+pub fn quiet() -> bool {
+    QUIET.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// An INFO line of the CLI's own, in the reference's shape, unless `-q`.
+pub fn info(secs: u64, message: impl std::fmt::Display) {
+    if !quiet() {
+        eprintln!("INFO[{secs:04}] {message}");
+    }
+}
+
+/// Installs the stderr subscriber for `verbose` (`-v` count) or `quiet` unless `RUST_LOG`
+/// says otherwise.
+pub fn init(verbose: u8, quiet: bool) {
+    QUIET.store(quiet, std::sync::atomic::Ordering::Relaxed);
+    let default = if quiet { LevelFilter::ERROR } else { level(verbose) };
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|s| s.parse::<Targets>().ok())
-        .unwrap_or_else(|| Targets::new().with_default(level(verbose)));
+        .unwrap_or_else(|| Targets::new().with_default(default));
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())

@@ -130,7 +130,7 @@ pub fn main() -> ExitCode {
         }
         _ => {}
     }
-    logging::init(cli.verbose);
+    logging::init(cli.verbose, cli.quiet);
     if let Command::Agent { command } = cli.command {
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
         return match rt.block_on(crate::agent::run(command)) {
@@ -502,13 +502,13 @@ async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>, locks
     let human: Arc<dyn Reporter> = if common.json {
         Arc::new(reporter::JsonLines)
     } else {
-        Arc::new(reporter::Human::new(std::io::stderr().is_terminal()))
+        Arc::new(reporter::Human::new(std::io::stderr().is_terminal(), logging::quiet()))
     };
     if let ActionSpec::EtcdSnapshotSave { name, generated_name: true, .. } = &p.plan.action {
         eprintln!("WARN[0000] Name of the snapshot is not specified using [{name}]");
     }
     let action = p.plan.action.clone();
-    eprintln!("INFO[0000] {}", start_line(&action));
+    logging::info(0, start_line(&action));
     let interrupts = Interrupts::listen();
     let request = crate::apply::ApplyRequest {
         connector: connector(common, &p.cfg.cluster),
@@ -532,12 +532,15 @@ async fn apply(p: Prepared, common: &Common, resume: Option<JournalState>, locks
     let secs = applied.elapsed.as_secs();
     let moved = applied.traffic;
     if moved != Traffic::default() {
-        eprintln!(
-            "INFO[{secs:04}] Snapshot bytes moved: {} host to host, {} through this workstation",
-            moved.host_to_host_bytes, moved.workstation_bytes
+        logging::info(
+            secs,
+            format!(
+                "Snapshot bytes moved: {} host to host, {} through this workstation",
+                moved.host_to_host_bytes, moved.workstation_bytes
+            ),
         );
     }
-    eprintln!("INFO[{secs:04}] {}", done_line(&action));
+    logging::info(secs, done_line(&action));
     drop(locks);
     Ok(Some(moved))
 }

@@ -18,17 +18,22 @@ type Bars = Mutex<HashMap<Option<HostAddr>, ProgressBar>>;
 /// Human output, with progress bars when `tty`.
 pub struct Human {
     bars: Option<(MultiProgress, Bars)>,
+    /// `-q`: warnings and errors only, no bars.
+    quiet: bool,
 }
 
 impl Human {
-    /// A reporter writing to stderr; bars only when `tty`.
-    pub fn new(tty: bool) -> Human {
-        let bars =
-            tty.then(|| (MultiProgress::with_draw_target(ProgressDrawTarget::stderr()), Mutex::new(HashMap::new())));
-        Human { bars }
+    /// A reporter writing to stderr; bars only when `tty` and not `quiet`.
+    pub fn new(tty: bool, quiet: bool) -> Human {
+        let bars = (tty && !quiet)
+            .then(|| (MultiProgress::with_draw_target(ProgressDrawTarget::stderr()), Mutex::new(HashMap::new())));
+        Human { bars, quiet }
     }
 
     fn line(&self, text: String) {
+        if self.quiet && text.starts_with("INFO") {
+            return;
+        }
         match &self.bars {
             Some((mp, _)) => {
                 let _ = mp.println(text);
