@@ -6,6 +6,7 @@
 //! snapshot service. Each command prints one `RKECTL-REPORT <json>` line (see [`report`])
 //! and exits non-zero on failure, with the reason on stderr.
 
+pub mod argv;
 pub mod etcdctl;
 pub mod files;
 pub mod hashes;
@@ -23,7 +24,7 @@ use clap::{Args, Subcommand};
 use std::path::PathBuf;
 
 /// TLS client settings for etcdctl.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct Tls {
     #[arg(long)]
     pub cacert: PathBuf,
@@ -34,7 +35,7 @@ pub struct Tls {
 }
 
 /// Where snapshots go in S3 (keys come from `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`).
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct S3Args {
     #[arg(long = "s3-endpoint")]
     pub s3_endpoint: Option<String>,
@@ -77,8 +78,11 @@ impl S3Args {
     }
 }
 
+/// How long a serving helper waits for its peer by default.
+pub const SERVE_WAIT_SECS: u64 = 120;
+
 /// The agent's commands.
-#[derive(Debug, Clone, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum AgentCommand {
     /// Removes everything inside the etcd data folder (`kube-cleaner`).
     Clean {
@@ -207,7 +211,7 @@ pub enum AgentCommand {
         #[arg(long)]
         peer: std::net::IpAddr,
         /// Give up when the peer has not fetched it within this many seconds.
-        #[arg(long, default_value_t = 120)]
+        #[arg(long, default_value_t = SERVE_WAIT_SECS)]
         wait_secs: u64,
         #[command(flatten)]
         tls: Tls,

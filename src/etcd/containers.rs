@@ -6,6 +6,7 @@
 
 use super::member::tls_files;
 use super::{CLUSTER_TOKEN, client_url, member_name, names, paths, peer_url};
+use crate::agent::{AgentCommand, S3Args, Tls};
 use crate::config::{Cluster, Node, S3Settings};
 use crate::host::{ContainerSpec, RestartPolicy};
 use crate::model::{RollingSettings, SnapshotName};
@@ -23,11 +24,12 @@ fn base(name: &str, image: &str) -> ContainerSpec {
 }
 
 /// A helper that runs rkectl's agent: the cluster's etcd image (its `etcdctl` included),
-/// with rkectl's binary mounted read-only as the entrypoint. Callers add their binds.
-fn agent(name: &str, cluster: &Cluster, args: Vec<String>) -> ContainerSpec {
+/// with rkectl's binary mounted read-only as the entrypoint, running `cmd` (rendered from
+/// the type the agent parses). Callers add their binds.
+fn agent(name: &str, cluster: &Cluster, cmd: AgentCommand) -> ContainerSpec {
     let mut spec = base(name, &cluster.etcd.image);
     spec.entrypoint = Some(vec![crate::agent_binary::remote_path(), "agent".into()]);
-    spec.cmd = args;
+    spec.cmd = cmd.to_args();
     spec.binds = vec![agent_bind()];
     spec
 }
@@ -38,20 +40,25 @@ fn agent_bind() -> String {
     format!("{dir}:{dir}:ro")
 }
 
-fn tls_args(node: &Node) -> Vec<String> {
+/// The member's own certificate files, for the agent.
+fn tls(node: &Node) -> Tls {
     let t = tls_files(node);
-    vec!["--cacert".into(), t.ca, "--cert".into(), t.cert, "--key".into(), t.key]
+    Tls { cacert: t.ca.into(), cert: t.cert.into(), key: t.key.into() }
 }
 
-fn s3_args(s3: &S3Settings) -> Vec<String> {
-    let mut a = vec!["--s3-endpoint".into(), s3.endpoint.clone(), "--bucket".into(), s3.bucket.clone()];
-    if let Some(r) = &s3.region {
-        a.extend(["--region".into(), r.clone()]);
+/// Where an S3 helper goes (its keys go in a file, see [`s3_env`]).
+fn s3_args(s3: &S3Settings) -> S3Args {
+    S3Args {
+        s3_endpoint: Some(s3.endpoint.clone()),
+        bucket: Some(s3.bucket.clone()),
+        region: s3.region.clone(),
+        folder: s3.folder.clone(),
     }
-    if let Some(f) = &s3.folder {
-        a.extend(["--folder".into(), f.clone()]);
-    }
-    a
+}
+
+/// No S3.
+fn no_s3() -> S3Args {
+    S3Args { s3_endpoint: None, bucket: None, region: None, folder: None }
 }
 
 /// The S3 keys a helper uses, as a file only root on the host can read; no keys (the node's
@@ -74,17 +81,15 @@ fn s3_env(spec: &mut ContainerSpec, s3: &S3Settings) {
 /// The helper on `source` that serves its copy of a snapshot (`file`) once to `peer`, over
 /// mutual TLS with the member certificates, on the cluster network.
 pub fn serve_snapshot(cluster: &Cluster, source: &Node, peer: &Node, file: &str) -> ContainerSpec {
-    let mut args = vec![
-        "serve-snapshot".into(),
-        "--file".into(),
-        file.to_string(),
-        "--listen".into(),
-        source.internal_address().to_string(),
-        "--peer".into(),
-        peer.internal_address().to_string(),
-    ];
-    args.extend(tls_args(source));
-    let mut spec = agent(&names::serve_snapshot(&peer.address), cluster, args);
+    let ip = |n: &Node| n.internal_address().parse().unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let cmd = AgentCommand::ServeSnapshot {
+        file: file.into(),
+        listen: ip(source),
+        peer: ip(peer),
+        wait_secs: crate::agent::SERVE_WAIT_SECS,
+        tls: tls(source),
+    };
+    let mut spec = agent(&names::serve_snapshot(&peer.address), cluster, cmd);
     spec.binds.extend([format!("{0}:{0}:ro", parent(file)), format!("{0}:{0}:ro", paths::CERT_DIR)]);
     spec.network_host = true;
     spec
@@ -93,21 +98,14 @@ pub fn serve_snapshot(cluster: &Cluster, source: &Node, peer: &Node, file: &str)
 /// The helper on `dest` that fetches what [`serve_snapshot`] on `source` serves on `port`
 /// into `out`, expecting `size` bytes.
 pub fn fetch_snapshot(cluster: &Cluster, dest: &Node, source: &Node, port: u16, out: &str, size: u64) -> ContainerSpec {
-    let from = match source.internal_address().parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
-        _ => format!("{}:{port}", source.internal_address()),
+    let ip = source.internal_address().parse().unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let cmd = AgentCommand::FetchSnapshot {
+        from: std::net::SocketAddr::new(ip, port),
+        out: out.into(),
+        size,
+        tls: tls(dest),
     };
-    let mut args = vec![
-        "fetch-snapshot".into(),
-        "--from".into(),
-        from,
-        "--out".into(),
-        out.to_string(),
-        "--size".into(),
-        size.to_string(),
-    ];
-    args.extend(tls_args(dest));
-    let mut spec = agent(names::FETCH_SNAPSHOT, cluster, args);
+    let mut spec = agent(names::FETCH_SNAPSHOT, cluster, cmd);
     spec.binds.extend([format!("{0}:{0}:z", parent(out)), format!("{0}:{0}:ro", paths::CERT_DIR)]);
     spec.network_host = true;
     spec
@@ -120,7 +118,7 @@ fn parent(path: &str) -> &str {
 /// `kube-cleaner`: removes the etcd data (the container itself is removed through Docker).
 pub fn cleaner(cluster: &Cluster) -> ContainerSpec {
     let mut spec =
-        agent(names::CLEANER, cluster, vec!["clean".into(), "--data-dir".into(), paths::DATA_DIR_IN_CONTAINER.into()]);
+        agent(names::CLEANER, cluster, AgentCommand::Clean { data_dir: paths::DATA_DIR_IN_CONTAINER.into() });
     spec.binds.extend([format!("{}:{}:z", paths::DATA_DIR, paths::DATA_DIR_IN_CONTAINER)]);
     spec
 }
@@ -169,38 +167,22 @@ pub fn restore(
 
 /// `etcd-restore-finish`: moves the staged data into place and clears the staging folder.
 pub fn restore_finish(cluster: &Cluster) -> ContainerSpec {
-    let mut spec = agent(
-        names::RESTORE_FINISH,
-        cluster,
-        vec![
-            "restore-finish".into(),
-            "--data-dir".into(),
-            paths::DATA_DIR_IN_CONTAINER.into(),
-            "--staging".into(),
-            RESTORE_STAGING.into(),
-        ],
-    );
+    let cmd =
+        AgentCommand::RestoreFinish { data_dir: paths::DATA_DIR_IN_CONTAINER.into(), staging: RESTORE_STAGING.into() };
+    let mut spec = agent(names::RESTORE_FINISH, cluster, cmd);
     spec.binds.extend([format!("{}:{}:z", paths::DATA_DIR, paths::DATA_DIR_IN_CONTAINER)]);
     spec
 }
 
 /// `rke-log-linker`: links a container's log into RKE's log folder.
 pub fn log_linker(cluster: &Cluster, container: &str, container_id: &str, docker_root: &str) -> ContainerSpec {
-    let mut spec = agent(
-        names::LOG_LINKER,
-        cluster,
-        vec![
-            "link-logs".into(),
-            "--container".into(),
-            container.into(),
-            "--id".into(),
-            container_id.into(),
-            "--docker-root".into(),
-            docker_root.into(),
-            "--log-dir".into(),
-            paths::LOG_DIR.into(),
-        ],
-    );
+    let cmd = AgentCommand::LinkLogs {
+        container: container.into(),
+        id: container_id.into(),
+        docker_root: docker_root.into(),
+        log_dir: paths::LOG_DIR.into(),
+    };
+    let mut spec = agent(names::LOG_LINKER, cluster, cmd);
     spec.binds.extend([format!("{0}:{0}:z", paths::LOG_DIR)]);
     spec
 }
@@ -217,15 +199,12 @@ pub fn checksum_only(cluster: &Cluster, files: &[String]) -> ContainerSpec {
 }
 
 fn checker(cluster: &Cluster, files: &[String], quick: bool) -> ContainerSpec {
-    let mut args = vec!["snapshot-verify".to_string()];
-    if quick {
-        args.push("--checksum-only".into());
-    }
-    for f in files {
-        let path = if f.starts_with('/') { f.clone() } else { format!("{}/{f}", paths::SNAPSHOT_DIR) };
-        args.extend(["--path".into(), path]);
-    }
-    let mut spec = agent(names::CHECKSUM_CHECKER, cluster, args);
+    let paths = files
+        .iter()
+        .map(|f| if f.starts_with('/') { f.into() } else { format!("{}/{f}", paths::SNAPSHOT_DIR).into() })
+        .collect();
+    let mut spec =
+        agent(names::CHECKSUM_CHECKER, cluster, AgentCommand::SnapshotVerify { paths, checksum_only: quick });
     spec.binds.extend([format!("{0}:{0}:ro", paths::SNAPSHOT_DIR)]);
     spec
 }
@@ -238,26 +217,20 @@ pub fn snapshot_once(
     upload: Option<&S3Settings>,
     state_file: Option<&str>,
 ) -> ContainerSpec {
-    let mut args = vec![
-        "snapshot-save".into(),
-        "--endpoint".into(),
-        client_url(node),
-        "--dir".into(),
-        paths::SNAPSHOT_DIR.into(),
-        "--name".into(),
-        snapshot.to_string(),
-        "--copied-to-every-host".into(),
-    ];
-    if let Some(f) = state_file {
-        args.extend(["--state-file".into(), f.to_string()]);
-    }
-    args.extend(tls_args(node));
-    let mut spec = agent(names::SNAPSHOT_ONCE, cluster, Vec::new());
+    let cmd = AgentCommand::SnapshotSave {
+        endpoint: client_url(node),
+        dir: paths::SNAPSHOT_DIR.into(),
+        name: snapshot.to_string(),
+        state_file: state_file.map(Into::into),
+        copied_to_every_host: true,
+        stall_limit: crate::agent::stall::StallLimit::DEFAULT,
+        tls: tls(node),
+        s3: upload.map(s3_args).unwrap_or_else(no_s3),
+    };
+    let mut spec = agent(names::SNAPSHOT_ONCE, cluster, cmd);
     if let Some(s3) = upload {
-        args.extend(s3_args(s3));
         s3_env(&mut spec, s3);
     }
-    spec.cmd = args;
     spec.binds.extend([format!("{0}:{0}:z", paths::SNAPSHOT_DIR), format!("{0}:{0}:ro", paths::CERT_DIR)]);
     spec.network_host = true;
     spec
@@ -274,26 +247,15 @@ pub fn s3_download(
     etag: Option<&str>,
     s3: &S3Settings,
 ) -> ContainerSpec {
-    let mut spec = agent(names::S3_DOWNLOAD, cluster, Vec::new());
-    let format = match format {
-        crate::model::SnapshotFormat::Raw => "raw",
-        crate::model::SnapshotFormat::Zip => "zip",
+    let cmd = AgentCommand::S3Download {
+        name: snapshot.to_string(),
+        format: format.into(),
+        into: into.into(),
+        etag: etag.map(str::to_string),
+        s3: s3_args(s3),
     };
-    let mut args: Vec<String> = vec![
-        "s3-download".into(),
-        "--name".into(),
-        snapshot.to_string(),
-        "--format".into(),
-        format.into(),
-        "--into".into(),
-        into.into(),
-    ];
-    if let Some(e) = etag {
-        args.extend(["--etag".into(), e.to_string()]);
-    }
-    args.extend(s3_args(s3));
+    let mut spec = agent(names::S3_DOWNLOAD, cluster, cmd);
     s3_env(&mut spec, s3);
-    spec.cmd = args;
     spec.binds.extend([format!("{0}:{0}:z", paths::SNAPSHOT_DIR)]);
     spec.network_host = true;
     spec
@@ -301,8 +263,8 @@ pub fn s3_download(
 
 /// `etcd-unpack-snapshot`: unpacks an archive's database for a restore, verified.
 pub fn unpack(cluster: &Cluster, archive: &str, out: &str) -> ContainerSpec {
-    let args = vec!["snapshot-unpack".into(), "--archive".into(), archive.into(), "--out".into(), out.into()];
-    let mut spec = agent(names::UNPACK, cluster, args);
+    let mut spec =
+        agent(names::UNPACK, cluster, AgentCommand::SnapshotUnpack { archive: archive.into(), out: out.into() });
     spec.binds.extend([format!("{0}:{0}:z", paths::SNAPSHOT_DIR)]);
     spec
 }
@@ -310,9 +272,8 @@ pub fn unpack(cluster: &Cluster, archive: &str, out: &str) -> ContainerSpec {
 /// `etcd-health-check`: health and revision of every member.
 pub fn health_check(cluster: &Cluster, via: &Node, members: &[&Node]) -> ContainerSpec {
     let endpoints: Vec<String> = members.iter().map(|n| client_url(n)).collect();
-    let mut args = vec!["health".into(), "--endpoints".into(), endpoints.join(",")];
-    args.extend(tls_args(via));
-    let mut spec = agent(names::HEALTH_CHECK, cluster, args);
+    let cmd = AgentCommand::Health { endpoints: endpoints.join(","), tls: tls(via) };
+    let mut spec = agent(names::HEALTH_CHECK, cluster, cmd);
     spec.binds.extend([format!("{0}:{0}:ro", paths::CERT_DIR)]);
     spec.network_host = true;
     spec
@@ -320,15 +281,18 @@ pub fn health_check(cluster: &Cluster, via: &Node, members: &[&Node]) -> Contain
 
 /// A member change (`member add` / `member remove`) through a running member.
 pub fn member_change(cluster: &Cluster, via: &Node, change: MemberChange<'_>) -> ContainerSpec {
-    let mut args = match change {
-        MemberChange::Add { member, peer_url } => {
-            vec!["member-add".into(), "--member".into(), member.into(), "--peer-url".into(), peer_url.into()]
+    let cmd = match change {
+        MemberChange::Add { member, peer_url } => AgentCommand::MemberAdd {
+            member: member.into(),
+            peer_url: peer_url.into(),
+            endpoint: client_url(via),
+            tls: tls(via),
+        },
+        MemberChange::Remove { member } => {
+            AgentCommand::MemberRemove { member: member.into(), endpoint: client_url(via), tls: tls(via) }
         }
-        MemberChange::Remove { member } => vec!["member-remove".into(), "--member".into(), member.into()],
     };
-    args.extend(["--endpoint".into(), client_url(via)]);
-    args.extend(tls_args(via));
-    let mut spec = agent(names::HEALTH_CHECK, cluster, args);
+    let mut spec = agent(names::HEALTH_CHECK, cluster, cmd);
     spec.binds.extend([format!("{0}:{0}:ro", paths::CERT_DIR)]);
     spec.network_host = true;
     spec
@@ -343,11 +307,9 @@ pub enum MemberChange<'a> {
 
 /// `etcd-snapshot-prune`: deletes snapshot files (and their records) on a node.
 pub fn snapshot_delete(cluster: &Cluster, snapshots: &[SnapshotName]) -> ContainerSpec {
-    let mut args = vec!["snapshot-delete".into(), "--dir".into(), paths::SNAPSHOT_DIR.into()];
-    for s in snapshots {
-        args.extend(["--name".into(), s.to_string()]);
-    }
-    let mut spec = agent(names::SNAPSHOT_PRUNE, cluster, args);
+    let names = snapshots.iter().map(|s| s.to_string()).collect();
+    let cmd = AgentCommand::SnapshotDelete { dir: paths::SNAPSHOT_DIR.into(), names };
+    let mut spec = agent(names::SNAPSHOT_PRUNE, cluster, cmd);
     spec.binds.extend([format!("{0}:{0}:z", paths::SNAPSHOT_DIR)]);
     spec
 }
@@ -374,28 +336,30 @@ pub fn rolling_settings(cluster: &Cluster, node: &Node) -> Option<RollingSetting
 
 /// `etcd-rolling-snapshots`: the recurring snapshot service (tools image, `rkectl agent`).
 pub fn rolling_snapshots(cluster: &Cluster, node: &Node, settings: &RollingSettings) -> ContainerSpec {
-    let mut args = vec![
-        "rolling-snapshots".into(),
-        "--endpoint".into(),
-        client_url(node),
-        "--dir".into(),
-        paths::SNAPSHOT_DIR.into(),
-    ];
-    args.extend(tls_args(node));
-    let mut spec = agent(names::ROLLING_SNAPSHOTS, cluster, Vec::new());
-    match settings {
-        RollingSettings::Legacy { creation, retention } => {
-            args.extend(["--creation".into(), creation.clone(), "--retention".into(), retention.clone()]);
+    let uploads = match settings {
+        RollingSettings::BackupConfig { s3: Some(_), .. } => cluster.etcd.s3.as_ref(),
+        _ => None,
+    };
+    let (creation, retention, keep) = match settings {
+        RollingSettings::Legacy { creation, retention } => (creation.clone(), Some(retention.clone()), None),
+        RollingSettings::BackupConfig { interval_hours, retention, .. } => {
+            (format!("{interval_hours}h"), None, Some(*retention))
         }
-        RollingSettings::BackupConfig { interval_hours, retention, s3: target } => {
-            args.extend(["--creation".into(), format!("{interval_hours}h"), "--keep".into(), retention.to_string()]);
-            if let (Some(_), Some(s3)) = (target, &cluster.etcd.s3) {
-                args.extend(s3_args(s3));
-                s3_env(&mut spec, s3);
-            }
-        }
+    };
+    let cmd = AgentCommand::RollingSnapshots {
+        endpoint: client_url(node),
+        dir: paths::SNAPSHOT_DIR.into(),
+        tls: tls(node),
+        creation,
+        retention,
+        keep,
+        stall_limit: crate::agent::stall::StallLimit::DEFAULT,
+        s3: uploads.map(s3_args).unwrap_or_else(no_s3),
+    };
+    let mut spec = agent(names::ROLLING_SNAPSHOTS, cluster, cmd);
+    if let Some(s3) = uploads {
+        s3_env(&mut spec, s3);
     }
-    spec.cmd = args;
     spec.binds.extend([format!("{0}:{0}:z", paths::SNAPSHOT_DIR), format!("{0}:{0}:ro", paths::CERT_DIR)]);
     spec.network_host = true;
     spec.restart = RestartPolicy::Always;

@@ -9,6 +9,7 @@
 use super::{
     ByteStream, Connector, ContainerInfo, ContainerSpec, DirEntry, DockerInfo, Host, HostError, HostResult, LogStream,
 };
+use crate::agent::AgentCommand;
 use crate::agent::report::{self, Done, HealthReport, MemberHealth, SnapshotReport};
 use crate::config::registries::{PrivateRegistry, RegistryAuth, registry_key};
 use crate::config::{HostAddr, Node};
@@ -311,29 +312,25 @@ fn simulate(
         .map(|(a, s)| (a.clone(), s.etcd_data().unwrap_or_default().to_vec()))
         .collect();
     let s = hosts.get_mut(addr).expect("host exists");
-    match name {
-        names::CLEANER => {
+    if name == names::RESTORE {
+        return restore(s, cmd, &staging_db);
+    }
+    if name == names::ETCD || name == names::ROLLING_SNAPSHOTS {
+        return (0, String::new());
+    }
+    // Every other container is rkectl's agent: its argv is read as the agent reads it, so
+    // an argv the agent would refuse fails here too.
+    let command = match crate::agent::argv::parse(cmd) {
+        Ok(c) => c,
+        Err(e) => return (2, format!("rkectl agent: {e}")),
+    };
+    match command {
+        AgentCommand::Clean { .. } => {
             let prefix = format!("{}/", paths::DATA_DIR);
             s.files.retain(|k, _| !k.starts_with(&prefix));
             (0, report::line(&Done { changed: true, detail: "cleaned".into() }))
         }
-        names::RESTORE => {
-            let snap = cmd.get(2).cloned().unwrap_or_default();
-            let member = arg(cmd, "--name").unwrap_or("?").to_string();
-            if s.files.keys().any(|k| k.starts_with(&format!("{}/restore-staging", paths::DATA_DIR))) {
-                return (1, "Error: data-dir exists".into());
-            }
-            match s.files.get(&snap).cloned() {
-                Some(content) => {
-                    let mut db = content;
-                    db.extend_from_slice(format!("|member={member}").as_bytes());
-                    s.files.insert(staging_db, db);
-                    (0, "restored".into())
-                }
-                None => (1, format!("Error: open {snap}: no such file or directory")),
-            }
-        }
-        names::RESTORE_FINISH => match s.files.remove(&staging_db) {
+        AgentCommand::RestoreFinish { .. } => match s.files.remove(&staging_db) {
             Some(db) => {
                 s.files.insert(data_db, db);
                 (0, report::line(&Done { changed: true, detail: "moved".into() }))
@@ -343,13 +340,13 @@ fn simulate(
             }
             None => (1, "no staged data".into()),
         },
-        names::CHECKSUM_CHECKER => {
+        AgentCommand::SnapshotVerify { paths, .. } => {
             let mut out = Vec::new();
             let mut code = 0;
-            for w in cmd.windows(2).filter(|w| w[0] == "--path") {
-                let path = w[1].as_str();
-                match s.files.get(path) {
-                    Some(d) => out.push(report::line(&checked(path.rsplit('/').next().unwrap_or(path), d))),
+            for path in paths {
+                let path = path.to_string_lossy();
+                match s.files.get(path.as_ref()) {
+                    Some(d) => out.push(report::line(&checked(path.rsplit('/').next().unwrap_or(&path), d))),
                     None => {
                         code = 1;
                         out.push(format!("{path}: no such file"));
@@ -358,20 +355,19 @@ fn simulate(
             }
             (code, out.join("\n"))
         }
-        names::SNAPSHOT_ONCE => {
-            let name = arg(cmd, "--name").unwrap_or_default().to_string();
+        AgentCommand::SnapshotSave { name, state_file, copied_to_every_host, s3, .. } => {
             let Some(data) = s.etcd_data().map(<[u8]>::to_vec) else {
                 return (1, "etcd is not running (fake)".into());
             };
-            let state = arg(cmd, "--state-file").and_then(|p| s.files.remove(p));
+            let state = state_file.and_then(|p| s.files.remove(p.to_string_lossy().as_ref()));
             let mut db = b"snapshot:".to_vec();
             db.extend(data);
             let zip = archive(&name, &db, state.as_deref());
             let file = format!("{name}.zip");
             let mut r = checked(&file, &zip);
-            r.identical_everywhere = cmd.iter().any(|a| a == "--copied-to-every-host");
+            r.identical_everywhere = copied_to_every_host;
             s.files.insert(format!("{}/{file}", paths::SNAPSHOT_DIR), zip.clone());
-            if arg(cmd, "--bucket").is_some() {
+            if s3.bucket.is_some() {
                 world.s3.lock().expect("s3 lock").insert(file, zip);
                 r.uploaded = true;
             }
@@ -381,10 +377,9 @@ fn simulate(
             );
             (0, report::line(&r))
         }
-        names::S3_DOWNLOAD => {
-            let name = arg(cmd, "--name").unwrap_or_default().to_string();
-            let file = if arg(cmd, "--format") == Some("zip") { format!("{name}.zip") } else { name.clone() };
-            let into = arg(cmd, "--into").unwrap_or(paths::SNAPSHOT_DIR).to_string();
+        AgentCommand::S3Download { name, format, into, .. } => {
+            let file = crate::model::SnapshotFormat::from(format).file_name(&SnapshotName::new(&name).expect("name"));
+            let into = into.to_string_lossy().into_owned();
             match world.s3.lock().expect("s3 lock").get(&file).cloned() {
                 Some(d) => {
                     let r = checked(&file, &d);
@@ -400,12 +395,10 @@ fn simulate(
                 None => (1, format!("{file}: NoSuchKey")),
             }
         }
-        names::UNPACK => {
-            let (Some(from), Some(out)) = (arg(cmd, "--archive"), arg(cmd, "--out")) else {
-                return (2, "usage (fake)".into());
-            };
-            let Some(zip) = s.files.get(from).cloned() else { return (1, format!("{from}: no such file")) };
-            let name = from.rsplit('/').next().unwrap_or(from).trim_end_matches(".zip").to_string();
+        AgentCommand::SnapshotUnpack { archive: from, out } => {
+            let (from, out) = (from.to_string_lossy().into_owned(), out.to_string_lossy().into_owned());
+            let Some(zip) = s.files.get(&from).cloned() else { return (1, format!("{from}: no such file")) };
+            let name = from.rsplit('/').next().unwrap_or(&from).trim_end_matches(".zip").to_string();
             let mut db = Vec::new();
             let unpacked = crate::rke::archive::contents(std::io::Cursor::new(zip), &name).and_then(|(mut z, _)| {
                 crate::rke::archive::read_db(&mut z, &name, |c| {
@@ -420,51 +413,66 @@ fn simulate(
                 return (1, "the database is damaged (fake)".into());
             }
             let r = snapshot_report(&format!("{name}.db"), &db);
-            s.files.insert(out.to_string(), db);
+            s.files.insert(out, db);
             (0, report::line(&r))
         }
-        names::SNAPSHOT_PRUNE => {
-            let mut it = cmd.iter();
-            while let Some(a) = it.next() {
-                if a == "--name"
-                    && let Some(n) = it.next()
-                {
-                    s.files.remove(&format!("{}/{n}", paths::SNAPSHOT_DIR));
-                    s.files.remove(&format!("{}/{n}.zip", paths::SNAPSHOT_DIR));
-                    s.files.remove(&format!("{}/{n}.json", paths::SNAPSHOT_META_DIR));
-                }
+        AgentCommand::SnapshotDelete { names, .. } => {
+            for n in names {
+                s.files.remove(&format!("{}/{n}", paths::SNAPSHOT_DIR));
+                s.files.remove(&format!("{}/{n}.zip", paths::SNAPSHOT_DIR));
+                s.files.remove(&format!("{}/{n}.json", paths::SNAPSHOT_META_DIR));
             }
             (0, report::line(&Done { changed: true, detail: "deleted".into() }))
         }
-        names::HEALTH_CHECK => {
-            if cmd.first().map(String::as_str) == Some("health") {
-                let endpoints = arg(cmd, "--endpoints").unwrap_or_default();
-                let members = endpoints
-                    .split(',')
-                    .map(|e| {
-                        let host = e.trim_start_matches("https://").split(':').next().unwrap_or_default();
-                        let found = running_members.iter().find(|(a, _)| a.as_str() == host);
-                        MemberHealth {
-                            endpoint: e.to_string(),
-                            healthy: found.is_some(),
-                            // Members restored from one snapshot agree; the member suffix is not data.
-                            revision: found.map(|(_, d)| {
-                                let data = d.split(|b| *b == b'|').next().unwrap_or_default();
-                                data.iter().map(|b| i64::from(*b)).sum::<i64>() % 1000
-                            }),
-                            error: found.is_none().then(|| "connection refused (fake)".to_string()),
-                        }
-                    })
-                    .collect();
-                (0, report::line(&HealthReport { members, member_names: Vec::new() }))
-            } else {
-                (0, report::line(&Done { changed: true, detail: "member change".into() }))
-            }
+        AgentCommand::Health { endpoints, .. } => {
+            let members = endpoints
+                .split(',')
+                .map(|e| {
+                    let host = e.trim_start_matches("https://").split(':').next().unwrap_or_default();
+                    let found = running_members.iter().find(|(a, _)| a.as_str() == host);
+                    MemberHealth {
+                        endpoint: e.to_string(),
+                        healthy: found.is_some(),
+                        // Members restored from one snapshot agree; the member suffix is not data.
+                        revision: found.map(|(_, d)| {
+                            let data = d.split(|b| *b == b'|').next().unwrap_or_default();
+                            data.iter().map(|b| i64::from(*b)).sum::<i64>() % 1000
+                        }),
+                        error: found.is_none().then(|| "connection refused (fake)".to_string()),
+                    }
+                })
+                .collect();
+            (0, report::line(&HealthReport { members, member_names: Vec::new() }))
+        }
+        AgentCommand::MemberAdd { .. } | AgentCommand::MemberRemove { .. } => {
+            (0, report::line(&Done { changed: true, detail: "member change".into() }))
         }
         // Fake hosts share no network: a direct copy between them is refused before it
         // starts, so the copy goes through the workstation as it would past a firewall.
-        n if n.starts_with(names::SERVE_SNAPSHOT) => (1, "fake hosts cannot reach each other\n".into()),
-        _ => (0, String::new()),
+        AgentCommand::ServeSnapshot { .. } => (1, "fake hosts cannot reach each other\n".into()),
+        AgentCommand::FetchSnapshot { .. }
+        | AgentCommand::LinkLogs { .. }
+        | AgentCommand::HoldLock { .. }
+        | AgentCommand::RollingSnapshots { .. } => (0, String::new()),
+    }
+}
+
+/// etcd's own `snapshot restore` (the etcd image's tool, not rkectl's agent): the file named
+/// by its first argument, into the staging folder, marked with the member's name.
+fn restore(s: &mut FakeHostState, cmd: &[String], staging_db: &str) -> (i64, String) {
+    let snap = cmd.get(2).cloned().unwrap_or_default();
+    let member = arg(cmd, "--name").unwrap_or("?").to_string();
+    if s.files.keys().any(|k| k.starts_with(&format!("{}/restore-staging", paths::DATA_DIR))) {
+        return (1, "Error: data-dir exists".into());
+    }
+    match s.files.get(&snap).cloned() {
+        Some(content) => {
+            let mut db = content;
+            db.extend_from_slice(format!("|member={member}").as_bytes());
+            s.files.insert(staging_db.to_string(), db);
+            (0, "restored".into())
+        }
+        None => (1, format!("Error: open {snap}: no such file or directory")),
     }
 }
 
