@@ -24,7 +24,7 @@ for run in 1 2 3; do
   b=$(wall bare "$run")
   r=$(wall "$RK" etcd snapshot-save --name "bench-$run.db" "${s3[@]}")
   l=$(wall "$RK" etcd snapshot-save --name "bench-local-$run.db")
-  size=$("$LAB" exec node1 stat -c %s "/opt/rke/etcd-snapshots/bench-$run.db")
+  size=$("$LAB" exec node1 stat -c %s "/opt/rke/etcd-snapshots/bench-$run.db.zip")
   printf 'run %s: %s MB snapshot; bare etcdctl save %ss; rkectl save+S3 upload %ss (ratio %.2f); rkectl save without S3 %ss (ratio %.2f)\n' \
     "$run" "$((size / 1000000))" "$b" "$r" "$(calc "$r / $b")" "$l" "$(calc "$l / $b")"
 done

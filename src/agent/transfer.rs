@@ -138,7 +138,9 @@ impl Server {
                 Err(_) => continue,
             };
             stream.write_all(&self.size.to_be_bytes()).await?;
-            let sent = tokio::io::copy(&mut self.source, &mut stream).await?;
+            // Large reads: TLS records are 16 KiB whatever, but the file is read in big pieces.
+            let mut reader = tokio::io::BufReader::with_capacity(1 << 20, &mut self.source);
+            let sent = tokio::io::copy_buf(&mut reader, &mut stream).await?;
             stream.shutdown().await?;
             if sent != self.size {
                 return Err(AgentError::new(format!(
@@ -246,15 +248,22 @@ async fn receive(
     let mut buf = vec![0u8; 1 << 20];
     let mut received = 0u64;
     while received < size {
+        // A TLS read gives at most one record (16 KiB): fill the buffer before hashing and
+        // writing, so the disk sees large writes.
         let want = buf.len().min((size - received) as usize);
-        let n = stream.read(&mut buf[..want]).await?;
-        if n == 0 {
-            return Err(AgentError::new(format!("the source closed the connection after {received} of {size} bytes")));
+        let mut filled = 0;
+        while filled < want {
+            let n = stream.read(&mut buf[filled..want]).await?;
+            if n == 0 {
+                let got = received + filled as u64;
+                return Err(AgentError::new(format!("the source closed the connection after {got} of {size} bytes")));
+            }
+            filled += n;
         }
-        hasher.update(&buf[..n]);
-        file.write_all(&buf[..n])?;
-        received += n as u64;
-        crate::s3::TransferProgress::advanced(&progress, n as u64);
+        hasher.update(&buf[..filled]);
+        file.write_all(&buf[..filled])?;
+        received += filled as u64;
+        crate::s3::TransferProgress::advanced(&progress, filled as u64);
     }
     crate::s3::TransferProgress::finished(&progress);
     file.sync_all()?;
