@@ -1,0 +1,123 @@
+use super::*;
+use crate::plan::observed::{CertFiles, HostFacts, hashed_env};
+use crate::rke::pki::{Pki, SanSet};
+
+fn cluster(node2: &str) -> Cluster {
+    let mut yaml = String::from("nodes:\n");
+    for (i, name) in [(1, "node1"), (2, node2), (3, "node3")] {
+        yaml.push_str(&format!(
+            "  - address: 10.0.0.{i}\n    hostname_override: {name}\n    user: u\n    role: [etcd]\n"
+        ));
+    }
+    crate::config::parse(std::path::Path::new("cluster.yml"), yaml).unwrap().cluster
+}
+
+/// Every member running as `cluster` asks, with the certificates of `pki` on its host.
+fn observed(cluster: &Cluster, pki: &Pki) -> Observed {
+    let mut o = Observed::default();
+    for n in cluster.etcd_nodes() {
+        let spec = crate::etcd::member::spec(cluster, n, "", super::ClusterState::Existing, "x86_64");
+        let etcd = ContainerFacts {
+            image: spec.image.clone(),
+            running: true,
+            spec_hash: None,
+            made_by: MadeBy::Rkectl,
+            args: spec.cmd.clone(),
+            env: hashed_env(&spec.env),
+            binds: spec.binds.clone(),
+        };
+        let cert = &pki.member(n).unwrap().cert;
+        let certs = CertFiles {
+            ca: Some(pki.ca_fingerprint()),
+            cert: true,
+            key: true,
+            cert_sans: SanSet::of_pem(cert.as_bytes()),
+        };
+        let members = cluster.etcd_nodes().map(etcd::member_name).collect();
+        let facts = HostFacts {
+            containers: [(names::ETCD.to_string(), etcd)].into(),
+            certs: Some(certs),
+            members: Some(members),
+            ..Default::default()
+        };
+        o.hosts.insert(n.address.clone(), facts);
+    }
+    o
+}
+
+fn up(cluster: &Cluster, observed: &Observed, ca: &crate::rke::pki::Fingerprint) -> Plan {
+    compile(&CompileInput {
+        cluster,
+        cluster_hash: "h",
+        action: &ActionSpec::Up,
+        observed,
+        removed_members: &[],
+        pki_ca: Some(ca),
+        now: 0,
+    })
+    .unwrap()
+}
+
+fn on(plan: &Plan, kind: StepKind) -> Vec<&Step> {
+    plan.steps.iter().filter(|s| s.kind() == kind).collect()
+}
+
+#[test]
+fn a_member_whose_certificate_lacks_its_new_name_gets_the_reissued_one_and_restarts() {
+    let before = cluster("node2");
+    let pki = Pki::generate(&before).unwrap();
+    let ca = pki.ca_fingerprint();
+    assert!(!up(&before, &observed(&before, &pki), &ca).has_changes(), "as deployed: nothing to do");
+
+    // node2's hostname_override changed: its certificate does not name it.
+    let renamed = cluster("node2b");
+    let plan = up(&renamed, &observed(&before, &pki), &ca);
+    let deploys = on(&plan, StepKind::DeployCerts);
+    assert_eq!(deploys.len(), 1, "only the host whose certificate lacks its own name: {deploys:?}");
+    assert_eq!(deploys[0].host.as_ref().map(HostAddr::as_str), Some("10.0.0.2"));
+    let r = deploys[0].action.replaces().expect("a replacement the user confirms");
+    assert_eq!(r.what, "the certificate /etc/kubernetes/ssl/kube-etcd-10-0-0-2.pem");
+    assert!(r.why.contains("does not name node2b"), "{}", r.why);
+    assert!(plan.needs_confirmation());
+    let starts = on(&plan, StepKind::StartEtcd);
+    assert_eq!(starts.len(), 1);
+    assert_eq!(starts[0].host, deploys[0].host);
+    assert!(
+        matches!(starts[0].action, StepAction::StartEtcd { restart: false, .. }),
+        "its container changes (--name): it is recreated, not restarted"
+    );
+
+    // The same names, but the file on node2 is an old certificate without its address:
+    // its container stays as it is, so it restarts to load the new one.
+    let mut stale = observed(&before, &pki);
+    let certs = stale.hosts.get_mut(&HostAddr("10.0.0.2".into())).unwrap().certs.as_mut().unwrap();
+    certs.cert_sans.as_mut().unwrap().ips.retain(|ip| ip != "10.0.0.2");
+    let plan = up(&before, &stale, &ca);
+    let starts = on(&plan, StepKind::StartEtcd);
+    assert_eq!(starts.len(), 1);
+    assert!(matches!(starts[0].action, StepAction::StartEtcd { restart: true, .. }), "{}", starts[0].action.describe());
+    assert!(on(&plan, StepKind::DeployCerts)[0].action.replaces().unwrap().why.contains("10.0.0.2"));
+}
+
+#[test]
+fn automatic_names_carry_their_time_as_rke_tools_reads_it() {
+    let n = |s: &str| SnapshotName::new(s).unwrap();
+    assert_eq!(name_time(&n("1970-01-01T00:01:00Z_etcd")), Some(60));
+    assert_eq!(name_time(&n("rke_etcd_snapshot_1970-01-01T01:00:00+01:00")), Some(0));
+    assert_eq!(name_time(&n("before-upgrade")), None);
+    assert!(is_recurring_name(&n("2024-10-04T22:40:30Z_etcd")));
+    assert!(!is_recurring_name(&n("before-upgrade.db")));
+    let policy = PrunePolicy::Age { seconds: 30, text: "30s".into() };
+    let old = n("1970-01-01T00:00:10Z_etcd");
+    let new = n("1970-01-01T00:01:00Z_etcd");
+    // The file times (100) say both are new; the names say the first is old.
+    let got = prune_candidates([(&old, 100), (&new, 100)].into_iter(), &policy, 80);
+    assert_eq!(got, std::slice::from_ref(&old));
+    // A retention too long for the clock keeps everything instead of wrapping negative.
+    let forever = PrunePolicy::Age { seconds: u64::MAX, text: "forever".into() };
+    assert!(prune_candidates([(&old, 0), (&new, 0)].into_iter(), &forever, 1_800_000_000).is_empty());
+    // RKE's one-time default name is never pruned, however old.
+    let one_time = n("rke_etcd_snapshot_1970-01-01T00:00:00Z");
+    let everything = PrunePolicy::Count { keep: 0 };
+    assert_eq!(prune_candidates([(&one_time, 0), (&old, 0)].into_iter(), &everything, 80), std::slice::from_ref(&old));
+}
