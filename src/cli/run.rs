@@ -1,0 +1,363 @@
+//! The commands that apply a plan: an action (plan, confirm, apply), a saved plan file,
+//! and an unfinished apply; each ends in the library's `apply` and renders its outcome.
+
+use super::interrupts::Interrupts;
+use super::*;
+
+pub(super) fn show(plan: &Plan, common: &Common) {
+    let mut out = std::io::stdout().lock();
+    if common.json {
+        drop(out);
+        json_line("plan", plan);
+    } else {
+        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let _ = write!(out, "{}", render(plan, RenderOptions { color }));
+    }
+}
+
+pub(super) fn confirm(plan: &Plan, common: &Common, what: &str) -> Result<(), CliError> {
+    if !plan.needs_confirmation() || common.yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(refuse(
+            format!("this plan needs confirmation ({what}) and there is no terminal to confirm it"),
+            "review the plan above, then re-run with --yes",
+        ));
+    }
+    eprint!("{what}. Type `yes` to continue: ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).map_err(|e| CliError::input(e.to_string(), "answer yes or no"))?;
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(refuse("not confirmed; nothing was changed", "type `yes` to apply, or use --yes"))
+    }
+}
+
+pub(super) fn start_line(spec: &ActionSpec) -> &'static str {
+    match spec {
+        ActionSpec::Up => "Building up etcd plane..",
+        ActionSpec::EtcdSnapshotSave { .. } => "Starting saving snapshot on etcd hosts",
+        ActionSpec::EtcdSnapshotRestore { .. } => "Starting restore on etcd hosts",
+        ActionSpec::EtcdSnapshotDelete { .. } => "Starting deleting snapshot on etcd hosts",
+        ActionSpec::EtcdSnapshotPrune { .. } => "Starting pruning snapshots on etcd hosts",
+        ActionSpec::Cleanup => "Removing rkectl's helper binaries from the etcd hosts",
+    }
+}
+
+pub(super) fn done_line(spec: &ActionSpec) -> String {
+    match spec {
+        ActionSpec::Up => "Finished building up the etcd plane".into(),
+        ActionSpec::EtcdSnapshotSave { name, .. } => format!("Finished saving snapshot [{name}] on all etcd hosts"),
+        ActionSpec::EtcdSnapshotRestore { .. } => "Finished restoring on all etcd hosts".into(),
+        ActionSpec::EtcdSnapshotDelete { name, .. } => format!("Finished deleting snapshot [{name}]"),
+        ActionSpec::EtcdSnapshotPrune { .. } => "Finished pruning snapshots".into(),
+        ActionSpec::Cleanup => "Finished removing rkectl's helper binaries".into(),
+    }
+}
+
+pub(super) async fn act(common: &Common, action: &Action) -> Result<Applied, CliError> {
+    let cfg = load_config(common)?;
+    let paths = StatePaths::beside(&cfg.dir(), &cfg.stem());
+    let (spec, _, _) = action_spec(action, &cfg.cluster)?;
+    let locks = lock_cluster(&paths, spec.template_name())?;
+    if paths.journal.exists() {
+        return Err(unfinished(&paths));
+    }
+    let prepared = prepare(cfg, common, action, false, Some(locks.holder.clone())).await?;
+    show(&prepared.plan, common);
+    if !prepared.plan.has_changes() {
+        return Ok(None);
+    }
+    let what = describe_destruction(&prepared.plan);
+    confirm(&prepared.plan, common, &what)?;
+    apply(prepared, common, None, locks).await
+}
+
+pub(super) fn describe_destruction(plan: &Plan) -> String {
+    let hosts: HashSet<_> =
+        plan.steps.iter().filter(|s| s.kind().is_destructive()).filter_map(|s| s.host.as_ref()).collect();
+    let mut parts = Vec::new();
+    match &plan.action {
+        ActionSpec::EtcdSnapshotRestore { name, .. } => parts
+            .push(format!("Restore snapshot {name}: the current etcd data on {} host(s) will be deleted", hosts.len())),
+        _ if plan.is_destructive() => {
+            parts.push(format!("{}: data on {} host(s) will be deleted", plan.title, hosts.len().max(1)))
+        }
+        _ => {}
+    }
+    let replaced = plan.replacements();
+    if !replaced.is_empty() {
+        let on: HashSet<_> = replaced.iter().filter_map(|(s, _)| s.host.as_ref()).collect();
+        parts.push(format!(
+            "{} thing(s) rkectl did not make will be replaced on {} host(s) (see `replaces` above)",
+            replaced.len(),
+            on.len()
+        ));
+    }
+    parts.join("; ")
+}
+
+pub(super) fn unfinished(paths: &StatePaths) -> CliError {
+    let detail = match journal::read(&paths.journal) {
+        Ok(j) => format!(
+            "an unfinished {} (started {}) is recorded in {}: {} of {} steps done",
+            j.plan.title,
+            j.started_at,
+            paths.journal.display(),
+            j.finished.len(),
+            j.plan.steps.iter().filter(|s| s.kind() != StepKind::Barrier).count()
+        ),
+        Err(e) => format!("an unfinished apply is recorded in {} ({e})", paths.journal.display()),
+    };
+    refuse(detail, "run `rkectl apply` to finish it, or `rkectl apply --abandon` to set it aside")
+}
+
+pub(super) async fn apply(
+    p: Prepared,
+    common: &Common,
+    resume: Option<JournalState>,
+    locks: Locks,
+) -> Result<Applied, CliError> {
+    let human: Arc<dyn Reporter> = if common.json {
+        Arc::new(reporter::JsonLines)
+    } else {
+        Arc::new(reporter::Human::new(std::io::stderr().is_terminal(), logging::quiet()))
+    };
+    if let ActionSpec::EtcdSnapshotSave { name, generated_name: true, .. } = &p.plan.action {
+        eprintln!("WARN[0000] Name of the snapshot is not specified using [{name}]");
+    }
+    let action = p.plan.action.clone();
+    logging::info(0, start_line(&action));
+    let interrupts = Interrupts::listen();
+    let request = crate::apply::ApplyRequest {
+        connector: connector(common, &p.cfg.cluster),
+        prepared: p,
+        resume,
+        lock_holder: locks.holder.clone(),
+        reporter: human.as_ref(),
+        parallelism: common.parallelism.map(|n| n as usize),
+        stop: Some(interrupts.stop.clone()),
+    };
+    let result = crate::apply::apply(request).await;
+    let signal = interrupts.finish();
+    let applied = result.map_err(|e| match (signal, &e) {
+        (
+            Some(exit),
+            crate::apply::ApplyError::Interrupted { .. } | crate::apply::ApplyError::InterruptedBeforeChanges,
+        ) => CliError::Interrupted { message: e.to_string(), exit },
+        _ if e.changed_cluster() => CliError::ApplyFailed(e.to_string()),
+        _ => CliError::refused(e),
+    })?;
+    let secs = applied.elapsed.as_secs();
+    let moved = applied.traffic;
+    if moved != Traffic::default() {
+        logging::info(
+            secs,
+            format!(
+                "Snapshot bytes moved: {} host to host, {} through this workstation",
+                moved.host_to_host_bytes, moved.workstation_bytes
+            ),
+        );
+    }
+    logging::info(secs, done_line(&action));
+    drop(locks);
+    Ok(Some(moved))
+}
+
+pub(super) async fn apply_file(
+    common: &Common,
+    file: &std::path::Path,
+    s3_flags: &S3Flags,
+) -> Result<Applied, CliError> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        CliError::input(
+            format!("cannot read plan file {}: {e}", file.display()),
+            "give the file written by `rkectl plan … --out FILE`",
+        )
+    })?;
+    let pf: PlanFile = serde_json::from_str(&text).map_err(|e| {
+        CliError::input(
+            format!("{} is not a plan file: {e}", file.display()),
+            "give the file written by `rkectl plan … --out FILE`",
+        )
+    })?;
+    let plan = pf.plan;
+    if plan.format > plan::FORMAT {
+        return Err(CliError::input(
+            format!("{} was written by a newer rkectl (format {})", file.display(), plan.format),
+            "apply it with that version",
+        ));
+    }
+    plan.graph().map_err(|e| CliError::input(format!("{} is not a valid plan: {e}", file.display()), "plan again"))?;
+    let cfg = load_config(common)?;
+    if plan.cluster_hash != cfg.hash {
+        return Err(refuse(
+            format!(
+                "the plan in {} was made for another cluster.yml (or {} changed since)",
+                file.display(),
+                cfg.path.display()
+            ),
+            "plan again with the current cluster.yml",
+        ));
+    }
+    if plan.observed.offline {
+        return Err(refuse(
+            "an offline plan cannot be applied: it did not look at the hosts",
+            "plan again without --offline",
+        ));
+    }
+    let paths = StatePaths::beside(&cfg.dir(), &cfg.stem());
+    let locks = lock_cluster(&paths, plan.action.template_name())?;
+    if paths.journal.exists() {
+        return Err(unfinished(&paths));
+    }
+    let s3 = s3_for_plan(&plan.action, s3_flags, &cfg.cluster)?;
+    let state_passphrase = inputs::state_passphrase(s3_flags)?;
+    let secrets: Vec<Secret> =
+        s3.iter().flat_map(|s| [s.access_key.clone(), s.secret_key.clone()]).chain(state_passphrase.clone()).collect();
+    // The same preparation as when the plan was made; a local state file, once there, is the
+    // PKI (the plan may have written it from the snapshot's).
+    let use_local_state = crate::rke::state::path_for(&cfg.path).exists();
+    let connector = connector(common, &cfg.cluster);
+    let input = crate::prepare::PrepareInput {
+        cfg,
+        spec: plan.action.clone(),
+        s3,
+        state_passphrase,
+        pki_flags: PkiFlags { new_pki: false, use_local_state },
+        offline: false,
+        lock_nodes: Some(locks.holder.clone()),
+        connector,
+    };
+    let fresh = crate::prepare::prepare(input).await.map_err(|e| redact_refusal(e, &secrets))?;
+    let observed = &fresh.plan.observed;
+    if fresh.plan.observed_fingerprint != plan.observed_fingerprint {
+        let changed: Vec<String> = observed
+            .hosts
+            .iter()
+            .filter(|(h, f)| plan.observed.hosts.get(*h) != Some(*f))
+            .map(|(h, _)| h.to_string())
+            .chain(plan.observed.hosts.keys().filter(|h| !observed.hosts.contains_key(*h)).map(|h| h.to_string()))
+            .chain((observed.s3 != plan.observed.s3).then(|| "S3".to_string()))
+            .collect();
+        return Err(refuse(
+            format!("the plan in {} is stale: what it was based on changed on {}", file.display(), changed.join(", ")),
+            "plan again; rkectl applies a saved plan only to the state it was made for",
+        ));
+    }
+    show(&plan, common);
+    if !plan.has_changes() {
+        return Ok(None);
+    }
+    confirm(&plan, common, &describe_destruction(&plan))?;
+    apply(Prepared { plan, ..fresh }, common, None, locks).await
+}
+
+/// S3 settings for a plan made earlier: its target, keys from flags, env or cluster.yml.
+pub(super) fn s3_for_plan(
+    spec: &ActionSpec,
+    flags: &S3Flags,
+    cluster: &Cluster,
+) -> Result<Option<S3Settings>, CliError> {
+    let Some(target) = spec.s3() else { return Ok(None) };
+    let (access_key, secret_key, custom_ca) = inputs::credentials(flags, cluster.configured_s3())?;
+    Ok(Some(S3Settings {
+        endpoint: target.endpoint.clone(),
+        bucket: target.bucket.clone(),
+        region: target.region.clone(),
+        folder: target.folder.clone(),
+        custom_ca,
+        access_key,
+        secret_key,
+        session_token: None,
+    }))
+}
+
+pub(super) async fn resume(common: &Common, s3_flags: &S3Flags, abandon: bool) -> Result<Applied, CliError> {
+    let cfg = load_config(common)?;
+    let paths = StatePaths::beside(&cfg.dir(), &cfg.stem());
+    // Under the lock: an apply still running elsewhere owns its journal.
+    let locks = lock_cluster(&paths, if abandon { "apply --abandon" } else { "apply (resume)" })?;
+    if !paths.journal.exists() {
+        return Err(CliError::input(
+            format!("nothing to apply: no plan file given and no unfinished apply next to {}", cfg.path.display()),
+            "run an action (`rkectl apply etcd snapshot-restore --name …`) or `rkectl apply PLAN_FILE`",
+        ));
+    }
+    if abandon {
+        let mut aside = paths.journal.as_os_str().to_owned();
+        aside.push(format!(".abandoned-{}", time::OffsetDateTime::now_utc().unix_timestamp()));
+        std::fs::rename(&paths.journal, &aside)
+            .map_err(|e| CliError::input(e.to_string(), "check the folder's permissions"))?;
+        eprintln!("The unfinished apply was set aside as {}", std::path::Path::new(&aside).display());
+        return Ok(None);
+    }
+    let j = journal::read(&paths.journal).map_err(CliError::refused)?;
+    if j.plan.cluster_hash != cfg.hash {
+        return Err(refuse(
+            format!(
+                "{} changed since the unfinished {} started; resuming it could act on the wrong hosts",
+                cfg.path.display(),
+                j.plan.title
+            ),
+            "put cluster.yml back as it was to finish it, or set it aside with `rkectl apply --abandon`",
+        ));
+    }
+    let left: Vec<&plan::Step> =
+        j.plan.steps.iter().filter(|s| s.kind() != StepKind::Barrier && !j.finished.contains(&s.id)).collect();
+    eprintln!(
+        "Resuming {} started {}: {} of {} steps done; {} left:",
+        j.plan.title,
+        j.started_at,
+        j.finished.len(),
+        j.finished.len() + left.len(),
+        left.len()
+    );
+    for s in &left {
+        let host = s.host.as_ref().map(|h| h.to_string()).unwrap_or_else(|| "(cluster)".into());
+        let again = if j.interrupted.contains(&s.id) { " (interrupted, runs again)" } else { "" };
+        eprintln!("  {:<20} {host:<15} {}{again}", s.kind().name(), s.action.describe());
+    }
+    if let Some((step, err)) = &j.last_failure {
+        eprintln!("The last run stopped at {step}: {err}");
+    }
+    let (_, state, rke_state) = crate::prepare::local_state(&cfg).map_err(CliError::refused)?;
+    let s3 = s3_for_plan(&j.plan.action, s3_flags, &cfg.cluster)?;
+    let state_passphrase = inputs::state_passphrase(s3_flags)?;
+    if matches!(j.plan.action, ActionSpec::EtcdSnapshotSave { seal_state: true, .. }) && state_passphrase.is_none() {
+        return Err(CliError::refused(crate::prepare::PrepareError::SealNeedsPassphrase));
+    }
+    let pki = match (&rke_state, matches!(j.plan.action, ActionSpec::Up | ActionSpec::EtcdSnapshotRestore { .. })) {
+        (Some(st), true) => {
+            let pki = st.pki().map_err(CliError::refused)?.ok_or_else(|| {
+                refuse(format!("{} has no certificates", st.path().display()), "put RKE's cluster.rkestate back")
+            })?;
+            Some(ClusterPki {
+                pki,
+                state: st.clone(),
+                source: PkiSource::LocalState(st.path().to_path_buf()),
+                write: false,
+                issued: Vec::new(),
+                reissued: Vec::new(),
+            })
+        }
+        (None, true) => {
+            return Err(refuse(
+                format!(
+                    "the unfinished {} needs the cluster's PKI, and {} is gone",
+                    j.plan.title,
+                    crate::rke::state::path_for(&cfg.path).display()
+                ),
+                "put RKE's cluster.rkestate back beside cluster.yml, then run `rkectl apply` again",
+            ));
+        }
+        _ => None,
+    };
+    let plan = j.plan.clone();
+    confirm(&plan, common, &format!("Finish: {}", describe_destruction(&plan)))?;
+    let prepared = Prepared { plan, cfg, paths, state, pki, rke_state, s3, state_passphrase, pool: None };
+    apply(prepared, common, Some(j), locks).await
+}
