@@ -82,7 +82,9 @@ impl Needs {
             ActionSpec::EtcdSnapshotRestore { name, .. } => {
                 Needs { snapshots: Some(SnapshotNeeds::One(name.clone())), certs: true, members: false, agents: false }
             }
-            ActionSpec::EtcdSnapshotSave { name, .. } | ActionSpec::EtcdSnapshotDelete { name, .. } => {
+            ActionSpec::EtcdSnapshotSave { name, .. }
+            | ActionSpec::EtcdSnapshotDelete { name, .. }
+            | ActionSpec::EtcdSnapshotDrill { name, .. } => {
                 Needs { snapshots: Some(SnapshotNeeds::One(name.clone())), certs: false, members: false, agents: false }
             }
             ActionSpec::Cleanup => Needs { snapshots: None, certs: false, members: false, agents: true },

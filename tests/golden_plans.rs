@@ -88,6 +88,22 @@ fn snapshot_restore_with_one_copy_missing() {
 }
 
 #[test]
+fn snapshot_drill_on_a_host_that_lacks_the_snapshot() {
+    let cfg = three();
+    let world = running_world(&cfg.cluster, b"data", Some(("snap.db", b"snapshot-bytes")));
+    world.with_host(&HostAddr(addr(3)), |h| {
+        h.files.remove(&format!("{}/snap.db", paths::SNAPSHOT_DIR));
+    });
+    let action = ActionSpec::EtcdSnapshotDrill {
+        name: name("snap.db"),
+        from: RestoreSearch::Hosts,
+        host: Some(HostAddr(addr(3))),
+        compare_live: true,
+    };
+    check("drill", &cfg, &world, action);
+}
+
+#[test]
 fn snapshot_delete() {
     let cfg = three();
     let world = running_world(&cfg.cluster, b"data", None);

@@ -122,3 +122,51 @@ async fn a_failure_after_a_change_keeps_the_journal_for_the_next_apply() {
     assert!(err.changed_cluster());
     assert!(journal.exists(), "the journal says where it stopped");
 }
+
+#[tokio::test]
+async fn a_drill_reports_through_an_event_and_leaves_the_hosts_as_they_were() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_in(dir.path(), 3);
+    let world = running_world(&cfg.cluster, b"data", Some(("snap.db", b"snapshot-bytes")));
+    // The third host has no copy: the drill there gets one staged, and removes it.
+    world.with_host(&HostAddr(addr(3)), |h| {
+        h.files.remove("/opt/rke/etcd-snapshots/snap.db");
+    });
+    // What the cluster holds, rkectl's own helper binary (uploaded once per version) aside.
+    let cluster_state = |world: &FakeWorld| -> Vec<_> {
+        (1..=3)
+            .map(|i| {
+                let mut h = world.host(&HostAddr(addr(i))).comparable();
+                h.files.retain(|path, _| !path.starts_with("/opt/rke/rkectl/"));
+                h
+            })
+            .collect()
+    };
+    let before = cluster_state(&world);
+    let spec = ActionSpec::EtcdSnapshotDrill {
+        name: SnapshotName::new("snap.db").unwrap(),
+        from: rkectl::plan::RestoreSearch::Hosts,
+        host: Some(HostAddr(addr(3))),
+        compare_live: false,
+    };
+    let p = prepared(cfg, &world, spec).await;
+    assert!(!p.plan.needs_confirmation(), "a drill changes nothing, so it asks nothing");
+    let rec = Recorder::default();
+    apply(request(p, &world, &rec)).await.unwrap_or_else(|e| panic!("apply: {e}"));
+    let reports: Vec<_> = rec
+        .events()
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            ApplyEventKind::DrillReport { host, report, .. } => Some((host, report)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].0, Some(HostAddr(addr(3))));
+    assert_eq!(reports[0].1.snapshot.size, b"snapshot-bytes".len() as u64);
+    let after = cluster_state(&world);
+    let files = |v: &[rkectl::host::fake::FakeHostState]| -> Vec<Vec<String>> {
+        v.iter().map(|h| h.files.keys().cloned().chain(h.containers.keys().cloned()).collect()).collect()
+    };
+    assert!(before == after, "the drill changed a host: {:?} became {:?}", files(&before), files(&after));
+}

@@ -162,6 +162,14 @@ impl AgentCommand {
                 flag(&mut a, "size", size.to_string());
                 tls.push(&mut a);
             }
+            AgentCommand::SnapshotDrill { file, live_endpoint, tls } => {
+                a.push("snapshot-drill".into());
+                flag(&mut a, "file", p(file));
+                if let Some(e) = live_endpoint {
+                    flag(&mut a, "live-endpoint", e.clone());
+                }
+                tls.push(&mut a);
+            }
             AgentCommand::RollingSnapshots { endpoint, dir, tls, creation, retention, keep, stall_limit, s3 } => {
                 a.push("rolling-snapshots".into());
                 flag(&mut a, "endpoint", endpoint.clone());
@@ -278,6 +286,12 @@ mod tests {
                 tls: tls(),
             },
             AgentCommand::FetchSnapshot { from: "[fd00::1]:4000".parse().unwrap(), out: d("/o"), size: 12, tls: tls() },
+            AgentCommand::SnapshotDrill { file: d("/s/x.zip"), live_endpoint: None, tls: tls() },
+            AgentCommand::SnapshotDrill {
+                file: d("/s/x.db"),
+                live_endpoint: Some("https://10.0.0.1:2379".into()),
+                tls: tls(),
+            },
             AgentCommand::RollingSnapshots {
                 endpoint: "https://a:2379".into(),
                 dir: d("/s"),

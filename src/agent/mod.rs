@@ -7,6 +7,7 @@
 //! and exits non-zero on failure, with the reason on stderr.
 
 pub mod argv;
+pub mod drill;
 pub mod etcdctl;
 pub mod files;
 pub mod hashes;
@@ -227,6 +228,17 @@ pub enum AgentCommand {
         #[command(flatten)]
         tls: Tls,
     },
+    /// Restores a snapshot into scratch space, serves it from a throwaway etcd on this
+    /// container's loopback, and reports what it holds (`etcd-snapshot-drill`).
+    SnapshotDrill {
+        #[arg(long)]
+        file: PathBuf,
+        /// The running member, to count the same keys in (read-only).
+        #[arg(long)]
+        live_endpoint: Option<String>,
+        #[command(flatten)]
+        tls: Tls,
+    },
     /// The recurring snapshot service (`etcd-rolling-snapshots`).
     RollingSnapshots {
         #[arg(long)]
@@ -417,6 +429,13 @@ pub async fn run(cmd: AgentCommand) -> Result<(), AgentError> {
                 Err(transfer::FetchError::Unreachable(why)) => Err(AgentError::unreachable(why)),
                 Err(transfer::FetchError::Failed(e)) => Err(e),
             }
+        }
+        AgentCommand::SnapshotDrill { file, live_endpoint, tls } => {
+            let r =
+                drill::drill(drill::DrillRequest { file: &file, live_endpoint: live_endpoint.as_deref(), tls: &tls })
+                    .await?;
+            println!("{}", report::line(&r));
+            Ok(())
         }
         AgentCommand::RollingSnapshots { endpoint, dir, tls, creation, retention, keep, stall_limit, s3 } => {
             rolling::run(rolling::Settings {

@@ -138,6 +138,21 @@ pub enum EtcdAction {
         #[command(flatten)]
         s3: S3Flags,
     },
+    /// Prove that a snapshot restores, and report what is in it, without touching the
+    /// cluster: it is restored inside a helper container on one etcd host and read there.
+    SnapshotDrill {
+        /// Specify snapshot name.
+        #[arg(long)]
+        name: String,
+        /// The etcd host to drill on (its address in cluster.yml); default: one that holds it.
+        #[arg(long)]
+        host: Option<String>,
+        /// Count the same keys in the running cluster too (read-only), side by side.
+        #[arg(long)]
+        compare_live: bool,
+        #[command(flatten)]
+        s3: S3Flags,
+    },
     /// Delete a snapshot from every etcd host (and S3 with --s3).
     SnapshotDelete {
         #[arg(long)]

@@ -177,6 +177,17 @@ pub fn etcd_action(cmd: &EtcdAction, cluster: &Cluster) -> Result<(ActionSpec, O
             };
             (ActionSpec::EtcdSnapshotRestore { name: snapshot_name(name)?, from }, s3)
         }
+        EtcdAction::SnapshotDrill { name, host, compare_live, s3 } => {
+            // Where the snapshot is looked for, as a restore looks.
+            let (s3, explicit) = s3_or_configured(s3, cluster)?;
+            let from = match (&s3, explicit) {
+                (Some(s), true) => RestoreSearch::S3 { target: s.target() },
+                (Some(s), false) => RestoreSearch::S3ThenHosts { target: s.target() },
+                (None, _) => RestoreSearch::Hosts,
+            };
+            let host = host.as_ref().map(|h| crate::config::HostAddr(h.clone()));
+            (ActionSpec::EtcdSnapshotDrill { name: snapshot_name(name)?, from, host, compare_live: *compare_live }, s3)
+        }
         EtcdAction::SnapshotDelete { name, s3 } => {
             let s3 = s3_settings(s3, cluster)?;
             (ActionSpec::EtcdSnapshotDelete { name: snapshot_name(name)?, s3: s3.as_ref().map(S3Settings::target) }, s3)

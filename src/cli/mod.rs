@@ -327,6 +327,7 @@ fn s3_flags(action: &Action) -> Option<&S3Flags> {
     Some(match &**command {
         EtcdAction::SnapshotSave { s3, .. }
         | EtcdAction::SnapshotRestore { s3, .. }
+        | EtcdAction::SnapshotDrill { s3, .. }
         | EtcdAction::SnapshotDelete { s3, .. }
         | EtcdAction::SnapshotPrune { s3, .. }
         | EtcdAction::SnapshotList { s3, .. } => s3,

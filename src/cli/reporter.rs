@@ -140,6 +140,11 @@ impl Reporter for Human {
                 }
             }
             ApplyEventKind::StepSkipped { .. } | ApplyEventKind::BytesMoved { .. } => {}
+            ApplyEventKind::DrillReport { host, report, .. } => {
+                // The result of the command: shown even with -q.
+                let on = host.as_ref().map(|h| h.to_string()).unwrap_or_default();
+                self.line(drill_text(&on, report).trim_end().to_string());
+            }
             ApplyEventKind::StepFailed { kind, host, error, .. } => {
                 let on = host.as_ref().map(|h| format!(" on host [{h}]")).unwrap_or_default();
                 self.line(format!("{} [{kind}] failed{on}: {error}", stamp("ERRO", e)));
@@ -160,6 +165,55 @@ impl Reporter for Human {
             }
         }
     }
+}
+
+/// A drill's report as a person reads it.
+pub fn drill_text(host: &str, r: &crate::agent::drill::DrillReport) -> String {
+    use std::fmt::Write as _;
+    let mut t = String::new();
+    let file = r.snapshot.format.file_name(
+        &crate::model::SnapshotName::new(&r.snapshot.name)
+            .unwrap_or_else(|_| crate::model::SnapshotName::new("snapshot").expect("a valid name")),
+    );
+    let _ = writeln!(t, "Drill of snapshot {file} on host {host}:");
+    let _ = writeln!(t, "  snapshot    {} bytes, {}", r.snapshot.size, r.snapshot.checksum.0);
+    let _ = writeln!(t, "  etcd        revision {}, hash {}", r.restored.revision, r.hash);
+    if let Some(n) = &r.newest {
+        let _ = writeln!(t, "  newest      {} (revision {})", n.key, n.mod_revision);
+    }
+    let _ = writeln!(
+        t,
+        "  wall time   restore {:.1}s, drill {:.1}s",
+        r.restore_millis as f64 / 1000.0,
+        r.total_millis as f64 / 1000.0
+    );
+    let live = r.live.as_ref();
+    match live {
+        Some(l) => {
+            let _ = writeln!(t, "  {:<40} {:>10} {:>10}", "keys", "snapshot", "live");
+            let _ = writeln!(t, "  {:<40} {:>10} {:>10}", "(all)", r.restored.keys, l.keys);
+            let _ = writeln!(t, "  {:<40} {:>10} {:>10}", "(revision)", r.restored.revision, l.revision);
+        }
+        None => {
+            let _ = writeln!(t, "  {:<40} {:>10}", "keys", "snapshot");
+            let _ = writeln!(t, "  {:<40} {:>10}", "(all)", r.restored.keys);
+        }
+    }
+    let resources: std::collections::BTreeSet<&String> =
+        r.restored.by_resource.keys().chain(live.iter().flat_map(|l| l.by_resource.keys())).collect();
+    for res in resources {
+        let here = r.restored.by_resource.get(res).copied().unwrap_or(0);
+        match live {
+            Some(l) => {
+                let there = l.by_resource.get(res).copied().unwrap_or(0);
+                let _ = writeln!(t, "  {res:<40} {here:>10} {there:>10}");
+            }
+            None => {
+                let _ = writeln!(t, "  {res:<40} {here:>10}");
+            }
+        }
+    }
+    t
 }
 
 /// One JSON object per event on stdout.

@@ -115,6 +115,21 @@ fn parent(path: &str) -> &str {
     path.rsplit_once('/').map(|(d, _)| d).filter(|d| !d.is_empty()).unwrap_or("/")
 }
 
+/// `etcd-snapshot-drill`: restores `file` in scratch space inside the container and reads
+/// it from a throwaway etcd on the container's own loopback (not the host's network: no
+/// port of the member's is touched, no other host reaches it); with `compare_live`, also
+/// counts the keys of the member on this host (read-only, with its certificate).
+pub fn snapshot_drill(cluster: &Cluster, node: &Node, file: &str, compare_live: bool) -> ContainerSpec {
+    let cmd = AgentCommand::SnapshotDrill {
+        file: file.into(),
+        live_endpoint: compare_live.then(|| client_url(node)),
+        tls: tls(node),
+    };
+    let mut spec = agent(names::SNAPSHOT_DRILL, cluster, cmd);
+    spec.binds.extend([format!("{0}:{0}:ro", paths::SNAPSHOT_DIR), format!("{0}:{0}:ro", paths::CERT_DIR)]);
+    spec
+}
+
 /// `kube-cleaner`: removes the etcd data (the container itself is removed through Docker).
 pub fn cleaner(cluster: &Cluster) -> ContainerSpec {
     let mut spec =

@@ -48,9 +48,13 @@ pub mod names {
         format!("{SERVE_SNAPSHOT}-{peer}")
     }
 
+    /// Drills a snapshot: restores it in scratch space and reads it (its own container).
+    pub const SNAPSHOT_DRILL: &str = "etcd-snapshot-drill";
+
     /// Every temporary container rkectl may leave behind if killed; none is a service.
     /// (The serving helpers, one per peer, are named by [`serve_snapshot`].)
     pub const TEMPORARY: &[&str] = &[
+        SNAPSHOT_DRILL,
         FETCH_SNAPSHOT,
         SNAPSHOT_ONCE,
         RESTORE,

@@ -45,6 +45,8 @@ pub enum ApplyEventKind {
     BytesTransferred { id: StepId, host: Option<HostAddr>, bytes: u64, total: Option<u64> },
     /// Bytes of a snapshot a step moved, and the way they went (once per copy, when done).
     BytesMoved { id: StepId, host: Option<HostAddr>, via: DataPath, bytes: u64 },
+    /// What a snapshot drill found on its host.
+    DrillReport { id: StepId, host: Option<HostAddr>, report: Box<crate::agent::drill::DrillReport> },
     /// A step failed with a transient fault and will be tried again.
     StepRetrying { id: StepId, host: Option<HostAddr>, attempt: u32, error: String, delay_ms: u64 },
     /// A step finished.

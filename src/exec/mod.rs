@@ -134,6 +134,15 @@ impl StepCtx<'_> {
         self.emit(ApplyEventKind::BytesMoved { id: self.step.id.clone(), host: self.step.host.clone(), via, bytes });
     }
 
+    /// What a snapshot drill found.
+    pub fn drill_report(&self, report: crate::agent::drill::DrillReport) {
+        self.emit(ApplyEventKind::DrillReport {
+            id: self.step.id.clone(),
+            host: self.step.host.clone(),
+            report: Box::new(report),
+        });
+    }
+
     /// Progress of a transfer.
     pub fn bytes(&self, bytes: u64, total: Option<u64>) {
         self.emit(ApplyEventKind::BytesTransferred {

@@ -447,6 +447,29 @@ fn simulate(
         AgentCommand::MemberAdd { .. } | AgentCommand::MemberRemove { .. } => {
             (0, report::line(&Done { changed: true, detail: "member change".into() }))
         }
+        AgentCommand::SnapshotDrill { file, .. } => {
+            let file = file.to_string_lossy().into_owned();
+            let Some(data) = s.files.get(&file).cloned() else { return (1, format!("{file}: no such file")) };
+            if data.windows(7).any(|w| w == b"CORRUPT") {
+                return (1, "etcdctl snapshot restore failed: snapshot file integrity check failed (fake)".into());
+            }
+            // The fake's databases are opaque bytes: one key, as if the data were one value.
+            let restored = crate::agent::drill::KeyCounts {
+                revision: 1,
+                keys: 1,
+                by_resource: [("(not kubernetes)".to_string(), 1)].into(),
+            };
+            let r = crate::agent::drill::DrillReport {
+                snapshot: checked(file.rsplit('/').next().unwrap_or(&file), &data),
+                hash: data.iter().map(|b| u64::from(*b)).sum(),
+                restored,
+                newest: None,
+                restore_millis: 0,
+                total_millis: 0,
+                live: None,
+            };
+            (0, report::line(&r))
+        }
         // Fake hosts share no network: a direct copy between them is refused before it
         // starts, so the copy goes through the workstation as it would past a firewall.
         AgentCommand::ServeSnapshot { .. } => (1, "fake hosts cannot reach each other\n".into()),

@@ -47,6 +47,16 @@ pub enum ActionSpec {
     },
     /// `rkectl etcd snapshot-restore`.
     EtcdSnapshotRestore { name: SnapshotName, from: RestoreSearch },
+    /// `rkectl etcd snapshot-drill`: restore the snapshot into scratch space on one etcd
+    /// host (`host`, else one that holds it) and report what is in it; nothing of the
+    /// cluster is touched.
+    EtcdSnapshotDrill {
+        name: SnapshotName,
+        from: RestoreSearch,
+        host: Option<crate::config::HostAddr>,
+        /// Count the same keys in the running cluster too (read-only).
+        compare_live: bool,
+    },
     /// `rkectl etcd snapshot-delete`.
     EtcdSnapshotDelete { name: SnapshotName, s3: Option<S3Target> },
     /// `rkectl etcd snapshot-prune`.
@@ -94,6 +104,7 @@ impl ActionSpec {
             ActionSpec::Up => "up",
             ActionSpec::EtcdSnapshotSave { .. } => "etcd-snapshot-save",
             ActionSpec::EtcdSnapshotRestore { .. } => "etcd-snapshot-restore",
+            ActionSpec::EtcdSnapshotDrill { .. } => "etcd-snapshot-drill",
             ActionSpec::EtcdSnapshotDelete { .. } => "etcd-snapshot-delete",
             ActionSpec::EtcdSnapshotPrune { .. } => "etcd-snapshot-prune",
             ActionSpec::Cleanup => "cleanup",
@@ -104,7 +115,7 @@ impl ActionSpec {
     pub fn s3(&self) -> Option<&S3Target> {
         match self {
             ActionSpec::Up | ActionSpec::Cleanup => None,
-            ActionSpec::EtcdSnapshotRestore { from, .. } => from.s3(),
+            ActionSpec::EtcdSnapshotRestore { from, .. } | ActionSpec::EtcdSnapshotDrill { from, .. } => from.s3(),
             ActionSpec::EtcdSnapshotSave { s3, .. }
             | ActionSpec::EtcdSnapshotDelete { s3, .. }
             | ActionSpec::EtcdSnapshotPrune { s3, .. } => s3.as_ref(),
@@ -116,6 +127,7 @@ impl ActionSpec {
         match self {
             ActionSpec::EtcdSnapshotSave { name, .. }
             | ActionSpec::EtcdSnapshotRestore { name, .. }
+            | ActionSpec::EtcdSnapshotDrill { name, .. }
             | ActionSpec::EtcdSnapshotDelete { name, .. } => Some(name),
             ActionSpec::Up | ActionSpec::EtcdSnapshotPrune { .. } | ActionSpec::Cleanup => None,
         }

@@ -157,6 +157,10 @@ pub enum StepAction {
     },
     /// Removes what the restore staged (copies and unpacked databases).
     DiscardStaged { snapshot: SnapshotName },
+    /// Restores the snapshot into scratch space inside a helper container, serves it from
+    /// a throwaway etcd on that container's loopback, and reports what it holds
+    /// (`etcd-snapshot-drill`); the member, its data and its certificates are untouched.
+    DrillSnapshot { snapshot: SnapshotName, format: SnapshotFormat, from: SnapshotLocation, compare_live: bool },
     /// Places the member's certificates and the CA on the host.
     DeployCerts { member: String, replaces: Option<Replacement> },
     /// Creates and starts the `etcd` container (replacing one that differs), or restarts
@@ -214,6 +218,7 @@ pub enum StepKind {
     CleanHost,
     Restore,
     DiscardStaged,
+    DrillSnapshot,
     DeployCerts,
     StartEtcd,
     MemberAdd,
@@ -242,6 +247,7 @@ impl StepKind {
             StepKind::CleanHost => "clean-host",
             StepKind::Restore => "restore",
             StepKind::DiscardStaged => "discard-staged",
+            StepKind::DrillSnapshot => "drill-snapshot",
             StepKind::DeployCerts => "deploy-certs",
             StepKind::StartEtcd => "start-etcd",
             StepKind::MemberAdd => "member-add",
@@ -282,6 +288,7 @@ impl StepKind {
                 | StepKind::VerifySnapshot
                 | StepKind::FetchSnapshot
                 | StepKind::UnpackSnapshot
+                | StepKind::DrillSnapshot
                 | StepKind::HealthCheck
         )
     }
@@ -312,6 +319,7 @@ impl StepAction {
             StepAction::CleanHost => StepKind::CleanHost,
             StepAction::Restore { .. } => StepKind::Restore,
             StepAction::DiscardStaged { .. } => StepKind::DiscardStaged,
+            StepAction::DrillSnapshot { .. } => StepKind::DrillSnapshot,
             StepAction::DeployCerts { .. } => StepKind::DeployCerts,
             StepAction::StartEtcd { .. } => StepKind::StartEtcd,
             StepAction::MemberAdd { .. } => StepKind::MemberAdd,
@@ -375,7 +383,7 @@ impl StepAction {
                 match into {
                     SnapshotLocation::Listed => format!("copy snapshot {file} from {source}{way}"),
                     SnapshotLocation::Staged => {
-                        format!("copy snapshot {file} from {source}{way}, staged beside this host's own differing copy")
+                        format!("copy snapshot {file} from {source}{way}, staged apart from the host's snapshot folder")
                     }
                 }
             }
@@ -383,11 +391,19 @@ impl StepAction {
                 format!("unpack the database of {snapshot}.zip for the restore")
             }
             StepAction::CleanHost => "remove etcd container and data (kube-cleaner)".into(),
-            StepAction::DiscardStaged { snapshot } => format!("remove what the restore of {snapshot} staged"),
+            StepAction::DiscardStaged { snapshot } => format!("remove what was staged for {snapshot}"),
             StepAction::Restore { snapshot, member, .. } => {
                 format!("restore {snapshot} as member {member} (etcd-restore)")
             }
             StepAction::DeployCerts { member, .. } => format!("place CA and certificates of {member}"),
+            StepAction::DrillSnapshot { snapshot, format, from, compare_live } => {
+                let staged = if *from == SnapshotLocation::Staged { " (the staged copy)" } else { "" };
+                let live = if *compare_live { "; count the running cluster's keys too (read-only)" } else { "" };
+                format!(
+                    "drill {}{staged}: restore it inside a helper container, serve it on that container's loopback, count what it holds (etcd-snapshot-drill){live}",
+                    format.file_name(snapshot)
+                )
+            }
             StepAction::StartEtcd { member, restart: true, .. } => {
                 format!("restart etcd container, member {member}, to load its new certificates")
             }

@@ -20,6 +20,8 @@ pub enum HostSelector {
     RemovedEtcd,
     /// The one host a snapshot is taken on.
     SnapshotSource,
+    /// The one host a snapshot drill runs on.
+    DrillHost,
     /// No host: one cluster-wide step.
     Cluster,
 }
@@ -68,6 +70,7 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ("up.yml", include_str!("../../plans/up.yml")),
     ("etcd-snapshot-save.yml", include_str!("../../plans/etcd-snapshot-save.yml")),
     ("etcd-snapshot-restore.yml", include_str!("../../plans/etcd-snapshot-restore.yml")),
+    ("etcd-snapshot-drill.yml", include_str!("../../plans/etcd-snapshot-drill.yml")),
     ("etcd-snapshot-delete.yml", include_str!("../../plans/etcd-snapshot-delete.yml")),
     ("etcd-snapshot-prune.yml", include_str!("../../plans/etcd-snapshot-prune.yml")),
     ("cleanup.yml", include_str!("../../plans/cleanup.yml")),

@@ -200,6 +200,8 @@ pub fn apply(step: &Step, views: &mut BTreeMap<ViewKey, View>, etcd_image: &str)
         StepAction::DiscardStaged { snapshot } => {
             r.remove(&Resource::Staged(snapshot.clone()));
         }
+        // The drill's container, its scratch data and its etcd are gone when it ends.
+        StepAction::DrillSnapshot { .. } => {}
         StepAction::SaveSnapshot { snapshot, upload, .. } => {
             r.insert(Resource::Snapshot(snapshot.clone()), "new snapshot".into());
             if upload.is_some() {

@@ -7,6 +7,7 @@
 //! the reference document's wording.
 
 mod direct_copy;
+mod drill;
 mod etcd_steps;
 mod snapshot;
 
@@ -204,6 +205,10 @@ impl Executor {
                 self.unpack_snapshot(need()?, snapshot, *from, expect.as_ref(), ctx).await
             }
             StepAction::DiscardStaged { snapshot } => self.discard_staged(need()?, snapshot, ctx).await,
+            StepAction::DrillSnapshot { snapshot, format, from, compare_live } => {
+                let d = drill::Drill { name: snapshot, format: *format, from: *from, compare_live: *compare_live };
+                self.drill(need()?, d, ctx).await
+            }
             StepAction::SaveSnapshot { snapshot, upload, include_state, seal_state } => {
                 let what =
                     SaveWhat { upload: upload.is_some(), include_state: *include_state, seal_state: *seal_state };

@@ -74,6 +74,12 @@ pub enum CompileError {
     #[error("no etcd member is running, so there is nothing to take a snapshot of")]
     #[diagnostic(code(rkectl::plan::no_member), help("start the etcd plane with `rkectl up`, or restore a snapshot"))]
     NoRunningMember,
+    #[error("{host} is not an etcd host of cluster.yml, so a drill cannot run there")]
+    #[diagnostic(
+        code(rkectl::plan::drill_host),
+        help("name one of the etcd hosts' addresses with --host, or leave it out")
+    )]
+    DrillHostUnknown { host: HostAddr },
 }
 
 struct Builder<'a> {
@@ -276,8 +282,35 @@ impl<'a> Builder<'a> {
             HostSelector::All => self.cluster().nodes.iter().map(|n| n.address.clone()).collect(),
             HostSelector::RemovedEtcd => self.input.removed_members.iter().map(|m| m.address.clone()).collect(),
             HostSelector::SnapshotSource => vec![self.snapshot_source()?],
+            HostSelector::DrillHost => vec![self.drill_host()?],
             HostSelector::Cluster => Vec::new(),
         })
+    }
+
+    /// The host a drill runs on: the one named, else the first etcd host that holds the
+    /// snapshot (no copy to move), else the first etcd host.
+    fn drill_host(&self) -> Result<HostAddr, CompileError> {
+        let ActionSpec::EtcdSnapshotDrill { host, .. } = self.input.action else {
+            unreachable!("only a drill's template names the drill host")
+        };
+        let etcd = self.etcd_nodes();
+        if let Some(h) = host {
+            return etcd
+                .iter()
+                .find(|n| &n.address == h)
+                .map(|n| n.address.clone())
+                .ok_or_else(|| CompileError::DrillHostUnknown { host: h.clone() });
+        }
+        let holder = self.reference.as_ref().and_then(|r| r.good.first().cloned());
+        Ok(holder.unwrap_or_else(|| etcd[0].address.clone()))
+    }
+
+    /// The snapshot a restore or a drill reads.
+    fn restored_snapshot(&self) -> Option<&'a SnapshotName> {
+        match self.input.action {
+            ActionSpec::EtcdSnapshotRestore { name, .. } | ActionSpec::EtcdSnapshotDrill { name, .. } => Some(name),
+            _ => None,
+        }
     }
 
     /// The host a snapshot is taken on: the first etcd host whose etcd runs.
@@ -319,6 +352,12 @@ impl<'a> Builder<'a> {
 
     fn prepare(&mut self) -> Result<(), CompileError> {
         match self.input.action {
+            ActionSpec::EtcdSnapshotDrill { name, from, .. } => {
+                self.reference = Some(self.choose_reference(name, from)?);
+                self.notes.push(
+                    "A drill changes nothing of the cluster: the snapshot is restored inside a helper container, served on that container's loopback, and removed with it.".into(),
+                );
+            }
             ActionSpec::EtcdSnapshotRestore { name, from } => {
                 let r = self.choose_reference(name, from)?;
                 match &r.pin {
@@ -432,7 +471,7 @@ impl<'a> Builder<'a> {
                 _ => none(),
             },
             StepKind::VerifySnapshot => {
-                let ActionSpec::EtcdSnapshotRestore { name, .. } = action else { return none() };
+                let Some(name) = self.restored_snapshot() else { return none() };
                 let r = self.reference.as_ref().expect("restore has a reference");
                 if self.offline() {
                     return one(StepAction::VerifySnapshot { snapshot: name.clone(), format: r.format, expect: None });
@@ -447,7 +486,7 @@ impl<'a> Builder<'a> {
                 }
             }
             StepKind::FetchSnapshot => match action {
-                ActionSpec::EtcdSnapshotRestore { name, .. } => {
+                ActionSpec::EtcdSnapshotRestore { name, .. } | ActionSpec::EtcdSnapshotDrill { name, .. } => {
                     let r = self.reference.as_ref().expect("restore has a reference");
                     if self.offline() || r.good_set.contains(host) {
                         return none();
@@ -462,7 +501,11 @@ impl<'a> Builder<'a> {
                         }
                     };
                     let (format, expect) = (r.format, r.pin.clone());
-                    let into = self.fetch_location(host, name);
+                    // A drill adds nothing to the host's snapshot folder: its copy is staged.
+                    let into = match action {
+                        ActionSpec::EtcdSnapshotDrill { .. } => SnapshotLocation::Staged,
+                        _ => self.fetch_location(host, name),
+                    };
                     one(StepAction::FetchSnapshot { snapshot: name.clone(), format, expect, source, into })
                 }
                 ActionSpec::EtcdSnapshotSave { name, .. } => {
@@ -490,8 +533,23 @@ impl<'a> Builder<'a> {
                 let expect = self.reference.as_ref().and_then(|r| r.db.clone());
                 one(StepAction::UnpackSnapshot { snapshot: name.clone(), from, expect })
             }
+            StepKind::DrillSnapshot => {
+                let ActionSpec::EtcdSnapshotDrill { name, compare_live, .. } = action else { return none() };
+                let r = self.reference.as_ref().expect("a drill has a reference");
+                let from = if r.good_set.contains(host) || self.offline() {
+                    SnapshotLocation::Listed
+                } else {
+                    SnapshotLocation::Staged
+                };
+                one(StepAction::DrillSnapshot {
+                    snapshot: name.clone(),
+                    format: r.format,
+                    from,
+                    compare_live: *compare_live,
+                })
+            }
             StepKind::DiscardStaged => {
-                let ActionSpec::EtcdSnapshotRestore { name, .. } = action else { return none() };
+                let Some(name) = self.restored_snapshot() else { return none() };
                 let staged = self.planned.contains(&(host.clone(), StepKind::UnpackSnapshot))
                     || self.steps.iter().any(|s| {
                         s.host.as_ref() == Some(host)

@@ -1,0 +1,251 @@
+//! A restore drill, run on one etcd host inside the cluster's etcd image: the snapshot is
+//! restored with the image's own tool into scratch space inside this container, a
+//! throwaway etcd serves it on this container's loopback only (its own network namespace:
+//! no port of the member's can collide, no other host can reach it), and what it holds is
+//! read and counted. The etcd process and the scratch data end with the container.
+
+use super::report::SnapshotReport;
+use super::{AgentError, Tls};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncBufReadExt;
+use tokio::process::Command;
+
+/// Where the drill works, inside its own container (gone with it).
+const SCRATCH: &str = "/tmp/rkectl-drill";
+/// How long the throwaway etcd may take to answer.
+const READY_WAIT: Duration = Duration::from_secs(120);
+
+/// The newest write in the restored data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewestWrite {
+    pub key: String,
+    pub mod_revision: i64,
+}
+
+/// Keys counted in one etcd: in all, and per Kubernetes resource (`/registry/<resource>/`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyCounts {
+    pub revision: i64,
+    pub keys: u64,
+    pub by_resource: BTreeMap<String, u64>,
+}
+
+/// What a drill found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrillReport {
+    /// The snapshot file as it was drilled: name, format, size, BLAKE3.
+    pub snapshot: SnapshotReport,
+    /// etcd's hash of its key space at the restored revision (`endpoint hashkv`).
+    pub hash: u64,
+    pub restored: KeyCounts,
+    pub newest: Option<NewestWrite>,
+    /// Wall time of etcd's own `snapshot restore`, in milliseconds.
+    pub restore_millis: u64,
+    /// Wall time of the whole drill, in milliseconds.
+    pub total_millis: u64,
+    /// The same counts read from the running member (read-only), when asked.
+    pub live: Option<KeyCounts>,
+}
+
+/// What to drill.
+pub struct DrillRequest<'a> {
+    pub file: &'a Path,
+    /// The running member, to compare with (`--compare-live`).
+    pub live_endpoint: Option<&'a str>,
+    pub tls: &'a Tls,
+}
+
+/// Kills the throwaway etcd however the drill ends.
+struct Throwaway(tokio::process::Child);
+
+impl Drop for Throwaway {
+    fn drop(&mut self) {
+        let _ = self.0.start_kill();
+    }
+}
+
+fn free_port() -> Result<u16, AgentError> {
+    let l = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    Ok(l.local_addr()?.port())
+}
+
+fn bin(name: &str) -> PathBuf {
+    PathBuf::from("/usr/local/bin").join(name)
+}
+
+async fn run(mut c: Command, what: &str) -> Result<String, AgentError> {
+    c.stdin(Stdio::null()).env("ETCDCTL_API", "3");
+    let out = c.output().await.map_err(|e| AgentError::new(format!("cannot run {what}: {e}")))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output");
+        return Err(AgentError::new(format!("{what} failed ({}): {}", out.status, last.trim())));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The resource a Kubernetes key belongs to: `/registry/pods/ns/x` → `pods`,
+/// `/registry/apps.example.com/widgets/ns/x` (an API group) → `apps.example.com/widgets`;
+/// keys outside `/registry/` → `(not kubernetes)`.
+pub fn resource_of(key: &str) -> String {
+    let Some(rest) = key.strip_prefix("/registry/") else { return "(not kubernetes)".into() };
+    let mut parts = rest.split('/');
+    let first = parts.next().unwrap_or_default();
+    match parts.next() {
+        Some(second) if first.contains('.') && !second.is_empty() => format!("{first}/{second}"),
+        _ => first.to_string(),
+    }
+}
+
+/// Counts every key of the etcd behind `etcdctl` (a command with its endpoint and TLS
+/// flags), streaming the listing rather than holding it.
+async fn count(etcdctl: impl Fn() -> Command) -> Result<KeyCounts, AgentError> {
+    let mut c = etcdctl();
+    c.args(["get", "", "--prefix", "--keys-only"]).stdin(Stdio::null()).stdout(Stdio::piped()).env("ETCDCTL_API", "3");
+    let mut child = c.spawn().map_err(|e| AgentError::new(format!("cannot run etcdctl: {e}")))?;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+    let mut counts = KeyCounts::default();
+    while let Some(line) = lines.next_line().await? {
+        // etcdctl prints each key followed by an empty line (the value it leaves out).
+        if line.is_empty() {
+            continue;
+        }
+        counts.keys += 1;
+        *counts.by_resource.entry(resource_of(&line)).or_default() += 1;
+    }
+    let status = child.wait().await?;
+    if !status.success() {
+        return Err(AgentError::new(format!("etcdctl get --keys-only failed ({status})")));
+    }
+    let mut s = etcdctl();
+    s.args(["endpoint", "status", "-w", "json"]);
+    let status: serde_json::Value = serde_json::from_str(&run(s, "etcdctl endpoint status").await?)
+        .map_err(|e| AgentError::new(format!("etcdctl endpoint status: {e}")))?;
+    counts.revision = status[0]["Status"]["header"]["revision"].as_i64().unwrap_or_default();
+    Ok(counts)
+}
+
+/// Runs the drill (see the module's documentation); the scratch data is removed on every
+/// path, and the container that runs it is removed by the workstation as well.
+pub async fn drill(req: DrillRequest<'_>) -> Result<DrillReport, AgentError> {
+    let scratch = Path::new(SCRATCH);
+    let _ = std::fs::remove_dir_all(scratch);
+    std::fs::create_dir_all(scratch)?;
+    let r = drill_in(&req, scratch).await;
+    let _ = std::fs::remove_dir_all(scratch);
+    r
+}
+
+async fn drill_in(req: &DrillRequest<'_>, scratch: &Path) -> Result<DrillReport, AgentError> {
+    let started = Instant::now();
+    let snapshot = super::verify::checksum(req.file).await?;
+    let db = if snapshot.format == crate::model::SnapshotFormat::Zip {
+        let out = scratch.join("snapshot.db");
+        let r = super::verify::unpack(req.file, &out).await?;
+        if !r.etcd_ok {
+            return Err(AgentError::new(format!(
+                "the archive's database fails etcd's check: {}",
+                r.problem.unwrap_or_default()
+            )));
+        }
+        out
+    } else {
+        req.file.to_path_buf()
+    };
+    let (client, peer) = (free_port()?, free_port()?);
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let client_url = format!("http://127.0.0.1:{client}");
+    let data = scratch.join("data");
+    let tool = if bin("etcdutl").exists() { "etcdutl" } else { "etcdctl" };
+    let mut restore = Command::new(bin(tool));
+    restore.arg("snapshot").arg("restore").arg(&db).arg(format!("--data-dir={}", data.display()));
+    restore.args(["--name=drill", &format!("--initial-cluster=drill={peer_url}")]);
+    restore.arg(format!("--initial-advertise-peer-urls={peer_url}"));
+    let t = Instant::now();
+    run(restore, &format!("{tool} snapshot restore")).await?;
+    let restore_millis = t.elapsed().as_millis() as u64;
+
+    let log = std::fs::File::create(scratch.join("etcd.log"))?;
+    let mut etcd = Command::new(bin("etcd"));
+    etcd.args(["--name=drill", &format!("--data-dir={}", data.display())])
+        .arg(format!("--listen-client-urls={client_url}"))
+        .arg(format!("--advertise-client-urls={client_url}"))
+        .arg(format!("--listen-peer-urls={peer_url}"))
+        .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+        .arg(format!("--initial-cluster=drill={peer_url}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    let _etcd = Throwaway(etcd.spawn().map_err(|e| AgentError::new(format!("cannot start etcd: {e}")))?);
+    let local = || {
+        let mut c = Command::new(bin("etcdctl"));
+        c.arg(format!("--endpoints={client_url}")).arg("--command-timeout=60s");
+        c
+    };
+    let deadline = Instant::now() + READY_WAIT;
+    loop {
+        let mut h = local();
+        h.args(["endpoint", "health"]);
+        if run(h, "etcdctl endpoint health").await.is_ok() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(scratch.join("etcd.log")).unwrap_or_default();
+            let last = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output").to_string();
+            return Err(AgentError::new(format!(
+                "the restored etcd did not answer within {}s: {last}",
+                READY_WAIT.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let restored = count(local).await?;
+    let mut h = local();
+    h.args(["endpoint", "hashkv", "-w", "json"]);
+    let hashkv: serde_json::Value = serde_json::from_str(&run(h, "etcdctl endpoint hashkv").await?)
+        .map_err(|e| AgentError::new(format!("etcdctl endpoint hashkv: {e}")))?;
+    let hash = hashkv[0]["HashKV"]["hash"].as_u64().unwrap_or_default();
+    let mut n = local();
+    n.args(["get", "", "--prefix", "--keys-only", "--sort-by=MODIFY", "--order=DESCEND", "--limit=1", "-w", "json"]);
+    let newest: serde_json::Value = serde_json::from_str(&run(n, "etcdctl get (newest)").await?)
+        .map_err(|e| AgentError::new(format!("etcdctl get (newest): {e}")))?;
+    let newest = newest["kvs"].get(0).and_then(|kv| {
+        use base64::Engine;
+        let key = base64::engine::general_purpose::STANDARD.decode(kv["key"].as_str()?).ok()?;
+        Some(NewestWrite {
+            key: String::from_utf8_lossy(&key).into_owned(),
+            mod_revision: kv["mod_revision"].as_i64()?,
+        })
+    });
+    let live = match req.live_endpoint {
+        Some(endpoint) => Some(count(|| super::etcdctl::command(endpoint, req.tls)).await?),
+        None => None,
+    };
+    Ok(DrillReport {
+        snapshot,
+        hash,
+        restored,
+        newest,
+        restore_millis,
+        total_millis: started.elapsed().as_millis() as u64,
+        live,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_counted_by_kubernetes_resource_and_api_group() {
+        assert_eq!(resource_of("/registry/pods/default/web-1"), "pods");
+        assert_eq!(resource_of("/registry/namespaces/default"), "namespaces");
+        assert_eq!(resource_of("/registry/cert-manager.io/certificates/ns/c"), "cert-manager.io/certificates");
+        assert_eq!(resource_of("/registry/ranges/serviceips"), "ranges");
+        assert_eq!(resource_of("/app/config"), "(not kubernetes)");
+    }
+}

@@ -1,0 +1,106 @@
+//! Lab: `rkectl etcd snapshot-drill` proves that a snapshot restores and reports what is
+//! in it, and touches nothing of the cluster while it does.
+
+mod common;
+
+use common::lab::{Lab, json_line, text};
+
+/// The `drill-report` event of a `--json` stream.
+fn drill_report(out: &std::process::Output) -> serde_json::Value {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v.get("event").cloned())
+        .find(|e| e["event"] == "drill-report")
+        .unwrap_or_else(|| panic!("no drill-report event:\n{}", text(out)))["report"]
+        .clone()
+}
+
+#[test]
+#[ignore = "needs the lab (tests/run brings it up)"]
+fn a_drill_reports_the_keys_of_the_snapshot_and_changes_nothing() {
+    let lab = Lab::get();
+    lab.ok(&["up", "--yes", "--new-pki"]);
+    lab.write("node1", "/registry/namespaces/default", "ns");
+    lab.write("node1", "/registry/secrets/default/db-password", "s1");
+    lab.write("node1", "/registry/pods/default/web-1", "p1");
+    lab.write("node1", "/registry/cert-manager.io/certificates/default/web", "c1");
+    lab.write("node1", "/app/config", "v1");
+    lab.ok(&["etcd", "snapshot-save", "--name", "drill.db", "--yes"]);
+    // After the snapshot: the live cluster has one secret more than the snapshot.
+    lab.write("node1", "/registry/secrets/default/api-token", "s2");
+    // node3 drills without its own copy: it gets one staged, and it goes afterwards.
+    lab.sh("node3", "rm -f /opt/rke/etcd-snapshots/drill.db.zip /opt/rke/etcd-snapshots/.rkectl/drill.db.json");
+
+    let nodes = ["node1", "node2", "node3"];
+    let before = lab.world_fingerprint(&nodes);
+    let plan = lab.ok(&["plan", "etcd", "snapshot-drill", "--name", "drill.db", "--host", &lab.addr("node3")]);
+    assert!(plan.contains("drill-snapshot") && plan.contains(&lab.addr("node3")), "{plan}");
+    let out = lab.rkectl(&[
+        "etcd",
+        "snapshot-drill",
+        "--name",
+        "drill.db",
+        "--host",
+        &lab.addr("node3"),
+        "--compare-live",
+        "--json",
+    ]);
+    assert!(out.status.success(), "drill failed:\n{}", text(&out));
+    assert_eq!(json_line(&out, "result")["exit"], 0);
+    let r = drill_report(&out);
+    let restored = &r["restored"]["by_resource"];
+    assert_eq!(restored["namespaces"], 1, "{r:#}");
+    assert_eq!(restored["secrets"], 1, "{r:#}");
+    assert_eq!(restored["pods"], 1, "{r:#}");
+    assert_eq!(restored["cert-manager.io/certificates"], 1, "{r:#}");
+    assert!(restored["(not kubernetes)"].as_u64().unwrap() >= 1, "{r:#}");
+    assert_eq!(r["live"]["by_resource"]["secrets"], 2, "the live count: {r:#}");
+    assert!(r["restored"]["revision"].as_i64().unwrap() > 0 && r["hash"].as_u64().unwrap() > 0, "{r:#}");
+    assert_eq!(r["newest"]["key"], "/app/config", "{r:#}");
+    assert_eq!(r["snapshot"]["name"], "drill.db");
+    assert!(r["snapshot"]["checksum"].as_str().unwrap().starts_with("blake3:"));
+    eprintln!("drill: restore {} ms, drill {} ms", r["restore_millis"], r["total_millis"]);
+
+    let after = lab.world_fingerprint(&nodes);
+    assert_eq!(before, after, "the drill changed the cluster");
+    for n in nodes {
+        let left = lab.containers(n);
+        assert!(!left.iter().any(|c| c.contains("drill") || c.contains("snapshot")), "{n}: {left:?}");
+    }
+    // The member kept its data: the key written after the snapshot is still there.
+    assert_eq!(lab.read("node1", "/registry/secrets/default/api-token").as_deref(), Some("s2"));
+
+    // The text report, as a person reads it.
+    let out = lab.rkectl(&["etcd", "snapshot-drill", "--name", "drill.db"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains("Drill of snapshot drill.db.zip") && said.contains("secrets"), "{said}");
+}
+
+#[test]
+#[ignore = "needs the lab (tests/run brings it up)"]
+fn a_drill_of_a_damaged_snapshot_fails_naming_the_hosts_and_the_reason_and_leaves_nothing() {
+    let lab = Lab::get();
+    lab.ok(&["up", "--yes", "--new-pki"]);
+    lab.write("node1", "/app/config", "v1");
+    lab.ok(&["etcd", "snapshot-save", "--name", "broken.db", "--yes"]);
+    // Every copy is cut short: no good copy is left to drill.
+    for n in ["node1", "node2", "node3"] {
+        lab.sh(
+            n,
+            "f=/opt/rke/etcd-snapshots/broken.db.zip; head -c $(($(stat -c %s $f) / 2)) $f > $f.cut && mv $f.cut $f",
+        );
+    }
+    let nodes = ["node1", "node2", "node3"];
+    let before = lab.world_fingerprint(&nodes);
+    let out = lab.rkectl(&["etcd", "snapshot-drill", "--name", "broken.db", "--json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = json_line(&out, "error");
+    let message = err["message"].as_str().unwrap_or_default();
+    assert!(message.contains("broken.db") && message.contains(&lab.addr("node1")), "{err:#}");
+    assert_eq!(before, lab.world_fingerprint(&nodes), "a failed drill changed the cluster");
+    for n in nodes {
+        assert!(!lab.containers(n).iter().any(|c| c.contains("drill")), "{n}");
+    }
+}
