@@ -82,8 +82,9 @@ async fn a_save_prepared_and_applied_through_the_library_reaches_every_host_and_
     assert!(rec.events().iter().any(|e| matches!(e.kind, ApplyEventKind::RunFinished { ok: true, .. })));
 }
 
-#[tokio::test]
-async fn a_failure_before_any_change_is_a_refusal_and_leaves_no_journal() {
+/// A restore of `snap.db`, which every one of 3 running hosts holds, prepared in a new
+/// folder (kept alive by the first value).
+async fn restore_of_snap_db() -> (tempfile::TempDir, Arc<FakeWorld>, Prepared) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_in(dir.path(), 3);
     let world = running_world(&cfg.cluster, b"data", Some(("snap.db", b"snapshot-bytes")));
@@ -92,6 +93,12 @@ async fn a_failure_before_any_change_is_a_refusal_and_leaves_no_journal() {
         from: rkectl::plan::RestoreSearch::Hosts,
     };
     let p = prepared(cfg, &world, spec).await;
+    (dir, world, p)
+}
+
+#[tokio::test]
+async fn a_failure_before_any_change_is_a_refusal_and_leaves_no_journal() {
+    let (_dir, world, p) = restore_of_snap_db().await;
     let journal = p.paths.journal.clone();
     world.fail_container(&HostAddr(addr(2)), names::CHECKSUM_CHECKER, 100);
     let rec = Recorder::default();
@@ -106,14 +113,7 @@ async fn a_failure_before_any_change_is_a_refusal_and_leaves_no_journal() {
 
 #[tokio::test]
 async fn a_failure_after_a_change_keeps_the_journal_for_the_next_apply() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config_in(dir.path(), 3);
-    let world = running_world(&cfg.cluster, b"data", Some(("snap.db", b"snapshot-bytes")));
-    let spec = ActionSpec::EtcdSnapshotRestore {
-        name: SnapshotName::new("snap.db").unwrap(),
-        from: rkectl::plan::RestoreSearch::Hosts,
-    };
-    let p = prepared(cfg, &world, spec).await;
+    let (_dir, world, p) = restore_of_snap_db().await;
     let journal = p.paths.journal.clone();
     world.fail_container(&HostAddr(addr(2)), names::RESTORE, 100);
     let rec = Recorder::default();

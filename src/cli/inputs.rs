@@ -19,6 +19,18 @@ pub fn snapshot_name(name: &str) -> Result<SnapshotName, CliError> {
     })
 }
 
+/// Where a restore (or a drill) looks for its snapshot: RKE's restore takes it from
+/// cluster.yml's S3 when there is one and falls back to the hosts; `--s3` insists on S3.
+fn restore_search(flags: &S3Flags, cluster: &Cluster) -> Result<(RestoreSearch, Option<S3Settings>), CliError> {
+    let (s3, explicit) = s3_or_configured(flags, cluster)?;
+    let from = match (&s3, explicit) {
+        (Some(s), true) => RestoreSearch::S3 { target: s.target() },
+        (Some(s), false) => RestoreSearch::S3ThenHosts { target: s.target() },
+        (None, _) => RestoreSearch::Hosts,
+    };
+    Ok((from, s3))
+}
+
 /// S3 settings as RKE's one-time save and restore take them: from `--s3` and its flags over
 /// cluster.yml's `s3backupconfig`, or, without `--s3`, from `s3backupconfig` alone. The
 /// flag says whether `--s3` was given.
@@ -167,24 +179,12 @@ pub fn etcd_action(cmd: &EtcdAction, cluster: &Cluster) -> Result<(ActionSpec, O
             )
         }
         EtcdAction::SnapshotRestore { name, s3, .. } => {
-            // RKE's restore takes the snapshot from cluster.yml's S3 when there is one, and
-            // falls back to the hosts; `--s3` insists on S3.
-            let (s3, explicit) = s3_or_configured(s3, cluster)?;
-            let from = match (&s3, explicit) {
-                (Some(s), true) => RestoreSearch::S3 { target: s.target() },
-                (Some(s), false) => RestoreSearch::S3ThenHosts { target: s.target() },
-                (None, _) => RestoreSearch::Hosts,
-            };
+            let (from, s3) = restore_search(s3, cluster)?;
             (ActionSpec::EtcdSnapshotRestore { name: snapshot_name(name)?, from }, s3)
         }
         EtcdAction::SnapshotDrill { name, host, compare_live, s3 } => {
             // Where the snapshot is looked for, as a restore looks.
-            let (s3, explicit) = s3_or_configured(s3, cluster)?;
-            let from = match (&s3, explicit) {
-                (Some(s), true) => RestoreSearch::S3 { target: s.target() },
-                (Some(s), false) => RestoreSearch::S3ThenHosts { target: s.target() },
-                (None, _) => RestoreSearch::Hosts,
-            };
+            let (from, s3) = restore_search(s3, cluster)?;
             let host = host.as_ref().map(|h| crate::config::HostAddr(h.clone()));
             (ActionSpec::EtcdSnapshotDrill { name: snapshot_name(name)?, from, host, compare_live: *compare_live }, s3)
         }
