@@ -3,7 +3,9 @@
 # rkectl against the same steps typed by hand on that node (stop etcd, the etcd image's
 # `etcdctl snapshot restore`, move the data in, start etcd, wait until it is healthy; the
 # etcd container carries its own TLS settings as ETCDCTL_* variables), of
-# the same plain database snapshot. Three rounds each, alternating.
+# the same plain database snapshot. Three rounds each, alternating. Then the cost of a
+# resume that finds every step done (the last restore's journal put back): its wall time
+# against its own dial steps.
 # Prints figures and the ratio; asserts nothing.   Usage: examples/bench_floor.sh [MiB, default 100]
 source "$(dirname "$0")/bench_lib.sh"
 MIB=${1:-100}
@@ -52,4 +54,17 @@ size=$("$LAB" exec node1 stat -c %s /opt/rke/etcd-snapshots/floor.db)
 echo "1-node restore of a $size-byte database (best of 3):"
 printf '  by hand (stop, etcdctl snapshot restore, move, start, healthy)  %ss  (1.00)\n' "$h"
 printf '  rkectl etcd snapshot-restore                                  %ss  (%.2f)\n' "$r" "$(calc "$r / $h")"
+# Resume after the last completed step: the finished restore's journal, put back.
+cp "$WORK/cluster.rkectl-journal.last" "$WORK/cluster.rkectl-journal"
+t0=$(date +%s.%N)
+"$RK" apply --yes --json >"$WORK/resume.json" 2>/dev/null
+t1=$(date +%s.%N)
+resume_s=$(calc "$t1 - $t0" '%.3f')
+dial_s=$(/usr/bin/python3 -c '
+import json, sys
+ms = [e["event"]["millis"] for e in map(json.loads, open(sys.argv[1])) if "event" in e
+      and e["event"].get("event") == "step-finished" and e["event"].get("kind") == "dial"]
+print("%.3f" % (max(ms) / 1000 if ms else 0))' "$WORK/resume.json")
+printf '  resume with every step done                                    %ss  (its dial %ss; the rest %ss)\n' \
+  "$resume_s" "$dial_s" "$(calc "$resume_s - $dial_s" '%.3f')"
 echo "(work dir: $WORK)"
