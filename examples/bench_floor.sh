@@ -2,7 +2,7 @@
 # What rkectl's restore costs over the floor, in one run on the lab: a 1-node restore by
 # rkectl against the same steps typed by hand on that node (stop etcd, the etcd image's
 # `etcdctl snapshot restore`, move the data in, start etcd, wait until it is healthy; the
-# etcd container carries its own TLS settings as ETCDCTL_* variables), of
+# etcd container carries its endpoint and TLS settings as ETCDCTL_* variables), of
 # the same plain database snapshot. Three rounds each, alternating. Then the cost of a
 # resume that finds every step done (the last restore's journal put back): its wall time
 # against its own dial steps.
@@ -38,7 +38,7 @@ by_hand() {
       --initial-cluster-token etcd-cluster-1 --initial-advertise-peer-urls https://$IP:2380 >/dev/null
     rm -rf /var/lib/etcd/member && mv /var/lib/etcd/by-hand/member /var/lib/etcd/member && rm -rf /var/lib/etcd/by-hand
     docker start etcd >/dev/null
-    until docker exec etcd etcdctl --endpoints https://$IP:2379 endpoint health >/dev/null 2>&1; do sleep 0.1; done"
+    until docker exec etcd etcdctl endpoint health >/dev/null 2>&1; do sleep 0.1; done"
 }
 
 declare -a H R
