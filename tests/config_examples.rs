@@ -42,7 +42,12 @@ fn a_cluster_yml_with_every_part_of_rke_parses_unchanged() {
     assert_eq!(c.etcd.extra_args.get("heartbeat-interval").map(String::as_str), Some("500"));
     // backup_config overrides the legacy settings, and says which it overrides.
     match &c.etcd.recurring {
-        RecurringSnapshots::BackupConfig { interval_hours: 12, retention: 6, overrides_legacy: Some((cr, re)) } => {
+        RecurringSnapshots::BackupConfig {
+            interval_hours: 12,
+            retention: 6,
+            overrides_legacy: Some((cr, re)),
+            drill: false,
+        } => {
             assert_eq!((cr.to_string().as_str(), re.to_string().as_str()), ("6h0m0s", "24h0m0s"));
         }
         other => panic!("{other:?}"),

@@ -104,3 +104,47 @@ fn a_drill_of_a_damaged_snapshot_fails_naming_the_hosts_and_the_reason_and_leave
         assert!(!lab.containers(n).iter().any(|c| c.contains("drill")), "{n}");
     }
 }
+
+#[test]
+#[ignore = "needs the lab (tests/run brings it up)"]
+fn recurring_snapshots_with_rkectl_drill_drill_each_one_and_a_failed_drill_is_an_error_line() {
+    let lab = Lab::get();
+    let bc = "    image: rkectl-lab/etcd:v3.4.23\n    backup_config:\n      interval_hours: 12\n      retention: 2\n      rkectl_drill: true\n";
+    lab.write_cluster_yml(&lab.cluster_text().replace("    image: rkectl-lab/etcd:v3.4.23\n", bc));
+    let plan = lab.ok(&["plan", "up", "--new-pki"]);
+    assert!(plan.contains("drill each one"), "{plan}");
+    assert!(plan.contains("rkectl_drill is rkectl's own setting"), "the warning: {plan}");
+    lab.ok(&["up", "--yes", "--new-pki"]);
+    lab.write("node1", "/registry/namespaces/drilled", "ns");
+    let cmd = lab.sh("node1", "docker inspect -f '{{join .Config.Cmd \" \"}}' etcd-rolling-snapshots");
+    assert!(cmd.contains("--creation 12h --keep 2") && cmd.ends_with("--drill\n"), "{cmd}");
+
+    // The same service with a 4 s interval: each snapshot is drilled, in the service's log.
+    // With its own filesystem read-only, the drill has no scratch space: an error line.
+    let rerun = |extra: &str| {
+        format!(
+            "set -e; c=etcd-rolling-snapshots; \
+             img=$(docker inspect -f '{{{{.Config.Image}}}}' $c); \
+             ep=$(docker inspect -f '{{{{index .Config.Entrypoint 0}}}}' $c); \
+             binds=$(docker inspect -f '{{{{range .HostConfig.Binds}}}}-v {{{{.}}}} {{{{end}}}}' $c); \
+             cmd=$(docker inspect -f '{{{{join .Config.Cmd \" \"}}}}' $c | sed 's/--creation 12h/--creation 4s/'); \
+             docker rm -f rolling-fast >/dev/null 2>&1 || true; \
+             docker run -d --name rolling-fast --net host {extra} $binds --entrypoint $ep $img agent $cmd >/dev/null"
+        )
+    };
+    lab.sh("node1", &rerun(""));
+    std::thread::sleep(std::time::Duration::from_secs(11));
+    let logs = lab.sh("node1", "docker logs rolling-fast 2>&1; docker rm -f rolling-fast >/dev/null");
+    let drilled: Vec<&str> = logs.lines().filter(|l| l.contains("msg=\"Drilled backup\"")).collect();
+    assert!(!drilled.is_empty(), "no drill in the service's log:\n{logs}");
+    assert!(drilled[0].contains("level=info") && drilled[0].contains("keys="), "{logs}");
+    assert!(!logs.contains("level=error"), "{logs}");
+
+    lab.sh("node1", &rerun("--read-only"));
+    std::thread::sleep(std::time::Duration::from_secs(7));
+    let logs = lab.sh("node1", "docker logs rolling-fast 2>&1; docker rm -f rolling-fast >/dev/null");
+    assert!(
+        logs.lines().any(|l| l.contains("level=error") && l.contains("msg=\"Backup failed its restore drill\"")),
+        "a failed drill must be an error line:\n{logs}"
+    );
+}

@@ -170,7 +170,17 @@ impl AgentCommand {
                 }
                 tls.push(&mut a);
             }
-            AgentCommand::RollingSnapshots { endpoint, dir, tls, creation, retention, keep, stall_limit, s3 } => {
+            AgentCommand::RollingSnapshots {
+                endpoint,
+                dir,
+                tls,
+                creation,
+                retention,
+                keep,
+                stall_limit,
+                s3,
+                drill,
+            } => {
                 a.push("rolling-snapshots".into());
                 flag(&mut a, "endpoint", endpoint.clone());
                 flag(&mut a, "dir", p(dir));
@@ -184,6 +194,9 @@ impl AgentCommand {
                 }
                 stall(&mut a, *stall_limit);
                 s3.push(&mut a);
+                if *drill {
+                    a.push("--drill".into());
+                }
             }
         }
         a
@@ -301,6 +314,7 @@ mod tests {
                 keep: Some(6),
                 stall_limit: StallLimit::DEFAULT,
                 s3: s3(true),
+                drill: true,
             },
             AgentCommand::RollingSnapshots {
                 endpoint: "https://a:2379".into(),
@@ -311,6 +325,7 @@ mod tests {
                 keep: None,
                 stall_limit: StallLimit(std::time::Duration::from_secs(90)),
                 s3: S3Args { s3_endpoint: None, bucket: None, region: None, folder: None },
+                drill: false,
             },
         ]
     }

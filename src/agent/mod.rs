@@ -261,6 +261,9 @@ pub enum AgentCommand {
         stall_limit: stall::StallLimit,
         #[command(flatten)]
         s3: S3Args,
+        /// Drill each snapshot right after it is taken (restore it in scratch space, read it).
+        #[arg(long)]
+        drill: bool,
     },
 }
 
@@ -437,8 +440,9 @@ pub async fn run(cmd: AgentCommand) -> Result<(), AgentError> {
             println!("{}", report::line(&r));
             Ok(())
         }
-        AgentCommand::RollingSnapshots { endpoint, dir, tls, creation, retention, keep, stall_limit, s3 } => {
+        AgentCommand::RollingSnapshots { endpoint, dir, tls, creation, retention, keep, stall_limit, s3, drill } => {
             rolling::run(rolling::Settings {
+                drill,
                 endpoint,
                 dir,
                 tls,

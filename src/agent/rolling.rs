@@ -22,6 +22,8 @@ pub struct Settings {
     /// How long etcdctl may write nothing before a snapshot is given up.
     pub stall_limit: StallLimit,
     pub s3: Option<S3Settings>,
+    /// Drill each snapshot right after it is taken.
+    pub drill: bool,
 }
 
 fn now_rfc3339() -> String {
@@ -70,6 +72,9 @@ pub async fn run(s: Settings) -> Result<(), AgentError> {
             Ok(r) if r.etcd_ok => {
                 let runtime = GoDuration(t0.elapsed());
                 log("info", "Created backup", &format!(" name=\"{name}\" runtime={runtime}"));
+                if s.drill {
+                    drill(&s, &name).await;
+                }
             }
             Ok(r) => log(
                 "error",
@@ -85,6 +90,30 @@ pub async fn run(s: Settings) -> Result<(), AgentError> {
         if let Err(e) = prune(&s, retention).await {
             log("error", "Failed to prune backups", &format!(" error=\"{}\"", e.message.replace('"', "'")));
         }
+    }
+}
+
+/// Drills the snapshot just taken; its outcome is a log line like the others, a failure
+/// at level error.
+async fn drill(s: &Settings, name: &str) {
+    let file = s.dir.join(format!("{name}.zip"));
+    let req = super::drill::DrillRequest { file: &file, live_endpoint: None, tls: &s.tls };
+    match super::drill::drill(req).await {
+        Ok(r) => log(
+            "info",
+            "Drilled backup",
+            &format!(
+                " name=\"{name}\" keys={} revision={} restore={}",
+                r.restored.keys,
+                r.restored.revision,
+                GoDuration(std::time::Duration::from_millis(r.restore_millis))
+            ),
+        ),
+        Err(e) => log(
+            "error",
+            "Backup failed its restore drill",
+            &format!(" name=\"{name}\" error=\"{}\"", e.message.replace('"', "'")),
+        ),
     }
 }
 

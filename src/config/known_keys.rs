@@ -26,9 +26,10 @@
 //!   knows its fields by their lower-cased names (`tolerationseconds`), as RKE's own
 //!   reference writes them.
 //!
-//! One key is rkectl's own: `system_images.rkectl_tools`, the image older rkectl versions ran
-//! their helpers in. RKE ignores it; rkectl now warns that it is no longer used rather than
-//! calling it unknown (and `--strict` does not refuse it).
+//! Two keys are rkectl's own (RKE ignores both, `--strict` refuses neither, and each has its
+//! own warning): `system_images.rkectl_tools`, the image older rkectl versions ran their
+//! helpers in, no longer used; and `services.etcd.backup_config.rkectl_drill`, a drill of each
+//! recurring snapshot.
 
 use serde_yaml::{Mapping, Value};
 
@@ -303,6 +304,8 @@ mod table {
         k("s3backupconfig", Struct(S3_BACKUP_CONFIG)),
         k("safe_timestamp", Value),
         k("timeout", Value),
+        // rkectl's own key (RKE ignores it): its warning says so where it is read.
+        k("rkectl_drill", Value),
     ];
 
     /// `S3BackupConfig`.
@@ -1004,6 +1007,6 @@ mod tests {
         }
         let mut count = 0;
         check(table::ROOT_KEYS, "", &mut count);
-        assert_eq!(count, 557, "keys at every depth, rkectl_tools included");
+        assert_eq!(count, 558, "keys at every depth, rkectl_tools and rkectl_drill included");
     }
 }

@@ -285,7 +285,11 @@ fn unknown_key(loc: &Locator, u: &known_keys::UnknownKey) -> ConfigProblem {
     let place = if u.parent.is_empty() { "at the top level".to_string() } else { format!("in {}", u.parent) };
     let help = match u.suggestion {
         Some(s) => format!("did you mean `{s}`?"),
-        None if u.known.len() <= 12 => format!("the keys RKE reads here are {}", u.known.join(", ")),
+        None if u.known.len() <= 12 => {
+            let (own, rke): (Vec<&str>, Vec<&str>) = u.known.iter().copied().partition(|k| k.starts_with("rkectl_"));
+            let own = if own.is_empty() { String::new() } else { format!("; rkectl's own: {}", own.join(", ")) };
+            format!("the keys RKE reads here are {}{own}", rke.join(", "))
+        }
         None => "RKE's cluster.yml reference lists the keys it reads".to_string(),
     };
     loc.at_key(&u.path, format!("unknown key `{}` {place}: rkectl and RKE ignore it", u.key), "unknown key", Some(help))
@@ -620,7 +624,16 @@ impl Validator<'_> {
             (true, Some(c), Some(r)) => Some((c, r)),
             _ => None,
         };
-        (RecurringSnapshots::BackupConfig { interval_hours, retention: retention_count, overrides_legacy }, s3)
+        let drill = bc.rkectl_drill.is_some_and(|b| b.0);
+        if bc.rkectl_drill.is_some() {
+            self.warning(
+                &format!("{base}.rkectl_drill"),
+                "rkectl_drill is rkectl's own setting: RKE ignores it, and its own etcd-rolling-snapshots does not drill (rkectl replaces that service when this is true)",
+                "rkectl only",
+                Some("with `true`, each recurring snapshot is restored in scratch space and read right after it is taken; a failure is an error line in the service's log"),
+            );
+        }
+        (RecurringSnapshots::BackupConfig { interval_hours, retention: retention_count, overrides_legacy, drill }, s3)
     }
 
     fn positive_count(&mut self, path: &str, value: Option<i64>, default: u32, name: &str, what: &str) -> Option<u32> {
@@ -943,6 +956,25 @@ mod tests {
     }
 
     #[test]
+    fn rkectls_own_drill_key_is_read_and_said_to_be_rkectls_at_its_line_even_under_strict() {
+        let text =
+            format!("{NODE}services:\n  etcd:\n    backup_config:\n      retention: 4\n      rkectl_drill: true\n");
+        let cfg = parse_text(&text, true).unwrap();
+        assert!(
+            matches!(cfg.cluster.etcd.recurring, RecurringSnapshots::BackupConfig { retention: 4, drill: true, .. }),
+            "{:?}",
+            cfg.cluster.etcd.recurring
+        );
+        let [w] = &cfg.warnings[..] else { panic!("{:?}", cfg.warnings) };
+        assert!(w.message.starts_with("rkectl_drill is rkectl's own setting: RKE ignores it"), "{}", w.message);
+        assert_eq!(w.line, Some(9));
+        let plain = format!("{NODE}services:\n  etcd:\n    backup_config:\n      retention: 4\n");
+        let cfg = parse_text(&plain, true).unwrap();
+        assert!(matches!(cfg.cluster.etcd.recurring, RecurringSnapshots::BackupConfig { drill: false, .. }));
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    }
+
+    #[test]
     fn strict_refuses_unknown_keys_first_and_still_reports_the_rest() {
         let text = "nodes:\n  - adress: 10.0.0.1\n    user: root\n    role: [etcd]\n";
         let lenient = parse_text(text, false).unwrap_err();
@@ -965,7 +997,7 @@ mod tests {
         assert_eq!(
             cfg.warnings[0].help.as_deref(),
             Some(
-                "the keys RKE reads here are enabled, interval_hours, retention, s3backupconfig, safe_timestamp, timeout"
+                "the keys RKE reads here are enabled, interval_hours, retention, s3backupconfig, safe_timestamp, timeout; rkectl's own: rkectl_drill"
             )
         );
     }

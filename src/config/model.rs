@@ -224,6 +224,8 @@ pub enum RecurringSnapshots {
         retention: u32,
         /// The legacy settings it overrides, when both were written.
         overrides_legacy: Option<(GoDuration, GoDuration)>,
+        /// `rkectl_drill: true` (rkectl's own key): each snapshot is drilled after it is taken.
+        drill: bool,
     },
 }
 

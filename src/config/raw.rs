@@ -129,6 +129,8 @@ pub struct RawBackupConfig {
     pub s3backupconfig: Option<RawS3>,
     pub safe_timestamp: Option<LenientBool>,
     pub timeout: Option<LenientInt>,
+    /// rkectl's own: drill each recurring snapshot after it is taken (RKE ignores it).
+    pub rkectl_drill: Option<LenientBool>,
 }
 
 /// `services.etcd.backup_config.s3backupconfig`.

@@ -341,7 +341,8 @@ pub fn rolling_settings(cluster: &Cluster, node: &Node) -> Option<RollingSetting
         R::Legacy { creation, retention } => {
             Some(RollingSettings::Legacy { creation: creation.to_string(), retention: retention.to_string() })
         }
-        R::BackupConfig { interval_hours, retention, .. } => Some(RollingSettings::BackupConfig {
+        R::BackupConfig { interval_hours, retention, drill, .. } => Some(RollingSettings::BackupConfig {
+            drill: *drill,
             interval_hours: *interval_hours,
             retention: *retention,
             s3: cluster.etcd.s3.as_ref().filter(|_| uploader).map(|s| s.target()),
@@ -355,10 +356,10 @@ pub fn rolling_snapshots(cluster: &Cluster, node: &Node, settings: &RollingSetti
         RollingSettings::BackupConfig { s3: Some(_), .. } => cluster.etcd.s3.as_ref(),
         _ => None,
     };
-    let (creation, retention, keep) = match settings {
-        RollingSettings::Legacy { creation, retention } => (creation.clone(), Some(retention.clone()), None),
-        RollingSettings::BackupConfig { interval_hours, retention, .. } => {
-            (format!("{interval_hours}h"), None, Some(*retention))
+    let (creation, retention, keep, drill) = match settings {
+        RollingSettings::Legacy { creation, retention } => (creation.clone(), Some(retention.clone()), None, false),
+        RollingSettings::BackupConfig { interval_hours, retention, drill, .. } => {
+            (format!("{interval_hours}h"), None, Some(*retention), *drill)
         }
     };
     let cmd = AgentCommand::RollingSnapshots {
@@ -370,6 +371,7 @@ pub fn rolling_snapshots(cluster: &Cluster, node: &Node, settings: &RollingSetti
         keep,
         stall_limit: crate::agent::stall::StallLimit::DEFAULT,
         s3: uploads.map(s3_args).unwrap_or_else(no_s3),
+        drill,
     };
     let mut spec = agent(names::ROLLING_SNAPSHOTS, cluster, cmd);
     if let Some(s3) = uploads {
@@ -401,6 +403,11 @@ pub fn rke_rolling_mismatch(cluster: &Cluster, running: &ContainerFacts) -> Opti
         }
     };
     let mut why = Vec::new();
+    if matches!(cluster.etcd.recurring, R::BackupConfig { drill: true, .. }) {
+        why.push(
+            "cluster.yml asks for a drill of each snapshot (rkectl_drill), which RKE's service does not do".into(),
+        );
+    }
     match duration("creation") {
         Some(c) if c == creation => {}
         c => why.push(format!("it snapshots every {}, cluster.yml says {creation}", show(c))),

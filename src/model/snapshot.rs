@@ -198,5 +198,12 @@ pub enum RollingSettings {
     /// Legacy `creation`/`retention`: prune by age.
     Legacy { creation: String, retention: String },
     /// `backup_config`: prune by count, optionally in S3 too.
-    BackupConfig { interval_hours: u32, retention: u32, s3: Option<S3Target> },
+    BackupConfig {
+        interval_hours: u32,
+        retention: u32,
+        s3: Option<S3Target>,
+        /// Each snapshot is drilled after it is taken (`rkectl_drill`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        drill: bool,
+    },
 }

@@ -450,10 +450,13 @@ pub fn describe_rolling(s: &RollingSettings) -> String {
         RollingSettings::Legacy { creation, retention } => {
             format!("every {creation}, keep for {retention}")
         }
-        RollingSettings::BackupConfig { interval_hours, retention, s3 } => {
+        RollingSettings::BackupConfig { interval_hours, retention, s3, drill } => {
             let mut d = format!("every {interval_hours}h, keep {retention}");
             if let Some(t) = s3 {
                 d.push_str(&format!(", upload to {t}"));
+            }
+            if *drill {
+                d.push_str(", drill each one");
             }
             d
         }

@@ -389,8 +389,12 @@ impl<'a> Builder<'a> {
                 }
             }
             ActionSpec::Up => {
-                if let RecurringSnapshots::BackupConfig { interval_hours, retention, overrides_legacy: Some((c, r)) } =
-                    &self.cluster().etcd.recurring
+                if let RecurringSnapshots::BackupConfig {
+                    interval_hours,
+                    retention,
+                    overrides_legacy: Some((c, r)),
+                    ..
+                } = &self.cluster().etcd.recurring
                 {
                     self.notes.push(format!(
                         "services.etcd.backup_config overrides the legacy creation={c}/retention={r}: snapshots every {interval_hours}h, keeping {retention}."
