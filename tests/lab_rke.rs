@@ -181,7 +181,7 @@ fn restore_from_the_hosts_with_internal_addresses_uses_the_first_hosts_copy_and_
 
     let plan = lab.ok(&["plan", "etcd", "snapshot-restore", "--name", &name]);
     assert!(plan.contains("differ from host to host") && plan.contains("10.77.0.11's copy"), "{plan}");
-    assert!(plan.contains("staged beside this host's own differing copy"), "{plan}");
+    assert!(plan.contains("staged apart from the host's snapshot folder"), "{plan}");
     assert!(!plan.contains("deploy-certs"), "the hosts' certificates stay: {plan}");
     let out = lab.ok(&["etcd", "snapshot-restore", "--name", &name, "--yes"]);
     assert!(out.contains("Finished restoring on all etcd hosts"), "{out}");
