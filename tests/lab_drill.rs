@@ -6,14 +6,13 @@ mod common;
 use common::lab::{Lab, json_line, text};
 
 /// The `drill-report` event of a `--json` stream.
-fn drill_report(out: &std::process::Output) -> serde_json::Value {
+fn drill_event(out: &std::process::Output) -> serde_json::Value {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|v| v.get("event").cloned())
         .find(|e| e["event"] == "drill-report")
-        .unwrap_or_else(|| panic!("no drill-report event:\n{}", text(out)))["report"]
-        .clone()
+        .unwrap_or_else(|| panic!("no drill-report event:\n{}", text(out)))
 }
 
 #[test]
@@ -48,7 +47,9 @@ fn a_drill_reports_the_keys_of_the_snapshot_and_changes_nothing() {
     ]);
     assert!(out.status.success(), "drill failed:\n{}", text(&out));
     assert_eq!(json_line(&out, "result")["exit"], 0);
-    let r = drill_report(&out);
+    let event = drill_event(&out);
+    assert_eq!(event["origin"], format!("a copy from host {}", lab.addr("node1")), "{event:#}");
+    let r = event["report"].clone();
     let restored = &r["restored"]["by_resource"];
     assert_eq!(restored["namespaces"], 1, "{r:#}");
     assert_eq!(restored["secrets"], 1, "{r:#}");
@@ -76,6 +77,7 @@ fn a_drill_reports_the_keys_of_the_snapshot_and_changes_nothing() {
     assert!(out.status.success(), "{}", text(&out));
     let said = text(&out);
     assert!(said.contains("Drill of snapshot drill.db.zip") && said.contains("secrets"), "{said}");
+    assert!(said.contains(&format!("host {}'s own copy", lab.addr("node1"))), "{said}");
 }
 
 #[test]

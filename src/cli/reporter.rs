@@ -140,10 +140,10 @@ impl Reporter for Human {
                 }
             }
             ApplyEventKind::StepSkipped { .. } | ApplyEventKind::BytesMoved { .. } => {}
-            ApplyEventKind::DrillReport { host, report, .. } => {
+            ApplyEventKind::DrillReport { host, report, origin, .. } => {
                 // The result of the command: shown even with -q.
                 let on = host.as_ref().map(|h| h.to_string()).unwrap_or_default();
-                self.line(drill_text(&on, report).trim_end().to_string());
+                self.line(drill_text(&on, origin, report).trim_end().to_string());
             }
             ApplyEventKind::StepFailed { kind, host, error, .. } => {
                 let on = host.as_ref().map(|h| format!(" on host [{h}]")).unwrap_or_default();
@@ -168,7 +168,7 @@ impl Reporter for Human {
 }
 
 /// A drill's report as a person reads it.
-pub fn drill_text(host: &str, r: &crate::agent::drill::DrillReport) -> String {
+pub fn drill_text(host: &str, origin: &str, r: &crate::agent::drill::DrillReport) -> String {
     use std::fmt::Write as _;
     let mut t = String::new();
     let file = r.snapshot.format.file_name(
@@ -176,7 +176,7 @@ pub fn drill_text(host: &str, r: &crate::agent::drill::DrillReport) -> String {
             .unwrap_or_else(|_| crate::model::SnapshotName::new("snapshot").expect("a valid name")),
     );
     let _ = writeln!(t, "Drill of snapshot {file} on host {host}:");
-    let _ = writeln!(t, "  snapshot    {} bytes, {}", r.snapshot.size, r.snapshot.checksum.0);
+    let _ = writeln!(t, "  snapshot    {} bytes, {}, {origin}", r.snapshot.size, r.snapshot.checksum.0);
     let _ = writeln!(t, "  etcd        revision {}, hash {}", r.restored.revision, r.hash);
     if let Some(n) = &r.newest {
         let _ = writeln!(t, "  newest      {} (revision {})", n.key, n.mod_revision);

@@ -46,7 +46,13 @@ pub enum ApplyEventKind {
     /// Bytes of a snapshot a step moved, and the way they went (once per copy, when done).
     BytesMoved { id: StepId, host: Option<HostAddr>, via: DataPath, bytes: u64 },
     /// What a snapshot drill found on its host.
-    DrillReport { id: StepId, host: Option<HostAddr>, report: Box<crate::agent::drill::DrillReport> },
+    DrillReport {
+        id: StepId,
+        host: Option<HostAddr>,
+        /// Where the drilled copy came from (`host H's own copy`, `a copy from s3://…`).
+        origin: String,
+        report: Box<crate::agent::drill::DrillReport>,
+    },
     /// A step failed with a transient fault and will be tried again.
     StepRetrying { id: StepId, host: Option<HostAddr>, attempt: u32, error: String, delay_ms: u64 },
     /// A step finished.

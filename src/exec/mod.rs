@@ -135,10 +135,11 @@ impl StepCtx<'_> {
     }
 
     /// What a snapshot drill found.
-    pub fn drill_report(&self, report: crate::agent::drill::DrillReport) {
+    pub fn drill_report(&self, report: crate::agent::drill::DrillReport, origin: &str) {
         self.emit(ApplyEventKind::DrillReport {
             id: self.step.id.clone(),
             host: self.step.host.clone(),
+            origin: origin.to_string(),
             report: Box::new(report),
         });
     }

@@ -160,7 +160,15 @@ pub enum StepAction {
     /// Restores the snapshot into scratch space inside a helper container, serves it from
     /// a throwaway etcd on that container's loopback, and reports what it holds
     /// (`etcd-snapshot-drill`); the member, its data and its certificates are untouched.
-    DrillSnapshot { snapshot: SnapshotName, format: SnapshotFormat, from: SnapshotLocation, compare_live: bool },
+    DrillSnapshot {
+        snapshot: SnapshotName,
+        format: SnapshotFormat,
+        from: SnapshotLocation,
+        /// Where the drilled copy came from, for the report (`host H's own copy`, `a copy from s3://…`).
+        #[serde(default)]
+        origin: String,
+        compare_live: bool,
+    },
     /// Places the member's certificates and the CA on the host.
     DeployCerts { member: String, replaces: Option<Replacement> },
     /// Creates and starts the `etcd` container (replacing one that differs), or restarts
@@ -396,8 +404,8 @@ impl StepAction {
                 format!("restore {snapshot} as member {member} (etcd-restore)")
             }
             StepAction::DeployCerts { member, .. } => format!("place CA and certificates of {member}"),
-            StepAction::DrillSnapshot { snapshot, format, from, compare_live } => {
-                let staged = if *from == SnapshotLocation::Staged { " (the staged copy)" } else { "" };
+            StepAction::DrillSnapshot { snapshot, format, origin, compare_live, .. } => {
+                let staged = if origin.is_empty() { String::new() } else { format!(" ({origin})") };
                 let live = if *compare_live { "; count the running cluster's keys too (read-only)" } else { "" };
                 format!(
                     "drill {}{staged}: restore it inside a helper container, serve it on that container's loopback, count what it holds (etcd-snapshot-drill){live}",

@@ -14,6 +14,7 @@ pub(super) struct Drill<'a> {
     pub name: &'a SnapshotName,
     pub format: SnapshotFormat,
     pub from: SnapshotLocation,
+    pub origin: &'a str,
     pub compare_live: bool,
 }
 
@@ -48,7 +49,7 @@ impl Executor {
                 report.restore_millis as f64 / 1000.0
             ),
         );
-        ctx.drill_report(report);
+        ctx.drill_report(report, d.origin);
         Ok(())
     }
 }

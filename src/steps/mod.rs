@@ -205,8 +205,9 @@ impl Executor {
                 self.unpack_snapshot(need()?, snapshot, *from, expect.as_ref(), ctx).await
             }
             StepAction::DiscardStaged { snapshot } => self.discard_staged(need()?, snapshot, ctx).await,
-            StepAction::DrillSnapshot { snapshot, format, from, compare_live } => {
-                let d = drill::Drill { name: snapshot, format: *format, from: *from, compare_live: *compare_live };
+            StepAction::DrillSnapshot { snapshot, format, from, origin, compare_live } => {
+                let d =
+                    drill::Drill { name: snapshot, format: *format, from: *from, origin, compare_live: *compare_live };
                 self.drill(need()?, d, ctx).await
             }
             StepAction::SaveSnapshot { snapshot, upload, include_state, seal_state } => {

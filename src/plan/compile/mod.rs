@@ -545,10 +545,21 @@ impl<'a> Builder<'a> {
                 } else {
                     SnapshotLocation::Staged
                 };
+                let fetched_from = self.steps.iter().find_map(|s| match &s.action {
+                    StepAction::FetchSnapshot { source, .. } if s.host.as_ref() == Some(host) => {
+                        Some(source.to_string())
+                    }
+                    _ => None,
+                });
+                let origin = match fetched_from {
+                    Some(source) => format!("a copy from {source}"),
+                    None => format!("host {host}'s own copy"),
+                };
                 one(StepAction::DrillSnapshot {
                     snapshot: name.clone(),
                     format: r.format,
                     from,
+                    origin,
                     compare_live: *compare_live,
                 })
             }
