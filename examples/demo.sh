@@ -2,7 +2,8 @@
 # The rkectl demo, on a fresh Debian machine as root: the lab comes up (nodes with sshd and
 # Docker, an S3 server) and builds an etcd plane the way RKE builds one (RKE's PKI and
 # cluster.rkestate, RKE's containers, rke-tools' snapshots); rkectl finds nothing to change
-# in it, takes a snapshot (to S3, as cluster.yml's backup_config says), a disaster strikes
+# in it, takes a snapshot (to S3, as cluster.yml's backup_config says) and drills it (it
+# restores, and this is what it holds), a disaster strikes
 # (a key is overwritten and a member's data destroyed), rkectl shows the restore plan, and
 # the restore brings the data back, leaving every certificate as RKE wrote it.
 set -euo pipefail
@@ -44,6 +45,9 @@ lab etcdctl --node node2 put /app/users "alice,bob"
 say "rkectl etcd snapshot-save --name demo.db: demo.db.zip on every etcd host and in S3"
 "$RKECTL" etcd snapshot-save --name demo.db --yes
 "$RKECTL" etcd snapshot-list
+
+say "rkectl etcd snapshot-drill --name demo.db: it restores, and this is what is in it (the cluster is not touched)"
+"$RKECTL" etcd snapshot-drill --name demo.db --compare-live
 
 say "Disaster: a bad deploy overwrites a key and node3 loses its etcd data"
 lab etcdctl --node node1 put /app/config "BROKEN"
