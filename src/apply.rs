@@ -161,7 +161,8 @@ pub async fn apply(req: ApplyRequest<'_>) -> Result<Applied, ApplyError> {
         });
     }
     let rke_state = prepared.pki.as_ref().map(|p| p.state.clone()).or(prepared.rke_state.clone());
-    let Prepared { plan, cfg, paths, mut state, pki, state_passphrase, .. } = prepared_with_s3(prepared, s3.clone());
+    // `s3` (with its resolved keys) replaces the prepared settings.
+    let Prepared { plan, cfg, paths, mut state, pki, state_passphrase, .. } = prepared;
     let mut jw = match &resume {
         Some(_) => JournalWriter::append(&paths.journal).map_err(ApplyError::refused)?,
         None => JournalWriter::create(&paths.journal, &cfg.path.display().to_string(), &plan)
@@ -232,12 +233,6 @@ pub async fn apply(req: ApplyRequest<'_>) -> Result<Applied, ApplyError> {
     }
     journal::retire(&paths.journal).map_err(|e| ApplyError::Retire(e.to_string()))?;
     Ok(Applied { traffic: traffic.total(), elapsed: started.elapsed() })
-}
-
-/// The prepared plan with the S3 settings whose keys were resolved.
-fn prepared_with_s3(mut p: Prepared, s3: Option<crate::config::S3Settings>) -> Prepared {
-    p.s3 = s3;
-    p
 }
 
 /// Every secret the run may meet, for the redaction of what it reports.

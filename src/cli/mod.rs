@@ -198,9 +198,9 @@ pub(crate) fn json_line(key: &str, value: &impl serde::Serialize) {
 }
 
 /// What a command that applied a plan moved, for the `--json` result.
-type Applied = Option<Traffic>;
+type Moved = Option<Traffic>;
 
-async fn dispatch(cmd: Command) -> Result<Applied, CliError> {
+async fn dispatch(cmd: Command) -> Result<Moved, CliError> {
     match cmd {
         Command::Up { pki, common } => act(&common, &Action::Up { pki }).await,
         Command::Cleanup { common } => act(&common, &Action::Cleanup).await,

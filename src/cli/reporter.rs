@@ -171,10 +171,10 @@ impl Reporter for Human {
 pub fn drill_text(host: &str, origin: &str, r: &crate::agent::drill::DrillReport) -> String {
     use std::fmt::Write as _;
     let mut t = String::new();
-    let file = r.snapshot.format.file_name(
-        &crate::model::SnapshotName::new(&r.snapshot.name)
-            .unwrap_or_else(|_| crate::model::SnapshotName::new("snapshot").expect("a valid name")),
-    );
+    // The agent reports a name it read from a valid file name; the name itself otherwise.
+    let file = crate::model::SnapshotName::new(&r.snapshot.name)
+        .map(|n| r.snapshot.format.file_name(&n))
+        .unwrap_or_else(|_| r.snapshot.name.clone());
     let _ = writeln!(t, "Drill of snapshot {file} on host {host}:");
     let _ = writeln!(t, "  snapshot    {} bytes, {}, {origin}", r.snapshot.size, r.snapshot.checksum.0);
     let _ = writeln!(t, "  etcd        revision {}, hash {}", r.restored.revision, r.hash);

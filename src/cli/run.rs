@@ -60,7 +60,7 @@ pub(super) fn done_line(spec: &ActionSpec) -> String {
     }
 }
 
-pub(super) async fn act(common: &Common, action: &Action) -> Result<Applied, CliError> {
+pub(super) async fn act(common: &Common, action: &Action) -> Result<Moved, CliError> {
     let cfg = load_config(common)?;
     let paths = StatePaths::beside(&cfg.dir(), &cfg.stem());
     let (spec, _, _) = action_spec(action, &cfg.cluster)?;
@@ -122,7 +122,7 @@ pub(super) async fn apply(
     common: &Common,
     resume: Option<JournalState>,
     locks: Locks,
-) -> Result<Applied, CliError> {
+) -> Result<Moved, CliError> {
     let human: Arc<dyn Reporter> = if common.json {
         Arc::new(reporter::JsonLines)
     } else {
@@ -169,11 +169,7 @@ pub(super) async fn apply(
     Ok(Some(moved))
 }
 
-pub(super) async fn apply_file(
-    common: &Common,
-    file: &std::path::Path,
-    s3_flags: &S3Flags,
-) -> Result<Applied, CliError> {
+pub(super) async fn apply_file(common: &Common, file: &std::path::Path, s3_flags: &S3Flags) -> Result<Moved, CliError> {
     let text = std::fs::read_to_string(file).map_err(|e| {
         CliError::input(
             format!("cannot read plan file {}: {e}", file.display()),
@@ -278,7 +274,7 @@ pub(super) fn s3_for_plan(
     }))
 }
 
-pub(super) async fn resume(common: &Common, s3_flags: &S3Flags, abandon: bool) -> Result<Applied, CliError> {
+pub(super) async fn resume(common: &Common, s3_flags: &S3Flags, abandon: bool) -> Result<Moved, CliError> {
     let cfg = load_config(common)?;
     let paths = StatePaths::beside(&cfg.dir(), &cfg.stem());
     // Under the lock: an apply still running elsewhere owns its journal.
