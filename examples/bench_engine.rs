@@ -38,7 +38,7 @@ fn restore_plan(n: usize) -> Plan {
 fn restore_plan_for(cfg: &config::LoadedConfig) -> Plan {
     let name = SnapshotName::new("snap.db").unwrap();
     let sum = Checksum::of(b"snapshot");
-    let mut observed = Observed::default();
+    let mut observed = rkectl::plan::observed::Seen::default();
     for node in cfg.cluster.etcd_nodes() {
         let mut f = HostFacts::default();
         f.containers.insert(
@@ -74,7 +74,7 @@ fn restore_plan_for(cfg: &config::LoadedConfig) -> Plan {
         cluster: &cfg.cluster,
         cluster_hash: &cfg.hash,
         action: &action,
-        observed: &observed,
+        observed: &Observed::Online(observed),
         removed_members: &[],
         pki_ca: None,
         now: 0,

@@ -130,7 +130,7 @@ impl Reporter for ChangeWatch {
 /// Applies a prepared plan (see the module's documentation for the order of things).
 pub async fn apply(req: ApplyRequest<'_>) -> Result<Applied, ApplyError> {
     let ApplyRequest { prepared, resume, connector, lock_holder, reporter, parallelism, stop } = req;
-    if prepared.plan.observed.offline {
+    if matches!(prepared.plan.observed, crate::plan::Observed::Offline) {
         return Err(ApplyError::Offline);
     }
     let pool = match &prepared.pool {

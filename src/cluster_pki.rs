@@ -151,7 +151,8 @@ fn describe_hosts(hosts: &[(HostAddr, Fingerprint)]) -> String {
 
 /// The CA file of each host that has one.
 fn host_cas(observed: &Observed) -> Vec<(HostAddr, Fingerprint)> {
-    observed.hosts.iter().filter_map(|(h, f)| Some((h.clone(), f.certs.as_ref()?.ca.clone()?))).collect()
+    let hosts = observed.seen().into_iter().flat_map(|s| &s.hosts);
+    hosts.filter_map(|(h, f)| Some((h.clone(), f.certs.as_ref()?.ca.clone()?))).collect()
 }
 
 /// Chooses the PKI. `local` is RKE's state beside cluster.yml, `from_snapshot` the state
@@ -277,12 +278,12 @@ mod tests {
     }
 
     fn observed(cas: &[(&str, Option<&Fingerprint>)]) -> Observed {
-        let mut o = Observed::default();
+        let mut o = crate::plan::observed::Seen::default();
         for (h, ca) in cas {
             let certs = CertFiles { ca: ca.cloned(), cert: ca.is_some(), key: ca.is_some(), cert_sans: None };
             o.hosts.insert(HostAddr(h.to_string()), HostFacts { certs: Some(certs), ..Default::default() });
         }
-        o
+        Observed::Online(o)
     }
 
     #[test]

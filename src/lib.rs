@@ -32,10 +32,13 @@
 //!   snapshot archives rke-tools writes.
 //! - [`cluster_pki`]: which PKI an action uses, and the rule that no CA is replaced silently.
 //! - [`prepare`]: inputs → refresh → PKI → plan, changing nothing.
-//! - [`plan`]: typed steps, the compiler, the diff, plan files; `plans/*.yml` are the
-//!   templates (what each action does, in order, on which hosts, with barriers).
+//! - [`plan`]: the compiler (it asks each step kind what it plans), the diff, plan files,
+//!   and what a plan is based on ([`plan::Observed`]: offline, or what refresh saw);
+//!   `plans/*.yml` are the templates (what each action does, in order, on which hosts,
+//!   with barriers).
 //! - [`exec`]: the scheduler and its events; [`state`]: journal, lock, rkectl's state file.
-//! - [`steps`]: what each step kind does on a host; [`etcd`]: the etcd container as RKE runs
+//! - [`steps`]: one module per step kind (its parameters, when it is planned, its line in
+//!   the plan, its effect on the diff, how it runs); [`etcd`]: the etcd container as RKE runs
 //!   it, and every helper's container spec; [`layout`]: where snapshot files live on a node.
 //! - [`host`]: the narrow interface to a node (containers, files, streams) and its SSH +
 //!   Docker implementation; [`agent_binary`]: rkectl's own binary, copied to the nodes,

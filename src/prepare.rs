@@ -134,12 +134,12 @@ pub async fn prepare(input: PrepareInput) -> Result<Prepared, PrepareError> {
         Vec::new()
     };
     let (observed, pool) = if offline {
-        (Observed { offline: true, ..Default::default() }, None)
+        (Observed::Offline, None)
     } else {
         // Cleanup removes the binaries: it must not copy one first (nor, without one, lock).
         let pool = pool(connector, &cfg.cluster, &removed, spec != ActionSpec::Cleanup, lock_nodes)?;
         let observed = refresh::refresh(&cfg.cluster, &pool, &Needs::for_action(&spec), s3.as_ref(), &removed).await?;
-        (observed, Some(pool))
+        (Observed::Online(observed), Some(pool))
     };
     check_save_name(&spec, &observed)?;
     let pki = if places_certificates(&spec) && !offline {
@@ -240,7 +240,7 @@ async fn snapshot_state(
         }
     }
     let Some(s3) = s3 else { return Ok(None) };
-    let Some(copy) = observed.s3.as_ref().and_then(|f| f.snapshots.get(name)) else { return Ok(None) };
+    let Some(copy) = observed.s3().and_then(|f| f.snapshots.get(name)) else { return Ok(None) };
     let Ok(object) = SnapshotName::new(copy.format.file_name(name)) else { return Ok(None) };
     let Ok(client) = crate::s3::S3Client::new(s3).await else { return Ok(None) };
     if copy.format == SnapshotFormat::Zip {
@@ -337,12 +337,17 @@ pub fn removed_members(cluster: &Cluster, state: &RkectlState, rke: Option<&RkeS
 
 fn check_save_name(spec: &ActionSpec, observed: &Observed) -> Result<(), PrepareError> {
     if let ActionSpec::EtcdSnapshotSave { name, .. } = spec {
-        let on: Vec<String> =
-            observed.hosts.iter().filter(|(_, f)| f.snapshots.contains_key(name)).map(|(h, _)| h.to_string()).collect();
+        let on: Vec<String> = observed
+            .seen()
+            .into_iter()
+            .flat_map(|s| &s.hosts)
+            .filter(|(_, f)| f.snapshots.contains_key(name))
+            .map(|(h, _)| h.to_string())
+            .collect();
         if !on.is_empty() {
             return Err(PrepareError::NameTaken { name: name.to_string(), place: on.join(", ") });
         }
-        if observed.s3.as_ref().is_some_and(|s| s.snapshots.contains_key(name)) {
+        if observed.s3().is_some_and(|s| s.snapshots.contains_key(name)) {
             return Err(PrepareError::NameTaken { name: name.to_string(), place: "S3".into() });
         }
     }

@@ -11,7 +11,7 @@ use crate::config::{Cluster, HostAddr, Node, S3Settings};
 use crate::etcd::{containers, names, paths};
 use crate::host::{Host, HostError, HostPool, run_once};
 use crate::plan::observed::{
-    CertFiles, ContainerFacts, HostFacts, MadeBy, Observed, S3Copy, S3Facts, SnapshotCopy, hashed_env,
+    CertFiles, ContainerFacts, HostFacts, MadeBy, S3Copy, S3Facts, Seen, SnapshotCopy, hashed_env,
 };
 use crate::plan::step::{SnapshotFormat, SnapshotName};
 use crate::plan::{ActionSpec, RemovedMember};
@@ -105,10 +105,10 @@ pub async fn refresh(
     needs: &Needs,
     s3: Option<&S3Settings>,
     removed: &[RemovedMember],
-) -> Result<Observed, RefreshError> {
+) -> Result<Seen, RefreshError> {
     let nodes: Vec<&Node> = cluster.etcd_nodes().collect();
     let results = join_all(nodes.iter().map(|n| observe_host(cluster, pool, n, needs))).await;
-    let mut observed = Observed::default();
+    let mut observed = Seen::default();
     let mut errors = Vec::new();
     for (n, r) in nodes.iter().zip(results) {
         match r {
@@ -313,10 +313,12 @@ async fn observe_snapshots(
     Ok(out)
 }
 
-async fn observe_members(cluster: &Cluster, pool: &HostPool, observed: &mut Observed) {
+async fn observe_members(cluster: &Cluster, pool: &HostPool, observed: &mut Seen) {
     let running: Vec<&Node> = cluster
         .etcd_nodes()
-        .filter(|n| observed.host(&n.address).and_then(|f| f.containers.get(names::ETCD)).is_some_and(|c| c.running))
+        .filter(|n| {
+            observed.hosts.get(&n.address).and_then(|f| f.containers.get(names::ETCD)).is_some_and(|c| c.running)
+        })
         .collect();
     for via in &running {
         let Ok(host) = pool.get(&via.address).await else { continue };

@@ -100,3 +100,14 @@ fn every_known_exception_is_still_needed() {
         );
     }
 }
+
+#[test]
+fn every_step_kind_lives_in_its_own_module() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/steps");
+    let missing: Vec<String> = rkectl::plan::StepKind::ALL
+        .iter()
+        .map(|k| format!("{}.rs", k.name().replace('-', "_")))
+        .filter(|file| !root.join(file).is_file())
+        .collect();
+    assert!(missing.is_empty(), "step kinds without their module in src/steps/: {missing:?}");
+}

@@ -48,6 +48,8 @@ enum PlanFile {
     ForOtherConfig,
     /// Claims a newer plan format.
     NewerFormat,
+    /// Written by an older rkectl (format 1: an `offline` flag beside the facts).
+    OlderFormat,
     /// A step waits for a step that is not in the plan.
     BrokenGraph,
     /// Not JSON.
@@ -61,6 +63,8 @@ enum Journal {
     CorruptMiddleLine,
     /// A header of format 99.
     NewerFormat,
+    /// A header of format 1, an older rkectl's.
+    OlderFormat,
 }
 
 /// What a case runs.
@@ -591,7 +595,12 @@ fn cases() -> Vec<Case> {
         case("plan-for-another-cluster-yml")
             .apply_plan(PlanFile::ForOtherConfig)
             .says(&["was made for another cluster.yml"]),
-        case("plan-newer-format").apply_plan(PlanFile::NewerFormat).says(&["written by a newer rkectl (format 99)"]),
+        case("plan-newer-format")
+            .apply_plan(PlanFile::NewerFormat)
+            .says(&["written by another rkectl (plan format 99"]),
+        case("plan-older-format")
+            .apply_plan(PlanFile::OlderFormat)
+            .says(&["written by another rkectl (plan format 1"]),
         case("plan-broken-graph").apply_plan(PlanFile::BrokenGraph).says(&["is not a valid plan"]),
         case("plan-not-json").apply_plan(PlanFile::Garbage).says(&["is not a plan file"]),
         // --- unfinished-apply journals ---
@@ -600,7 +609,10 @@ fn cases() -> Vec<Case> {
             .says(&["is corrupt at line 3"]),
         case("journal-newer-format")
             .resume(Journal::NewerFormat)
-            .says(&["written by a newer rkectl (format 99"]),
+            .says(&["written by another rkectl (format 99"]),
+        case("journal-older-format")
+            .resume(Journal::OlderFormat)
+            .says(&["written by another rkectl (format 1,"]),
     ]
 }
 
@@ -724,7 +736,7 @@ fn offline_plan(dir: &Path, config: &str, env: &[(&str, String)]) -> Result<serd
     }
     let mut v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-    v["plan"]["observed"]["offline"] = serde_json::Value::Bool(false);
+    v["plan"]["observed"] = serde_json::json!({"online": {"hosts": {}, "s3": null}});
     Ok(v)
 }
 
@@ -752,6 +764,12 @@ fn prepare(case: &Case, dir: &Path, w: &World) -> Result<String, String> {
                     v["plan"]["format"] = 99.into();
                     v.to_string()
                 }
+                PlanFile::OlderFormat => {
+                    let mut v = offline_plan(dir, "cluster.yml", &w.env)?;
+                    v["plan"]["format"] = 1.into();
+                    v["plan"]["observed"] = serde_json::json!({"offline": false, "hosts": {}, "s3": null});
+                    v.to_string()
+                }
                 PlanFile::BrokenGraph => {
                     let mut v = offline_plan(dir, "cluster.yml", &w.env)?;
                     let steps = v["plan"]["steps"].as_array_mut().ok_or("plan has no steps")?;
@@ -767,6 +785,7 @@ fn prepare(case: &Case, dir: &Path, w: &World) -> Result<String, String> {
             let format = match kind {
                 Journal::CorruptMiddleLine => rkectl::plan::FORMAT,
                 Journal::NewerFormat => 99,
+                Journal::OlderFormat => 1,
             };
             let header = serde_json::json!({
                 "type": "header",

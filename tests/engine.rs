@@ -286,9 +286,9 @@ fn journal_tolerates_a_torn_last_line_and_refuses_corruption_and_newer_formats()
     std::fs::write(&p, corrupt).unwrap();
     assert!(matches!(journal::read(&p), Err(journal::JournalError::Corrupt { line: 2, .. })));
 
-    let newer = text.replacen("\"format\":1", "\"format\":99", 1);
+    let newer = text.replacen(&format!("\"format\":{}", rkectl::plan::FORMAT), "\"format\":99", 1);
     std::fs::write(&p, newer).unwrap();
-    assert!(matches!(journal::read(&p), Err(journal::JournalError::NewerFormat { found: 99, .. })));
+    assert!(matches!(journal::read(&p), Err(journal::JournalError::OtherFormat { found: 99, .. })));
 }
 
 /// Fails its first attempt of every step with a transient error quoting a secret.
@@ -476,7 +476,7 @@ async fn a_certificate_file_without_the_members_names_is_replaced_and_etcd_resta
         cluster: &cfg.cluster,
         cluster_hash: &cfg.hash,
         action: &rkectl::plan::ActionSpec::Up,
-        observed: &observed,
+        observed: &rkectl::plan::Observed::Online(observed),
         removed_members: &[],
         pki_ca: Some(&pki.ca_fingerprint()),
         now: 1_800_000_000,
@@ -491,7 +491,10 @@ async fn a_certificate_file_without_the_members_names_is_replaced_and_etcd_resta
     assert!(plan.needs_confirmation());
     let starts = on(StepKind::StartEtcd);
     assert_eq!(starts.len(), 1, "{starts:?}");
-    assert!(matches!(starts[0].action, StepAction::StartEtcd { restart: true, .. }), "{starts:?}");
+    assert!(
+        matches!(starts[0].action, StepAction::StartEtcd(rkectl::steps::StartEtcd { restart: true, .. })),
+        "{starts:?}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let rec = Recorder::default();

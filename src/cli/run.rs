@@ -176,19 +176,27 @@ pub(super) async fn apply_file(common: &Common, file: &std::path::Path, s3_flags
             "give the file written by `rkectl plan … --out FILE`",
         )
     })?;
-    let pf: PlanFile = serde_json::from_str(&text).map_err(|e| {
+    let not_a_plan = |e: serde_json::Error| {
         CliError::input(
             format!("{} is not a plan file: {e}", file.display()),
             "give the file written by `rkectl plan … --out FILE`",
         )
-    })?;
-    let plan = pf.plan;
-    if plan.format > plan::FORMAT {
+    };
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(not_a_plan)?;
+    // Read before the rest: another version's plan would not parse, and should say why.
+    let format = value.pointer("/plan/format").and_then(|f| f.as_u64()).unwrap_or(0);
+    if format != u64::from(plan::FORMAT) {
         return Err(CliError::input(
-            format!("{} was written by a newer rkectl (format {})", file.display(), plan.format),
-            "apply it with that version",
+            format!(
+                "{} was written by another rkectl (plan format {format}, this one reads {})",
+                file.display(),
+                plan::FORMAT
+            ),
+            "plan again with this rkectl, or apply the file with the version that wrote it",
         ));
     }
+    let pf: PlanFile = serde_json::from_value(value).map_err(not_a_plan)?;
+    let plan = pf.plan;
     plan.graph().map_err(|e| CliError::input(format!("{} is not a valid plan: {e}", file.display()), "plan again"))?;
     let cfg = load_config(common)?;
     if plan.cluster_hash != cfg.hash {
@@ -201,7 +209,7 @@ pub(super) async fn apply_file(common: &Common, file: &std::path::Path, s3_flags
             "plan again with the current cluster.yml",
         ));
     }
-    if plan.observed.offline {
+    if matches!(plan.observed, crate::plan::Observed::Offline) {
         return Err(refuse(
             "an offline plan cannot be applied: it did not look at the hosts",
             "plan again without --offline",
@@ -231,15 +239,17 @@ pub(super) async fn apply_file(common: &Common, file: &std::path::Path, s3_flags
         connector,
     };
     let fresh = crate::prepare::prepare(input).await.map_err(|e| redact_refusal(e, &secrets))?;
-    let observed = &fresh.plan.observed;
     if fresh.plan.observed_fingerprint != plan.observed_fingerprint {
-        let changed: Vec<String> = observed
+        let empty = crate::plan::observed::Seen::default();
+        let now = fresh.plan.observed.seen().unwrap_or(&empty);
+        let then = plan.observed.seen().unwrap_or(&empty);
+        let changed: Vec<String> = now
             .hosts
             .iter()
-            .filter(|(h, f)| plan.observed.hosts.get(*h) != Some(*f))
+            .filter(|(h, f)| then.hosts.get(*h) != Some(*f))
             .map(|(h, _)| h.to_string())
-            .chain(plan.observed.hosts.keys().filter(|h| !observed.hosts.contains_key(*h)).map(|h| h.to_string()))
-            .chain((observed.s3 != plan.observed.s3).then(|| "S3".to_string()))
+            .chain(then.hosts.keys().filter(|h| !now.hosts.contains_key(*h)).map(|h| h.to_string()))
+            .chain((now.s3 != then.s3).then(|| "S3".to_string()))
             .collect();
         return Err(refuse(
             format!("the plan in {} is stale: what it was based on changed on {}", file.display(), changed.join(", ")),

@@ -24,8 +24,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use step::SnapshotName;
 
-/// Version of the plan file and journal format this build writes and reads.
-pub const FORMAT: u32 = 1;
+/// Version of the plan file and journal format this build writes and reads. 2: what a plan
+/// is based on is `offline` or `{"online": …}` (1 had an `offline` flag beside the facts).
+pub const FORMAT: u32 = 2;
 
 /// What the user asked for, with no secret in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,14 +8,16 @@ use crate::config::{HostAddr, S3Target};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Everything observed for one plan.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Observed {
-    /// Planned without contacting anything: every host is unknown.
-    pub offline: bool,
-    pub hosts: BTreeMap<HostAddr, HostFacts>,
-    /// The S3 side, when the action uses S3.
-    pub s3: Option<S3Facts>,
+/// What a plan is based on: nothing (planned offline), or what refresh saw. Offline is
+/// this value, decided once where the plan is prepared; everything downstream asks it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Observed {
+    /// Planned without contacting anything: every host is unknown, and the plan is for
+    /// review only.
+    Offline,
+    /// What refresh saw.
+    Online(Seen),
 }
 
 impl Observed {
@@ -25,10 +27,31 @@ impl Observed {
         blake3::hash(&json).to_hex()[..32].to_string()
     }
 
+    /// What refresh saw; `None` offline.
+    pub fn seen(&self) -> Option<&Seen> {
+        match self {
+            Observed::Offline => None,
+            Observed::Online(seen) => Some(seen),
+        }
+    }
+
     /// The facts of `host`, if it was observed.
     pub fn host(&self, host: &HostAddr) -> Option<&HostFacts> {
-        self.hosts.get(host)
+        self.seen()?.hosts.get(host)
     }
+
+    /// The S3 side, if it was observed.
+    pub fn s3(&self) -> Option<&S3Facts> {
+        self.seen()?.s3.as_ref()
+    }
+}
+
+/// What refresh saw on the hosts and in S3.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    pub hosts: BTreeMap<HostAddr, HostFacts>,
+    /// The S3 side, when the action uses S3.
+    pub s3: Option<S3Facts>,
 }
 
 /// One host as refresh saw it.
@@ -109,6 +132,15 @@ pub enum MadeBy {
 }
 
 impl MadeBy {
+    /// `that RKE made`, for the plan's words on what a step replaces.
+    pub fn phrase(self) -> &'static str {
+        match self {
+            MadeBy::Rke => "that RKE made",
+            MadeBy::Rkectl => "that rkectl made",
+            MadeBy::Unknown => "that neither RKE nor rkectl made",
+        }
+    }
+
     /// Who made a container, from its labels and command.
     pub fn of(labels: &BTreeMap<String, String>, args: &[String]) -> MadeBy {
         if labels.contains_key(crate::etcd::containers::MANAGED_LABEL) {

@@ -50,7 +50,7 @@ pub fn render(plan: &Plan, opts: RenderOptions) -> String {
     let width = plan.steps.iter().map(|s| s.kind().name().len()).max().unwrap_or(0);
     let mut n = 0;
     for s in &plan.steps {
-        if let super::StepAction::Barrier { reason } = &s.action {
+        if let super::StepAction::Barrier(crate::steps::Barrier { reason }) = &s.action {
             let _ = writeln!(out, "  ── barrier: {reason} ──");
             continue;
         }

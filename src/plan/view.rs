@@ -4,9 +4,7 @@
 //! step's effect over it, so the diff can never disagree with the steps.
 
 use super::observed::{HostFacts, Observed};
-use super::step::{
-    DeleteFrom, SnapshotFormat, SnapshotLocation, SnapshotName, Step, StepAction, describe_rolling, human_bytes,
-};
+use super::step::{SnapshotFormat, SnapshotName, Step, human_bytes};
 use crate::config::HostAddr;
 use crate::etcd::names;
 use std::collections::BTreeMap;
@@ -106,7 +104,7 @@ impl View {
 
     /// The view of S3 for the snapshots shown.
     pub fn from_s3(observed: &Observed, snapshots_shown: &dyn Fn(&SnapshotName) -> bool) -> Option<View> {
-        let s3 = observed.s3.as_ref()?;
+        let s3 = observed.s3()?;
         let mut r = BTreeMap::new();
         for (name, copy) in &s3.snapshots {
             if snapshots_shown(name) {
@@ -140,104 +138,31 @@ fn describe_copy(name: &SnapshotName, format: SnapshotFormat, size: u64, has_sta
     }
 }
 
-/// Applies a step's effect to the view of the place it acts on.
-pub fn apply(step: &Step, views: &mut BTreeMap<ViewKey, View>, etcd_image: &str) {
-    let key = match (&step.host, &step.action) {
-        (_, StepAction::DeleteSnapshot { from: DeleteFrom::S3 { .. }, .. }) => ViewKey::S3,
-        (Some(h), _) => ViewKey::Host(h.clone()),
-        (None, _) => return,
-    };
-    let view = views.entry(key).or_default();
-    let r = &mut view.resources;
-    match &step.action {
-        StepAction::CleanHost => {
-            r.remove(&Resource::Container(names::ETCD.into()));
-            r.remove(&Resource::EtcdData);
-        }
-        StepAction::Restore { snapshot, expect, member, .. } => {
-            let sum = expect.as_ref().map(|e| format!(", {}", e.checksum.short())).unwrap_or_default();
-            r.insert(Resource::EtcdData, format!("restored from {snapshot}{sum} as {member}"));
-        }
-        StepAction::DeployCerts { member, .. } => {
-            r.insert(Resource::Certificates, format!("the cluster's CA, {member}'s certificate and key"));
-        }
-        StepAction::StartEtcd { member, .. } => {
-            r.insert(Resource::Container(names::ETCD.into()), format!("running {etcd_image}, member {member}"));
-            r.entry(Resource::EtcdData).or_insert_with(|| "present".into());
-        }
-        StepAction::RemoveEtcd => {
-            r.remove(&Resource::Container(names::ETCD.into()));
-        }
-        StepAction::FetchSnapshot { snapshot, format, expect, source, into } => {
-            let what = match expect {
-                Some(e) => e.to_string(),
-                None => "copy".to_string(),
-            };
-            let what = match format {
-                SnapshotFormat::Raw => what,
-                SnapshotFormat::Zip => format!("{}, {what}", format.file_name(snapshot)),
-            };
-            match into {
-                SnapshotLocation::Listed => {
-                    r.insert(Resource::Snapshot(snapshot.clone()), format!("{what} (from {source})"));
-                }
-                SnapshotLocation::Staged => {
-                    r.insert(Resource::Staged(snapshot.clone()), format!("{what} (from {source}), for the restore"));
-                }
-            }
-        }
-        StepAction::RemoveAgent { versions } => {
-            let left: Vec<String> = r
-                .get(&Resource::AgentBinaries)
-                .map(|v| v.split(", ").filter(|x| !versions.iter().any(|r| r == x)).map(str::to_string).collect())
-                .unwrap_or_default();
-            if left.is_empty() {
-                r.remove(&Resource::AgentBinaries);
-            } else {
-                r.insert(Resource::AgentBinaries, left.join(", "));
-            }
-        }
-        StepAction::DiscardStaged { snapshot } => {
-            r.remove(&Resource::Staged(snapshot.clone()));
-        }
-        // The drill's container, its scratch data and its etcd are gone when it ends.
-        StepAction::DrillSnapshot { .. } => {}
-        StepAction::SaveSnapshot { snapshot, upload, .. } => {
-            r.insert(Resource::Snapshot(snapshot.clone()), "new snapshot".into());
-            if upload.is_some() {
-                views
-                    .entry(ViewKey::S3)
-                    .or_default()
-                    .resources
-                    .insert(Resource::Snapshot(snapshot.clone()), "new snapshot".into());
-            }
-        }
-        StepAction::StartRollingSnapshots { settings, .. } => {
-            r.insert(
-                Resource::Container(names::ROLLING_SNAPSHOTS.into()),
-                format!("running ({})", describe_rolling(settings)),
-            );
-        }
-        StepAction::RemoveRollingSnapshots { .. } => {
-            r.remove(&Resource::Container(names::ROLLING_SNAPSHOTS.into()));
-        }
-        StepAction::DeleteSnapshot { snapshot, .. } => {
-            r.remove(&Resource::Snapshot(snapshot.clone()));
-        }
-        StepAction::Dial => {
-            // Dialing removes temporary containers an earlier, killed run left behind.
-            for name in names::TEMPORARY {
-                r.remove(&Resource::Container(name.to_string()));
-            }
-        }
-        StepAction::Barrier { .. }
-        | StepAction::PullImages { .. }
-        | StepAction::VerifySnapshot { .. }
-        | StepAction::UnpackSnapshot { .. }
-        | StepAction::MemberAdd { .. }
-        | StepAction::MemberRemove { .. }
-        | StepAction::LogLinker { .. }
-        | StepAction::RemoveLogLinker
-        | StepAction::HealthCheck { .. } => {}
+/// The views a step's effect changes: those of the host it acts on and of S3.
+pub struct Effect<'a> {
+    views: &'a mut BTreeMap<ViewKey, View>,
+    host: Option<HostAddr>,
+    /// The etcd image cluster.yml names: what a member that starts runs.
+    pub etcd_image: &'a str,
+}
+
+impl Effect<'_> {
+    /// What is on the host the step acts on; `None` for cluster-wide steps.
+    pub fn host(&mut self) -> Option<&mut BTreeMap<Resource, String>> {
+        let key = ViewKey::Host(self.host.clone()?);
+        Some(&mut self.views.entry(key).or_default().resources)
     }
+
+    /// What is in S3.
+    pub fn s3(&mut self) -> &mut BTreeMap<Resource, String> {
+        &mut self.views.entry(ViewKey::S3).or_default().resources
+    }
+}
+
+/// Applies a step's effect to the views of the places it acts on.
+pub fn apply(step: &Step, views: &mut BTreeMap<ViewKey, View>, etcd_image: &str) {
+    if let Some(h) = &step.host {
+        views.entry(ViewKey::Host(h.clone())).or_default();
+    }
+    step.action.effect(&mut Effect { views, host: step.host.clone(), etcd_image });
 }

@@ -55,9 +55,14 @@ pub enum JournalError {
         )
     )]
     Corrupt { path: PathBuf, line: usize, reason: String },
-    #[error("the journal {} was written by a newer rkectl (format {found}, this one reads {FORMAT})", path.display())]
-    #[diagnostic(code(rkectl::journal::newer), help("finish the apply with the rkectl version that started it"))]
-    NewerFormat { path: PathBuf, found: u32 },
+    #[error("the journal {} was written by another rkectl (format {found}, this one reads {FORMAT})", path.display())]
+    #[diagnostic(
+        code(rkectl::journal::format),
+        help(
+            "finish the apply with the rkectl version that started it, or move the journal away (`rkectl apply --abandon`)"
+        )
+    )]
+    OtherFormat { path: PathBuf, found: u32 },
 }
 
 /// What a journal file says.
@@ -93,8 +98,8 @@ pub fn read(path: &Path) -> Result<JournalState, JournalError> {
         Some((_, l)) => {
             let v: serde_json::Value = serde_json::from_str(l).map_err(|e| corrupt(1, e.to_string()))?;
             let format = v.get("format").and_then(|f| f.as_u64()).unwrap_or(0) as u32;
-            if format > FORMAT {
-                return Err(JournalError::NewerFormat { path: path.to_path_buf(), found: format });
+            if format != FORMAT {
+                return Err(JournalError::OtherFormat { path: path.to_path_buf(), found: format });
             }
             match serde_json::from_value::<Record>(v).map_err(|e| corrupt(1, e.to_string()))? {
                 Record::Header { plan, config, started_at, .. } => (*plan, config, started_at),
@@ -291,7 +296,7 @@ mod tests {
             title: "t".into(),
             cluster_name: "c".into(),
             cluster_hash: "h".into(),
-            observed: Default::default(),
+            observed: crate::plan::Observed::Offline,
             observed_fingerprint: String::new(),
             notes: Vec::new(),
             steps: Vec::new(),

@@ -1,273 +1,238 @@
-//! What each step kind does on a host: the Rust side of the templates in `plans/`.
+//! Step kinds: one module each, holding everything about that kind of step.
 //!
-//! [`Executor`] implements [`StepRunner`]: it holds the cluster, the host pool, and the
-//! secrets a step may need (PKI keys, S3 keys), which never enter the plan or the journal.
+//! A kind's module defines its parameters (the struct a plan and the journal hold), and
+//! implements [`Kind`]: whether and how it is planned on a host or for the cluster
+//! (pure: it reads the compiler's [`Builder`], never a host), the line that describes it,
+//! its effect on the plan's "after" view, and how it runs (through the [`Host`] trait, with
+//! the [`Executor`]'s helpers). Adding a kind is one new module, one line in the list
+//! below, and its line in a template under `plans/`.
+//!
 //! Every step is idempotent: running it again after it (or part of it) already happened
 //! leaves the same state, which is what lets an interrupted apply resume. Log lines follow
 //! the reference document's wording.
+//!
+//! [`Host`]: crate::host::Host
 
 mod direct_copy;
-mod drill;
-mod etcd_steps;
-mod snapshot;
+mod executor;
+mod records;
 
-pub use snapshot::{archive_state, read_record};
+pub use executor::Executor;
+pub use records::{archive_state, read_record, read_record_quiet, s3_error};
 
-/// rkectl's record of a snapshot on a host, ignoring any error, whether or not its file is
-/// there: for refresh, which holds the listing and matches each record to the file it saw.
-pub async fn read_record_quiet(
-    host: &dyn Host,
-    name: &crate::plan::step::SnapshotName,
-) -> Option<crate::agent::report::SnapshotReport> {
-    snapshot::read_record_file(host, name).await.ok().flatten()
+use crate::config::HostAddr;
+use crate::exec::{StepCtx, StepError};
+use crate::plan::compile::{Builder, CompileError};
+use crate::plan::step::{Replacement, Step};
+use crate::plan::view::Effect;
+
+/// One kind of step. The constants say how the engine treats it; the functions are the
+/// kind's planning, description, effect and execution.
+pub(crate) trait Kind: Sized {
+    /// It changes something that cannot be taken back (data is deleted): plans that hold
+    /// it ask first.
+    const DESTRUCTIVE: bool = false;
+    /// It changes the cluster (anything but looking, dialing, pulling images and placing
+    /// verified snapshot copies). A run that fails before any such step began changed
+    /// nothing and is reported as refused.
+    const CHANGES_CLUSTER: bool = true;
+    /// A finished record of it may be skipped on resume (not so for what builds
+    /// process-local state, like the SSH session).
+    const SKIPPABLE_ON_RESUME: bool = true;
+
+    /// The steps of this kind a template's line adds on `host`.
+    fn plan_host(_b: &mut Builder<'_>, _host: &HostAddr) -> Result<Vec<Self>, CompileError> {
+        Ok(Vec::new())
+    }
+
+    /// The steps of this kind a template's cluster-wide line adds.
+    fn plan_cluster(_b: &mut Builder<'_>) -> Result<Vec<Self>, CompileError> {
+        Ok(Vec::new())
+    }
+
+    /// One line saying what the step does, for plans and logs.
+    fn describe(&self) -> String;
+
+    /// What the step replaces that rkectl did not make, if anything.
+    fn replaces(&self) -> Option<&Replacement> {
+        None
+    }
+
+    /// The step's effect on the views of the plan's "after".
+    fn effect(&self, _fx: &mut Effect<'_>) {}
+
+    /// Another host the step talks to besides its own (its link is dialled again when the
+    /// step is retried).
+    fn other_host(&self) -> Option<&HostAddr> {
+        None
+    }
+
+    /// Runs the step.
+    async fn run(&self, ex: &Executor, step: &Step, ctx: &StepCtx<'_>) -> Result<(), StepError>;
 }
 
-use crate::agent::report;
-use crate::config::{Cluster, HostAddr, Node, S3Settings};
-use crate::etcd::names;
-use crate::exec::{StepCtx, StepError, StepRunner};
-use crate::host::{ContainerSpec, Host, HostPool, RunOutput, Silence, run_once, run_watched};
-use crate::plan::{Step, StepAction};
-use crate::rke::pki::Pki;
-use crate::secret::Secret;
-use async_trait::async_trait;
-use std::sync::Arc;
+/// Declares the closed set of step kinds: for each, its variant of [`StepAction`] and
+/// [`StepKind`], its name in templates, plans and the journal, and the module that holds it.
+macro_rules! step_kinds {
+    ($( $(#[$doc:meta])* $kind:ident = $name:literal in $module:ident; )*) => {
+        $( mod $module; pub use $module::$kind; )*
 
-/// What a snapshot save writes besides the database.
-#[derive(Debug, Clone, Copy)]
-pub struct SaveWhat {
-    pub upload: bool,
-    pub include_state: bool,
-    pub seal_state: bool,
-}
+        /// What a step does, with its parameters. Serialised with a kebab-case `kind` tag.
+        #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        #[serde(tag = "kind")]
+        pub enum StepAction {
+            $( $(#[$doc])* #[serde(rename = $name)] $kind($kind), )*
+        }
 
-/// Runs steps against real (or fake) hosts.
-pub struct Executor {
-    pub cluster: Arc<Cluster>,
-    pub pool: Arc<HostPool>,
-    /// The cluster's PKI, for placing certificates.
-    pub pki: Option<Pki>,
-    /// RKE's state file as text: put in archives, or sealed beside S3 copies, when asked.
-    pub state_text: Option<Secret>,
-    /// The user's passphrase that seals RKE's state beside S3 copies.
-    pub state_passphrase: Option<Secret>,
-    /// S3 settings with keys, for steps that use S3.
-    pub s3: Option<S3Settings>,
-    /// How many times a failing helper container is tried inside one step attempt.
-    pub helper_attempts: u32,
-}
+        /// The closed set of step kinds, as templates in `plans/` name them.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        pub enum StepKind {
+            $( $(#[$doc])* #[serde(rename = $name)] $kind, )*
+        }
 
-impl Executor {
-    async fn host(&self, addr: &HostAddr) -> Result<Arc<dyn Host>, StepError> {
-        match self.pool.get(addr).await {
-            Ok(h) => Ok(h),
-            Err(e) => {
-                self.pool.forget(addr).await;
-                Err(e.into())
+        impl StepKind {
+            /// Every kind, in the list's order.
+            pub const ALL: &'static [StepKind] = &[$( StepKind::$kind, )*];
+
+            /// The kebab-case name (`clean-host`).
+            pub fn name(self) -> &'static str {
+                match self { $( StepKind::$kind => $name, )* }
+            }
+
+            /// Whether the step changes something that cannot be taken back (data is deleted).
+            pub fn is_destructive(self) -> bool {
+                match self { $( StepKind::$kind => <$kind as Kind>::DESTRUCTIVE, )* }
+            }
+
+            /// Whether the step changes the cluster; see [`Kind::CHANGES_CLUSTER`].
+            pub fn changes_cluster(self) -> bool {
+                match self { $( StepKind::$kind => <$kind as Kind>::CHANGES_CLUSTER, )* }
+            }
+
+            /// Whether re-running after a finished record may be skipped on resume.
+            pub fn skippable_on_resume(self) -> bool {
+                match self { $( StepKind::$kind => <$kind as Kind>::SKIPPABLE_ON_RESUME, )* }
+            }
+
+            /// The steps of this kind a template's line adds on `host`.
+            pub(crate) fn plan_host(self, b: &mut Builder<'_>, host: &HostAddr) -> Result<Vec<StepAction>, CompileError> {
+                Ok(match self {
+                    $( StepKind::$kind => $kind::plan_host(b, host)?.into_iter().map(StepAction::$kind).collect(), )*
+                })
+            }
+
+            /// The steps of this kind a template's cluster-wide line adds.
+            pub(crate) fn plan_cluster(self, b: &mut Builder<'_>) -> Result<Vec<StepAction>, CompileError> {
+                Ok(match self {
+                    $( StepKind::$kind => $kind::plan_cluster(b)?.into_iter().map(StepAction::$kind).collect(), )*
+                })
             }
         }
-    }
 
-    fn node(&self, addr: &HostAddr) -> Result<&Node, StepError> {
-        self.cluster.node(addr).ok_or_else(|| StepError::fatal(format!("host {addr} is not in cluster.yml")))
-    }
-
-    /// Runs a temporary helper to completion; a non-zero exit is retried a few times and
-    /// then reported with the helper's output. The helper is removed either way.
-    async fn helper(&self, host: &dyn Host, spec: &ContainerSpec) -> Result<RunOutput, StepError> {
-        let mut last = None;
-        for attempt in 1..=self.helper_attempts.max(1) {
-            let out = run_once(host, spec).await?;
-            if out.exit_code == 0 {
-                return Ok(out);
+        impl StepAction {
+            /// The step's kind.
+            pub fn kind(&self) -> StepKind {
+                match self { $( StepAction::$kind(_) => StepKind::$kind, )* }
             }
-            last = Some(out);
-            if attempt < self.helper_attempts {
-                tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(attempt))).await;
-            }
-        }
-        let out = last.expect("at least one attempt");
-        Err(StepError::fatal(format!(
-            "container {} on host {} exited with code {} after {} attempt(s)",
-            spec.name,
-            host.addr(),
-            out.exit_code,
-            self.helper_attempts.max(1)
-        ))
-        .with_logs(out.logs))
-    }
 
-    /// Runs a helper while forwarding the `RKECTL-PROGRESS` lines it prints as byte
-    /// progress, then parses its report line; removed on success and on failure.
-    async fn helper_watched<T: for<'de> serde::Deserialize<'de>>(
-        &self,
-        host: &dyn Host,
-        spec: &ContainerSpec,
-        ctx: &StepCtx<'_>,
-    ) -> Result<T, StepError> {
-        // Each call brings only the lines printed since the last one: the latest count wins.
-        let mut forward = |new_lines: &str| {
-            let last = new_lines.lines().rev().find_map(|l| l.strip_prefix(crate::agent::snapshot::PROGRESS));
-            if let Some(bytes) = last.and_then(|b| b.trim().parse().ok()) {
-                ctx.bytes(bytes, None);
+            /// What the step replaces that rkectl did not make, if anything.
+            pub fn replaces(&self) -> Option<&Replacement> {
+                match self { $( StepAction::$kind(a) => a.replaces(), )* }
             }
-        };
-        let out = run_watched(host, spec, Silence::HELPER, &mut forward).await?;
-        if out.exit_code != 0 {
-            return Err(StepError::fatal(format!(
-                "container {} on host {} exited with code {}",
-                spec.name,
-                host.addr(),
-                out.exit_code
-            ))
-            .with_logs(out.logs));
-        }
-        report::parse(&out.logs).map_err(|e| {
-            StepError::fatal(format!("container {} on host {}: {e}", spec.name, host.addr())).with_logs(out.logs)
-        })
-    }
 
-    /// Runs a helper and parses its report line.
-    async fn helper_report<T: for<'de> serde::Deserialize<'de>>(
-        &self,
-        host: &dyn Host,
-        spec: &ContainerSpec,
-    ) -> Result<T, StepError> {
-        let out = self.helper(host, spec).await?;
-        report::parse(&out.logs).map_err(|e| {
-            StepError::fatal(format!("container {} on host {}: {e}", spec.name, host.addr())).with_logs(out.logs)
-        })
-    }
-
-    async fn dial(&self, addr: &HostAddr, ctx: &StepCtx<'_>) -> Result<(), StepError> {
-        let host = self.host(addr).await?;
-        host.docker_info().await?;
-        ctx.log("dialer", format!("Setup tunnel for host [{addr}]"));
-        // A temporary container left by an earlier, killed run must never be mistaken for
-        // ours, nor block a new one with its name.
-        for name in crate::etcd::temporary_containers(&self.cluster) {
-            if host.remove_container(&name).await? {
-                ctx.warn("cleanup", format!("Removed container [{name}] left by an earlier run on host [{addr}]"));
-            }
-        }
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl StepRunner for Executor {
-    async fn run(&self, step: &Step, ctx: &StepCtx<'_>) -> Result<(), StepError> {
-        let result = self.run_step(step, ctx).await;
-        if let Err(e) = &result
-            && e.transient
-        {
-            // The link may be what failed: the retry dials again instead of reusing it.
-            let mut hosts: Vec<&HostAddr> = step.host.iter().collect();
-            if let StepAction::FetchSnapshot { source: crate::plan::step::SnapshotSource::Host { host }, .. } =
-                &step.action
-            {
-                hosts.push(host);
-            }
-            for h in hosts {
-                self.pool.forget(h).await;
-            }
-        }
-        result
-    }
-}
-
-impl Executor {
-    async fn run_step(&self, step: &Step, ctx: &StepCtx<'_>) -> Result<(), StepError> {
-        let addr = step.host.as_ref();
-        let need = || addr.ok_or_else(|| StepError::fatal(format!("step {} has no host", step.id)));
-        match &step.action {
-            StepAction::Barrier { .. } => Ok(()),
-            StepAction::Dial => self.dial(need()?, ctx).await,
-            StepAction::PullImages { images } => {
-                let host = self.host(need()?).await?;
-                for image in images {
-                    let registry = self.cluster.registry_for(image);
-                    if crate::host::ensure_image(host.as_ref(), image, registry).await? {
-                        ctx.log("image", format!("Pulled image [{image}] on host [{}]", host.addr()));
-                    }
+            /// One line saying what the step does, with what it replaces, for plans and logs.
+            pub fn describe(&self) -> String {
+                let what = match self { $( StepAction::$kind(a) => a.describe(), )* };
+                match self.replaces() {
+                    Some(r) => format!("{what} ({r})"),
+                    None => what,
                 }
-                Ok(())
             }
-            StepAction::VerifySnapshot { snapshot, format, expect } => {
-                self.verify_snapshot(need()?, snapshot, *format, expect.as_ref(), ctx).await
+
+            /// Applies the step's effect to the plan's views.
+            pub fn effect(&self, fx: &mut Effect<'_>) {
+                match self { $( StepAction::$kind(a) => a.effect(fx), )* }
             }
-            StepAction::FetchSnapshot { snapshot, format, expect, source, into } => {
-                let f =
-                    snapshot::Fetch { name: snapshot, format: *format, expect: expect.as_ref(), source, into: *into };
-                self.fetch_snapshot(need()?, f, ctx).await
+
+            /// Another host the step talks to besides its own.
+            pub fn other_host(&self) -> Option<&HostAddr> {
+                match self { $( StepAction::$kind(a) => a.other_host(), )* }
             }
-            StepAction::UnpackSnapshot { snapshot, from, expect } => {
-                self.unpack_snapshot(need()?, snapshot, *from, expect.as_ref(), ctx).await
+
+            /// Runs the step.
+            pub(crate) async fn run(&self, ex: &Executor, step: &Step, ctx: &StepCtx<'_>) -> Result<(), StepError> {
+                match self { $( StepAction::$kind(a) => a.run(ex, step, ctx).await, )* }
             }
-            StepAction::DiscardStaged { snapshot } => self.discard_staged(need()?, snapshot, ctx).await,
-            StepAction::DrillSnapshot { snapshot, format, from, origin, compare_live } => {
-                let d =
-                    drill::Drill { name: snapshot, format: *format, from: *from, origin, compare_live: *compare_live };
-                self.drill(need()?, d, ctx).await
-            }
-            StepAction::SaveSnapshot { snapshot, upload, include_state, seal_state } => {
-                let what =
-                    SaveWhat { upload: upload.is_some(), include_state: *include_state, seal_state: *seal_state };
-                self.save_snapshot(need()?, snapshot, what, ctx).await
-            }
-            StepAction::DeleteSnapshot { snapshot, from } => self.delete_snapshot(addr, snapshot, from, ctx).await,
-            StepAction::CleanHost => self.clean_host(need()?, ctx).await,
-            StepAction::Restore { snapshot, from, member, initial_cluster, .. } => {
-                let ic = crate::etcd::resolve_initial_cluster(&self.cluster, initial_cluster);
-                let file = match from {
-                    crate::plan::step::RestoreFile::Copy { location } => {
-                        crate::layout::snapshot_file(snapshot, crate::plan::step::SnapshotFormat::Raw, *location)
-                    }
-                    crate::plan::step::RestoreFile::Unpacked => crate::layout::unpacked_db(snapshot),
-                };
-                self.restore(need()?, snapshot, &file, member, &ic, ctx).await
-            }
-            StepAction::DeployCerts { member, .. } => self.deploy_certs(need()?, member, ctx).await,
-            StepAction::StartEtcd { initial_cluster, cluster_state, restart, .. } => {
-                let ic = crate::etcd::resolve_initial_cluster(&self.cluster, initial_cluster);
-                self.start_etcd(need()?, &ic, *cluster_state, *restart, ctx).await
-            }
-            StepAction::MemberAdd { member, peer_url } => self.member_add(need()?, member, peer_url, ctx).await,
-            StepAction::MemberRemove { member } => self.member_remove(need()?, member, ctx).await,
-            StepAction::RemoveEtcd => self.remove_etcd(need()?, ctx).await,
-            StepAction::LogLinker { container } => self.log_linker(need()?, container, ctx).await,
-            StepAction::RemoveLogLinker => {
-                let host = self.host(need()?).await?;
-                host.remove_container(names::LOG_LINKER).await?;
-                ctx.log("remove/rke-log-linker", format!("Successfully removed container on host [{}]", host.addr()));
-                Ok(())
-            }
-            StepAction::HealthCheck { members, same_revision } => self.health_check(members, *same_revision, ctx).await,
-            StepAction::StartRollingSnapshots { settings, .. } => self.start_rolling(need()?, settings, ctx).await,
-            StepAction::RemoveAgent { versions } => {
-                let host = self.host(need()?).await?;
-                for v in versions {
-                    // Names come from a listing of the folder; refuse anything that would leave it.
-                    if v.is_empty() || v.contains('/') || v.starts_with('.') {
-                        return Err(StepError::fatal(format!("`{v}` is not a folder of rkectl's binaries")));
-                    }
-                    host.remove_tree(&format!("{}/{v}", crate::agent_binary::REMOTE_ROOT)).await?;
-                }
-                ctx.log(
-                    "cleanup",
-                    format!("Removed rkectl's helper binaries from host [{}]: {}", host.addr(), versions.join(", ")),
-                );
-                Ok(())
-            }
-            StepAction::RemoveRollingSnapshots { .. } => {
-                let host = self.host(need()?).await?;
-                host.remove_container(names::ROLLING_SNAPSHOTS).await?;
-                ctx.log(
-                    "remove/etcd-rolling-snapshots",
-                    format!("Successfully removed container on host [{}]", host.addr()),
-                );
-                Ok(())
-            }
+        }
+    };
+}
+
+step_kinds! {
+    /// Waits for every step before it; does nothing itself.
+    Barrier = "barrier" in barrier;
+    /// Opens the SSH session and the Docker tunnel; checks Docker.
+    Dial = "dial" in dial;
+    /// Pulls images the host lacks.
+    PullImages = "pull-images" in pull_images;
+    /// Checks that the host's own copy of a snapshot is still the one the plan pinned.
+    VerifySnapshot = "verify-snapshot" in verify_snapshot;
+    /// Gives the host a verified copy of a snapshot.
+    FetchSnapshot = "fetch-snapshot" in fetch_snapshot;
+    /// Unpacks the database from the snapshot's archive for the restore, verified.
+    UnpackSnapshot = "unpack-snapshot" in unpack_snapshot;
+    /// Removes the etcd container and the etcd data (`kube-cleaner`).
+    CleanHost = "clean-host" in clean_host;
+    /// Restores the snapshot into a fresh data folder (`etcd-restore`).
+    Restore = "restore" in restore;
+    /// Removes what the restore staged (copies and unpacked databases).
+    DiscardStaged = "discard-staged" in discard_staged;
+    /// Restores the snapshot inside a helper container and reports what it holds.
+    DrillSnapshot = "drill-snapshot" in drill_snapshot;
+    /// Places the member's certificates and the CA on the host.
+    DeployCerts = "deploy-certs" in deploy_certs;
+    /// Creates and starts (or restarts) the `etcd` container.
+    StartEtcd = "start-etcd" in start_etcd;
+    /// Adds a member to the running cluster before it starts (`etcdctl member add`).
+    MemberAdd = "member-add" in member_add;
+    /// Removes a member from the running cluster (`etcdctl member remove`).
+    MemberRemove = "member-remove" in member_remove;
+    /// Stops and removes the `etcd` container of a member that leaves.
+    RemoveEtcd = "remove-etcd" in remove_etcd;
+    /// Runs `rke-log-linker` for a container.
+    LogLinker = "log-linker" in log_linker;
+    /// Removes `rke-log-linker`.
+    RemoveLogLinker = "remove-log-linker" in remove_log_linker;
+    /// Checks that every member is healthy and, after a restore, holds the same data.
+    HealthCheck = "health-check" in health_check;
+    /// Takes a snapshot on this host (`etcd-snapshot-once`).
+    SaveSnapshot = "save-snapshot" in save_snapshot;
+    /// Starts or replaces `etcd-rolling-snapshots`.
+    StartRollingSnapshots = "start-rolling-snapshots" in start_rolling_snapshots;
+    /// Removes `etcd-rolling-snapshots`.
+    RemoveRollingSnapshots = "remove-rolling-snapshots" in remove_rolling_snapshots;
+    /// Deletes a snapshot from the host or from S3.
+    DeleteSnapshot = "delete-snapshot" in delete_snapshot;
+    /// Removes rkectl's helper binaries (their folders under `/opt/rke/rkectl`).
+    RemoveAgent = "remove-agent" in remove_agent;
+}
+
+impl std::fmt::Display for StepKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_named_alike_in_templates_plans_and_logs() {
+        for kind in StepKind::ALL {
+            let json = serde_json::to_value(kind).unwrap();
+            assert_eq!(json, kind.name(), "{kind:?}");
+            let back: StepKind = serde_json::from_value(json).unwrap();
+            assert_eq!(back, *kind);
         }
     }
 }

@@ -9,7 +9,7 @@ use rkectl::exec::events::Recorder;
 use rkectl::exec::{self, RunOptions, RunOutcome};
 use rkectl::host::HostPool;
 use rkectl::host::fake::{FakeConnector, FakeWorld};
-use rkectl::plan::observed::{ContainerFacts, HostFacts, MadeBy, Observed, SnapshotCopy, hashed_env};
+use rkectl::plan::observed::{ContainerFacts, HostFacts, MadeBy, Observed, Seen, SnapshotCopy, hashed_env};
 use rkectl::plan::step::{Checksum, SnapshotFormat, SnapshotName};
 use rkectl::plan::{self, ActionSpec, Plan, RestoreSearch};
 use rkectl::rke::pki::Pki;
@@ -74,8 +74,8 @@ pub fn running_world(cluster: &Cluster, data: &[u8], snapshot: Option<(&str, &[u
 }
 
 /// What refresh would observe in such a world (without dialing it).
-pub fn observed_for(cluster: &Cluster, world: &FakeWorld, snapshot: &str) -> Observed {
-    let mut o = Observed::default();
+pub fn observed_for(cluster: &Cluster, world: &FakeWorld, snapshot: &str) -> Seen {
+    let mut o = Seen::default();
     for n in cluster.etcd_nodes() {
         let h = world.host(&n.address);
         let mut f = HostFacts { docker_version: "24.0.7".into(), ..Default::default() };
@@ -124,8 +124,9 @@ pub fn restore_plan(cfg: &LoadedConfig, world: &FakeWorld, snapshot: &str) -> Pl
     compile(cfg, &action, &observed)
 }
 
-/// Compiles an action.
-pub fn compile(cfg: &LoadedConfig, action: &ActionSpec, observed: &Observed) -> Plan {
+/// Compiles an action against what was seen.
+pub fn compile(cfg: &LoadedConfig, action: &ActionSpec, seen: &Seen) -> Plan {
+    let observed = &Observed::Online(seen.clone());
     plan::compile(&plan::CompileInput {
         cluster: &cfg.cluster,
         cluster_hash: &cfg.hash,

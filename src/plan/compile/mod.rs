@@ -10,14 +10,13 @@
 //!   waits for the barrier (one node instead of hosts² edges).
 
 use super::step::{
-    Checksum, ClusterState, DeleteFrom, InitialCluster, Pin, Replacement, RestoreFile, SnapshotFacts, SnapshotFormat,
-    SnapshotLocation, SnapshotName, SnapshotSource, Step, StepAction, StepId, StepKind,
+    Checksum, Pin, SnapshotFacts, SnapshotFormat, SnapshotLocation, SnapshotName, Step, StepAction, StepId, StepKind,
 };
 use super::template::{Entry, HostSelector, Order, Template};
 use super::{ActionSpec, FORMAT, HostChange, Plan, PrunePolicy, RestoreSearch};
 use crate::config::{Cluster, HostAddr, Node, RecurringSnapshots, Role, S3Target};
-use crate::etcd::{self, containers, names};
-use crate::plan::observed::{ContainerFacts, MadeBy, Observed, SnapshotCopy};
+use crate::etcd::names;
+use crate::plan::observed::{Observed, SnapshotCopy};
 use crate::plan::view::{View, ViewKey};
 use miette::Diagnostic;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -82,9 +81,10 @@ pub enum CompileError {
     DrillHostUnknown { host: HostAddr },
 }
 
-struct Builder<'a> {
-    input: &'a CompileInput<'a>,
-    steps: Vec<Step>,
+/// A plan being built: what each step kind's planning reads and adds to.
+pub(crate) struct Builder<'a> {
+    pub(crate) input: &'a CompileInput<'a>,
+    pub(crate) steps: Vec<Step>,
     ids: HashSet<StepId>,
     /// Last step on each host since the last barrier.
     tail: HashMap<HostAddr, StepId>,
@@ -93,33 +93,44 @@ struct Builder<'a> {
     barrier: Option<StepId>,
     barriers: usize,
     /// Kinds planned on each host (later kinds look at earlier ones).
-    planned: HashSet<(HostAddr, StepKind)>,
+    pub(crate) planned: HashSet<(HostAddr, StepKind)>,
     /// Which copy of the snapshot is the reference, for restore.
-    reference: Option<Reference>,
+    pub(crate) reference: Option<Reference>,
     /// Copies planned so far (they are spread over the hosts that have a good copy).
-    fetches: usize,
+    pub(crate) fetches: usize,
     /// Nodes by address (plans of a thousand hosts look nodes up per step).
     nodes: HashMap<&'a HostAddr, &'a Node>,
-    notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
     /// Hosts where RKE's own recurring snapshot service stays.
-    kept_rke_rolling: Vec<String>,
+    pub(crate) kept_rke_rolling: Vec<String>,
 }
 
-/// The copy of the snapshot that every member is restored from.
+/// The copy of the snapshot that every member is restored from (or a drill reads).
+// One per plan: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
-struct Reference {
-    /// What it is; `None` in offline plans.
-    pin: Option<Pin>,
-    format: SnapshotFormat,
+pub(crate) enum Reference {
+    /// Planned offline: no copy was looked at, so none is chosen.
+    Unknown,
+    /// The copy chosen.
+    Chosen(Chosen),
+}
+
+/// The copy chosen, and where it is.
+#[derive(Debug, Clone)]
+pub(crate) struct Chosen {
+    /// What it is.
+    pub(crate) pin: Pin,
+    pub(crate) format: SnapshotFormat,
     /// The database inside an archive, when it was checked.
-    db: Option<SnapshotFacts>,
+    pub(crate) db: Option<SnapshotFacts>,
     /// Copies come from S3 rather than from hosts.
-    from_s3: Option<S3Target>,
+    pub(crate) from_s3: Option<S3Target>,
     /// Hosts whose own copy is the reference, in cluster.yml order.
-    good: Vec<HostAddr>,
-    good_set: HashSet<HostAddr>,
+    pub(crate) good: Vec<HostAddr>,
+    pub(crate) good_set: HashSet<HostAddr>,
     /// Why this copy, when it needs saying.
-    why: Vec<String>,
+    pub(crate) why: Vec<String>,
 }
 
 /// Compiles `input.action` into a plan.
@@ -153,7 +164,7 @@ pub fn compile_with(template: &Template, input: &CompileInput<'_>) -> Result<Pla
                 let hosts = b.select(p.on)?;
                 if p.on == HostSelector::Cluster {
                     for kind in &p.steps {
-                        for action in b.plan_cluster(*kind)? {
+                        for action in kind.plan_cluster(&mut b)? {
                             let after = b.cluster_deps();
                             let id = b.push(None, after, action);
                             b.cluster_tail = Some(id);
@@ -165,7 +176,7 @@ pub fn compile_with(template: &Template, input: &CompileInput<'_>) -> Result<Pla
                 for host in hosts {
                     let mut first_in_phase = true;
                     for kind in &p.steps {
-                        for action in b.plan_host(*kind, &host)? {
+                        for action in kind.plan_host(&mut b, &host)? {
                             let mut after: Vec<StepId> = match b.tail.get(&host) {
                                 Some(t) => vec![t.clone()],
                                 None => b.barrier.iter().cloned().collect(),
@@ -218,15 +229,15 @@ pub fn compile_with(template: &Template, input: &CompileInput<'_>) -> Result<Pla
 }
 
 impl<'a> Builder<'a> {
-    fn cluster(&self) -> &Cluster {
+    pub(crate) fn cluster(&self) -> &Cluster {
         self.input.cluster
     }
 
-    fn etcd_nodes(&self) -> Vec<&Node> {
+    pub(crate) fn etcd_nodes(&self) -> Vec<&Node> {
         self.cluster().etcd_nodes().collect()
     }
 
-    fn node(&self, addr: &HostAddr) -> Option<&'a Node> {
+    pub(crate) fn node(&self, addr: &HostAddr) -> Option<&'a Node> {
         self.nodes.get(addr).copied()
     }
 
@@ -269,7 +280,7 @@ impl<'a> Builder<'a> {
             id: id.clone(),
             host: None,
             after,
-            action: StepAction::Barrier { reason: reason.to_string() },
+            action: StepAction::Barrier(crate::steps::Barrier { reason: reason.to_string() }),
         });
         self.barrier = Some(id);
         self.tail.clear();
@@ -289,7 +300,7 @@ impl<'a> Builder<'a> {
 
     /// The host a drill runs on: the one named, else the first etcd host that holds the
     /// snapshot (no copy to move), else the first etcd host.
-    fn drill_host(&self) -> Result<HostAddr, CompileError> {
+    pub(crate) fn drill_host(&self) -> Result<HostAddr, CompileError> {
         let ActionSpec::EtcdSnapshotDrill { host, .. } = self.input.action else {
             unreachable!("only a drill's template names the drill host")
         };
@@ -301,12 +312,15 @@ impl<'a> Builder<'a> {
                 .map(|n| n.address.clone())
                 .ok_or_else(|| CompileError::DrillHostUnknown { host: h.clone() });
         }
-        let holder = self.reference.as_ref().and_then(|r| r.good.first().cloned());
+        let holder = match &self.reference {
+            Some(Reference::Chosen(r)) => r.good.first().cloned(),
+            _ => None,
+        };
         Ok(holder.unwrap_or_else(|| etcd[0].address.clone()))
     }
 
     /// The snapshot a restore or a drill reads.
-    fn restored_snapshot(&self) -> Option<&'a SnapshotName> {
+    pub(crate) fn restored_snapshot(&self) -> Option<&'a SnapshotName> {
         match self.input.action {
             ActionSpec::EtcdSnapshotRestore { name, .. } | ActionSpec::EtcdSnapshotDrill { name, .. } => Some(name),
             _ => None,
@@ -314,9 +328,9 @@ impl<'a> Builder<'a> {
     }
 
     /// The host a snapshot is taken on: the first etcd host whose etcd runs.
-    fn snapshot_source(&self) -> Result<HostAddr, CompileError> {
+    pub(crate) fn snapshot_source(&self) -> Result<HostAddr, CompileError> {
         let nodes = self.etcd_nodes();
-        if self.input.observed.offline {
+        if let Observed::Offline = self.input.observed {
             return Ok(nodes[0].address.clone());
         }
         nodes
@@ -332,7 +346,7 @@ impl<'a> Builder<'a> {
             .ok_or(CompileError::NoRunningMember)
     }
 
-    fn running_members(&self) -> Vec<&Node> {
+    pub(crate) fn running_members(&self) -> Vec<&Node> {
         self.etcd_nodes()
             .into_iter()
             .filter(|n| {
@@ -346,7 +360,7 @@ impl<'a> Builder<'a> {
     }
 
     /// Member names the running cluster reports.
-    fn current_members(&self) -> Option<Vec<String>> {
+    pub(crate) fn current_members(&self) -> Option<Vec<String>> {
         self.etcd_nodes().iter().filter_map(|n| self.input.observed.host(&n.address)?.members.clone()).next()
     }
 
@@ -360,22 +374,23 @@ impl<'a> Builder<'a> {
             }
             ActionSpec::EtcdSnapshotRestore { name, from } => {
                 let r = self.choose_reference(name, from)?;
-                match &r.pin {
-                    Some(pin) => {
+                match &r {
+                    Reference::Chosen(r) => {
                         let src = match &r.from_s3 {
                             Some(t) => t.to_string(),
                             None => "the etcd hosts".into(),
                         };
                         self.notes.push(format!(
-                            "Restoring snapshot {} ({pin}) from {src}; the current etcd data on every etcd host will be deleted.",
-                            r.format.file_name(name)
-                        ))
+                            "Restoring snapshot {} ({}) from {src}; the current etcd data on every etcd host will be deleted.",
+                            r.format.file_name(name),
+                            r.pin
+                        ));
+                        self.notes.extend(r.why.iter().cloned());
                     }
-                    None => self.notes.push(format!(
+                    Reference::Unknown => self.notes.push(format!(
                         "Restoring snapshot {name}; its copies are not known (offline plan): this plan is for review and cannot be applied."
                     )),
                 }
-                self.notes.extend(r.why.iter().cloned());
                 self.reference = Some(r);
             }
             ActionSpec::EtcdSnapshotSave { name, generated_name, s3, include_state, seal_state } => {
@@ -403,288 +418,22 @@ impl<'a> Builder<'a> {
             }
             _ => {}
         }
-        if self.input.observed.offline {
+        if let Observed::Offline = self.input.observed {
             self.notes.push("Planned offline: hosts were not contacted and their state is not shown.".into());
         }
         Ok(())
     }
 
-    fn plan_cluster(&mut self, kind: StepKind) -> Result<Vec<StepAction>, CompileError> {
-        let action = self.input.action;
-        Ok(match kind {
-            StepKind::HealthCheck => {
-                let restore = matches!(action, ActionSpec::EtcdSnapshotRestore { .. });
-                let changed = self.steps.iter().any(|s| {
-                    matches!(
-                        s.kind(),
-                        StepKind::StartEtcd | StepKind::MemberAdd | StepKind::MemberRemove | StepKind::RemoveEtcd
-                    )
-                });
-                if restore || changed {
-                    vec![StepAction::HealthCheck {
-                        members: self.etcd_nodes().iter().map(|n| n.address.clone()).collect(),
-                        same_revision: restore,
-                    }]
-                } else {
-                    Vec::new()
-                }
-            }
-            StepKind::DeleteSnapshot => {
-                let Some(s3) = action.s3() else { return Ok(Vec::new()) };
-                let Some(facts) = &self.input.observed.s3 else { return Ok(Vec::new()) };
-                let names: Vec<SnapshotName> = match action {
-                    ActionSpec::EtcdSnapshotDelete { name, .. } => {
-                        facts.snapshots.contains_key(name).then(|| name.clone()).into_iter().collect()
-                    }
-                    ActionSpec::EtcdSnapshotPrune { policy, .. } => {
-                        prune_candidates(facts.snapshots.iter().map(|(n, c)| (n, c.modified)), policy, self.input.now)
-                    }
-                    _ => Vec::new(),
-                };
-                names
-                    .into_iter()
-                    .map(|snapshot| StepAction::DeleteSnapshot {
-                        snapshot,
-                        from: DeleteFrom::S3 { target: s3.clone() },
-                    })
-                    .collect()
-            }
-            _ => Vec::new(),
-        })
-    }
-
-    fn facts(&self, host: &HostAddr) -> Option<&crate::plan::observed::HostFacts> {
-        self.input.observed.host(host)
-    }
-
-    fn offline(&self) -> bool {
-        self.input.observed.offline
-    }
-
-    fn plan_host(&mut self, kind: StepKind, host: &HostAddr) -> Result<Vec<StepAction>, CompileError> {
-        let action = self.input.action;
-        let node = self.node(host);
-        let one = |a: StepAction| Ok(vec![a]);
-        let none = || Ok(Vec::new());
-        match kind {
-            StepKind::Dial => one(StepAction::Dial),
-            StepKind::PullImages => match self.facts(host) {
-                Some(f) if !f.missing_images.is_empty() => {
-                    one(StepAction::PullImages { images: f.missing_images.clone() })
-                }
-                _ => none(),
-            },
-            StepKind::VerifySnapshot => {
-                let Some(name) = self.restored_snapshot() else { return none() };
-                let r = self.reference.as_ref().expect("restore has a reference");
-                if self.offline() {
-                    return one(StepAction::VerifySnapshot { snapshot: name.clone(), format: r.format, expect: None });
-                }
-                match (&r.pin, r.good_set.contains(host)) {
-                    (Some(Pin::Checksum { facts }), true) => one(StepAction::VerifySnapshot {
-                        snapshot: name.clone(),
-                        format: r.format,
-                        expect: Some(facts.clone()),
-                    }),
-                    _ => none(),
-                }
-            }
-            StepKind::FetchSnapshot => match action {
-                ActionSpec::EtcdSnapshotRestore { name, .. } | ActionSpec::EtcdSnapshotDrill { name, .. } => {
-                    let r = self.reference.as_ref().expect("restore has a reference");
-                    if self.offline() || r.good_set.contains(host) {
-                        return none();
-                    }
-                    let source = match &r.from_s3 {
-                        Some(target) => SnapshotSource::S3 { target: target.clone() },
-                        None => {
-                            // Spread copies over the hosts that have the reference.
-                            let source = r.good[self.fetches % r.good.len()].clone();
-                            self.fetches += 1;
-                            SnapshotSource::Host { host: source }
-                        }
-                    };
-                    let (format, expect) = (r.format, r.pin.clone());
-                    // A drill adds nothing to the host's snapshot folder: its copy is staged.
-                    let into = match action {
-                        ActionSpec::EtcdSnapshotDrill { .. } => SnapshotLocation::Staged,
-                        _ => self.fetch_location(host, name),
-                    };
-                    one(StepAction::FetchSnapshot { snapshot: name.clone(), format, expect, source, into })
-                }
-                ActionSpec::EtcdSnapshotSave { name, .. } => {
-                    let source = self.snapshot_source()?;
-                    if &source == host {
-                        return none();
-                    }
-                    one(StepAction::FetchSnapshot {
-                        snapshot: name.clone(),
-                        format: SnapshotFormat::Zip,
-                        expect: None,
-                        source: SnapshotSource::Host { host: source },
-                        into: SnapshotLocation::Listed,
-                    })
-                }
-                _ => none(),
-            },
-            StepKind::UnpackSnapshot => {
-                let ActionSpec::EtcdSnapshotRestore { name, .. } = action else { return none() };
-                let r = self.reference.as_ref().expect("restore has a reference");
-                if r.format != SnapshotFormat::Zip || self.offline() {
-                    return none();
-                }
-                let from = self.reference_location(host, name);
-                let expect = self.reference.as_ref().and_then(|r| r.db.clone());
-                one(StepAction::UnpackSnapshot { snapshot: name.clone(), from, expect })
-            }
-            StepKind::DrillSnapshot => {
-                let ActionSpec::EtcdSnapshotDrill { name, compare_live, .. } = action else { return none() };
-                let r = self.reference.as_ref().expect("a drill has a reference");
-                let from = if r.good_set.contains(host) || self.offline() {
-                    SnapshotLocation::Listed
-                } else {
-                    SnapshotLocation::Staged
-                };
-                let fetched_from = self.steps.iter().find_map(|s| match &s.action {
-                    StepAction::FetchSnapshot { source, .. } if s.host.as_ref() == Some(host) => {
-                        Some(source.to_string())
-                    }
-                    _ => None,
-                });
-                let origin = match fetched_from {
-                    Some(source) => format!("a copy from {source}"),
-                    None => format!("host {host}'s own copy"),
-                };
-                one(StepAction::DrillSnapshot {
-                    snapshot: name.clone(),
-                    format: r.format,
-                    from,
-                    origin,
-                    compare_live: *compare_live,
-                })
-            }
-            StepKind::DiscardStaged => {
-                let Some(name) = self.restored_snapshot() else { return none() };
-                let staged = self.planned.contains(&(host.clone(), StepKind::UnpackSnapshot))
-                    || self.steps.iter().any(|s| {
-                        s.host.as_ref() == Some(host)
-                            && matches!(s.action, StepAction::FetchSnapshot { into: SnapshotLocation::Staged, .. })
-                    });
-                if staged { one(StepAction::DiscardStaged { snapshot: name.clone() }) } else { none() }
-            }
-            StepKind::SaveSnapshot => match action {
-                ActionSpec::EtcdSnapshotSave { name, s3, include_state, seal_state, .. } => {
-                    one(StepAction::SaveSnapshot {
-                        snapshot: name.clone(),
-                        upload: s3.clone(),
-                        include_state: *include_state,
-                        seal_state: *seal_state && s3.is_some(),
-                    })
-                }
-                _ => none(),
-            },
-            StepKind::CleanHost => one(StepAction::CleanHost),
-            StepKind::Restore => {
-                let ActionSpec::EtcdSnapshotRestore { name, .. } = action else { return none() };
-                let node = node.expect("restore runs on etcd nodes");
-                let r = self.reference.as_ref().expect("restore has a reference");
-                let (from, expect) = match r.format {
-                    SnapshotFormat::Zip => (RestoreFile::Unpacked, r.db.clone()),
-                    SnapshotFormat::Raw => (
-                        RestoreFile::Copy { location: self.reference_location(host, name) },
-                        match &r.pin {
-                            Some(Pin::Checksum { facts }) => Some(facts.clone()),
-                            _ => None,
-                        },
-                    ),
-                };
-                one(StepAction::Restore {
-                    snapshot: name.clone(),
-                    from,
-                    expect,
-                    member: etcd::member_name(node),
-                    initial_cluster: InitialCluster::AllEtcdNodes,
-                })
-            }
-            StepKind::DeployCerts => {
-                Ok(self.plan_deploy_certs(node.expect("certificates go to etcd nodes")).into_iter().collect())
-            }
-            StepKind::MemberAdd => {
-                let node = node.expect("members are etcd nodes");
-                let member = etcd::member_name(node);
-                let running = self.running_members();
-                let Some(current) = self.current_members() else { return none() };
-                if running.is_empty() || current.contains(&member) {
-                    return none();
-                }
-                one(StepAction::MemberAdd { member, peer_url: etcd::peer_url(node) })
-            }
-            StepKind::StartEtcd => {
-                Ok(self.plan_start_etcd(node.expect("etcd runs on etcd nodes")).into_iter().collect())
-            }
-            StepKind::LogLinker => {
-                if self.planned.contains(&(host.clone(), StepKind::StartEtcd)) {
-                    one(StepAction::LogLinker { container: names::ETCD.into() })
-                } else {
-                    none()
-                }
-            }
-            StepKind::RemoveLogLinker => {
-                if self.planned.contains(&(host.clone(), StepKind::LogLinker)) {
-                    one(StepAction::RemoveLogLinker)
-                } else {
-                    none()
-                }
-            }
-            StepKind::MemberRemove => {
-                let Some(m) = self.input.removed_members.iter().find(|m| &m.address == host) else { return none() };
-                let listed = self.current_members().is_none_or(|c| c.contains(&m.member));
-                if listed && !self.running_members().is_empty() {
-                    one(StepAction::MemberRemove { member: m.member.clone() })
-                } else {
-                    none()
-                }
-            }
-            StepKind::RemoveEtcd => {
-                let has = self.facts(host).is_some_and(|f| f.containers.contains_key(names::ETCD));
-                if has { one(StepAction::RemoveEtcd) } else { none() }
-            }
-            StepKind::StartRollingSnapshots => {
-                Ok(self.plan_start_rolling(node.expect("rolling snapshots run on etcd nodes")).into_iter().collect())
-            }
-            StepKind::RemoveRollingSnapshots => Ok(self.plan_remove_rolling(host).into_iter().collect()),
-            StepKind::RemoveAgent => {
-                let Some(f) = self.facts(host) else { return none() };
-                // The binary rkectl's running snapshot service runs from stays.
-                let in_use: Option<String> = f
-                    .containers
-                    .get(names::ROLLING_SNAPSHOTS)
-                    .filter(|c| c.made_by == MadeBy::Rkectl && c.running)
-                    .and_then(|c| c.args.first())
-                    .and_then(|p| p.strip_prefix(&format!("{}/", crate::agent_binary::REMOTE_ROOT)))
-                    .and_then(|rest| rest.split('/').next())
-                    .map(str::to_string);
-                let versions: Vec<String> = f.agents.iter().filter(|v| Some(*v) != in_use.as_ref()).cloned().collect();
-                if versions.is_empty() { none() } else { one(StepAction::RemoveAgent { versions }) }
-            }
-            StepKind::DeleteSnapshot => {
-                let Some(f) = self.facts(host) else { return none() };
-                let names: Vec<SnapshotName> = match action {
-                    ActionSpec::EtcdSnapshotDelete { name, .. } => {
-                        f.snapshots.contains_key(name).then(|| name.clone()).into_iter().collect()
-                    }
-                    ActionSpec::EtcdSnapshotPrune { policy, .. } => {
-                        prune_candidates(f.snapshots.iter().map(|(n, c)| (n, c.modified)), policy, self.input.now)
-                    }
-                    _ => Vec::new(),
-                };
-                Ok(names
-                    .into_iter()
-                    .map(|snapshot| StepAction::DeleteSnapshot { snapshot, from: DeleteFrom::Host })
-                    .collect())
-            }
-            StepKind::HealthCheck | StepKind::Barrier => none(),
+    /// The copy chosen for a restore or a drill; `None` offline (or for other actions).
+    pub(crate) fn chosen(&self) -> Option<&Chosen> {
+        match &self.reference {
+            Some(Reference::Chosen(r)) => Some(r),
+            _ => None,
         }
+    }
+
+    pub(crate) fn facts(&self, host: &HostAddr) -> Option<&crate::plan::observed::HostFacts> {
+        self.input.observed.host(host)
     }
 }
 
@@ -714,7 +463,7 @@ pub fn prune_candidates<'a>(
 
 pub use crate::model::{is_recurring_name, name_time};
 
-mod members;
+mod changes;
 mod reference;
 #[cfg(test)]
 mod tests;

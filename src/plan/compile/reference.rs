@@ -11,23 +11,15 @@ impl Builder<'_> {
         search: &RestoreSearch,
     ) -> Result<Reference, CompileError> {
         let obs = self.input.observed;
-        if obs.offline {
-            return Ok(Reference {
-                pin: None,
-                format: SnapshotFormat::Raw,
-                db: None,
-                from_s3: search.s3().cloned(),
-                good: Vec::new(),
-                good_set: HashSet::new(),
-                why: Vec::new(),
-            });
+        if let Observed::Offline = obs {
+            return Ok(Reference::Unknown);
         }
         let copies: Vec<(HostAddr, &SnapshotCopy)> = self
             .etcd_nodes()
             .iter()
             .filter_map(|n| Some((n.address.clone(), obs.host(&n.address)?.snapshots.get(name)?)))
             .collect();
-        let in_s3 = obs.s3.as_ref().and_then(|s| s.snapshots.get(name));
+        let in_s3 = obs.s3().and_then(|s| s.snapshots.get(name));
         match (search, in_s3) {
             (RestoreSearch::S3 { target } | RestoreSearch::S3ThenHosts { target }, Some(copy)) => {
                 let pin = match &copy.checksum {
@@ -47,15 +39,15 @@ impl Builder<'_> {
                     .map(|(h, _)| h.clone())
                     .collect();
                 let db = copies.iter().find(|(h, _)| good.contains(h)).and_then(|(_, c)| c.db.clone());
-                Ok(Reference {
-                    pin: Some(pin),
+                Ok(Reference::Chosen(Chosen {
+                    pin,
                     format: copy.format,
                     db,
                     from_s3: Some(target.clone()),
                     good_set: good.iter().cloned().collect(),
                     good,
                     why: Vec::new(),
-                })
+                }))
             }
             (RestoreSearch::S3 { target }, None) => {
                 Err(CompileError::S3SnapshotMissing { name: name.clone(), target: target.to_string() })
@@ -66,9 +58,9 @@ impl Builder<'_> {
                     0,
                     format!("Snapshot {name} is not in {target} (cluster.yml's s3backupconfig); restoring from the etcd hosts' copies, as RKE falls back to them."),
                 );
-                Ok(r)
+                Ok(Reference::Chosen(r))
             }
-            (RestoreSearch::Hosts, _) => self.reference_on_hosts(name, &copies),
+            (RestoreSearch::Hosts, _) => self.reference_on_hosts(name, &copies).map(Reference::Chosen),
         }
     }
 
@@ -79,7 +71,7 @@ impl Builder<'_> {
         &self,
         name: &SnapshotName,
         copies: &[(HostAddr, &SnapshotCopy)],
-    ) -> Result<Reference, CompileError> {
+    ) -> Result<Chosen, CompileError> {
         if copies.is_empty() {
             return Err(CompileError::SnapshotMissing {
                 name: name.clone(),
@@ -136,8 +128,8 @@ impl Builder<'_> {
         };
         let size = copy_of(&good[0]).size;
         let db = copy_of(&good[0]).db.clone();
-        Ok(Reference {
-            pin: Some(Pin::Checksum { facts: SnapshotFacts { size, checksum: key.1 } }),
+        Ok(Chosen {
+            pin: Pin::Checksum { facts: SnapshotFacts { size, checksum: key.1 } },
             format: key.0,
             db,
             from_s3: None,
@@ -149,7 +141,7 @@ impl Builder<'_> {
 
     /// Where a host's copy of the reference goes: the snapshot folder if the host has no
     /// file of that name, else beside it (never over it).
-    pub(super) fn fetch_location(&self, host: &HostAddr, name: &SnapshotName) -> SnapshotLocation {
+    pub(crate) fn fetch_location(&self, host: &HostAddr, name: &SnapshotName) -> SnapshotLocation {
         match self.facts(host).and_then(|f| f.snapshots.get(name)) {
             Some(_) => SnapshotLocation::Staged,
             None => SnapshotLocation::Listed,
@@ -157,8 +149,10 @@ impl Builder<'_> {
     }
 
     /// Where the restore on `host` finds the reference copy, once distributed.
-    pub(super) fn reference_location(&self, host: &HostAddr, name: &SnapshotName) -> SnapshotLocation {
-        let r = self.reference.as_ref().expect("restore has a reference");
-        if r.good_set.contains(host) { SnapshotLocation::Listed } else { self.fetch_location(host, name) }
+    pub(crate) fn reference_location(&self, host: &HostAddr, name: &SnapshotName) -> SnapshotLocation {
+        match &self.reference {
+            Some(Reference::Chosen(r)) if r.good_set.contains(host) => SnapshotLocation::Listed,
+            _ => self.fetch_location(host, name),
+        }
     }
 }

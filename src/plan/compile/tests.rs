@@ -1,5 +1,7 @@
 use super::*;
-use crate::plan::observed::{CertFiles, HostFacts, hashed_env};
+use crate::etcd;
+use crate::plan::observed::{CertFiles, ContainerFacts, HostFacts, MadeBy, hashed_env};
+use crate::plan::step::ClusterState;
 use crate::rke::pki::{Pki, SanSet};
 
 fn cluster(node2: &str) -> Cluster {
@@ -14,9 +16,9 @@ fn cluster(node2: &str) -> Cluster {
 
 /// Every member running as `cluster` asks, with the certificates of `pki` on its host.
 fn observed(cluster: &Cluster, pki: &Pki) -> Observed {
-    let mut o = Observed::default();
+    let mut o = crate::plan::observed::Seen::default();
     for n in cluster.etcd_nodes() {
-        let spec = crate::etcd::member::spec(cluster, n, "", super::ClusterState::Existing, "x86_64");
+        let spec = crate::etcd::member::spec(cluster, n, "", ClusterState::Existing, "x86_64");
         let etcd = ContainerFacts {
             image: spec.image.clone(),
             running: true,
@@ -42,7 +44,7 @@ fn observed(cluster: &Cluster, pki: &Pki) -> Observed {
         };
         o.hosts.insert(n.address.clone(), facts);
     }
-    o
+    Observed::Online(o)
 }
 
 fn up(cluster: &Cluster, observed: &Observed, ca: &crate::rke::pki::Fingerprint) -> Plan {
@@ -83,19 +85,23 @@ fn a_member_whose_certificate_lacks_its_new_name_gets_the_reissued_one_and_resta
     assert_eq!(starts.len(), 1);
     assert_eq!(starts[0].host, deploys[0].host);
     assert!(
-        matches!(starts[0].action, StepAction::StartEtcd { restart: false, .. }),
+        matches!(starts[0].action, StepAction::StartEtcd(crate::steps::StartEtcd { restart: false, .. })),
         "its container changes (--name): it is recreated, not restarted"
     );
 
     // The same names, but the file on node2 is an old certificate without its address:
     // its container stays as it is, so it restarts to load the new one.
-    let mut stale = observed(&before, &pki);
+    let Observed::Online(mut stale) = observed(&before, &pki) else { unreachable!("observed online") };
     let certs = stale.hosts.get_mut(&HostAddr("10.0.0.2".into())).unwrap().certs.as_mut().unwrap();
     certs.cert_sans.as_mut().unwrap().ips.retain(|ip| ip != "10.0.0.2");
-    let plan = up(&before, &stale, &ca);
+    let plan = up(&before, &Observed::Online(stale), &ca);
     let starts = on(&plan, StepKind::StartEtcd);
     assert_eq!(starts.len(), 1);
-    assert!(matches!(starts[0].action, StepAction::StartEtcd { restart: true, .. }), "{}", starts[0].action.describe());
+    assert!(
+        matches!(starts[0].action, StepAction::StartEtcd(crate::steps::StartEtcd { restart: true, .. })),
+        "{}",
+        starts[0].action.describe()
+    );
     assert!(on(&plan, StepKind::DeployCerts)[0].action.replaces().unwrap().why.contains("10.0.0.2"));
 }
 

@@ -1,0 +1,52 @@
+//! `dial`: opens the SSH session and the Docker tunnel to a host, checks Docker, and
+//! removes temporary containers an earlier, killed run left there.
+
+use super::{Executor, Kind};
+use crate::config::HostAddr;
+use crate::etcd::names;
+use crate::exec::{StepCtx, StepError};
+use crate::plan::compile::{Builder, CompileError};
+use crate::plan::step::Step;
+use crate::plan::view::{Effect, Resource};
+use serde::{Deserialize, Serialize};
+
+/// Opens the SSH session and the Docker tunnel; checks Docker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dial {}
+
+impl Kind for Dial {
+    const CHANGES_CLUSTER: bool = false;
+    // The SSH session is process-local state: a resumed apply dials again.
+    const SKIPPABLE_ON_RESUME: bool = false;
+
+    fn plan_host(_: &mut Builder<'_>, _: &HostAddr) -> Result<Vec<Self>, CompileError> {
+        Ok(vec![Dial {}])
+    }
+
+    fn describe(&self) -> String {
+        "open SSH session and Docker tunnel, check Docker".into()
+    }
+
+    fn effect(&self, fx: &mut Effect<'_>) {
+        if let Some(r) = fx.host() {
+            for name in names::TEMPORARY {
+                r.remove(&Resource::Container(name.to_string()));
+            }
+        }
+    }
+
+    async fn run(&self, ex: &Executor, step: &Step, ctx: &StepCtx<'_>) -> Result<(), StepError> {
+        let addr = ex.on(step)?;
+        let host = ex.host(addr).await?;
+        host.docker_info().await?;
+        ctx.log("dialer", format!("Setup tunnel for host [{addr}]"));
+        // A temporary container left by an earlier, killed run must never be mistaken for
+        // ours, nor block a new one with its name.
+        for name in crate::etcd::temporary_containers(&ex.cluster) {
+            if host.remove_container(&name).await? {
+                ctx.warn("cleanup", format!("Removed container [{name}] left by an earlier run on host [{addr}]"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,68 @@
+//! `remove-agent`: removes rkectl's helper binaries from a host (`rkectl cleanup`), but
+//! never the one rkectl's running snapshot service runs from.
+
+use super::{Executor, Kind};
+use crate::config::HostAddr;
+use crate::etcd::names;
+use crate::exec::{StepCtx, StepError};
+use crate::plan::compile::{Builder, CompileError};
+use crate::plan::observed::MadeBy;
+use crate::plan::step::Step;
+use crate::plan::view::{Effect, Resource};
+use serde::{Deserialize, Serialize};
+
+/// Removes rkectl's helper binaries (their folders under `/opt/rke/rkectl`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveAgent {
+    pub versions: Vec<String>,
+}
+
+impl Kind for RemoveAgent {
+    fn plan_host(b: &mut Builder<'_>, host: &HostAddr) -> Result<Vec<Self>, CompileError> {
+        let Some(f) = b.facts(host) else { return Ok(Vec::new()) };
+        // The binary rkectl's running snapshot service runs from stays.
+        let in_use: Option<String> = f
+            .containers
+            .get(names::ROLLING_SNAPSHOTS)
+            .filter(|c| c.made_by == MadeBy::Rkectl && c.running)
+            .and_then(|c| c.args.first())
+            .and_then(|p| p.strip_prefix(&format!("{}/", crate::agent_binary::REMOTE_ROOT)))
+            .and_then(|rest| rest.split('/').next())
+            .map(str::to_string);
+        let versions: Vec<String> = f.agents.iter().filter(|v| Some(*v) != in_use.as_ref()).cloned().collect();
+        Ok(if versions.is_empty() { Vec::new() } else { vec![RemoveAgent { versions }] })
+    }
+
+    fn describe(&self) -> String {
+        format!("remove rkectl's helper binaries {}", self.versions.join(", "))
+    }
+
+    fn effect(&self, fx: &mut Effect<'_>) {
+        let Some(r) = fx.host() else { return };
+        let left: Vec<String> = r
+            .get(&Resource::AgentBinaries)
+            .map(|v| v.split(", ").filter(|x| !self.versions.iter().any(|r| r == x)).map(str::to_string).collect())
+            .unwrap_or_default();
+        if left.is_empty() {
+            r.remove(&Resource::AgentBinaries);
+        } else {
+            r.insert(Resource::AgentBinaries, left.join(", "));
+        }
+    }
+
+    async fn run(&self, ex: &Executor, step: &Step, ctx: &StepCtx<'_>) -> Result<(), StepError> {
+        let host = ex.host(ex.on(step)?).await?;
+        for v in &self.versions {
+            // Names come from a listing of the folder; refuse anything that would leave it.
+            if v.is_empty() || v.contains('/') || v.starts_with('.') {
+                return Err(StepError::fatal(format!("`{v}` is not a folder of rkectl's binaries")));
+            }
+            host.remove_tree(&format!("{}/{v}", crate::agent_binary::REMOTE_ROOT)).await?;
+        }
+        ctx.log(
+            "cleanup",
+            format!("Removed rkectl's helper binaries from host [{}]: {}", host.addr(), self.versions.join(", ")),
+        );
+        Ok(())
+    }
+}
