@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// What to say about the identity used, in authentication errors (never key material).
+pub(super) struct Identity(pub(super) String);
+
 /// Sets the key file and agent on `builder`; says which identity will be offered.
 pub(super) fn configure_auth(
     node: &Node,
@@ -306,5 +309,23 @@ impl PrivateDir {
 impl Drop for PrivateDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_dir_is_private_and_removed() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = PrivateDir::create().unwrap();
+        let p = d.path().to_path_buf();
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o700);
+        let key = d.write_private("id", "KEY").unwrap();
+        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read_to_string(&key).unwrap(), "KEY\n");
+        drop(d);
+        assert!(!p.exists());
     }
 }

@@ -243,3 +243,113 @@ pub(super) fn chain(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr() -> HostAddr {
+        HostAddr("10.0.0.1".into())
+    }
+
+    fn ctx<'a>(host: &'a HostAddr, policy: &'a KnownHostsPolicy, identity: &'a Identity) -> DialContext<'a> {
+        DialContext { host, user: "root", port: 22, known_hosts: policy, identity }
+    }
+
+    #[test]
+    fn runcs_words_for_a_program_not_in_the_image() {
+        let etcd34 = "failed to create task for container: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec: \"/usr/local/bin/etcdutl\": stat /usr/local/bin/etcdutl: no such file or directory: unknown";
+        assert!(program_missing(etcd34));
+        assert!(program_missing("exec: \"etcdutl\": executable file not found in $PATH: unknown"));
+        assert!(!program_missing("error while creating mount source path '/opt/rke': no such file or directory"));
+        assert!(!program_missing("No such image: rancher/mirrored-coreos-etcd:v3.5.16"));
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(parse_version("20.10.24+dfsg1"), Some((20, 10, 24)));
+        assert_eq!(parse_version("17.03.2-ce"), Some((17, 3, 2)));
+        assert_eq!(parse_version("1.41"), Some((1, 41, 0)));
+        assert_eq!(parse_version("garbage"), None);
+        let h = addr();
+        assert!(check_docker_version(&h, "20.10.24+dfsg1", Some("1.41")).is_ok());
+        assert!(check_docker_version(&h, "1.13.1", Some("1.26")).is_ok());
+        let e = check_docker_version(&h, "1.12.6", Some("1.24")).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, HostError::DockerDown { .. }));
+        assert!(msg.contains("1.12.6") && msg.contains("10.0.0.1"), "{msg}");
+        assert!(msg.contains("--ignore-docker-version"), "{msg}");
+        assert!(check_docker_version(&h, "weird", Some("1.23")).is_err());
+        assert!(check_docker_version(&h, "weird", None).is_ok());
+    }
+
+    #[test]
+    fn default_tag() {
+        assert_eq!(with_default_tag("busybox"), "busybox:latest");
+        assert_eq!(with_default_tag("10.77.0.1:5999/missing"), "10.77.0.1:5999/missing:latest");
+        assert_eq!(with_default_tag("10.77.0.1:5999/missing:1"), "10.77.0.1:5999/missing:1");
+        assert_eq!(with_default_tag("a/b@sha256:00"), "a/b@sha256:00");
+    }
+
+    #[test]
+    fn ssh_failures_are_classified() {
+        let h = addr();
+        let strict = KnownHostsPolicy::Strict { file: Some("/kh".into()) };
+        let accept = KnownHostsPolicy::AcceptNew { file: None };
+        let id = Identity("the key /k".into());
+
+        let unknown = "No ED25519 host key is known for 10.0.0.1 and you have requested strict checking.\nHost key verification failed.\n";
+        let e = classify_ssh_failure(&ctx(&h, &strict, &id), unknown);
+        let msg = e.to_string();
+        assert!(matches!(e, HostError::HostKey { .. }), "{e:?}");
+        assert!(msg.contains("/kh") && msg.contains("--accept-new-host-keys"), "{msg}");
+
+        let changed = "@@@@@@@@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n@@@@@@@@\nThe fingerprint for the ED25519 key sent by the remote host is\nSHA256:3fJ7Nm.\nHost key for 10.0.0.1 has changed and you have requested strict checking.\nHost key verification failed.\n";
+        for policy in [&strict, &accept] {
+            let e = classify_ssh_failure(&ctx(&h, policy, &id), changed);
+            let msg = e.to_string();
+            assert!(matches!(e, HostError::HostKey { .. }), "{e:?}");
+            assert!(msg.contains("CHANGED") && msg.contains("SHA256:3fJ7Nm"), "{msg}");
+            assert!(!msg.contains("accept-new"), "{msg}");
+        }
+
+        let denied = "root@10.0.0.1: Permission denied (publickey,password).\n";
+        let e = classify_ssh_failure(&ctx(&h, &strict, &id), denied);
+        assert!(matches!(e, HostError::Auth { .. }), "{e:?}");
+        assert!(e.to_string().contains("the key /k"));
+
+        let bad = "Load key \"/k\": error in libcrypto\nroot@10.0.0.1: Permission denied (publickey).";
+        let e = classify_ssh_failure(&ctx(&h, &strict, &id), bad);
+        assert!(e.to_string().contains("could not be loaded"), "{e}");
+
+        let cases = [
+            ("ssh: connect to host 10.0.0.1 port 22: Connection refused", false),
+            ("ssh: connect to host 10.0.0.1 port 22: No route to host", false),
+            ("ssh: connect to host 10.0.0.1 port 22: Connection timed out", true),
+            ("ssh: connect to host 10.0.0.1 port 22: Permission denied", false),
+            ("kex_exchange_identification: read: Connection reset by peer", true),
+            ("ssh: Could not resolve hostname x: Name or service not known", false),
+        ];
+        for (text, want) in cases {
+            match classify_ssh_failure(&ctx(&h, &strict, &id), text) {
+                HostError::Unreachable { transient, host, .. } => {
+                    assert_eq!(transient, want, "{text}");
+                    assert_eq!(host, h);
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_from_docker_errors() {
+        let s = Secret::new("supersecretvalue");
+        let e = HostError::Docker {
+            host: addr(),
+            op: "create container".into(),
+            reason: "bad env X=supersecretvalue".into(),
+            transient: false,
+        };
+        assert!(!redact_error(e, &[&s]).to_string().contains("supersecretvalue"));
+    }
+}

@@ -256,3 +256,29 @@ pub(super) fn random_u64() -> u64 {
     }
     h.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_quotes_and_spaces() {
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(remote_command("echo \"$1\"", &["x'y"]), "sh -c 'echo \"$1\"' rkectl 'x'\\''y'");
+    }
+
+    #[test]
+    fn listing_parses_names_with_tabs_and_spaces() {
+        let raw = b"b file\t10\t1700000000.5\0a\tb\t0\t1700000001.0000000000\0junk\0";
+        let l = parse_listing(raw);
+        assert_eq!(
+            l,
+            vec![
+                DirEntry { name: "a\tb".into(), size: 0, modified: 1_700_000_001 },
+                DirEntry { name: "b file".into(), size: 10, modified: 1_700_000_000 },
+            ]
+        );
+    }
+}
