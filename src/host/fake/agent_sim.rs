@@ -1,7 +1,6 @@
 //! The helpers rkectl runs, played on a fake host's files: rkectl's agent and etcd's restore.
 
-use super::FakeHostState;
-use super::FakeWorld;
+use super::{ContainerBehaviour, FakeHostState, FakeWorld};
 use crate::agent::AgentCommand;
 use crate::agent::report::{self, Done, HealthReport, MemberHealth, SnapshotReport};
 use crate::config::HostAddr;
@@ -80,30 +79,37 @@ fn staging_db() -> String {
     format!("{}/restore-staging/member/db", paths::DATA_DIR)
 }
 
-/// One host of the world; `finish` only plays containers it found on a host.
+/// One host of the world; only containers found on a host are played.
 fn host<'a>(hosts: &'a mut BTreeMap<HostAddr, FakeHostState>, addr: &HostAddr) -> &'a mut FakeHostState {
     hosts.get_mut(addr).expect("host exists")
 }
 
-/// Plays a helper container on the host's files; returns (exit code, logs).
-pub(super) fn simulate(
-    world: &FakeWorld,
-    addr: &HostAddr,
-    hosts: &mut BTreeMap<HostAddr, FakeHostState>,
-    name: &str,
-    cmd: &[String],
-) -> (i64, String) {
-    if name == names::RESTORE {
-        return restore(host(hosts, addr), cmd, &staging_db());
-    }
-    if name == names::ETCD || name == names::ROLLING_SNAPSHOTS {
-        return (0, String::new());
-    }
-    // Every other container is rkectl's agent: its argv is read as the agent reads it, so
-    // an argv the agent would refuse fails here too.
-    match crate::agent::argv::parse(cmd) {
-        Ok(command) => agent(world, addr, hosts, command),
-        Err(e) => (2, format!("rkectl agent: {e}")),
+/// The world's behaviour unless a test plugs another: rkectl's agent, etcd's restore, and
+/// etcd itself, played on the host's files.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AgentSim;
+
+impl ContainerBehaviour for AgentSim {
+    fn run(
+        &self,
+        world: &FakeWorld,
+        addr: &HostAddr,
+        hosts: &mut BTreeMap<HostAddr, FakeHostState>,
+        name: &str,
+        cmd: &[String],
+    ) -> (i64, String) {
+        if name == names::RESTORE {
+            return restore(host(hosts, addr), cmd, &staging_db());
+        }
+        if name == names::ETCD || name == names::ROLLING_SNAPSHOTS {
+            return (0, String::new());
+        }
+        // Every other container is rkectl's agent: its argv is read as the agent reads it, so
+        // an argv the agent would refuse fails here too.
+        match crate::agent::argv::parse(cmd) {
+            Ok(command) => agent(world, addr, hosts, command),
+            Err(e) => (2, format!("rkectl agent: {e}")),
+        }
     }
 }
 

@@ -1,6 +1,5 @@
 //! One fake host's Docker and files: containers, images, logs, pulls, and a map of files.
 
-use super::agent_sim::simulate;
 use super::{FakeContainer, FakeHostState, FakeWorld};
 use crate::config::HostAddr;
 use crate::config::registries::{PrivateRegistry, RegistryAuth, registry_key};
@@ -53,8 +52,8 @@ impl FakeHost {
     }
 }
 
-/// Ends a helper: an injected failure, or its work played on the host's files; returns
-/// what it printed at the end.
+/// Ends a helper: an injected failure, or its work as the world's behaviour plays it;
+/// returns what it printed at the end.
 fn finish(world: &FakeWorld, addr: &HostAddr, hosts: &mut BTreeMap<HostAddr, FakeHostState>, name: &str) -> String {
     let Some(cmd) = hosts.get(addr).and_then(|s| s.containers.get(name)).map(|c| c.cmd.clone()) else {
         return String::new();
@@ -69,8 +68,11 @@ fn finish(world: &FakeWorld, addr: &HostAddr, hosts: &mut BTreeMap<HostAddr, Fak
             _ => false,
         }
     };
-    let (code, logs) =
-        if forced { (1, "injected failure (fake)".to_string()) } else { simulate(world, addr, hosts, name, &cmd) };
+    let (code, logs) = if forced {
+        (1, "injected failure (fake)".to_string())
+    } else {
+        world.behaviour().run(world, addr, hosts, name, &cmd)
+    };
     let st = hosts.get_mut(addr).expect("host");
     if let Some(c) = st.containers.get_mut(name) {
         c.exit_code = Some(code);

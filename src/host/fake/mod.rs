@@ -1,15 +1,19 @@
 //! An in-memory host for engine tests: containers, files and images in a `BTreeMap`.
 //!
-//! The fake plays the helpers rkectl runs (cleaner, restore, checksum checker, snapshot,
-//! health check…) by their container names, on its own files, just enough for a test to
-//! tell "restored from snapshot X" from "still the old data". It can also be told to fail
-//! an operation, be unreachable, or "crash" at the N-th operation of a whole world: the
+//! A fake host is Docker and files only (`host.rs`). What a helper container does when it
+//! ends is the world's [`ContainerBehaviour`], which a test may replace: by default
+//! [`AgentSim`] plays the helpers rkectl runs (cleaner, restore, checksum checker, snapshot,
+//! health check…) by their container names, on the host's files, just enough for a test to
+//! tell "restored from snapshot X" from "still the old data". The world can also be told to
+//! fail an operation, be unreachable, or "crash" at the N-th operation of a whole world: the
 //! operation then never completes, as if the rkectl process had been killed mid-step.
 
 mod agent_sim;
+mod behaviour;
 mod host;
 
-pub use agent_sim::archive;
+pub use agent_sim::{AgentSim, archive};
+pub use behaviour::ContainerBehaviour;
 pub use host::FakeHost;
 
 use super::{Connector, Host, HostError, HostResult};
@@ -78,7 +82,6 @@ impl FakeHostState {
 }
 
 /// Every fake host, shared by the connector and the test.
-#[derive(Default)]
 pub struct FakeWorld {
     pub hosts: Mutex<BTreeMap<HostAddr, FakeHostState>>,
     /// Objects of a fake S3 bucket: name → bytes.
@@ -101,6 +104,28 @@ pub struct FakeWorld {
     /// Bytes of container output handed out so far (to tell reading it once from re-reading).
     log_bytes_read: AtomicU64,
     next_id: AtomicUsize,
+    /// What a helper does when it ends.
+    behaviour: Mutex<Arc<dyn ContainerBehaviour>>,
+}
+
+impl Default for FakeWorld {
+    fn default() -> Self {
+        FakeWorld {
+            hosts: Mutex::default(),
+            s3: Mutex::default(),
+            ops: AtomicUsize::default(),
+            crash_at: Mutex::default(),
+            crashed: Notify::default(),
+            fail_container: Mutex::default(),
+            op_delay: Mutex::default(),
+            registry_logins: Mutex::default(),
+            pulls: Mutex::default(),
+            paces: Mutex::default(),
+            log_bytes_read: AtomicU64::default(),
+            next_id: AtomicUsize::default(),
+            behaviour: Mutex::new(Arc::new(AgentSim)),
+        }
+    }
 }
 
 /// How a helper prints, for tests of waiting on it: pieces of output after pauses, then its
@@ -165,6 +190,17 @@ impl FakeWorld {
     /// Makes the next `times` runs of `container` on `host` exit non-zero.
     pub fn fail_container(&self, host: &HostAddr, container: &str, times: usize) {
         self.fail_container.lock().expect("fail lock").insert((host.clone(), container.to_string()), times);
+    }
+
+    /// Makes every helper that ends from now on do what `behaviour` says, instead of what
+    /// the world did so far (the agent simulator unless replaced before).
+    pub fn set_behaviour(&self, behaviour: Arc<dyn ContainerBehaviour>) {
+        *self.behaviour.lock().expect("behaviour lock") = behaviour;
+    }
+
+    /// What a helper does when it ends, now: to wrap in a behaviour that changes a part.
+    pub fn behaviour(&self) -> Arc<dyn ContainerBehaviour> {
+        self.behaviour.lock().expect("behaviour lock").clone()
     }
 
     /// Counts an operation; at the crash point the caller must never complete.
