@@ -29,28 +29,42 @@ use tokio::sync::Notify;
 /// A container on a fake host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FakeContainer {
+    /// The image it was created from.
     pub spec_image: String,
+    /// Its command, without the entrypoint: what the behaviour reads.
     pub cmd: Vec<String>,
     /// Entrypoint then command, as Docker reports a container's.
     pub args: Vec<String>,
+    /// Its environment, `NAME=value`.
     pub env: Vec<String>,
+    /// Its bind mounts, `host:container[:options]`.
     pub binds: Vec<String>,
     /// A service (restarted always): it runs until removed instead of exiting.
     pub service: bool,
+    /// Its Docker labels.
     pub labels: BTreeMap<String, String>,
+    /// Started and not yet ended or stopped.
     pub running: bool,
+    /// How it ended; none while it has not.
     pub exit_code: Option<i64>,
+    /// Everything it printed so far.
     pub logs: String,
+    /// Its Docker id, new for each container created.
     pub id: String,
 }
 
 /// The state of one fake host.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FakeHostState {
+    /// It answers connections; when not, every operation on it fails as unreachable.
     pub reachable: bool,
+    /// Its Docker daemon answers.
     pub docker_up: bool,
+    /// Images pulled on it.
     pub images: BTreeSet<String>,
+    /// Its containers by name.
     pub containers: BTreeMap<String, FakeContainer>,
+    /// Its files: absolute path → bytes (folders are implied by the paths).
     pub files: BTreeMap<String, Vec<u8>>,
 }
 
@@ -83,6 +97,7 @@ impl FakeHostState {
 
 /// Every fake host, shared by the connector and the test.
 pub struct FakeWorld {
+    /// Each host's state by address.
     pub hosts: Mutex<BTreeMap<HostAddr, FakeHostState>>,
     /// Objects of a fake S3 bucket: name → bytes.
     pub s3: Mutex<BTreeMap<String, Vec<u8>>>,
