@@ -6,11 +6,13 @@ use common::*;
 use rkectl::config::HostAddr;
 use rkectl::etcd::names;
 use rkectl::exec::events::{ApplyEventKind, Recorder};
+use rkectl::host::fake::{ContainerBehaviour, FakeHostState, FakeWorld};
 use rkectl::plan::render::{RenderOptions, render};
 use rkectl::plan::{Plan, StepKind};
 use rkectl::state::journal;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// For each step, every step it transitively waits for.
@@ -248,6 +250,50 @@ async fn a_transient_failure_is_retried_and_a_helper_failure_reports_its_logs() 
             assert!(!world.host(&h).containers.contains_key(*t), "{t} left on {h}");
         }
     }
+}
+
+/// A behaviour of one's own replaces the agent simulator in every container that ends:
+/// wrapping the default, it fails one helper on one host with its own words, and the apply
+/// stops on that helper saying them, while the other helpers are still played underneath.
+#[tokio::test]
+async fn a_plugged_container_behaviour_plays_the_helpers_in_place_of_the_default() {
+    struct RestoreFailsOn {
+        host: HostAddr,
+        inner: Arc<dyn ContainerBehaviour>,
+        played: Mutex<Vec<String>>,
+    }
+    impl ContainerBehaviour for RestoreFailsOn {
+        fn run(
+            &self,
+            world: &FakeWorld,
+            addr: &HostAddr,
+            hosts: &mut BTreeMap<HostAddr, FakeHostState>,
+            name: &str,
+            cmd: &[String],
+        ) -> (i64, String) {
+            self.played.lock().unwrap().push(name.to_string());
+            if *addr == self.host && name == names::RESTORE {
+                return (1, "Error: write /var/lib/etcd: no space left on device (plugged)".into());
+            }
+            self.inner.run(world, addr, hosts, name, cmd)
+        }
+    }
+    let cfg = load(&etcd_cluster_yaml(3));
+    let pki = rkectl::rke::pki::Pki::generate(&cfg.cluster).unwrap();
+    let world = running_world(&cfg.cluster, b"data", Some(("snap.db", b"snapshot-bytes")));
+    let plan = restore_plan(&cfg, &world, "snap.db");
+    let bad = HostAddr(addr(2));
+    let plugged = Arc::new(RestoreFailsOn { host: bad.clone(), inner: world.behaviour(), played: Mutex::default() });
+    world.set_behaviour(plugged.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let out = apply(&cfg, &world, &pki, &plan, &dir.path().join("j"), None, &Recorder::default()).await;
+    assert!(!out.ok(), "the plugged failure was not played");
+    let f = &out.failures[0];
+    assert_eq!(f.host.as_ref(), Some(&bad));
+    let msg = f.to_string();
+    assert!(msg.contains("no space left on device (plugged)"), "{msg}");
+    let played = plugged.played.lock().unwrap();
+    assert!(played.iter().any(|n| n == names::CHECKSUM_CHECKER), "the checker did not go through it: {played:?}");
 }
 
 #[test]
