@@ -18,6 +18,12 @@
 //! so "no host is cleaned before every host passed pre-flight" is an edge in the graph, not
 //! a special case in the loop.
 //!
+//! # Events
+//! The scheduler says what happens as typed events ([`events::ApplyEventKind`]) and
+//! nothing else: the journal ([`journaled`]), the progress display, the JSON-lines stream
+//! and the log lines are consumers of the same events. The journal is handed each event
+//! first, because its flushes gate the steps that wait.
+//!
 //! # Resumability
 //! Every step start and finish goes to the journal (see [`crate::state::journal`]). A step
 //! whose `finished` record exists is skipped on resume, except dialing, which builds
@@ -32,11 +38,12 @@
 //! bounded number of times; permanent ones fail the step at once.
 
 pub mod events;
+pub mod journaled;
 
 use crate::config::HostAddr;
 use crate::host::HostError;
 use crate::plan::{Plan, Step, StepId, StepKind};
-use crate::state::journal::{JournalError, JournalWriter, Record, now_rfc3339};
+use crate::state::journal::{JournalError, JournalWriter};
 use async_trait::async_trait;
 use events::{ApplyEvent, ApplyEventKind, Level, Reporter};
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -239,7 +246,7 @@ pub async fn run(
     let reporter: &dyn Reporter = &redacting;
     let n = plan.steps.len();
     let started = Instant::now();
-    let emit = |kind| reporter.event(&ApplyEvent { elapsed: started.elapsed(), kind });
+    let mut out = Outlets { journal, reporter, started };
     let mut waiting: Vec<usize> =
         nodes.iter().map(|&ni| graph.neighbors_directed(ni, petgraph::Incoming).count()).collect();
     let dependents: Vec<Vec<usize>> = nodes
@@ -254,8 +261,7 @@ pub async fn run(
     let limit = opts.parallelism.unwrap_or(usize::MAX).max(1);
     let already_done = plan.steps.iter().filter(|s| done.contains(&s.id)).count();
     let hosts: HashSet<&HostAddr> = plan.steps.iter().filter_map(|s| s.host.as_ref()).collect();
-    journal.push(&Record::RunStarted { at: now_rfc3339(), resumed: !done.is_empty() });
-    emit(ApplyEventKind::RunStarted { steps: n, already_done, hosts: hosts.len() });
+    out.emit(ApplyEventKind::RunStarted { steps: n, already_done, hosts: hosts.len() });
 
     let mut running = FuturesUnordered::new();
     let mut durable_pending: Vec<usize> = Vec::new();
@@ -296,21 +302,26 @@ pub async fn run(
             }
             if done.contains(&step.id) && step.kind().skippable_on_resume() {
                 outcome.skipped += 1;
-                emit(ApplyEventKind::StepSkipped { id: step.id.clone(), host: step.host.clone() });
+                out.emit(ApplyEventKind::StepSkipped { id: step.id.clone(), host: step.host.clone() });
                 release(i, &dependents, &mut waiting, &mut ready);
                 continue;
             }
-            journal.push(&Record::Started { step: step.id.clone(), attempt: 1 });
+            out.emit(ApplyEventKind::StepStarted {
+                id: step.id.clone(),
+                kind: step.kind(),
+                host: step.host.clone(),
+                attempt: 1,
+            });
             running.push(run_step(i, step, runner, opts, reporter, started));
         }
         // Only finished records hold anything up; started records ride along with them.
         // After a failed write nothing is released any more: no dependent may start on a
         // record that may not be on disk.
-        if !journal.is_flushing() && !durable_pending.is_empty() && outcome.journal_error.is_none() {
+        if !out.journal.is_flushing() && !durable_pending.is_empty() && outcome.journal_error.is_none() {
             in_flush = std::mem::take(&mut durable_pending);
-            journal.start_flush();
+            out.journal.start_flush();
         }
-        if running.is_empty() && !journal.is_flushing() && (ready.is_empty() || cancelling) {
+        if running.is_empty() && !out.journal.is_flushing() && (ready.is_empty() || cancelling) {
             break;
         }
         tokio::select! {
@@ -319,22 +330,20 @@ pub async fn run(
                 match result {
                     Ok(()) => {
                         outcome.finished += 1;
-                        journal.push(&Record::Finished { step: step.id.clone() });
                         durable_pending.push(i);
-                        emit(ApplyEventKind::StepFinished {
+                        out.emit(ApplyEventKind::StepFinished {
                             id: step.id.clone(), kind: step.kind(), host: step.host.clone(), millis: took.as_millis() as u64,
                         });
                     }
                     Err(mut e) => {
                         e.message = redact(&e.message);
                         e.logs = e.logs.map(|l| redact(&l));
-                        journal.push(&Record::Failed { step: step.id.clone(), error: e.full() });
-                        emit(ApplyEventKind::StepFailed {
+                        out.emit(ApplyEventKind::StepFailed {
                             id: step.id.clone(), kind: step.kind(), host: step.host.clone(), error: e.full(),
                         });
                         if !cancelling {
                             cancelling = true;
-                            emit(ApplyEventKind::RunCancelling {
+                            out.emit(ApplyEventKind::RunCancelling {
                                 reason: format!("{} failed; no new step starts, running steps finish", step.id),
                             });
                         }
@@ -346,12 +355,12 @@ pub async fn run(
                 outcome.stopped = true;
                 if !cancelling {
                     cancelling = true;
-                    emit(ApplyEventKind::RunCancelling {
+                    out.emit(ApplyEventKind::RunCancelling {
                         reason: "interrupted; no new step starts, running steps finish".into(),
                     });
                 }
             }
-            r = journal.finish_flush(), if journal.is_flushing() => {
+            r = out.journal.finish_flush(), if out.journal.is_flushing() => {
                 match r {
                     Ok(()) => {
                         for i in std::mem::take(&mut in_flush) {
@@ -364,7 +373,7 @@ pub async fn run(
                         in_flush.clear();
                         if !cancelling {
                             cancelling = true;
-                            emit(ApplyEventKind::RunCancelling {
+                            out.emit(ApplyEventKind::RunCancelling {
                                 reason: format!("the journal cannot be written ({e}); no new step starts, running steps finish"),
                             });
                         }
@@ -376,22 +385,49 @@ pub async fn run(
     }
     let real_steps = plan.steps.iter().filter(|s| s.kind() != StepKind::Barrier).count();
     outcome.not_started = real_steps - outcome.finished - outcome.skipped - outcome.failures.len();
-    // After a failed write the file may end in a torn line, which a reader skips; anything
-    // appended behind it would make the whole journal unreadable.
-    if outcome.journal_error.is_none() {
-        journal.push(&Record::RunEnded { at: now_rfc3339(), ok: outcome.ok() });
-        if let Err(e) = journal.sync().await {
-            outcome.journal_error = Some(e);
-        }
+    // The end is the one event the journal takes apart from the others: its record must be
+    // durable before the run says it ended, and a failure to make it so fails the run.
+    out.record(&run_finished(&outcome));
+    if let Err(e) = out.journal.sync().await {
+        outcome.journal_error.get_or_insert(e);
     }
-    emit(ApplyEventKind::RunFinished {
+    out.report(run_finished(&outcome));
+    Ok(outcome)
+}
+
+fn run_finished(outcome: &RunOutcome) -> ApplyEventKind {
+    ApplyEventKind::RunFinished {
         ok: outcome.ok(),
         finished: outcome.finished,
         skipped: outcome.skipped,
         failed: outcome.failures.len(),
         not_started: outcome.not_started,
-    });
-    Ok(outcome)
+    }
+}
+
+/// Where the scheduler's events go: the journal, then the reporter.
+struct Outlets<'a> {
+    journal: &'a mut JournalWriter,
+    reporter: &'a dyn Reporter,
+    started: Instant,
+}
+
+impl Outlets<'_> {
+    /// Hands an event to every consumer, the journal first.
+    fn emit(&mut self, kind: ApplyEventKind) {
+        self.record(&kind);
+        self.report(kind);
+    }
+
+    fn record(&mut self, kind: &ApplyEventKind) {
+        if let Some(r) = journaled::record_of(kind) {
+            self.journal.push(&r);
+        }
+    }
+
+    fn report(&self, kind: ApplyEventKind) {
+        self.reporter.event(&ApplyEvent { elapsed: self.started.elapsed(), kind });
+    }
 }
 
 async fn run_step<'a>(
@@ -405,15 +441,19 @@ async fn run_step<'a>(
     let t0 = Instant::now();
     let mut attempt = 1;
     loop {
-        reporter.event(&ApplyEvent {
-            elapsed: started.elapsed(),
-            kind: ApplyEventKind::StepStarted {
-                id: step.id.clone(),
-                kind: step.kind(),
-                host: step.host.clone(),
-                attempt,
-            },
-        });
+        // The scheduler announced the first attempt (and journaled it); retries are the
+        // step's own.
+        if attempt > 1 {
+            reporter.event(&ApplyEvent {
+                elapsed: started.elapsed(),
+                kind: ApplyEventKind::StepStarted {
+                    id: step.id.clone(),
+                    kind: step.kind(),
+                    host: step.host.clone(),
+                    attempt,
+                },
+            });
+        }
         let ctx = StepCtx { step, attempt, started, reporter };
         match runner.run(step, &ctx).await {
             Ok(()) => return (i, Ok(()), t0.elapsed()),

@@ -150,6 +150,9 @@ pub struct JournalWriter {
     file: Arc<Mutex<File>>,
     buffer: Vec<u8>,
     inflight: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// A write failed: the file may end in a torn line, which a reader skips, and anything
+    /// appended behind it would make the whole journal unreadable, so nothing more is.
+    broken: bool,
 }
 
 impl JournalWriter {
@@ -162,6 +165,7 @@ impl JournalWriter {
             file: Arc::new(Mutex::new(file)),
             buffer: Vec::new(),
             inflight: None,
+            broken: false,
         };
         w.push(&Record::Header {
             format: FORMAT,
@@ -193,6 +197,7 @@ impl JournalWriter {
             file: Arc::new(Mutex::new(file)),
             buffer: Vec::new(),
             inflight: None,
+            broken: false,
         })
     }
 
@@ -201,8 +206,11 @@ impl JournalWriter {
         &self.path
     }
 
-    /// Queues a record for the next flush.
+    /// Queues a record for the next flush (none after a failed write).
     pub fn push(&mut self, r: &Record) {
+        if self.broken {
+            return;
+        }
         serde_json::to_writer(&mut self.buffer, r).expect("records serialise");
         self.buffer.push(b'\n');
     }
@@ -234,11 +242,14 @@ impl JournalWriter {
         let Some(h) = self.inflight.as_mut() else { return Ok(()) };
         let r = h.await;
         self.inflight = None;
-        match r {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(source)) => Err(JournalError::Io { path: self.path.clone(), source }),
-            Err(e) => Err(JournalError::Io { path: self.path.clone(), source: std::io::Error::other(e.to_string()) }),
-        }
+        let source = match r {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(source)) => source,
+            Err(e) => std::io::Error::other(e.to_string()),
+        };
+        self.broken = true;
+        self.buffer.clear();
+        Err(JournalError::Io { path: self.path.clone(), source })
     }
 
     /// Writes everything queued and waits until it is durable.
