@@ -130,7 +130,7 @@ impl Kind for FetchSnapshot {
 
     async fn run(&self, ex: &Executor, step: &Step, ctx: &StepCtx<'_>) -> Result<(), StepError> {
         let addr = ex.on(step)?;
-        let (name, format, source, into) = (&self.snapshot, self.format, &self.source, self.into);
+        let (name, source) = (&self.snapshot, &self.source);
         let expect = self.expect.as_ref();
         match source {
             SnapshotSource::Host { host: from } => {
@@ -151,42 +151,53 @@ impl Kind for FetchSnapshot {
                 };
                 copy_between_hosts(ex, addr, from, self, &want, ctx).await
             }
-            SnapshotSource::S3 { target } => {
-                let s3 = ex.s3.as_ref().ok_or_else(|| {
-                    StepError::fatal("S3 credentials are needed to download the snapshot; pass --access-key/--secret-key or set them in cluster.yml")
-                })?;
-                let dst = ex.host(addr).await?;
-                let file = format.file_name(name);
-                ctx.log("etcd", format!("Downloading snapshot [{file}] from {target} to host [{addr}]"));
-                let etag = match expect {
-                    Some(Pin::S3Object { etag, .. }) => Some(etag.as_str()),
-                    _ => None,
-                };
-                let dir = match into {
-                    SnapshotLocation::Listed => layout::SNAPSHOT_DIR,
-                    SnapshotLocation::Staged => layout::STAGING_DIR,
-                };
-                let spec = containers::s3_download(&ex.cluster, name, format, dir, etag, s3);
-                let report: SnapshotReport = ex.helper_report(dst.as_ref(), &spec).await?;
-                if let Some(sum) = expect.and_then(Pin::checksum)
-                    && &report.checksum != sum
-                {
-                    return Err(mismatch(addr, &file, "checksum", &report.checksum.0, &sum.0));
-                }
-                if !report.etcd_ok {
-                    return Err(StepError::fatal(format!(
-                        "snapshot {file} downloaded from S3 fails etcd's check: {}",
-                        report.problem.unwrap_or_default()
-                    )));
-                }
-                ctx.log(
-                    "etcd",
-                    format!("Successfully started [{}] container on host [{addr}]", crate::etcd::names::S3_DOWNLOAD),
-                );
-                Ok(())
-            }
+            SnapshotSource::S3 { target } => download(ex, addr, self, target, ctx).await,
         }
     }
+}
+
+/// Downloads the snapshot from S3 on the host itself (a helper in the etcd image), then
+/// checks what arrived against the pin and etcd's hash check.
+async fn download(
+    ex: &Executor,
+    addr: &HostAddr,
+    f: &FetchSnapshot,
+    target: &crate::config::S3Target,
+    ctx: &StepCtx<'_>,
+) -> Result<(), StepError> {
+    let (name, format, into, expect) = (&f.snapshot, f.format, f.into, f.expect.as_ref());
+    let s3 = ex.s3.as_ref().ok_or_else(|| {
+        StepError::fatal("S3 credentials are needed to download the snapshot; pass --access-key/--secret-key or set them in cluster.yml")
+    })?;
+    let dst = ex.host(addr).await?;
+    let file = format.file_name(name);
+    ctx.log("etcd", format!("Downloading snapshot [{file}] from {target} to host [{addr}]"));
+    let etag = match expect {
+        Some(Pin::S3Object { etag, .. }) => Some(etag.as_str()),
+        _ => None,
+    };
+    let dir = match into {
+        SnapshotLocation::Listed => layout::SNAPSHOT_DIR,
+        SnapshotLocation::Staged => layout::STAGING_DIR,
+    };
+    let spec = containers::s3_download(&ex.cluster, name, format, dir, etag, s3);
+    let report: SnapshotReport = ex.helper_report(dst.as_ref(), &spec).await?;
+    if let Some(sum) = expect.and_then(Pin::checksum)
+        && &report.checksum != sum
+    {
+        return Err(mismatch(addr, &file, "checksum", &report.checksum.0, &sum.0));
+    }
+    if !report.etcd_ok {
+        return Err(StepError::fatal(format!(
+            "snapshot {file} downloaded from S3 fails etcd's check: {}",
+            report.problem.unwrap_or_default()
+        )));
+    }
+    ctx.log(
+        "etcd",
+        format!("Successfully started [{}] container on host [{addr}]", crate::etcd::names::S3_DOWNLOAD),
+    );
+    Ok(())
 }
 
 /// Copies a snapshot file from one host to another, hashing it on the way, then checks
