@@ -10,6 +10,7 @@ pub mod argv;
 pub mod drill;
 pub mod etcdctl;
 pub mod files;
+mod follow;
 pub mod hashes;
 pub mod node_lock;
 pub mod report;

@@ -8,24 +8,21 @@
 //! etcdctl is done the archive gets the cluster state (if asked), is synced and renamed to
 //! `<name>.zip`, and the plain file is removed, as rke-tools removes it.
 
-use super::hashes::{Hashes, status};
+use super::follow::{Tee, follow};
+use super::hashes::status;
 use super::report::SnapshotReport;
 use super::stall::{self, StallLimit, Stalled};
 use super::verify::{private_file, verify, with_checks};
 use super::{AgentError, Tls, etcdctl};
 use crate::config::S3Settings;
-use crate::model::{Checksum, SnapshotFacts, SnapshotFormat, SnapshotName};
-use crate::rke::archive::ArchiveWriter;
+use crate::model::{SnapshotFormat, SnapshotName};
 use crate::s3::{Manifest, NoProgress, S3Client, TransferProgress};
 use bytes::Bytes;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
-
-const CHUNK: usize = 1 << 20;
 
 /// Prefix of the progress lines the workstation follows (`RKECTL-PROGRESS <bytes>`).
 pub const PROGRESS: &str = "RKECTL-PROGRESS ";
@@ -76,40 +73,6 @@ fn write_record(dir: &Path, r: &SnapshotReport) -> Result<(), AgentError> {
 /// The S3 object name of a snapshot file: its file name (`<name>.zip`).
 pub fn object_name(name: &SnapshotName, format: SnapshotFormat) -> Result<SnapshotName, AgentError> {
     SnapshotName::new(format.file_name(name)).map_err(|e| AgentError::new(e.to_string()))
-}
-
-/// Where the archive's bytes go: the file, BLAKE3, and the upload when there is one.
-struct Tee {
-    file: std::fs::File,
-    hasher: blake3::Hasher,
-    size: u64,
-    upload: Option<tokio::sync::mpsc::Sender<std::io::Result<Bytes>>>,
-}
-
-impl Write for Tee {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.file.write_all(buf)?;
-        self.hasher.update(buf);
-        self.size += buf.len() as u64;
-        if let Some(tx) = &self.upload
-            && tx.blocking_send(Ok(Bytes::copy_from_slice(buf))).is_err()
-        {
-            return Err(std::io::Error::other("the upload stopped"));
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
-    }
-}
-
-/// What the follower made: the archive's size and checksum, the database's, and etcd's
-/// trailer problem if any.
-struct Followed {
-    archive: SnapshotFacts,
-    db: SnapshotFacts,
-    trailer: Option<String>,
 }
 
 /// What a save is asked to do.
@@ -289,63 +252,6 @@ pub async fn save(req: SaveRequest<'_>) -> Result<SnapshotReport, AgentError> {
         write_record(dir, &r)?;
     }
     Ok(r)
-}
-
-/// Follows the plain file etcdctl writes, archiving each chunk as it lands.
-fn follow(
-    part: &Path,
-    done_path: &Path,
-    done_rx: tokio::sync::watch::Receiver<Option<bool>>,
-    tee: Tee,
-    name: &SnapshotName,
-    state: Option<Vec<u8>>,
-    progress: &dyn TransferProgress,
-) -> Result<Followed, String> {
-    let mut f = loop {
-        if let Ok(f) = std::fs::File::open(part) {
-            break f;
-        }
-        match *done_rx.borrow() {
-            // etcdctl may have finished and renamed before we looked.
-            Some(true) => break std::fs::File::open(done_path).map_err(|e| e.to_string())?,
-            Some(false) => return Err("etcdctl failed before writing the snapshot".into()),
-            None => std::thread::sleep(Duration::from_millis(10)),
-        }
-    };
-    let mut h = Hashes::new();
-    let mut zip = ArchiveWriter::start(tee, name.as_str()).map_err(|e| e.to_string())?;
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| e.to_string())?;
-        if n > 0 {
-            h.update(&buf[..n]);
-            zip.write_db(&buf[..n]).map_err(|e| e.to_string())?;
-            progress.advanced(n as u64);
-            continue;
-        }
-        match *done_rx.borrow() {
-            None => std::thread::sleep(Duration::from_millis(10)),
-            Some(true) => {
-                // Writing is over; read whatever landed after our last read.
-                let n = f.read(&mut buf).map_err(|e| e.to_string())?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-                zip.write_db(&buf[..n]).map_err(|e| e.to_string())?;
-                progress.advanced(n as u64);
-            }
-            Some(false) => return Err("etcdctl snapshot save failed".into()),
-        }
-    }
-    let tee = zip.finish(state.as_deref()).map_err(|e| e.to_string())?;
-    tee.file.sync_all().map_err(|e| e.to_string())?;
-    let (db_size, db_sum, trailer) = h.finish();
-    Ok(Followed {
-        archive: SnapshotFacts { size: tee.size, checksum: Checksum::from_hasher(&tee.hasher) },
-        db: SnapshotFacts { size: db_size, checksum: db_sum },
-        trailer,
-    })
 }
 
 /// Why a stalled save was given up.
