@@ -219,6 +219,17 @@ async fn observe_snapshots(
     host: &dyn Host,
     want: &SnapshotNeeds,
 ) -> Result<BTreeMap<SnapshotName, SnapshotCopy>, Failure> {
+    let mut out = list_snapshots(host, want).await?;
+    let recorded = read_records(host, want, &mut out).await;
+    check_snapshots(cluster, host, want, &mut out, &recorded).await?;
+    Ok(out)
+}
+
+/// The wanted snapshots in the host's snapshot folder, one copy each, as listed.
+async fn list_snapshots(
+    host: &dyn Host,
+    want: &SnapshotNeeds,
+) -> Result<BTreeMap<SnapshotName, SnapshotCopy>, Failure> {
     let listing = host.list_dir(crate::layout::SNAPSHOT_DIR).await?;
     let mut out: BTreeMap<SnapshotName, SnapshotCopy> = BTreeMap::new();
     for e in listing {
@@ -250,6 +261,16 @@ async fn observe_snapshots(
             },
         );
     }
+    Ok(out)
+}
+
+/// Takes what rkectl's records say of the listed copies; returns the checksum each record
+/// gives.
+async fn read_records(
+    host: &dyn Host,
+    want: &SnapshotNeeds,
+    out: &mut BTreeMap<SnapshotName, SnapshotCopy>,
+) -> BTreeMap<SnapshotName, crate::plan::step::Checksum> {
     // rkectl's records say which copies are one save copied everywhere; listings without
     // hashing take checksums from them. A record only describes a file that is there, of
     // the same format and size.
@@ -269,6 +290,18 @@ async fn observe_snapshots(
             }
         }
     }
+    recorded
+}
+
+/// Hashes the listed copies with the checksum checker, and checks them too unless only
+/// checksums are wanted; nothing runs when no hashing is wanted.
+async fn check_snapshots(
+    cluster: &Cluster,
+    host: &dyn Host,
+    want: &SnapshotNeeds,
+    out: &mut BTreeMap<SnapshotName, SnapshotCopy>,
+    recorded: &BTreeMap<SnapshotName, crate::plan::step::Checksum>,
+) -> Result<(), Failure> {
     let quick = matches!(want, SnapshotNeeds::All { hash: Hashing::Checksum });
     let to_hash: Vec<(SnapshotName, SnapshotFormat)> = match want {
         SnapshotNeeds::All { hash: Hashing::None } => Vec::new(),
@@ -286,20 +319,7 @@ async fn observe_snapshots(
         for (name, _) in &to_hash {
             let copy = out.get_mut(name).expect("listed");
             match reports.iter().find(|r| r.name == name.as_str()) {
-                Some(r) => {
-                    if recorded.get(name) != Some(&r.checksum) {
-                        // The record described other bytes: it says nothing about these.
-                        copy.identical_everywhere = false;
-                    }
-                    copy.checksum = Some(r.checksum.clone());
-                    copy.has_state = r.has_state;
-                    if !quick {
-                        copy.etcd_ok = Some(r.etcd_ok);
-                        copy.problem = r.problem.clone();
-                        copy.db = r.db.clone();
-                        copy.has_state = r.has_state;
-                    }
-                }
+                Some(r) => take_report(copy, r, recorded.get(name), quick),
                 None => {
                     return Err(Failure::Checker(format!(
                         "the checksum checker gave no result for {name} (exit code {}): {}",
@@ -310,7 +330,28 @@ async fn observe_snapshots(
             }
         }
     }
-    Ok(out)
+    Ok(())
+}
+
+/// Takes the checker's report of a copy: its checksum, and etcd's checks unless `quick`.
+fn take_report(
+    copy: &mut SnapshotCopy,
+    r: &SnapshotReport,
+    recorded: Option<&crate::plan::step::Checksum>,
+    quick: bool,
+) {
+    if recorded != Some(&r.checksum) {
+        // The record described other bytes: it says nothing about these.
+        copy.identical_everywhere = false;
+    }
+    copy.checksum = Some(r.checksum.clone());
+    copy.has_state = r.has_state;
+    if !quick {
+        copy.etcd_ok = Some(r.etcd_ok);
+        copy.problem = r.problem.clone();
+        copy.db = r.db.clone();
+        copy.has_state = r.has_state;
+    }
 }
 
 async fn observe_members(cluster: &Cluster, pool: &HostPool, observed: &mut Seen) {

@@ -6,6 +6,7 @@
 
 use super::report::SnapshotReport;
 use super::{AgentError, Tls};
+use crate::model::SnapshotFormat;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -143,9 +144,44 @@ pub async fn drill(req: DrillRequest<'_>) -> Result<DrillReport, AgentError> {
 async fn drill_in(req: &DrillRequest<'_>, scratch: &Path) -> Result<DrillReport, AgentError> {
     let started = Instant::now();
     let snapshot = super::verify::checksum(req.file).await?;
-    let db = if snapshot.format == crate::model::SnapshotFormat::Zip {
+    let db = database_of(req.file, snapshot.format, scratch).await?;
+    let (client, peer) = (free_port()?, free_port()?);
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let client_url = format!("http://127.0.0.1:{client}");
+    let data = scratch.join("data");
+    let restore_millis = restore_snapshot(&db, &data, &peer_url).await?;
+
+    let _etcd = start_etcd(scratch, &data, &client_url, &peer_url)?;
+    let local = || {
+        let mut c = Command::new(bin("etcdctl"));
+        c.arg(format!("--endpoints={client_url}")).arg("--command-timeout=60s");
+        c
+    };
+    wait_until_ready(local, scratch).await?;
+    let restored = count(local).await?;
+    let hash = hash_kv(local).await?;
+    let newest = newest_write(local).await?;
+    let live = match req.live_endpoint {
+        Some(endpoint) => Some(count(|| super::etcdctl::command(endpoint, req.tls)).await?),
+        None => None,
+    };
+    Ok(DrillReport {
+        snapshot,
+        hash,
+        restored,
+        newest,
+        restore_millis,
+        total_millis: started.elapsed().as_millis() as u64,
+        live,
+    })
+}
+
+/// The database to restore: the file itself, or the one unpacked from an archive into
+/// `scratch` (refused when etcd's check fails).
+async fn database_of(file: &Path, format: SnapshotFormat, scratch: &Path) -> Result<PathBuf, AgentError> {
+    let db = if format == SnapshotFormat::Zip {
         let out = scratch.join("snapshot.db");
-        let r = super::verify::unpack(req.file, &out).await?;
+        let r = super::verify::unpack(file, &out).await?;
         if !r.etcd_ok {
             return Err(AgentError::new(format!(
                 "the archive's database fails etcd's check: {}",
@@ -154,21 +190,26 @@ async fn drill_in(req: &DrillRequest<'_>, scratch: &Path) -> Result<DrillReport,
         }
         out
     } else {
-        req.file.to_path_buf()
+        file.to_path_buf()
     };
-    let (client, peer) = (free_port()?, free_port()?);
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    let client_url = format!("http://127.0.0.1:{client}");
-    let data = scratch.join("data");
+    Ok(db)
+}
+
+/// Restores `db` into `data` as a one-member cluster with the image's own tool; returns
+/// how long the restore took, in milliseconds.
+async fn restore_snapshot(db: &Path, data: &Path, peer_url: &str) -> Result<u64, AgentError> {
     let tool = if bin("etcdutl").exists() { "etcdutl" } else { "etcdctl" };
     let mut restore = Command::new(bin(tool));
-    restore.arg("snapshot").arg("restore").arg(&db).arg(format!("--data-dir={}", data.display()));
+    restore.arg("snapshot").arg("restore").arg(db).arg(format!("--data-dir={}", data.display()));
     restore.args(["--name=drill", &format!("--initial-cluster=drill={peer_url}")]);
     restore.arg(format!("--initial-advertise-peer-urls={peer_url}"));
     let t = Instant::now();
     run(restore, &format!("{tool} snapshot restore")).await?;
-    let restore_millis = t.elapsed().as_millis() as u64;
+    Ok(t.elapsed().as_millis() as u64)
+}
 
+/// Starts the throwaway etcd on the restored `data`, its log in `scratch`.
+fn start_etcd(scratch: &Path, data: &Path, client_url: &str, peer_url: &str) -> Result<Throwaway, AgentError> {
     let log = std::fs::File::create(scratch.join("etcd.log"))?;
     let mut etcd = Command::new(bin("etcd"));
     etcd.args(["--name=drill", &format!("--data-dir={}", data.display())])
@@ -180,12 +221,12 @@ async fn drill_in(req: &DrillRequest<'_>, scratch: &Path) -> Result<DrillReport,
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
-    let _etcd = Throwaway(etcd.spawn().map_err(|e| AgentError::new(format!("cannot start etcd: {e}")))?);
-    let local = || {
-        let mut c = Command::new(bin("etcdctl"));
-        c.arg(format!("--endpoints={client_url}")).arg("--command-timeout=60s");
-        c
-    };
+    Ok(Throwaway(etcd.spawn().map_err(|e| AgentError::new(format!("cannot start etcd: {e}")))?))
+}
+
+/// Waits until the throwaway etcd answers, up to [`READY_WAIT`]; the error quotes the
+/// last line of its log.
+async fn wait_until_ready(local: impl Fn() -> Command, scratch: &Path) -> Result<(), AgentError> {
     let deadline = Instant::now() + READY_WAIT;
     loop {
         let mut h = local();
@@ -203,37 +244,32 @@ async fn drill_in(req: &DrillRequest<'_>, scratch: &Path) -> Result<DrillReport,
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let restored = count(local).await?;
+    Ok(())
+}
+
+/// etcd's hash of the key space behind `local` (`endpoint hashkv`).
+async fn hash_kv(local: impl Fn() -> Command) -> Result<u64, AgentError> {
     let mut h = local();
     h.args(["endpoint", "hashkv", "-w", "json"]);
     let hashkv: serde_json::Value = serde_json::from_str(&run(h, "etcdctl endpoint hashkv").await?)
         .map_err(|e| AgentError::new(format!("etcdctl endpoint hashkv: {e}")))?;
-    let hash = hashkv[0]["HashKV"]["hash"].as_u64().unwrap_or_default();
+    Ok(hashkv[0]["HashKV"]["hash"].as_u64().unwrap_or_default())
+}
+
+/// The most recently modified key behind `local`, if there is any.
+async fn newest_write(local: impl Fn() -> Command) -> Result<Option<NewestWrite>, AgentError> {
     let mut n = local();
     n.args(["get", "", "--prefix", "--keys-only", "--sort-by=MODIFY", "--order=DESCEND", "--limit=1", "-w", "json"]);
     let newest: serde_json::Value = serde_json::from_str(&run(n, "etcdctl get (newest)").await?)
         .map_err(|e| AgentError::new(format!("etcdctl get (newest): {e}")))?;
-    let newest = newest["kvs"].get(0).and_then(|kv| {
+    Ok(newest["kvs"].get(0).and_then(|kv| {
         use base64::Engine;
         let key = base64::engine::general_purpose::STANDARD.decode(kv["key"].as_str()?).ok()?;
         Some(NewestWrite {
             key: String::from_utf8_lossy(&key).into_owned(),
             mod_revision: kv["mod_revision"].as_i64()?,
         })
-    });
-    let live = match req.live_endpoint {
-        Some(endpoint) => Some(count(|| super::etcdctl::command(endpoint, req.tls)).await?),
-        None => None,
-    };
-    Ok(DrillReport {
-        snapshot,
-        hash,
-        restored,
-        newest,
-        restore_millis,
-        total_millis: started.elapsed().as_millis() as u64,
-        live,
-    })
+    }))
 }
 
 #[cfg(test)]

@@ -7,9 +7,11 @@
 //! and exits non-zero on failure, with the reason on stderr.
 
 pub mod argv;
+mod commands;
 pub mod drill;
 pub mod etcdctl;
 pub mod files;
+mod follow;
 pub mod hashes;
 pub mod node_lock;
 pub mod report;
@@ -351,19 +353,9 @@ pub async fn run(cmd: AgentCommand) -> Result<(), AgentError> {
         AgentCommand::LinkLogs { container, id, docker_root, log_dir } => {
             files::link_logs(&container, &id, &docker_root, &log_dir)
         }
-        AgentCommand::SnapshotVerify { paths, checksum_only } => {
-            let mut failed = Vec::new();
-            for path in paths {
-                let r = if checksum_only { verify::checksum(&path).await } else { verify::verify(&path).await };
-                match r {
-                    Ok(r) => println!("{}", report::line(&r)),
-                    Err(e) => failed.push(format!("{}: {e}", path.display())),
-                }
-            }
-            if failed.is_empty() { Ok(()) } else { Err(AgentError::new(failed.join("; "))) }
-        }
+        AgentCommand::SnapshotVerify { paths, checksum_only } => commands::snapshot_verify(paths, checksum_only).await,
         AgentCommand::SnapshotSave { endpoint, dir, name, state_file, copied_to_every_host, stall_limit, tls, s3 } => {
-            let r = snapshot::save(snapshot::SaveRequest {
+            commands::snapshot_save(snapshot::SaveRequest {
                 endpoint: &endpoint,
                 tls: &tls,
                 dir: &dir,
@@ -374,71 +366,24 @@ pub async fn run(cmd: AgentCommand) -> Result<(), AgentError> {
                 stall_limit,
                 progress: std::sync::Arc::new(snapshot::PrintProgress::default()),
             })
-            .await?;
-            println!("{}", report::line(&r));
-            Ok(())
+            .await
         }
         AgentCommand::S3Download { name, format, into, etag, s3 } => {
-            let settings =
-                s3.settings().map_err(AgentError::new)?.ok_or_else(|| AgentError::new("--bucket is required"))?;
-            let r = snapshot::download(snapshot::DownloadRequest {
-                s3: &settings,
-                name: &name,
-                format: format.into(),
-                into: &into,
-                etag: etag.as_deref(),
-            })
-            .await?;
-            println!("{}", report::line(&r));
-            Ok(())
+            commands::s3_download(&name, format, &into, etag.as_deref(), &s3).await
         }
-        AgentCommand::SnapshotUnpack { archive, out } => {
-            let r = verify::unpack(&archive, &out).await?;
-            if !r.etcd_ok {
-                return Err(AgentError::new(format!(
-                    "the unpacked database fails etcd's check: {}",
-                    r.problem.unwrap_or_default()
-                )));
-            }
-            println!("{}", report::line(&r));
-            Ok(())
-        }
+        AgentCommand::SnapshotUnpack { archive, out } => commands::snapshot_unpack(&archive, &out).await,
         AgentCommand::SnapshotDelete { dir, names } => snapshot::delete(&dir, &names),
-        AgentCommand::Health { endpoints, tls } => {
-            let r = etcdctl::health(&endpoints, &tls).await?;
-            println!("{}", report::line(&r));
-            Ok(())
-        }
+        AgentCommand::Health { endpoints, tls } => commands::print_report(&etcdctl::health(&endpoints, &tls).await?),
         AgentCommand::MemberAdd { member, peer_url, endpoint, tls } => {
             etcdctl::member_add(&endpoint, &tls, &member, &peer_url).await
         }
         AgentCommand::MemberRemove { member, endpoint, tls } => etcdctl::member_remove(&endpoint, &tls, &member).await,
         AgentCommand::ServeSnapshot { file, listen, peer, wait_secs, tls } => {
-            let files = transfer::TlsFiles { ca: &tls.cacert, cert: &tls.cert, key: &tls.key };
-            let server = transfer::Server::bind(&file, listen, &files).await?;
-            println!("{}{}", transfer::LISTENING, server.port());
-            std::io::Write::flush(&mut std::io::stdout())?;
-            let r = server.serve(peer, std::time::Duration::from_secs(wait_secs)).await?;
-            println!("{}", report::line(&r));
-            Ok(())
+            commands::serve_snapshot(&file, listen, peer, wait_secs, &tls).await
         }
-        AgentCommand::FetchSnapshot { from, out, size, tls } => {
-            let files = transfer::TlsFiles { ca: &tls.cacert, cert: &tls.cert, key: &tls.key };
-            match transfer::fetch(from, &out, &files, size).await {
-                Ok(r) => {
-                    println!("{}", report::line(&r));
-                    Ok(())
-                }
-                Err(transfer::FetchError::Unreachable(why)) => Err(AgentError::unreachable(why)),
-                Err(transfer::FetchError::Failed(e)) => Err(e),
-            }
-        }
+        AgentCommand::FetchSnapshot { from, out, size, tls } => commands::fetch_snapshot(from, &out, size, &tls).await,
         AgentCommand::SnapshotDrill { file, live_endpoint, tls } => {
-            let r =
-                drill::drill(drill::DrillRequest { file: &file, live_endpoint: live_endpoint.as_deref(), tls: &tls })
-                    .await?;
-            println!("{}", report::line(&r));
-            Ok(())
+            commands::snapshot_drill(&file, live_endpoint.as_deref(), &tls).await
         }
         AgentCommand::RollingSnapshots { endpoint, dir, tls, creation, retention, keep, stall_limit, s3, drill } => {
             rolling::run(rolling::Settings {

@@ -8,24 +8,21 @@
 //! etcdctl is done the archive gets the cluster state (if asked), is synced and renamed to
 //! `<name>.zip`, and the plain file is removed, as rke-tools removes it.
 
-use super::hashes::{Hashes, status};
-use super::report::SnapshotReport;
+use super::follow::{Followed, Tee, follow};
+use super::hashes::status;
+use super::report::{EtcdStatus, SnapshotReport};
 use super::stall::{self, StallLimit, Stalled};
 use super::verify::{private_file, verify, with_checks};
 use super::{AgentError, Tls, etcdctl};
 use crate::config::S3Settings;
-use crate::model::{Checksum, SnapshotFacts, SnapshotFormat, SnapshotName};
-use crate::rke::archive::ArchiveWriter;
-use crate::s3::{Manifest, NoProgress, S3Client, TransferProgress};
+use crate::model::{SnapshotFormat, SnapshotName};
+use crate::s3::{Manifest, NoProgress, S3Client, S3Error, TransferProgress, Uploaded};
 use bytes::Bytes;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
-
-const CHUNK: usize = 1 << 20;
 
 /// Prefix of the progress lines the workstation follows (`RKECTL-PROGRESS <bytes>`).
 pub const PROGRESS: &str = "RKECTL-PROGRESS ";
@@ -78,40 +75,6 @@ pub fn object_name(name: &SnapshotName, format: SnapshotFormat) -> Result<Snapsh
     SnapshotName::new(format.file_name(name)).map_err(|e| AgentError::new(e.to_string()))
 }
 
-/// Where the archive's bytes go: the file, BLAKE3, and the upload when there is one.
-struct Tee {
-    file: std::fs::File,
-    hasher: blake3::Hasher,
-    size: u64,
-    upload: Option<tokio::sync::mpsc::Sender<std::io::Result<Bytes>>>,
-}
-
-impl Write for Tee {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.file.write_all(buf)?;
-        self.hasher.update(buf);
-        self.size += buf.len() as u64;
-        if let Some(tx) = &self.upload
-            && tx.blocking_send(Ok(Bytes::copy_from_slice(buf))).is_err()
-        {
-            return Err(std::io::Error::other("the upload stopped"));
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
-    }
-}
-
-/// What the follower made: the archive's size and checksum, the database's, and etcd's
-/// trailer problem if any.
-struct Followed {
-    archive: SnapshotFacts,
-    db: SnapshotFacts,
-    trailer: Option<String>,
-}
-
 /// What a save is asked to do.
 pub struct SaveRequest<'a> {
     pub endpoint: &'a str,
@@ -141,11 +104,8 @@ pub async fn save(req: SaveRequest<'_>) -> Result<SnapshotReport, AgentError> {
     let SaveRequest { endpoint, tls, dir, name, s3, state_file, copied_to_every_host, stall_limit, progress } = req;
     let snapshot = SnapshotName::new(name).map_err(|e| AgentError::new(e.to_string()))?;
     std::fs::create_dir_all(dir)?;
-    let plain = dir.join(name);
-    let plain_part = dir.join(format!("{name}.part"));
-    let zip_path = dir.join(SnapshotFormat::Zip.file_name(&snapshot));
-    let zip_part = dir.join(format!("{}.part", SnapshotFormat::Zip.file_name(&snapshot)));
-    for p in [&plain_part, &zip_part] {
+    let paths = SavePaths::new(dir, name, &snapshot);
+    for p in [&paths.plain_part, &paths.zip_part] {
         let _ = std::fs::remove_file(p);
     }
     let state = match state_file {
@@ -156,8 +116,85 @@ pub async fn save(req: SaveRequest<'_>) -> Result<SnapshotReport, AgentError> {
         Some(s) => Some(S3Client::new(s).await.map_err(|e| AgentError::new(e.to_string()))?),
         None => None,
     };
+    let has_state = state.is_some();
+    let started = start(endpoint, tls, &paths, client.is_some(), snapshot, state, progress.clone())?;
+    let object = object_name(&SnapshotName::new(name).expect("checked"), SnapshotFormat::Zip)?;
+    let Taken { ended, uploaded, followed, said } =
+        take(started, client.as_ref(), &object, &paths.plain_part, stall_limit, progress.as_ref()).await;
+    let followed = match followed_or_failure(ended, followed, endpoint, stall_limit, &said) {
+        Ok(f) => f,
+        Err(e) => {
+            paths.cleanup();
+            return Err(e);
+        }
+    };
+    let st = place_archive(&paths, dir, state_file).await?;
+    let mut r = saved_report(name, followed, has_state, copied_to_every_host, st);
+    if let (Some(c), Some(up)) = (&client, uploaded) {
+        confirm_upload(c, &object, up, &r).await?;
+        r.uploaded = true;
+    }
+    if r.etcd_ok {
+        write_record(dir, &r)?;
+    }
+    Ok(r)
+}
 
-    let mut save = etcdctl::snapshot_save(endpoint, tls, &plain);
+/// The files of one save in its folder.
+struct SavePaths {
+    /// The plain file, once etcdctl has renamed it into place.
+    plain: PathBuf,
+    /// The plain file while etcdctl writes it.
+    plain_part: PathBuf,
+    zip_path: PathBuf,
+    zip_part: PathBuf,
+}
+
+impl SavePaths {
+    /// Where the save of `name` (checked as `snapshot`) writes in `dir`.
+    fn new(dir: &Path, name: &str, snapshot: &SnapshotName) -> Self {
+        SavePaths {
+            plain: dir.join(name),
+            plain_part: dir.join(format!("{name}.part")),
+            zip_path: dir.join(SnapshotFormat::Zip.file_name(snapshot)),
+            zip_part: dir.join(format!("{}.part", SnapshotFormat::Zip.file_name(snapshot))),
+        }
+    }
+
+    /// Removes what a failed save leaves behind.
+    fn cleanup(&self) {
+        for p in [&self.plain_part, &self.zip_part, &self.plain] {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// etcdctl running, the follower archiving what it writes, and what joins them.
+struct Started {
+    child: tokio::process::Child,
+    /// etcdctl's stderr, read to its end.
+    said: tokio::task::JoinHandle<Vec<u8>>,
+    /// Tells the follower whether etcdctl succeeded, once it has ended.
+    done_tx: tokio::sync::watch::Sender<Option<bool>>,
+    /// The archive's bytes, as the follower hands them to the upload.
+    up_rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    /// Fails the upload when the save fails (only with S3).
+    abort_upload: Option<tokio::sync::mpsc::Sender<std::io::Result<Bytes>>>,
+    follower: tokio::task::JoinHandle<Result<Followed, String>>,
+}
+
+/// Starts `etcdctl snapshot save` into `paths.plain`, and the follower that archives the
+/// file as it grows (handing the archive on when `uploading`).
+fn start(
+    endpoint: &str,
+    tls: &Tls,
+    paths: &SavePaths,
+    uploading: bool,
+    snapshot: SnapshotName,
+    state: Option<Vec<u8>>,
+    progress: Arc<dyn TransferProgress>,
+) -> Result<Started, AgentError> {
+    let mut save = etcdctl::snapshot_save(endpoint, tls, &paths.plain);
     // Our stdout carries the report line; etcdctl's complaints are quoted in our error.
     save.stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
     let mut child = save.spawn().map_err(|e| AgentError::new(format!("cannot run {}: {e}", etcdctl::etcdctl_bin())))?;
@@ -171,26 +208,46 @@ pub async fn save(req: SaveRequest<'_>) -> Result<SnapshotReport, AgentError> {
     let (up_tx, up_rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
     // A failed save must fail the upload too: the end of the stream alone would complete
     // the object with what was read so far.
-    let abort_upload = client.is_some().then(|| up_tx.clone());
+    let abort_upload = uploading.then(|| up_tx.clone());
     let tee = Tee {
-        file: private_file(&zip_part)?,
+        file: private_file(&paths.zip_part)?,
         hasher: blake3::Hasher::new(),
         size: 0,
-        upload: client.is_some().then_some(up_tx),
+        upload: uploading.then_some(up_tx),
     };
-    let has_state = state.is_some();
-    let (follow_part, follow_final) = (plain_part.clone(), plain.clone());
-    let follow_progress = progress.clone();
+    let (follow_part, follow_final) = (paths.plain_part.clone(), paths.plain.clone());
     let follower = tokio::task::spawn_blocking(move || {
-        follow(&follow_part, &follow_final, done_rx, tee, &snapshot, state, follow_progress.as_ref())
+        follow(&follow_part, &follow_final, done_rx, tee, &snapshot, state, progress.as_ref())
     });
-    let object = object_name(&SnapshotName::new(name).expect("checked"), SnapshotFormat::Zip)?;
+    Ok(Started { child, said, done_tx, up_rx, abort_upload, follower })
+}
+
+/// How the parts of a save ended.
+struct Taken {
+    ended: Ended,
+    /// The upload's result, when there was one.
+    uploaded: Option<Result<Uploaded, S3Error>>,
+    followed: Result<Result<Followed, String>, tokio::task::JoinError>,
+    /// What etcdctl said on stderr, trimmed.
+    said: String,
+}
+
+/// Runs etcdctl, the upload to `object` (with a client) and the follower to their ends.
+async fn take(
+    started: Started,
+    client: Option<&S3Client>,
+    object: &SnapshotName,
+    plain_part: &Path,
+    stall_limit: StallLimit,
+    progress: &dyn TransferProgress,
+) -> Taken {
+    let Started { mut child, said, done_tx, up_rx, abort_upload, follower } = started;
     let upload = async {
-        match &client {
+        match client {
             Some(c) => {
                 let reader = tokio_util::io::StreamReader::new(Box::pin(tokio_stream_from(up_rx)));
                 // Progress is the follower's: the bytes it hands on are the ones the upload takes.
-                Some(c.upload(&object, reader, &NoProgress).await)
+                Some(c.upload(object, reader, &NoProgress).await)
             }
             None => {
                 drop(up_rx);
@@ -198,66 +255,93 @@ pub async fn save(req: SaveRequest<'_>) -> Result<SnapshotReport, AgentError> {
             }
         }
     };
-    let wait = async {
-        let ended = tokio::select! {
-            status = child.wait() => Ended::Exited(status),
-            stalled = stall::watch(&plain_part, stall_limit) => Ended::Stalled(stalled),
-        };
-        if matches!(ended, Ended::Stalled(_)) {
-            let _ = child.kill().await;
-        }
-        let ok = matches!(&ended, Ended::Exited(Ok(s)) if s.success());
-        if !ok && let Some(tx) = &abort_upload {
-            let _ = tx.send(Err(std::io::Error::other("the snapshot save failed"))).await;
-        }
-        drop(abort_upload);
-        let _ = done_tx.send(Some(ok));
-        ended
-    };
+    let wait = wait_for_etcdctl(&mut child, plain_part, stall_limit, abort_upload, &done_tx);
     let (ended, uploaded, followed) = tokio::join!(wait, upload, follower);
     progress.finished();
-    let cleanup = || {
-        for p in [&plain_part, &zip_part, &plain] {
-            let _ = std::fs::remove_file(p);
-        }
-    };
     let said = String::from_utf8_lossy(&said.await.unwrap_or_default()).trim().to_string();
+    Taken { ended, uploaded, followed, said }
+}
+
+/// Waits for etcdctl to exit, or stops it when it stalls; then fails the upload if the
+/// save failed, and tells the follower how it ended.
+async fn wait_for_etcdctl(
+    child: &mut tokio::process::Child,
+    plain_part: &Path,
+    stall_limit: StallLimit,
+    abort_upload: Option<tokio::sync::mpsc::Sender<std::io::Result<Bytes>>>,
+    done_tx: &tokio::sync::watch::Sender<Option<bool>>,
+) -> Ended {
+    let ended = tokio::select! {
+        status = child.wait() => Ended::Exited(status),
+        stalled = stall::watch(plain_part, stall_limit) => Ended::Stalled(stalled),
+    };
+    if matches!(ended, Ended::Stalled(_)) {
+        let _ = child.kill().await;
+    }
+    let ok = matches!(&ended, Ended::Exited(Ok(s)) if s.success());
+    if !ok && let Some(tx) = &abort_upload {
+        let _ = tx.send(Err(std::io::Error::other("the snapshot save failed"))).await;
+    }
+    drop(abort_upload);
+    let _ = done_tx.send(Some(ok));
+    ended
+}
+
+/// What the follower made, or why the save failed: etcdctl's end is judged first.
+fn followed_or_failure(
+    ended: Ended,
+    followed: Result<Result<Followed, String>, tokio::task::JoinError>,
+    endpoint: &str,
+    stall_limit: StallLimit,
+    said: &str,
+) -> Result<Followed, AgentError> {
     match ended {
         Ended::Exited(Ok(status)) if status.success() => {}
         Ended::Exited(Ok(status)) => {
-            cleanup();
             return Err(AgentError::new(format!(
                 "etcdctl snapshot save from {endpoint} failed ({status}): {}",
-                last_lines(&said, 3)
+                last_lines(said, 3)
             )));
         }
         Ended::Exited(Err(e)) => {
-            cleanup();
             return Err(AgentError::new(format!("etcdctl snapshot save from {endpoint}: {e}")));
         }
         Ended::Stalled(stalled) => {
-            cleanup();
             return Err(AgentError::new(stalled_message(endpoint, stall_limit, stalled)));
         }
     }
-    let followed = match followed.map_err(|e| AgentError::new(e.to_string())).and_then(|f| f.map_err(AgentError::new)) {
-        Ok(f) => f,
-        Err(e) => {
-            cleanup();
-            return Err(e);
-        }
-    };
+    followed.map_err(|e| AgentError::new(e.to_string())).and_then(|f| f.map_err(AgentError::new))
+}
+
+/// Puts the archive in place and removes the plain file and the state file it now holds;
+/// returns etcd's status of the plain file.
+async fn place_archive(
+    paths: &SavePaths,
+    dir: &Path,
+    state_file: Option<&Path>,
+) -> Result<Result<EtcdStatus, String>, AgentError> {
     // `snapshot status` reads the plain file, which goes once the archive is in place.
-    let st = status(&plain).await;
-    std::fs::rename(&zip_part, &zip_path)?;
+    let st = status(&paths.plain).await;
+    std::fs::rename(&paths.zip_part, &paths.zip_path)?;
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
-    let _ = std::fs::remove_file(&plain);
+    let _ = std::fs::remove_file(&paths.plain);
     if let Some(p) = state_file {
         let _ = std::fs::remove_file(p);
     }
-    let mut r = with_checks(
+    Ok(st)
+}
+
+/// The report of a saved archive, with etcd's checks of its database.
+fn saved_report(
+    name: &str,
+    followed: Followed,
+    has_state: bool,
+    copied_to_every_host: bool,
+    st: Result<EtcdStatus, String>,
+) -> SnapshotReport {
+    with_checks(
         SnapshotReport {
             name: name.to_string(),
             format: SnapshotFormat::Zip,
@@ -273,79 +357,26 @@ pub async fn save(req: SaveRequest<'_>) -> Result<SnapshotReport, AgentError> {
         },
         followed.trailer,
         Some(st),
-    );
-    if let (Some(c), Some(up)) = (&client, uploaded) {
-        let up = up.map_err(|e| AgentError::new(e.to_string()))?;
-        if up.checksum != r.checksum || up.size != r.size {
-            let _ = c.delete(&object).await;
-            return Err(AgentError::new("the uploaded bytes differ from the file written; the object was deleted"));
-        }
-        c.put_manifest(&object, &Manifest::new(object.clone(), &up, "", None))
-            .await
-            .map_err(|e| AgentError::new(e.to_string()))?;
-        r.uploaded = true;
-    }
-    if r.etcd_ok {
-        write_record(dir, &r)?;
-    }
-    Ok(r)
+    )
 }
 
-/// Follows the plain file etcdctl writes, archiving each chunk as it lands.
-fn follow(
-    part: &Path,
-    done_path: &Path,
-    done_rx: tokio::sync::watch::Receiver<Option<bool>>,
-    tee: Tee,
-    name: &SnapshotName,
-    state: Option<Vec<u8>>,
-    progress: &dyn TransferProgress,
-) -> Result<Followed, String> {
-    let mut f = loop {
-        if let Ok(f) = std::fs::File::open(part) {
-            break f;
-        }
-        match *done_rx.borrow() {
-            // etcdctl may have finished and renamed before we looked.
-            Some(true) => break std::fs::File::open(done_path).map_err(|e| e.to_string())?,
-            Some(false) => return Err("etcdctl failed before writing the snapshot".into()),
-            None => std::thread::sleep(Duration::from_millis(10)),
-        }
-    };
-    let mut h = Hashes::new();
-    let mut zip = ArchiveWriter::start(tee, name.as_str()).map_err(|e| e.to_string())?;
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| e.to_string())?;
-        if n > 0 {
-            h.update(&buf[..n]);
-            zip.write_db(&buf[..n]).map_err(|e| e.to_string())?;
-            progress.advanced(n as u64);
-            continue;
-        }
-        match *done_rx.borrow() {
-            None => std::thread::sleep(Duration::from_millis(10)),
-            Some(true) => {
-                // Writing is over; read whatever landed after our last read.
-                let n = f.read(&mut buf).map_err(|e| e.to_string())?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-                zip.write_db(&buf[..n]).map_err(|e| e.to_string())?;
-                progress.advanced(n as u64);
-            }
-            Some(false) => return Err("etcdctl snapshot save failed".into()),
-        }
+/// Checks the uploaded object against the archive written and puts its manifest beside
+/// it; an object that differs is deleted.
+async fn confirm_upload(
+    c: &S3Client,
+    object: &SnapshotName,
+    up: Result<Uploaded, S3Error>,
+    r: &SnapshotReport,
+) -> Result<(), AgentError> {
+    let up = up.map_err(|e| AgentError::new(e.to_string()))?;
+    if up.checksum != r.checksum || up.size != r.size {
+        let _ = c.delete(object).await;
+        return Err(AgentError::new("the uploaded bytes differ from the file written; the object was deleted"));
     }
-    let tee = zip.finish(state.as_deref()).map_err(|e| e.to_string())?;
-    tee.file.sync_all().map_err(|e| e.to_string())?;
-    let (db_size, db_sum, trailer) = h.finish();
-    Ok(Followed {
-        archive: SnapshotFacts { size: tee.size, checksum: Checksum::from_hasher(&tee.hasher) },
-        db: SnapshotFacts { size: db_size, checksum: db_sum },
-        trailer,
-    })
+    c.put_manifest(object, &Manifest::new(object.clone(), &up, "", None))
+        .await
+        .map_err(|e| AgentError::new(e.to_string()))?;
+    Ok(())
 }
 
 /// Why a stalled save was given up.
