@@ -1,0 +1,193 @@
+//! One entry of `nodes:`: its address, SSH user and port, roles, docker socket and the node
+//! name RKE derives from it.
+
+use super::{Validator, s};
+use crate::config::model::{DEFAULT_DOCKER_SOCKET, HostAddr, Node, Role};
+use crate::config::raw::RawNode;
+use crate::config::ssh_access;
+
+impl Validator<'_> {
+    pub(super) fn node(&mut self, i: usize, rn: RawNode, cluster_ssh: &ssh_access::ClusterSsh) -> Option<Node> {
+        let base = format!("nodes[{i}]");
+        let address = s(&rn.address);
+        if address.is_none() {
+            self.problem(
+                &base,
+                format!("node {} has no address", i + 1),
+                "address missing",
+                Some("every node needs `address:` (an IP or a resolvable name)"),
+            );
+        }
+        if let Some(a) = &address
+            && let Err(why) = host_address(a)
+        {
+            // It is what ssh dials (a leading `-` would be read as an option) and, without
+            // internal_address, what etcd's flags name.
+            self.problem(
+                &format!("{base}.address"),
+                format!("`{a}` is not a host address: {why}"),
+                "bad address",
+                Some(HOST_ADDRESS_HELP),
+            );
+        }
+        let port = self.ssh_port(&format!("{base}.port"), &rn.port);
+        let user = s(&rn.user);
+        if let Some(u) = &user
+            && let Err(why) = ssh_user(u)
+        {
+            self.problem(
+                &format!("{base}.user"),
+                format!("user `{u}` cannot be given to ssh: {why}"),
+                "bad user",
+                Some("the SSH user name of the node, as `ssh -l` takes it: no spaces, no shell metacharacters, no leading `-`"),
+            );
+        }
+        if user.is_none() {
+            self.problem(
+                &base,
+                format!("node {} has no user", address.as_deref().unwrap_or("?")),
+                "user missing",
+                Some("add `user:` with the SSH user for this node"),
+            );
+        }
+        let mut roles = Vec::new();
+        let raw_roles = rn.role.unwrap_or_default();
+        if raw_roles.is_empty() {
+            self.problem(
+                &base,
+                format!("node {} has no role", address.as_deref().unwrap_or("?")),
+                "role missing",
+                Some("add `role: [etcd]` (or controlplane, worker)"),
+            );
+        }
+        for (j, r) in raw_roles.iter().enumerate() {
+            match Role::parse(r.0.trim()) {
+                Some(role) if !roles.contains(&role) => roles.push(role),
+                Some(_) => {}
+                None => self.problem(
+                    &format!("{base}.role[{j}]"),
+                    format!("unknown role `{}`", r.0),
+                    "unknown role",
+                    Some("roles are etcd, controlplane and worker"),
+                ),
+            }
+        }
+        let docker_socket = s(&rn.docker_socket).unwrap_or_else(|| DEFAULT_DOCKER_SOCKET.to_string());
+        if !docker_socket.starts_with('/') {
+            self.problem(
+                &format!("{base}.docker_socket"),
+                format!("docker_socket `{docker_socket}` is not an absolute path"),
+                "not absolute",
+                Some("the default is /var/run/docker.sock"),
+            );
+        }
+        let own = ssh_access::OwnSsh {
+            key: &rn.ssh_key,
+            key_path: &rn.ssh_key_path,
+            cert: &rn.ssh_cert,
+            cert_path: &rn.ssh_cert_path,
+            agent: rn.ssh_agent_auth,
+        };
+        let ssh = self.ssh_auth(&base, own, cluster_ssh);
+        let hostname_override = s(&rn.hostname_override);
+        // RKE defaults the name to the address and lower-cases it, then requires a DNS-1123
+        // subdomain: it becomes the Kubernetes node name and the etcd member `etcd-<name>`.
+        let hostname = hostname_override.clone().or_else(|| address.clone()).map(|h| h.to_lowercase());
+        if let Some(h) = &hostname
+            && let Err(why) = dns1123_subdomain(h)
+        {
+            let (at, what) = if hostname_override.is_some() {
+                (format!("{base}.hostname_override"), "hostname_override")
+            } else {
+                (format!("{base}.address"), "the address (used as the node name without hostname_override)")
+            };
+            self.problem(
+                &at,
+                format!("node name `{h}` is not a valid DNS-1123 subdomain: {why}"),
+                "not a valid node name",
+                Some(&format!(
+                    "RKE refuses it too: {what} must be lower-case letters, digits, `-` and `.`, starting and ending with a letter or digit"
+                )),
+            );
+        }
+        let internal_address = s(&rn.internal_address);
+        if let Some(a) = &internal_address
+            && let Err(why) = host_address(a)
+        {
+            // It is spliced into etcd's `--initial-cluster` list: a `,` or `=` would add members.
+            self.problem(
+                &format!("{base}.internal_address"),
+                format!("`{a}` is not a host address: {why}"),
+                "bad address",
+                Some(HOST_ADDRESS_HELP),
+            );
+        }
+        Some(Node {
+            index: i,
+            address: HostAddr(address?),
+            port: port?,
+            user: user?,
+            roles,
+            hostname_override,
+            hostname: hostname?,
+            internal_address,
+            ssh,
+            docker_socket,
+        })
+    }
+}
+
+const HOST_ADDRESS_HELP: &str = "an IP address, or a host name of letters, digits, `-`, `_` and `.`";
+
+/// Why `a` is not an IP address or a host name, if it is not. Addresses become ssh's
+/// destination and parts of etcd's flags (`--initial-cluster=etcd-a=https://ADDR:2380,…`),
+/// so anything else could add an option or a member.
+fn host_address(a: &str) -> Result<(), &'static str> {
+    if a.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    if a.len() > 253 {
+        return Err("a host name is at most 253 characters long");
+    }
+    if a.starts_with(['-', '.']) {
+        return Err("it starts with `-` or `.`");
+    }
+    match a.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))) {
+        Some(c) if c.is_whitespace() || c.is_control() => Err("it holds a space or a control character"),
+        Some(_) => Err("it is not an IP address, and a host name holds only letters, digits, `-`, `_` and `.`"),
+        None => Ok(()),
+    }
+}
+
+/// Why `u` cannot be handed to ssh as a user name, if it cannot: ssh would take a leading
+/// `-` for an option, and OpenSSH (9.6 on) refuses shell metacharacters in user names.
+fn ssh_user(u: &str) -> Result<(), &'static str> {
+    if u.starts_with('-') {
+        return Err("it starts with `-`");
+    }
+    if u.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("it holds a space or a control character");
+    }
+    if u.contains(['\'', '`', '"', ';', '&', '<', '>', '|', '(', ')', '{', '}', '$', '\\']) {
+        return Err("it holds a shell metacharacter");
+    }
+    Ok(())
+}
+
+/// Why `name` is not a DNS-1123 subdomain (Kubernetes' rule for node names), if it is not.
+fn dns1123_subdomain(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 253 {
+        return Err("it must be 1 to 253 characters long");
+    }
+    for label in name.split('.') {
+        let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+        let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        if !label.chars().all(ok_char) {
+            return Err("it may hold only lower-case letters, digits, `-` and `.`");
+        }
+        if !alnum(label.chars().next()) || !alnum(label.chars().last()) {
+            return Err("each part must start and end with a letter or digit");
+        }
+    }
+    Ok(())
+}
