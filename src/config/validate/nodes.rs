@@ -2,17 +2,51 @@
 //! name RKE derives from it.
 
 use super::{Validator, s};
+use crate::config::lenient::ScalarString;
 use crate::config::model::{DEFAULT_DOCKER_SOCKET, HostAddr, Node, Role};
 use crate::config::raw::RawNode;
 use crate::config::ssh_access;
 
 impl Validator<'_> {
+    /// The `i`th entry of `nodes:`; `None` when it cannot be used (its problems are recorded).
     pub(super) fn node(&mut self, i: usize, rn: RawNode, cluster_ssh: &ssh_access::ClusterSsh) -> Option<Node> {
         let base = format!("nodes[{i}]");
-        let address = s(&rn.address);
+        let address = self.node_address(&base, i, &rn.address);
+        let port = self.ssh_port(&format!("{base}.port"), &rn.port);
+        let user = self.node_user(&base, &address, &rn.user);
+        let roles = self.node_roles(&base, &address, rn.role.unwrap_or_default());
+        let docker_socket = self.docker_socket(&base, &rn.docker_socket);
+        let own = ssh_access::OwnSsh {
+            key: &rn.ssh_key,
+            key_path: &rn.ssh_key_path,
+            cert: &rn.ssh_cert,
+            cert_path: &rn.ssh_cert_path,
+            agent: rn.ssh_agent_auth,
+        };
+        let ssh = self.ssh_auth(&base, own, cluster_ssh);
+        let hostname_override = s(&rn.hostname_override);
+        let hostname = self.node_name(&base, &hostname_override, &address);
+        let internal_address = self.internal_address(&base, &rn.internal_address);
+        Some(Node {
+            index: i,
+            address: HostAddr(address?),
+            port: port?,
+            user: user?,
+            roles,
+            hostname_override,
+            hostname: hostname?,
+            internal_address,
+            ssh,
+            docker_socket,
+        })
+    }
+
+    /// `address`, as written even when it is refused: later messages name the node by it.
+    fn node_address(&mut self, base: &str, i: usize, raw: &Option<ScalarString>) -> Option<String> {
+        let address = s(raw);
         if address.is_none() {
             self.problem(
-                &base,
+                base,
                 format!("node {} has no address", i + 1),
                 "address missing",
                 Some("every node needs `address:` (an IP or a resolvable name)"),
@@ -30,8 +64,12 @@ impl Validator<'_> {
                 Some(HOST_ADDRESS_HELP),
             );
         }
-        let port = self.ssh_port(&format!("{base}.port"), &rn.port);
-        let user = s(&rn.user);
+        address
+    }
+
+    /// `user`, as written even when ssh could not take it.
+    fn node_user(&mut self, base: &str, address: &Option<String>, raw: &Option<ScalarString>) -> Option<String> {
+        let user = s(raw);
         if let Some(u) = &user
             && let Err(why) = ssh_user(u)
         {
@@ -44,17 +82,21 @@ impl Validator<'_> {
         }
         if user.is_none() {
             self.problem(
-                &base,
+                base,
                 format!("node {} has no user", address.as_deref().unwrap_or("?")),
                 "user missing",
                 Some("add `user:` with the SSH user for this node"),
             );
         }
+        user
+    }
+
+    /// `role`, each role once, in the order written.
+    fn node_roles(&mut self, base: &str, address: &Option<String>, raw_roles: Vec<ScalarString>) -> Vec<Role> {
         let mut roles = Vec::new();
-        let raw_roles = rn.role.unwrap_or_default();
         if raw_roles.is_empty() {
             self.problem(
-                &base,
+                base,
                 format!("node {} has no role", address.as_deref().unwrap_or("?")),
                 "role missing",
                 Some("add `role: [etcd]` (or controlplane, worker)"),
@@ -72,7 +114,12 @@ impl Validator<'_> {
                 ),
             }
         }
-        let docker_socket = s(&rn.docker_socket).unwrap_or_else(|| DEFAULT_DOCKER_SOCKET.to_string());
+        roles
+    }
+
+    /// `docker_socket`, RKE's default when not written.
+    fn docker_socket(&mut self, base: &str, raw: &Option<ScalarString>) -> String {
+        let docker_socket = s(raw).unwrap_or_else(|| DEFAULT_DOCKER_SOCKET.to_string());
         if !docker_socket.starts_with('/') {
             self.problem(
                 &format!("{base}.docker_socket"),
@@ -81,15 +128,16 @@ impl Validator<'_> {
                 Some("the default is /var/run/docker.sock"),
             );
         }
-        let own = ssh_access::OwnSsh {
-            key: &rn.ssh_key,
-            key_path: &rn.ssh_key_path,
-            cert: &rn.ssh_cert,
-            cert_path: &rn.ssh_cert_path,
-            agent: rn.ssh_agent_auth,
-        };
-        let ssh = self.ssh_auth(&base, own, cluster_ssh);
-        let hostname_override = s(&rn.hostname_override);
+        docker_socket
+    }
+
+    /// The node name: `hostname_override`, else the address, lower-cased.
+    fn node_name(
+        &mut self,
+        base: &str,
+        hostname_override: &Option<String>,
+        address: &Option<String>,
+    ) -> Option<String> {
         // RKE defaults the name to the address and lower-cases it, then requires a DNS-1123
         // subdomain: it becomes the Kubernetes node name and the etcd member `etcd-<name>`.
         let hostname = hostname_override.clone().or_else(|| address.clone()).map(|h| h.to_lowercase());
@@ -110,7 +158,12 @@ impl Validator<'_> {
                 )),
             );
         }
-        let internal_address = s(&rn.internal_address);
+        hostname
+    }
+
+    /// `internal_address`, as written even when it is refused.
+    fn internal_address(&mut self, base: &str, raw: &Option<ScalarString>) -> Option<String> {
+        let internal_address = s(raw);
         if let Some(a) = &internal_address
             && let Err(why) = host_address(a)
         {
@@ -122,18 +175,7 @@ impl Validator<'_> {
                 Some(HOST_ADDRESS_HELP),
             );
         }
-        Some(Node {
-            index: i,
-            address: HostAddr(address?),
-            port: port?,
-            user: user?,
-            roles,
-            hostname_override,
-            hostname: hostname?,
-            internal_address,
-            ssh,
-            docker_socket,
-        })
+        internal_address
     }
 }
 
