@@ -1,16 +1,62 @@
-//! services.etcd: its durations, its recurring snapshots (backup_config) and the S3 bucket
-//! they go to.
+//! services.etcd: the image etcd runs, its flags, its recurring snapshots (backup_config)
+//! and the S3 bucket they go to.
 
 use super::{Validator, s};
 use crate::config::duration::GoDuration;
 use crate::config::lenient::ScalarString;
-use crate::config::model::{DEFAULT_INTERVAL_HOURS, DEFAULT_RETENTION_COUNT, RecurringSnapshots, S3Settings};
-use crate::config::raw::{RawBackupConfig, RawS3};
+use crate::config::model::{
+    DEFAULT_CREATION, DEFAULT_ETCD_IMAGE, DEFAULT_INTERVAL_HOURS, DEFAULT_RETENTION, DEFAULT_RETENTION_COUNT,
+    EtcdService, RecurringSnapshots, S3Settings,
+};
+use crate::config::raw::{RawBackupConfig, RawEtcd, RawS3};
+use crate::config::registries::{self, Registries};
 use crate::secret::Secret;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 impl Validator<'_> {
-    pub(super) fn duration(&mut self, path: &str, raw: &Option<ScalarString>, default: Duration) -> Option<GoDuration> {
+    /// The image etcd runs.
+    pub(super) fn etcd_image(
+        &mut self,
+        system_image: &Option<ScalarString>,
+        written: &Option<ScalarString>,
+        registries: &Registries,
+    ) -> String {
+        // RKE takes the etcd image from system_images and overwrites services.etcd.image; a
+        // default registry goes in front of the default image only.
+        let image = s(system_image)
+            .unwrap_or_else(|| registries::with_default_registry(DEFAULT_ETCD_IMAGE, registries.default_url()));
+        self.registry_for_pulls(registries, &image);
+        if let Some(ignored) = s(written).filter(|i| i != &image) {
+            self.warning(
+                "services.etcd.image",
+                format!("services.etcd.image `{ignored}` is ignored, as RKE ignores it: etcd runs {image}"),
+                "ignored",
+                Some("set the image under system_images.etcd"),
+            );
+        }
+        image
+    }
+
+    /// `services.etcd` around `image`; `None` when its snapshot settings are a problem.
+    pub(super) fn etcd_service(&mut self, etcd_raw: RawEtcd, image: String) -> Option<EtcdService> {
+        let extra_args: BTreeMap<String, String> =
+            etcd_raw.extra_args.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+        let extra_binds = etcd_raw.extra_binds.unwrap_or_default().into_iter().map(|v| v.0).collect();
+        let extra_env = etcd_raw.extra_env.unwrap_or_default().into_iter().map(|v| v.0).collect();
+
+        let legacy_on = etcd_raw.snapshot.map(|b| b.0).unwrap_or(false);
+        let creation = self.duration("services.etcd.creation", &etcd_raw.creation, DEFAULT_CREATION);
+        let retention = self.duration("services.etcd.retention", &etcd_raw.retention, DEFAULT_RETENTION);
+        let (recurring, s3) = match etcd_raw.backup_config {
+            Some(bc) => self.backup_config(bc, legacy_on, creation, retention),
+            None if legacy_on => (RecurringSnapshots::Legacy { creation: creation?, retention: retention? }, None),
+            None => (RecurringSnapshots::Disabled, None),
+        };
+        Some(EtcdService { image, extra_args, extra_binds, extra_env, recurring, s3 })
+    }
+
+    fn duration(&mut self, path: &str, raw: &Option<ScalarString>, default: Duration) -> Option<GoDuration> {
         let Some(text) = s(raw) else {
             return Some(GoDuration(default));
         };
@@ -37,7 +83,7 @@ impl Validator<'_> {
         }
     }
 
-    pub(super) fn backup_config(
+    fn backup_config(
         &mut self,
         bc: RawBackupConfig,
         legacy_on: bool,

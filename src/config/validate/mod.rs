@@ -4,15 +4,11 @@
 mod etcd;
 mod nodes;
 
+use super::ConfigProblem;
 use super::lenient::ScalarString;
 use super::locate::Locator;
-use super::model::{
-    Cluster, DEFAULT_CLUSTER_DOMAIN, DEFAULT_CREATION, DEFAULT_ETCD_IMAGE, DEFAULT_RETENTION,
-    DEFAULT_SERVICE_CLUSTER_IP_RANGE, EtcdService, RecurringSnapshots, Role, SshAuth,
-};
+use super::model::{Cluster, DEFAULT_CLUSTER_DOMAIN, DEFAULT_SERVICE_CLUSTER_IP_RANGE, SshAuth};
 use super::raw::RawConfig;
-use super::{ConfigProblem, registries};
-use std::collections::{BTreeMap, HashMap};
 
 /// Collects every problem and warning while it builds the typed config, so that all of
 /// them are reported at once.
@@ -38,57 +34,10 @@ impl Validator<'_> {
         self.warnings.push(p);
     }
 
+    /// The whole of cluster.yml; `None` when any of it is a problem.
     pub(super) fn cluster(&mut self, raw: RawConfig) -> Option<Cluster> {
         let cluster_ssh = self.cluster_ssh(&raw.ssh_key_path, &raw.ssh_cert_path, raw.ssh_agent_auth);
-        let raw_nodes = raw.nodes.unwrap_or_default();
-        if raw_nodes.is_empty() {
-            let p = self.loc.at_key(
-                "nodes",
-                "cluster.yml lists no nodes".into(),
-                "no nodes here",
-                Some("add at least one node with the etcd role under `nodes:`".into()),
-            );
-            self.problems.push(p);
-        }
-        let mut nodes = Vec::new();
-        let mut seen: HashMap<String, usize> = HashMap::new();
-        let mut seen_names: HashMap<String, usize> = HashMap::new();
-        for (i, rn) in raw_nodes.into_iter().enumerate() {
-            if let Some(n) = self.node(i, rn, &cluster_ssh) {
-                if let Some(first) = seen.insert(n.address.0.clone(), i) {
-                    self.problem(
-                        &format!("nodes[{i}].address"),
-                        format!("duplicate node address {} (also nodes[{first}])", n.address),
-                        "duplicate address",
-                        Some("every node must have its own address; remove or change one of them"),
-                    );
-                }
-                // RKE compares hostnames after lower-casing them (its defaults do), across
-                // every node: two of them would be the same Kubernetes node and etcd member.
-                if let Some(first) = seen_names.insert(n.hostname().to_string(), i) {
-                    self.problem(
-                        &format!("nodes[{i}]"),
-                        format!(
-                            "duplicate node name {} (also nodes[{first}]); as an etcd member it would be etcd-{}",
-                            n.hostname(),
-                            n.hostname()
-                        ),
-                        "duplicate node name",
-                        Some("RKE refuses it too: give each node its own hostname_override"),
-                    );
-                }
-                nodes.push(n);
-            }
-        }
-        if !nodes.is_empty() && !nodes.iter().any(|n| n.has_role(Role::Etcd)) {
-            let p = self.loc.at_key(
-                "nodes",
-                "no node has the etcd role".into(),
-                "no etcd node among these",
-                Some("add `etcd` to the `role:` list of at least one node".into()),
-            );
-            self.problems.push(p);
-        }
+        let nodes = self.nodes(raw.nodes.unwrap_or_default(), &cluster_ssh);
         let services = raw.services.unwrap_or_default();
         let etcd_raw = services.etcd.unwrap_or_default();
         let bastion = raw.bastion_host.and_then(|b| self.bastion(b, &cluster_ssh));
@@ -96,19 +45,7 @@ impl Validator<'_> {
         self.unused_cluster_cert(&cluster_ssh, &auths);
         let registries = self.registries(raw.private_registries.unwrap_or_default());
         let images = raw.system_images.unwrap_or_default();
-        // RKE takes the etcd image from system_images and overwrites services.etcd.image; a
-        // default registry goes in front of the default image only.
-        let image = s(&images.etcd)
-            .unwrap_or_else(|| registries::with_default_registry(DEFAULT_ETCD_IMAGE, registries.default_url()));
-        self.registry_for_pulls(&registries, &image);
-        if let Some(ignored) = s(&etcd_raw.image).filter(|i| i != &image) {
-            self.warning(
-                "services.etcd.image",
-                format!("services.etcd.image `{ignored}` is ignored, as RKE ignores it: etcd runs {image}"),
-                "ignored",
-                Some("set the image under system_images.etcd"),
-            );
-        }
+        let image = self.etcd_image(&images.etcd, &etcd_raw.image, &registries);
         let kube_api = services.kube_api.unwrap_or_default();
         let kubernetes_service_ips = self.service_ips(&kube_api.service_cluster_ip_range);
         let cluster_domain = s(&services.kubelet.unwrap_or_default().cluster_domain)
@@ -121,19 +58,7 @@ impl Validator<'_> {
                 Some("helpers run in the etcd image, with rkectl's binary copied to the nodes; remove the line"),
             );
         }
-        let extra_args: BTreeMap<String, String> =
-            etcd_raw.extra_args.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
-        let extra_binds = etcd_raw.extra_binds.unwrap_or_default().into_iter().map(|v| v.0).collect();
-        let extra_env = etcd_raw.extra_env.unwrap_or_default().into_iter().map(|v| v.0).collect();
-
-        let legacy_on = etcd_raw.snapshot.map(|b| b.0).unwrap_or(false);
-        let creation = self.duration("services.etcd.creation", &etcd_raw.creation, DEFAULT_CREATION);
-        let retention = self.duration("services.etcd.retention", &etcd_raw.retention, DEFAULT_RETENTION);
-        let (recurring, s3) = match etcd_raw.backup_config {
-            Some(bc) => self.backup_config(bc, legacy_on, creation, retention),
-            None if legacy_on => (RecurringSnapshots::Legacy { creation: creation?, retention: retention? }, None),
-            None => (RecurringSnapshots::Disabled, None),
-        };
+        let etcd = self.etcd_service(etcd_raw, image);
         if !self.problems.is_empty() {
             return None;
         }
@@ -141,7 +66,7 @@ impl Validator<'_> {
             name: s(&raw.cluster_name).unwrap_or_else(|| "local".to_string()),
             nodes,
             ignore_docker_version: raw.ignore_docker_version.map(|b| b.0).unwrap_or(false),
-            etcd: EtcdService { image, extra_args, extra_binds, extra_env, recurring, s3 },
+            etcd: etcd?,
             kubernetes_version: s(&raw.kubernetes_version),
             kubernetes_service_ips: kubernetes_service_ips?,
             cluster_domain,

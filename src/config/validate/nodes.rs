@@ -1,15 +1,69 @@
-//! One entry of `nodes:`: its address, SSH user and port, roles, docker socket and the node
-//! name RKE derives from it.
+//! `nodes:`: each entry's address, SSH user and port, roles, docker socket and the node name
+//! RKE derives from it, and no two nodes the same host or the same name.
 
 use super::{Validator, s};
 use crate::config::lenient::ScalarString;
 use crate::config::model::{DEFAULT_DOCKER_SOCKET, HostAddr, Node, Role};
 use crate::config::raw::RawNode;
 use crate::config::ssh_access;
+use std::collections::HashMap;
 
 impl Validator<'_> {
+    /// `nodes:`, each entry that can be used, none the same host or name as another.
+    pub(super) fn nodes(&mut self, raw_nodes: Vec<RawNode>, cluster_ssh: &ssh_access::ClusterSsh) -> Vec<Node> {
+        if raw_nodes.is_empty() {
+            let p = self.loc.at_key(
+                "nodes",
+                "cluster.yml lists no nodes".into(),
+                "no nodes here",
+                Some("add at least one node with the etcd role under `nodes:`".into()),
+            );
+            self.problems.push(p);
+        }
+        let mut nodes = Vec::new();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut seen_names: HashMap<String, usize> = HashMap::new();
+        for (i, rn) in raw_nodes.into_iter().enumerate() {
+            if let Some(n) = self.node(i, rn, cluster_ssh) {
+                if let Some(first) = seen.insert(n.address.0.clone(), i) {
+                    self.problem(
+                        &format!("nodes[{i}].address"),
+                        format!("duplicate node address {} (also nodes[{first}])", n.address),
+                        "duplicate address",
+                        Some("every node must have its own address; remove or change one of them"),
+                    );
+                }
+                // RKE compares hostnames after lower-casing them (its defaults do), across
+                // every node: two of them would be the same Kubernetes node and etcd member.
+                if let Some(first) = seen_names.insert(n.hostname().to_string(), i) {
+                    self.problem(
+                        &format!("nodes[{i}]"),
+                        format!(
+                            "duplicate node name {} (also nodes[{first}]); as an etcd member it would be etcd-{}",
+                            n.hostname(),
+                            n.hostname()
+                        ),
+                        "duplicate node name",
+                        Some("RKE refuses it too: give each node its own hostname_override"),
+                    );
+                }
+                nodes.push(n);
+            }
+        }
+        if !nodes.is_empty() && !nodes.iter().any(|n| n.has_role(Role::Etcd)) {
+            let p = self.loc.at_key(
+                "nodes",
+                "no node has the etcd role".into(),
+                "no etcd node among these",
+                Some("add `etcd` to the `role:` list of at least one node".into()),
+            );
+            self.problems.push(p);
+        }
+        nodes
+    }
+
     /// The `i`th entry of `nodes:`; `None` when it cannot be used (its problems are recorded).
-    pub(super) fn node(&mut self, i: usize, rn: RawNode, cluster_ssh: &ssh_access::ClusterSsh) -> Option<Node> {
+    fn node(&mut self, i: usize, rn: RawNode, cluster_ssh: &ssh_access::ClusterSsh) -> Option<Node> {
         let base = format!("nodes[{i}]");
         let address = self.node_address(&base, i, &rn.address);
         let port = self.ssh_port(&format!("{base}.port"), &rn.port);
