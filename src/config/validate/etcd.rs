@@ -3,7 +3,7 @@
 
 use super::{Validator, s};
 use crate::config::duration::GoDuration;
-use crate::config::lenient::ScalarString;
+use crate::config::lenient::{LenientBool, LenientInt, ScalarString};
 use crate::config::model::{
     DEFAULT_CREATION, DEFAULT_ETCD_IMAGE, DEFAULT_INTERVAL_HOURS, DEFAULT_RETENTION, DEFAULT_RETENTION_COUNT,
     EtcdService, RecurringSnapshots, S3Settings,
@@ -83,6 +83,7 @@ impl Validator<'_> {
         }
     }
 
+    /// `backup_config`: RKE's recurring snapshots, and the bucket they are uploaded to.
     fn backup_config(
         &mut self,
         bc: RawBackupConfig,
@@ -93,30 +94,7 @@ impl Validator<'_> {
         let base = "services.etcd.backup_config";
         let s3 = bc.s3backupconfig.and_then(|raw| self.s3(&format!("{base}.s3backupconfig"), raw));
         let enabled = bc.enabled.map(|b| b.0).unwrap_or(true);
-        let interval = self.positive_count(
-            &format!("{base}.interval_hours"),
-            bc.interval_hours.map(|i| i.0),
-            DEFAULT_INTERVAL_HOURS,
-            "interval_hours",
-            "hours between snapshots",
-        );
-        let count = self.positive_count(
-            &format!("{base}.retention"),
-            bc.retention.map(|i| i.0),
-            DEFAULT_RETENTION_COUNT,
-            "retention",
-            "number of snapshots to keep",
-        );
-        if let Some(t) = bc.timeout
-            && t.0 <= 0
-        {
-            self.problem(
-                &format!("{base}.timeout"),
-                "backup_config.timeout must be a positive number of seconds",
-                "not positive",
-                None,
-            );
-        }
+        let (interval, count) = self.snapshot_schedule(base, bc.interval_hours, bc.retention, bc.timeout);
         if !enabled {
             // RKE then applies no defaults and starts the service with a zero interval, which
             // exits at once: no recurring snapshots, whatever the legacy settings say.
@@ -137,8 +115,50 @@ impl Validator<'_> {
             (true, Some(c), Some(r)) => Some((c, r)),
             _ => None,
         };
-        let drill = bc.rkectl_drill.is_some_and(|b| b.0);
-        if bc.rkectl_drill.is_some() {
+        let drill = self.drill(base, bc.rkectl_drill);
+        (RecurringSnapshots::BackupConfig { interval_hours, retention: retention_count, overrides_legacy, drill }, s3)
+    }
+
+    /// `interval_hours` and `retention` (a count here), defaults applied; `timeout` is
+    /// checked but not kept.
+    fn snapshot_schedule(
+        &mut self,
+        base: &str,
+        interval_hours: Option<LenientInt>,
+        retention: Option<LenientInt>,
+        timeout: Option<LenientInt>,
+    ) -> (Option<u32>, Option<u32>) {
+        let interval = self.positive_count(
+            &format!("{base}.interval_hours"),
+            interval_hours.map(|i| i.0),
+            DEFAULT_INTERVAL_HOURS,
+            "interval_hours",
+            "hours between snapshots",
+        );
+        let count = self.positive_count(
+            &format!("{base}.retention"),
+            retention.map(|i| i.0),
+            DEFAULT_RETENTION_COUNT,
+            "retention",
+            "number of snapshots to keep",
+        );
+        if let Some(t) = timeout
+            && t.0 <= 0
+        {
+            self.problem(
+                &format!("{base}.timeout"),
+                "backup_config.timeout must be a positive number of seconds",
+                "not positive",
+                None,
+            );
+        }
+        (interval, count)
+    }
+
+    /// `rkectl_drill`, said to be rkectl's own whenever it is written.
+    fn drill(&mut self, base: &str, written: Option<LenientBool>) -> bool {
+        let drill = written.is_some_and(|b| b.0);
+        if written.is_some() {
             self.warning(
                 &format!("{base}.rkectl_drill"),
                 "rkectl_drill is rkectl's own setting: RKE ignores it, and its own etcd-rolling-snapshots does not drill (rkectl replaces that service when this is true)",
@@ -146,7 +166,7 @@ impl Validator<'_> {
                 Some("with `true`, each recurring snapshot is restored in scratch space and read right after it is taken; a failure is an error line in the service's log"),
             );
         }
-        (RecurringSnapshots::BackupConfig { interval_hours, retention: retention_count, overrides_legacy, drill }, s3)
+        drill
     }
 
     fn positive_count(&mut self, path: &str, value: Option<i64>, default: u32, name: &str, what: &str) -> Option<u32> {
