@@ -9,8 +9,8 @@
 //! image RKE picks by default (`cluster/defaults.go` `d`), never in front of an image that
 //! cluster.yml names itself.
 
-use super::Validator;
 use super::raw::RawRegistry;
+use super::validate::Validator;
 use crate::secret::Secret;
 
 /// Docker Hub's name in image references (RKE's `DockerRegistryURL`).

@@ -6,10 +6,11 @@
 //! bastion that have no key of their own), which is what the key means; ssh still offers the
 //! plain key after the certificate, so a server that accepted RKE accepts rkectl.
 
+use super::expand_home;
 use super::lenient::{LenientBool, ScalarString};
 use super::model::{Bastion, CertSource, DEFAULT_SSH_PORT, SshAuth, SshCert};
 use super::raw::RawBastion;
-use super::{Validator, expand_home, s};
+use super::validate::{Validator, s};
 use crate::secret::Secret;
 
 /// The cluster-level SSH settings that nodes and the bastion inherit.
