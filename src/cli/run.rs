@@ -170,6 +170,27 @@ pub(super) async fn apply(
 }
 
 pub(super) async fn apply_file(common: &Common, file: &std::path::Path, s3_flags: &S3Flags) -> Result<Moved, CliError> {
+    let plan = read_plan_file(file)?;
+    let cfg = load_config(common)?;
+    check_plan_fits(&plan, &cfg, file)?;
+    let paths = StatePaths::beside(&cfg.dir(), &cfg.stem());
+    let locks = lock_cluster(&paths, plan.action.template_name())?;
+    if paths.journal.exists() {
+        return Err(unfinished(&paths));
+    }
+    let fresh = prepare_again(common, cfg, &plan, s3_flags, &locks).await?;
+    refuse_stale(&plan, &fresh.plan, file)?;
+    show(&plan, common);
+    if !plan.has_changes() {
+        return Ok(None);
+    }
+    confirm(&plan, common, &describe_destruction(&plan))?;
+    apply(Prepared { plan, ..fresh }, common, None, locks).await
+}
+
+/// Reads a plan file written by `rkectl plan … --out FILE`, refusing another format or a
+/// graph that is not one.
+fn read_plan_file(file: &std::path::Path) -> Result<Plan, CliError> {
     let text = std::fs::read_to_string(file).map_err(|e| {
         CliError::input(
             format!("cannot read plan file {}: {e}", file.display()),
@@ -198,7 +219,11 @@ pub(super) async fn apply_file(common: &Common, file: &std::path::Path, s3_flags
     let pf: PlanFile = serde_json::from_value(value).map_err(not_a_plan)?;
     let plan = pf.plan;
     plan.graph().map_err(|e| CliError::input(format!("{} is not a valid plan: {e}", file.display()), "plan again"))?;
-    let cfg = load_config(common)?;
+    Ok(plan)
+}
+
+/// Refuses a saved plan made for another cluster.yml, or one made offline.
+fn check_plan_fits(plan: &Plan, cfg: &LoadedConfig, file: &std::path::Path) -> Result<(), CliError> {
     if plan.cluster_hash != cfg.hash {
         return Err(refuse(
             format!(
@@ -215,11 +240,18 @@ pub(super) async fn apply_file(common: &Common, file: &std::path::Path, s3_flags
             "plan again without --offline",
         ));
     }
-    let paths = StatePaths::beside(&cfg.dir(), &cfg.stem());
-    let locks = lock_cluster(&paths, plan.action.template_name())?;
-    if paths.journal.exists() {
-        return Err(unfinished(&paths));
-    }
+    Ok(())
+}
+
+/// Prepares a saved plan's action again, under the locks already held, to compare what
+/// it sees now with what the plan saw.
+async fn prepare_again(
+    common: &Common,
+    cfg: LoadedConfig,
+    plan: &Plan,
+    s3_flags: &S3Flags,
+    locks: &Locks,
+) -> Result<Prepared, CliError> {
     let s3 = s3_for_plan(&plan.action, s3_flags, &cfg.cluster)?;
     let state_passphrase = inputs::state_passphrase(s3_flags)?;
     let secrets: Vec<Secret> =
@@ -238,10 +270,14 @@ pub(super) async fn apply_file(common: &Common, file: &std::path::Path, s3_flags
         lock_nodes: Some(locks.holder.clone()),
         connector,
     };
-    let fresh = crate::prepare::prepare(input).await.map_err(|e| redact_refusal(e, &secrets))?;
-    if fresh.plan.observed_fingerprint != plan.observed_fingerprint {
+    crate::prepare::prepare(input).await.map_err(|e| redact_refusal(e, &secrets))
+}
+
+/// Refuses a saved plan when what it was based on changed, naming where.
+fn refuse_stale(plan: &Plan, fresh: &Plan, file: &std::path::Path) -> Result<(), CliError> {
+    if fresh.observed_fingerprint != plan.observed_fingerprint {
         let empty = crate::plan::observed::Seen::default();
-        let now = fresh.plan.observed.seen().unwrap_or(&empty);
+        let now = fresh.observed.seen().unwrap_or(&empty);
         let then = plan.observed.seen().unwrap_or(&empty);
         let changed: Vec<String> = now
             .hosts
@@ -256,12 +292,7 @@ pub(super) async fn apply_file(common: &Common, file: &std::path::Path, s3_flags
             "plan again; rkectl applies a saved plan only to the state it was made for",
         ));
     }
-    show(&plan, common);
-    if !plan.has_changes() {
-        return Ok(None);
-    }
-    confirm(&plan, common, &describe_destruction(&plan))?;
-    apply(Prepared { plan, ..fresh }, common, None, locks).await
+    Ok(())
 }
 
 /// S3 settings for a plan made earlier: its target, keys from flags, env or cluster.yml.
