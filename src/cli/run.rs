@@ -3,6 +3,7 @@
 
 use super::interrupts::Interrupts;
 use super::*;
+use crate::rke::state::RkeState;
 
 pub(super) fn show(plan: &Plan, common: &Common) {
     let mut out = std::io::stdout().lock();
@@ -327,13 +328,36 @@ pub(super) async fn resume(common: &Common, s3_flags: &S3Flags, abandon: bool) -
         ));
     }
     if abandon {
-        let mut aside = paths.journal.as_os_str().to_owned();
-        aside.push(format!(".abandoned-{}", time::OffsetDateTime::now_utc().unix_timestamp()));
-        std::fs::rename(&paths.journal, &aside)
-            .map_err(|e| CliError::input(e.to_string(), "check the folder's permissions"))?;
-        eprintln!("The unfinished apply was set aside as {}", std::path::Path::new(&aside).display());
+        abandon_journal(&paths)?;
         return Ok(None);
     }
+    let j = read_unfinished(&paths, &cfg)?;
+    print_steps_left(&j);
+    let (_, state, rke_state) = crate::prepare::local_state(&cfg).map_err(CliError::refused)?;
+    let s3 = s3_for_plan(&j.plan.action, s3_flags, &cfg.cluster)?;
+    let state_passphrase = inputs::state_passphrase(s3_flags)?;
+    if matches!(j.plan.action, ActionSpec::EtcdSnapshotSave { seal_state: true, .. }) && state_passphrase.is_none() {
+        return Err(CliError::refused(crate::prepare::PrepareError::SealNeedsPassphrase));
+    }
+    let pki = pki_for_resume(&j, &cfg, rke_state.as_ref())?;
+    let plan = j.plan.clone();
+    confirm(&plan, common, &format!("Finish: {}", describe_destruction(&plan)))?;
+    let prepared = Prepared { plan, cfg, paths, state, pki, rke_state, s3, state_passphrase, pool: None };
+    apply(prepared, common, Some(j), locks).await
+}
+
+/// `rkectl apply --abandon`: renames the unfinished apply's journal out of the way.
+fn abandon_journal(paths: &StatePaths) -> Result<(), CliError> {
+    let mut aside = paths.journal.as_os_str().to_owned();
+    aside.push(format!(".abandoned-{}", time::OffsetDateTime::now_utc().unix_timestamp()));
+    std::fs::rename(&paths.journal, &aside)
+        .map_err(|e| CliError::input(e.to_string(), "check the folder's permissions"))?;
+    eprintln!("The unfinished apply was set aside as {}", std::path::Path::new(&aside).display());
+    Ok(())
+}
+
+/// Reads the unfinished apply's journal, refusing it when cluster.yml changed since it started.
+fn read_unfinished(paths: &StatePaths, cfg: &LoadedConfig) -> Result<JournalState, CliError> {
     let j = journal::read(&paths.journal).map_err(CliError::refused)?;
     if j.plan.cluster_hash != cfg.hash {
         return Err(refuse(
@@ -345,6 +369,11 @@ pub(super) async fn resume(common: &Common, s3_flags: &S3Flags, abandon: bool) -
             "put cluster.yml back as it was to finish it, or set it aside with `rkectl apply --abandon`",
         ));
     }
+    Ok(j)
+}
+
+/// Tells what the unfinished apply has done, the steps left, and where it last stopped.
+fn print_steps_left(j: &JournalState) {
     let left: Vec<&plan::Step> =
         j.plan.steps.iter().filter(|s| s.kind() != StepKind::Barrier && !j.finished.contains(&s.id)).collect();
     eprintln!(
@@ -363,13 +392,16 @@ pub(super) async fn resume(common: &Common, s3_flags: &S3Flags, abandon: bool) -
     if let Some((step, err)) = &j.last_failure {
         eprintln!("The last run stopped at {step}: {err}");
     }
-    let (_, state, rke_state) = crate::prepare::local_state(&cfg).map_err(CliError::refused)?;
-    let s3 = s3_for_plan(&j.plan.action, s3_flags, &cfg.cluster)?;
-    let state_passphrase = inputs::state_passphrase(s3_flags)?;
-    if matches!(j.plan.action, ActionSpec::EtcdSnapshotSave { seal_state: true, .. }) && state_passphrase.is_none() {
-        return Err(CliError::refused(crate::prepare::PrepareError::SealNeedsPassphrase));
-    }
-    let pki = match (&rke_state, matches!(j.plan.action, ActionSpec::Up | ActionSpec::EtcdSnapshotRestore { .. })) {
+}
+
+/// The PKI a resumed apply places: RKE's state file beside cluster.yml, for the actions
+/// that need one (up, restore); refused when that file is gone.
+fn pki_for_resume(
+    j: &JournalState,
+    cfg: &LoadedConfig,
+    rke_state: Option<&RkeState>,
+) -> Result<Option<ClusterPki>, CliError> {
+    let pki = match (rke_state, matches!(j.plan.action, ActionSpec::Up | ActionSpec::EtcdSnapshotRestore { .. })) {
         (Some(st), true) => {
             let pki = st.pki().map_err(CliError::refused)?.ok_or_else(|| {
                 refuse(format!("{} has no certificates", st.path().display()), "put RKE's cluster.rkestate back")
@@ -395,8 +427,5 @@ pub(super) async fn resume(common: &Common, s3_flags: &S3Flags, abandon: bool) -
         }
         _ => None,
     };
-    let plan = j.plan.clone();
-    confirm(&plan, common, &format!("Finish: {}", describe_destruction(&plan)))?;
-    let prepared = Prepared { plan, cfg, paths, state, pki, rke_state, s3, state_passphrase, pool: None };
-    apply(prepared, common, Some(j), locks).await
+    Ok(pki)
 }
