@@ -7,19 +7,21 @@
 //! never from reading the journal back. Rendering is the caller's: it passes the
 //! reporters that show the run and gets a typed outcome or error.
 
-use crate::config::HostAddr;
+use crate::cluster_pki::ClusterPki;
+use crate::config::{Cluster, HostAddr, LoadedConfig, S3Settings};
 use crate::etcd;
 use crate::exec::events::{ApplyEvent, ApplyEventKind, Reporter, Traffic, TrafficCounter};
-use crate::exec::{self, RunOptions};
-use crate::host::Connector;
+use crate::exec::{self, RunOptions, RunOutcome};
+use crate::host::{Connector, HostPool};
 use crate::plan::{ActionSpec, Plan};
 use crate::prepare::Prepared;
 use crate::rke::state::RkeState;
 use crate::secret::{Secret, redact};
-use crate::state::cluster_state::DeployedMember;
+use crate::state::StatePaths;
+use crate::state::cluster_state::{DeployedMember, RkectlState};
 use crate::state::journal::{self, JournalState, JournalWriter};
 use miette::Diagnostic;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -133,41 +135,16 @@ pub async fn apply(req: ApplyRequest<'_>) -> Result<Applied, ApplyError> {
     if matches!(prepared.plan.observed, crate::plan::Observed::Offline) {
         return Err(ApplyError::Offline);
     }
-    let pool = match &prepared.pool {
-        Some(p) => p.clone(),
-        None => {
-            let cluster = &prepared.cfg.cluster;
-            let removed = crate::prepare::removed_members(cluster, &prepared.state, prepared.rke_state.as_ref());
-            let install = prepared.plan.action != ActionSpec::Cleanup;
-            crate::prepare::pool(connector, cluster, &removed, install, Some(lock_holder))
-                .map_err(ApplyError::refused)?
-        }
-    };
+    let pool = pool_for(&prepared, connector, lock_holder)?;
     // Keys from the AWS chain (a profile, SSO, a session token) are resolved here, once:
     // the helpers on the nodes cannot run this workstation's chain.
-    let s3 = match &prepared.s3 {
-        Some(s) => Some(crate::s3::resolve_keys(s).await.map_err(|e| ApplyError::refused(S3Refusal(e)))?),
-        None => None,
-    };
+    let s3 = resolve_s3_keys(prepared.s3.as_ref()).await?;
     // RKE's state file first: a certificate placed on a host must never be missing from it.
-    if let Some(p) = prepared.pki.as_ref().filter(|p| p.write) {
-        p.state.save().map_err(ApplyError::refused)?;
-        reporter.event(&ApplyEvent {
-            elapsed: Duration::ZERO,
-            kind: ApplyEventKind::RunNote {
-                level: crate::exec::events::Level::Info,
-                message: format!("Wrote the cluster's PKI to {}", p.state.path().display()),
-            },
-        });
-    }
+    write_rke_state(prepared.pki.as_ref(), reporter)?;
     let rke_state = prepared.pki.as_ref().map(|p| p.state.clone()).or(prepared.rke_state.clone());
     // `s3` (with its resolved keys) replaces the prepared settings.
     let Prepared { plan, cfg, paths, mut state, pki, state_passphrase, .. } = prepared;
-    let mut jw = match &resume {
-        Some(_) => JournalWriter::append(&paths.journal).map_err(ApplyError::refused)?,
-        None => JournalWriter::create(&paths.journal, &cfg.path.display().to_string(), &plan)
-            .map_err(ApplyError::refused)?,
-    };
+    let mut jw = open_journal(resume.as_ref(), &paths, &cfg, &plan)?;
     let done = resume.as_ref().map(|j| j.finished.clone()).unwrap_or_default();
     let cluster = Arc::new(cfg.cluster.clone());
     let executor = crate::steps::Executor {
@@ -190,49 +167,125 @@ pub async fn apply(req: ApplyRequest<'_>) -> Result<Applied, ApplyError> {
         exec::run(&plan, &executor, &mut jw, &done, &opts, &fan, &redactor).await.map_err(ApplyError::refused)?;
     let touched = resume.is_some() || changes.0.load(Ordering::SeqCst);
     let interrupted = stop.as_ref().is_some_and(|s| s.is_cancelled());
+    verdict(&outcome, &executor, &plan, &paths.journal, touched, interrupted).await?;
+    if matches!(plan.action, ActionSpec::Up | ActionSpec::EtcdSnapshotRestore { .. }) {
+        record_members(&mut state, &cluster, &paths)?;
+    }
+    journal::retire(&paths.journal).map_err(|e| ApplyError::Retire(e.to_string()))?;
+    Ok(Applied { traffic: traffic.total(), elapsed: started.elapsed() })
+}
+
+/// The pool preparing dialed, else a new one (a resumed apply).
+fn pool_for(
+    prepared: &Prepared,
+    connector: Arc<dyn Connector>,
+    lock_holder: String,
+) -> Result<Arc<HostPool>, ApplyError> {
+    let pool = match &prepared.pool {
+        Some(p) => p.clone(),
+        None => {
+            let cluster = &prepared.cfg.cluster;
+            let removed = crate::prepare::removed_members(cluster, &prepared.state, prepared.rke_state.as_ref());
+            let install = prepared.plan.action != ActionSpec::Cleanup;
+            crate::prepare::pool(connector, cluster, &removed, install, Some(lock_holder))
+                .map_err(ApplyError::refused)?
+        }
+    };
+    Ok(pool)
+}
+
+/// The S3 settings with their keys resolved from the AWS chain.
+async fn resolve_s3_keys(s3: Option<&S3Settings>) -> Result<Option<S3Settings>, ApplyError> {
+    let s3 = match s3 {
+        Some(s) => Some(crate::s3::resolve_keys(s).await.map_err(|e| ApplyError::refused(S3Refusal(e)))?),
+        None => None,
+    };
+    Ok(s3)
+}
+
+/// Writes RKE's state file when the PKI asks for it, and says so.
+fn write_rke_state(pki: Option<&ClusterPki>, reporter: &dyn Reporter) -> Result<(), ApplyError> {
+    if let Some(p) = pki.filter(|p| p.write) {
+        p.state.save().map_err(ApplyError::refused)?;
+        reporter.event(&ApplyEvent {
+            elapsed: Duration::ZERO,
+            kind: ApplyEventKind::RunNote {
+                level: crate::exec::events::Level::Info,
+                message: format!("Wrote the cluster's PKI to {}", p.state.path().display()),
+            },
+        });
+    }
+    Ok(())
+}
+
+/// Continues the unfinished run's journal, or starts a new one for `plan`.
+fn open_journal(
+    resume: Option<&JournalState>,
+    paths: &StatePaths,
+    cfg: &LoadedConfig,
+    plan: &Plan,
+) -> Result<JournalWriter, ApplyError> {
+    let jw = match resume {
+        Some(_) => JournalWriter::append(&paths.journal).map_err(ApplyError::refused)?,
+        None => {
+            JournalWriter::create(&paths.journal, &cfg.path.display().to_string(), plan).map_err(ApplyError::refused)?
+        }
+    };
+    Ok(jw)
+}
+
+/// Why a run that did not finish stopped, after sweeping its temporaries; `Ok` when it
+/// finished. `touched`: a step that changes the cluster started (or this run resumes one).
+async fn verdict(
+    outcome: &RunOutcome,
+    executor: &crate::steps::Executor,
+    plan: &Plan,
+    journal_path: &Path,
+    touched: bool,
+    interrupted: bool,
+) -> Result<(), ApplyError> {
     if let Some(e) = &outcome.journal_error {
-        sweep_temporaries(&executor, &plan).await;
+        sweep_temporaries(executor, plan).await;
         return Err(ApplyError::JournalWrite {
-            journal: paths.journal.clone(),
+            journal: journal_path.to_path_buf(),
             error: e.to_string(),
             finished: outcome.finished,
         });
     }
     if !outcome.ok() {
-        sweep_temporaries(&executor, &plan).await;
+        sweep_temporaries(executor, plan).await;
         if !touched {
             // Only pre-flight steps ran: nothing changed, so there is nothing to resume.
-            let _ = journal::retire(&paths.journal);
+            let _ = journal::retire(journal_path);
         }
         let first = outcome.failures.first().map(|f| f.to_string()).unwrap_or_else(|| "stopped".into());
         return Err(match (interrupted, touched) {
             (true, false) => ApplyError::InterruptedBeforeChanges,
             (true, true) => ApplyError::Interrupted {
-                journal: paths.journal.clone(),
+                journal: journal_path.to_path_buf(),
                 finished: outcome.finished,
                 not_started: outcome.not_started,
             },
             (false, false) => ApplyError::PreflightFailed { first },
             (false, true) => ApplyError::Failed {
                 first,
-                journal: paths.journal.clone(),
+                journal: journal_path.to_path_buf(),
                 finished: outcome.finished,
                 not_started: outcome.not_started,
             },
         });
     }
-    if matches!(plan.action, ActionSpec::Up | ActionSpec::EtcdSnapshotRestore { .. }) {
-        state.members = cluster
-            .etcd_nodes()
-            .map(|n| DeployedMember { address: n.address.clone(), member: etcd::member_name(n) })
-            .collect();
-        state.cluster_name = cluster.name.clone();
-        state
-            .save(&paths.state)
-            .map_err(|e| ApplyError::StateWrite { path: paths.state.clone(), error: e.to_string() })?;
-    }
-    journal::retire(&paths.journal).map_err(|e| ApplyError::Retire(e.to_string()))?;
-    Ok(Applied { traffic: traffic.total(), elapsed: started.elapsed() })
+    Ok(())
+}
+
+/// Records the etcd members the cluster now has in rkectl's state file.
+fn record_members(state: &mut RkectlState, cluster: &Cluster, paths: &StatePaths) -> Result<(), ApplyError> {
+    state.members = cluster
+        .etcd_nodes()
+        .map(|n| DeployedMember { address: n.address.clone(), member: etcd::member_name(n) })
+        .collect();
+    state.cluster_name = cluster.name.clone();
+    state.save(&paths.state).map_err(|e| ApplyError::StateWrite { path: paths.state.clone(), error: e.to_string() })
 }
 
 /// Every secret the run may meet, for the redaction of what it reports.

@@ -168,83 +168,98 @@ pub fn choose(
     if flags.use_local_state && local.is_none() {
         return Err(ClusterPkiError::NoLocalState { path: state_path.to_path_buf() });
     }
-    let chosen = if flags.new_pki {
-        let pki = Pki::generate(cluster)?;
-        let state = match local {
-            // The file keeps what RKE wrote; only the certificates change.
-            Some(mut s) => {
-                let names: Vec<String> = std::iter::once(crate::rke::pki::CA_NAME.to_string())
-                    .chain(std::iter::once(crate::rke::pki::NODE_NAME.to_string()))
-                    .chain(pki.etcd.keys().cloned())
-                    .collect();
-                s.put_pki(&pki, &names);
-                s
+    if flags.new_pki {
+        // Not checked against the hosts: replacing their CA is what --new-pki is for (the plan asks first).
+        return new_pki(cluster, state_path, local);
+    }
+    let mut chosen = existing_pki(state_path, local, from_snapshot, flags, observed)?;
+    check_hosts(&chosen, observed)?;
+    issue_for_members(&mut chosen, cluster)?;
+    Ok(chosen)
+}
+
+/// A new PKI (`--new-pki`), put into the local state when there is one.
+fn new_pki(cluster: &Cluster, state_path: &Path, local: Option<RkeState>) -> Result<ClusterPki, ClusterPkiError> {
+    let pki = Pki::generate(cluster)?;
+    let state = match local {
+        // The file keeps what RKE wrote; only the certificates change.
+        Some(mut s) => {
+            let names: Vec<String> = std::iter::once(crate::rke::pki::CA_NAME.to_string())
+                .chain(std::iter::once(crate::rke::pki::NODE_NAME.to_string()))
+                .chain(pki.etcd.keys().cloned())
+                .collect();
+            s.put_pki(&pki, &names);
+            s
+        }
+        None => RkeState::new(state_path, &pki),
+    };
+    Ok(ClusterPki { pki, state, source: PkiSource::New, write: true, issued: Vec::new(), reissued: Vec::new() })
+}
+
+/// The PKI of the local state, else of the snapshot's; refused when they hold different
+/// CAs, or when there is neither.
+fn existing_pki(
+    state_path: &Path,
+    local: Option<RkeState>,
+    from_snapshot: Option<(RkeState, SnapshotStateOrigin)>,
+    flags: PkiFlags,
+    observed: &Observed,
+) -> Result<ClusterPki, ClusterPkiError> {
+    let local_pki = match &local {
+        Some(s) => s.pki()?,
+        None => None,
+    };
+    let snapshot = match (&from_snapshot, flags.use_local_state) {
+        (Some((s, origin)), false) => s.pki()?.map(|p| (p, origin.clone())),
+        _ => None,
+    };
+    let chosen = match (local, local_pki, snapshot) {
+        (Some(state), Some(pki), Some((snap, origin))) => {
+            if snap.ca_fingerprint() != pki.ca_fingerprint() {
+                return Err(ClusterPkiError::StatesDiffer {
+                    path: state_path.to_path_buf(),
+                    local: pki.ca_fingerprint(),
+                    snapshot: snap.ca_fingerprint(),
+                    origin,
+                });
             }
-            None => RkeState::new(state_path, &pki),
-        };
-        return Ok(ClusterPki {
-            pki,
-            state,
-            source: PkiSource::New,
-            write: true,
-            issued: Vec::new(),
-            reissued: Vec::new(),
-        });
-    } else {
-        let local_pki = match &local {
-            Some(s) => s.pki()?,
-            None => None,
-        };
-        let snapshot = match (&from_snapshot, flags.use_local_state) {
-            (Some((s, origin)), false) => s.pki()?.map(|p| (p, origin.clone())),
-            _ => None,
-        };
-        match (local, local_pki, snapshot) {
-            (Some(state), Some(pki), Some((snap, origin))) => {
-                if snap.ca_fingerprint() != pki.ca_fingerprint() {
-                    return Err(ClusterPkiError::StatesDiffer {
-                        path: state_path.to_path_buf(),
-                        local: pki.ca_fingerprint(),
-                        snapshot: snap.ca_fingerprint(),
-                        origin,
-                    });
-                }
-                ClusterPki {
-                    pki,
-                    state,
-                    source: PkiSource::LocalState(state_path.to_path_buf()),
-                    write: false,
-                    issued: Vec::new(),
-                    reissued: Vec::new(),
-                }
-            }
-            (Some(state), Some(pki), None) => ClusterPki {
+            local_state_pki(pki, state, state_path)
+        }
+        (Some(state), Some(pki), None) => local_state_pki(pki, state, state_path),
+        (_, _, Some((pki, origin))) => {
+            let (state, _) = from_snapshot.expect("a snapshot state was found");
+            ClusterPki {
                 pki,
-                state,
-                source: PkiSource::LocalState(state_path.to_path_buf()),
-                write: false,
+                state: state.at(state_path),
+                source: PkiSource::Snapshot(origin),
+                write: true,
                 issued: Vec::new(),
                 reissued: Vec::new(),
-            },
-            (_, _, Some((pki, origin))) => {
-                let (state, _) = from_snapshot.expect("a snapshot state was found");
-                ClusterPki {
-                    pki,
-                    state: state.at(state_path),
-                    source: PkiSource::Snapshot(origin),
-                    write: true,
-                    issued: Vec::new(),
-                    reissued: Vec::new(),
-                }
             }
-            (_, None, None) => {
-                return Err(ClusterPkiError::NoPki { path: state_path.to_path_buf(), hosts: host_cas(observed) });
-            }
-            (None, Some(_), None) => unreachable!("a PKI without a state file"),
         }
+        (_, None, None) => {
+            return Err(ClusterPkiError::NoPki { path: state_path.to_path_buf(), hosts: host_cas(observed) });
+        }
+        (None, Some(_), None) => unreachable!("a PKI without a state file"),
     };
-    let mut chosen = chosen;
-    check_hosts(&chosen, observed)?;
+    Ok(chosen)
+}
+
+/// The PKI of RKE's state file beside cluster.yml, as it is (nothing to write).
+fn local_state_pki(pki: Pki, state: RkeState, state_path: &Path) -> ClusterPki {
+    ClusterPki {
+        pki,
+        state,
+        source: PkiSource::LocalState(state_path.to_path_buf()),
+        write: false,
+        issued: Vec::new(),
+        reissued: Vec::new(),
+    }
+}
+
+/// Issues certificates for members that join and reissues those whose names changed,
+/// marking the state file to be written when any was.
+fn issue_for_members(chosen: &mut ClusterPki, cluster: &Cluster) -> Result<(), ClusterPkiError> {
     chosen.issued = chosen.pki.ensure_members(cluster)?;
     chosen.reissued = chosen.pki.reissue_stale(cluster)?;
     if !chosen.issued.is_empty() || !chosen.reissued.is_empty() {
@@ -252,7 +267,7 @@ pub fn choose(
         chosen.state.put_pki(&pki, &chosen.reissued);
         chosen.write = true;
     }
-    Ok(chosen)
+    Ok(())
 }
 
 /// Refuses a PKI whose CA is not the one every host that has a CA trusts.

@@ -3,6 +3,7 @@
 
 use super::interrupts::Interrupts;
 use super::*;
+use crate::rke::state::RkeState;
 
 pub(super) fn show(plan: &Plan, common: &Common) {
     let mut out = std::io::stdout().lock();
@@ -170,6 +171,27 @@ pub(super) async fn apply(
 }
 
 pub(super) async fn apply_file(common: &Common, file: &std::path::Path, s3_flags: &S3Flags) -> Result<Moved, CliError> {
+    let plan = read_plan_file(file)?;
+    let cfg = load_config(common)?;
+    check_plan_fits(&plan, &cfg, file)?;
+    let paths = StatePaths::beside(&cfg.dir(), &cfg.stem());
+    let locks = lock_cluster(&paths, plan.action.template_name())?;
+    if paths.journal.exists() {
+        return Err(unfinished(&paths));
+    }
+    let fresh = prepare_again(common, cfg, &plan, s3_flags, &locks).await?;
+    refuse_stale(&plan, &fresh.plan, file)?;
+    show(&plan, common);
+    if !plan.has_changes() {
+        return Ok(None);
+    }
+    confirm(&plan, common, &describe_destruction(&plan))?;
+    apply(Prepared { plan, ..fresh }, common, None, locks).await
+}
+
+/// Reads a plan file written by `rkectl plan … --out FILE`, refusing another format or a
+/// graph that is not one.
+fn read_plan_file(file: &std::path::Path) -> Result<Plan, CliError> {
     let text = std::fs::read_to_string(file).map_err(|e| {
         CliError::input(
             format!("cannot read plan file {}: {e}", file.display()),
@@ -198,7 +220,11 @@ pub(super) async fn apply_file(common: &Common, file: &std::path::Path, s3_flags
     let pf: PlanFile = serde_json::from_value(value).map_err(not_a_plan)?;
     let plan = pf.plan;
     plan.graph().map_err(|e| CliError::input(format!("{} is not a valid plan: {e}", file.display()), "plan again"))?;
-    let cfg = load_config(common)?;
+    Ok(plan)
+}
+
+/// Refuses a saved plan made for another cluster.yml, or one made offline.
+fn check_plan_fits(plan: &Plan, cfg: &LoadedConfig, file: &std::path::Path) -> Result<(), CliError> {
     if plan.cluster_hash != cfg.hash {
         return Err(refuse(
             format!(
@@ -215,11 +241,18 @@ pub(super) async fn apply_file(common: &Common, file: &std::path::Path, s3_flags
             "plan again without --offline",
         ));
     }
-    let paths = StatePaths::beside(&cfg.dir(), &cfg.stem());
-    let locks = lock_cluster(&paths, plan.action.template_name())?;
-    if paths.journal.exists() {
-        return Err(unfinished(&paths));
-    }
+    Ok(())
+}
+
+/// Prepares a saved plan's action again, under the locks already held, to compare what
+/// it sees now with what the plan saw.
+async fn prepare_again(
+    common: &Common,
+    cfg: LoadedConfig,
+    plan: &Plan,
+    s3_flags: &S3Flags,
+    locks: &Locks,
+) -> Result<Prepared, CliError> {
     let s3 = s3_for_plan(&plan.action, s3_flags, &cfg.cluster)?;
     let state_passphrase = inputs::state_passphrase(s3_flags)?;
     let secrets: Vec<Secret> =
@@ -238,10 +271,14 @@ pub(super) async fn apply_file(common: &Common, file: &std::path::Path, s3_flags
         lock_nodes: Some(locks.holder.clone()),
         connector,
     };
-    let fresh = crate::prepare::prepare(input).await.map_err(|e| redact_refusal(e, &secrets))?;
-    if fresh.plan.observed_fingerprint != plan.observed_fingerprint {
+    crate::prepare::prepare(input).await.map_err(|e| redact_refusal(e, &secrets))
+}
+
+/// Refuses a saved plan when what it was based on changed, naming where.
+fn refuse_stale(plan: &Plan, fresh: &Plan, file: &std::path::Path) -> Result<(), CliError> {
+    if fresh.observed_fingerprint != plan.observed_fingerprint {
         let empty = crate::plan::observed::Seen::default();
-        let now = fresh.plan.observed.seen().unwrap_or(&empty);
+        let now = fresh.observed.seen().unwrap_or(&empty);
         let then = plan.observed.seen().unwrap_or(&empty);
         let changed: Vec<String> = now
             .hosts
@@ -256,12 +293,7 @@ pub(super) async fn apply_file(common: &Common, file: &std::path::Path, s3_flags
             "plan again; rkectl applies a saved plan only to the state it was made for",
         ));
     }
-    show(&plan, common);
-    if !plan.has_changes() {
-        return Ok(None);
-    }
-    confirm(&plan, common, &describe_destruction(&plan))?;
-    apply(Prepared { plan, ..fresh }, common, None, locks).await
+    Ok(())
 }
 
 /// S3 settings for a plan made earlier: its target, keys from flags, env or cluster.yml.
@@ -296,13 +328,36 @@ pub(super) async fn resume(common: &Common, s3_flags: &S3Flags, abandon: bool) -
         ));
     }
     if abandon {
-        let mut aside = paths.journal.as_os_str().to_owned();
-        aside.push(format!(".abandoned-{}", time::OffsetDateTime::now_utc().unix_timestamp()));
-        std::fs::rename(&paths.journal, &aside)
-            .map_err(|e| CliError::input(e.to_string(), "check the folder's permissions"))?;
-        eprintln!("The unfinished apply was set aside as {}", std::path::Path::new(&aside).display());
+        abandon_journal(&paths)?;
         return Ok(None);
     }
+    let j = read_unfinished(&paths, &cfg)?;
+    print_steps_left(&j);
+    let (_, state, rke_state) = crate::prepare::local_state(&cfg).map_err(CliError::refused)?;
+    let s3 = s3_for_plan(&j.plan.action, s3_flags, &cfg.cluster)?;
+    let state_passphrase = inputs::state_passphrase(s3_flags)?;
+    if matches!(j.plan.action, ActionSpec::EtcdSnapshotSave { seal_state: true, .. }) && state_passphrase.is_none() {
+        return Err(CliError::refused(crate::prepare::PrepareError::SealNeedsPassphrase));
+    }
+    let pki = pki_for_resume(&j, &cfg, rke_state.as_ref())?;
+    let plan = j.plan.clone();
+    confirm(&plan, common, &format!("Finish: {}", describe_destruction(&plan)))?;
+    let prepared = Prepared { plan, cfg, paths, state, pki, rke_state, s3, state_passphrase, pool: None };
+    apply(prepared, common, Some(j), locks).await
+}
+
+/// `rkectl apply --abandon`: renames the unfinished apply's journal out of the way.
+fn abandon_journal(paths: &StatePaths) -> Result<(), CliError> {
+    let mut aside = paths.journal.as_os_str().to_owned();
+    aside.push(format!(".abandoned-{}", time::OffsetDateTime::now_utc().unix_timestamp()));
+    std::fs::rename(&paths.journal, &aside)
+        .map_err(|e| CliError::input(e.to_string(), "check the folder's permissions"))?;
+    eprintln!("The unfinished apply was set aside as {}", std::path::Path::new(&aside).display());
+    Ok(())
+}
+
+/// Reads the unfinished apply's journal, refusing it when cluster.yml changed since it started.
+fn read_unfinished(paths: &StatePaths, cfg: &LoadedConfig) -> Result<JournalState, CliError> {
     let j = journal::read(&paths.journal).map_err(CliError::refused)?;
     if j.plan.cluster_hash != cfg.hash {
         return Err(refuse(
@@ -314,6 +369,11 @@ pub(super) async fn resume(common: &Common, s3_flags: &S3Flags, abandon: bool) -
             "put cluster.yml back as it was to finish it, or set it aside with `rkectl apply --abandon`",
         ));
     }
+    Ok(j)
+}
+
+/// Tells what the unfinished apply has done, the steps left, and where it last stopped.
+fn print_steps_left(j: &JournalState) {
     let left: Vec<&plan::Step> =
         j.plan.steps.iter().filter(|s| s.kind() != StepKind::Barrier && !j.finished.contains(&s.id)).collect();
     eprintln!(
@@ -332,13 +392,16 @@ pub(super) async fn resume(common: &Common, s3_flags: &S3Flags, abandon: bool) -
     if let Some((step, err)) = &j.last_failure {
         eprintln!("The last run stopped at {step}: {err}");
     }
-    let (_, state, rke_state) = crate::prepare::local_state(&cfg).map_err(CliError::refused)?;
-    let s3 = s3_for_plan(&j.plan.action, s3_flags, &cfg.cluster)?;
-    let state_passphrase = inputs::state_passphrase(s3_flags)?;
-    if matches!(j.plan.action, ActionSpec::EtcdSnapshotSave { seal_state: true, .. }) && state_passphrase.is_none() {
-        return Err(CliError::refused(crate::prepare::PrepareError::SealNeedsPassphrase));
-    }
-    let pki = match (&rke_state, matches!(j.plan.action, ActionSpec::Up | ActionSpec::EtcdSnapshotRestore { .. })) {
+}
+
+/// The PKI a resumed apply places: RKE's state file beside cluster.yml, for the actions
+/// that need one (up, restore); refused when that file is gone.
+fn pki_for_resume(
+    j: &JournalState,
+    cfg: &LoadedConfig,
+    rke_state: Option<&RkeState>,
+) -> Result<Option<ClusterPki>, CliError> {
+    let pki = match (rke_state, matches!(j.plan.action, ActionSpec::Up | ActionSpec::EtcdSnapshotRestore { .. })) {
         (Some(st), true) => {
             let pki = st.pki().map_err(CliError::refused)?.ok_or_else(|| {
                 refuse(format!("{} has no certificates", st.path().display()), "put RKE's cluster.rkestate back")
@@ -364,8 +427,5 @@ pub(super) async fn resume(common: &Common, s3_flags: &S3Flags, abandon: bool) -
         }
         _ => None,
     };
-    let plan = j.plan.clone();
-    confirm(&plan, common, &format!("Finish: {}", describe_destruction(&plan)))?;
-    let prepared = Prepared { plan, cfg, paths, state, pki, rke_state, s3, state_passphrase, pool: None };
-    apply(prepared, common, Some(j), locks).await
+    Ok(pki)
 }
