@@ -12,7 +12,7 @@
 use super::step::{
     Checksum, Pin, SnapshotFacts, SnapshotFormat, SnapshotLocation, SnapshotName, Step, StepAction, StepId, StepKind,
 };
-use super::template::{Entry, HostSelector, Order, Template};
+use super::template::{Entry, HostSelector, Order, Phase, Template};
 use super::{ActionSpec, FORMAT, HostChange, Plan, PrunePolicy, RestoreSearch};
 use crate::config::{Cluster, HostAddr, Node, RecurringSnapshots, Role, S3Target};
 use crate::etcd::names;
@@ -160,44 +160,8 @@ pub fn compile_with(template: &Template, input: &CompileInput<'_>) -> Result<Pla
     for entry in &template.phases {
         match entry {
             Entry::Barrier { barrier } => b.barrier(barrier),
-            Entry::Phase(p) => {
-                let hosts = b.select(p.on)?;
-                if p.on == HostSelector::Cluster {
-                    for kind in &p.steps {
-                        for action in kind.plan_cluster(&mut b)? {
-                            let after = b.cluster_deps();
-                            let id = b.push(None, after, action);
-                            b.cluster_tail = Some(id);
-                        }
-                    }
-                    continue;
-                }
-                let mut previous_host_last: Option<StepId> = None;
-                for host in hosts {
-                    let mut first_in_phase = true;
-                    for kind in &p.steps {
-                        for action in kind.plan_host(&mut b, &host)? {
-                            let mut after: Vec<StepId> = match b.tail.get(&host) {
-                                Some(t) => vec![t.clone()],
-                                None => b.barrier.iter().cloned().collect(),
-                            };
-                            if first_in_phase
-                                && p.order == Order::OneAtATime
-                                && let Some(prev) = &previous_host_last
-                            {
-                                after.push(prev.clone());
-                            }
-                            first_in_phase = false;
-                            let id = b.push(Some(host.clone()), after, action);
-                            b.planned.insert((host.clone(), *kind));
-                            b.tail.insert(host.clone(), id);
-                        }
-                    }
-                    if !first_in_phase {
-                        previous_host_last = b.tail.get(&host).cloned();
-                    }
-                }
-            }
+            Entry::Phase(p) if p.on == HostSelector::Cluster => b.plan_cluster_phase(p)?,
+            Entry::Phase(p) => b.plan_host_phase(p)?,
         }
     }
     // A trailing barrier with nothing after it says nothing.
@@ -229,6 +193,49 @@ pub fn compile_with(template: &Template, input: &CompileInput<'_>) -> Result<Pla
 }
 
 impl<'a> Builder<'a> {
+    /// A phase of cluster-wide steps: each waits for everything since the last barrier.
+    fn plan_cluster_phase(&mut self, p: &Phase) -> Result<(), CompileError> {
+        for kind in &p.steps {
+            for action in kind.plan_cluster(self)? {
+                let after = self.cluster_deps();
+                let id = self.push(None, after, action);
+                self.cluster_tail = Some(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// A phase on hosts: on each host a chain; one host after the other when the phase
+    /// says so.
+    fn plan_host_phase(&mut self, p: &Phase) -> Result<(), CompileError> {
+        let mut previous_host_last: Option<StepId> = None;
+        for host in self.select(p.on)? {
+            let mut first_in_phase = true;
+            for kind in &p.steps {
+                for action in kind.plan_host(self, &host)? {
+                    let mut after: Vec<StepId> = match self.tail.get(&host) {
+                        Some(t) => vec![t.clone()],
+                        None => self.barrier.iter().cloned().collect(),
+                    };
+                    if first_in_phase
+                        && p.order == Order::OneAtATime
+                        && let Some(prev) = &previous_host_last
+                    {
+                        after.push(prev.clone());
+                    }
+                    first_in_phase = false;
+                    let id = self.push(Some(host.clone()), after, action);
+                    self.planned.insert((host.clone(), *kind));
+                    self.tail.insert(host.clone(), id);
+                }
+            }
+            if !first_in_phase {
+                previous_host_last = self.tail.get(&host).cloned();
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn cluster(&self) -> &Cluster {
         self.input.cluster
     }
