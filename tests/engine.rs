@@ -1,14 +1,31 @@
 //! The engine on fake hosts: plan shape, barriers, crash and resume, failures, locking.
+//!
+//! Tests that run an action end to end take the library's path, as the CLI does: the plan
+//! is made by `rkectl::prepare::prepare` (state files, the real refresh over the fake
+//! world, the PKI, compile) and applied, or resumed from the journal, by
+//! `rkectl::apply::apply` (see `common::prepare_action`, `apply_prepared`, `resume`).
+//!
+//! Some tests stay below that path, on purpose:
+//! - the plan-shape tests (`restore_plan_of_*`, `every_template_*`) compile a plan from a
+//!   hand-built observation (`common::restore_plan`): they check what compile makes of it,
+//!   against golden files recorded from that observation;
+//! - the journal-format test writes and reads a journal of a hand-compiled plan;
+//! - the redaction test calls `rkectl::exec::run` with a `StepRunner` of its own (the
+//!   scheduler's retries and log lines, without any host).
+//!
+//! (`journal_full.rs`, a binary of its own, also calls `exec::run`: it needs the journal
+//! writer in hand to fill the disk under it.)
 
 mod common;
 
 use common::*;
+use rkectl::apply::ApplyError;
 use rkectl::config::HostAddr;
 use rkectl::etcd::names;
 use rkectl::exec::events::{ApplyEventKind, Recorder};
 use rkectl::host::fake::{ContainerBehaviour, FakeHostState, FakeWorld};
 use rkectl::plan::render::{RenderOptions, render};
-use rkectl::plan::{Plan, StepKind};
+use rkectl::plan::{ActionSpec, Plan, StepKind};
 use rkectl::state::journal;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -136,25 +153,86 @@ fn every_template_names_known_kinds_and_compiles_to_an_acyclic_graph() {
     }
 }
 
-fn final_states(world: &rkectl::host::fake::FakeWorld, hosts: &[HostAddr]) -> Vec<rkectl::host::fake::FakeHostState> {
-    hosts.iter().map(|h| world.host(h).comparable()).collect()
+/// The hosts' states to compare runs by, without rkectl's helper binary: every apply
+/// uploads it when it first dials a host, and it is this test program (tens of MB, which
+/// copying at every crash point would make slow).
+fn final_states(world: &FakeWorld, hosts: &[HostAddr]) -> Vec<FakeHostState> {
+    let all = world.hosts.lock().unwrap();
+    hosts
+        .iter()
+        .map(|h| {
+            let s = &all[h];
+            let files = s.files.iter().filter(|(path, _)| !path.starts_with("/opt/rke/rkectl/"));
+            FakeHostState {
+                reachable: s.reachable,
+                docker_up: s.docker_up,
+                images: s.images.clone(),
+                containers: s.containers.clone(),
+                files: files.map(|(p, c)| (p.clone(), c.clone())).collect(),
+            }
+            .comparable()
+        })
+        .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restore_interrupted_at_every_operation_resumes_to_the_same_end_state() {
-    let cfg = load(&etcd_cluster_yaml(3));
-    let hosts = etcd_addrs(&cfg.cluster);
-    let pki = rkectl::rke::pki::Pki::generate(&cfg.cluster).unwrap();
-    let dir = tempfile::tempdir().unwrap();
+/// What the hosts hold of the cluster: their states without temporary helpers (refresh
+/// runs the checksum checker; a process that dies while it runs cannot remove it).
+fn cluster_part(mut states: Vec<FakeHostState>) -> Vec<FakeHostState> {
+    for s in &mut states {
+        s.containers.retain(|name, _| !names::TEMPORARY.contains(&name.as_str()));
+    }
+    states
+}
 
-    // The uninterrupted run.
-    let world = running_world(&cfg.cluster, b"data-after-snapshot", Some(("snap.db", b"snapshot-bytes")));
-    let plan = restore_plan(&cfg, &world, "snap.db");
+/// The first step that failed for good, as the run reported it: kind, host, error.
+fn first_failure(rec: &Recorder) -> (StepKind, Option<HostAddr>, String) {
+    rec.events()
+        .into_iter()
+        .find_map(|e| match e.kind {
+            ApplyEventKind::StepFailed { kind, host, error, .. } => Some((kind, host, error)),
+            _ => None,
+        })
+        .expect("a step failed")
+}
+
+/// The message of the first failure an apply reports.
+fn first_of(err: &ApplyError) -> &str {
+    match err {
+        ApplyError::PreflightFailed { first } | ApplyError::Failed { first, .. } => first,
+        other => panic!("not a failed step: {other:?}"),
+    }
+}
+
+/// A restore, prepare included, crashed at each host operation in turn (the refresh's
+/// too), then finished by a new process from the journal (or, crashed before there was
+/// one, run again) reaches the uninterrupted run's end state. Tokio's clock is paused: the
+/// apply's waits pass at once.
+#[tokio::test(start_paused = true)]
+async fn restore_interrupted_at_every_operation_resumes_to_the_same_end_state() {
+    let yaml = etcd_cluster_yaml(3);
+    let cluster = load(&yaml).cluster;
+    let hosts = etcd_addrs(&cluster);
+    // Every run places the same certificates: the same PKI in RKE's state file.
+    let pki = rkectl::rke::pki::Pki::generate(&cluster).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    // Each run in a folder of its own: cluster.yml, RKE's state, the journal beside them.
+    let folder = |name: &str| {
+        let dir = root.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        give_pki(&config_in(&dir, &yaml), &pki);
+        dir
+    };
+    let world_before = || running_world(&cluster, b"data-after-snapshot", Some(("snap.db", b"snapshot-bytes")));
+
+    // The uninterrupted run, refresh included.
+    let world = world_before();
+    let initial = cluster_part(final_states(&world, &hosts));
+    let dir = folder("reference");
     let start_ops = world.op_count();
-    let out = apply(&cfg, &world, &pki, &plan, &dir.path().join("ref.journal"), None, &Recorder::default()).await;
-    assert!(out.ok(), "{:?}", out.failures);
+    let out = run_action(config_in(&dir, &yaml), &world, restore_spec("snap.db"), &Recorder::default()).await;
+    out.unwrap_or_else(|e| panic!("{e}"));
     let total_ops = world.op_count() - start_ops;
-    eprintln!("a 3-host restore is {total_ops} host operations; crashing at each of them");
+    eprintln!("a 3-host restore, prepare included, is {total_ops} host operations; crashing at each of them");
     let reference = final_states(&world, &hosts);
     for (h, s) in hosts.iter().zip(&reference) {
         let data = String::from_utf8_lossy(s.etcd_data().expect("restored data"));
@@ -165,58 +243,69 @@ async fn restore_interrupted_at_every_operation_resumes_to_the_same_end_state() 
         }
     }
 
+    let mut during_prepare = 0;
     for crash_at in 1..=total_ops {
-        let world = running_world(&cfg.cluster, b"data-after-snapshot", Some(("snap.db", b"snapshot-bytes")));
-        let plan = restore_plan(&cfg, &world, "snap.db");
-        let jpath = dir.path().join(format!("crash-{crash_at}.journal"));
+        let world = world_before();
+        let dir = folder(&format!("crash-{crash_at}"));
+        let cfg = config_in(&dir, &yaml);
+        let journal = journal_path(&cfg);
         world.crash_after(crash_at);
         {
-            let ex = executor(&cfg, &world, &pki);
-            let mut jw = journal::JournalWriter::create(&jpath, "cluster.yml", &plan).unwrap();
             let rec = Recorder::default();
-            let (none, opts) = (HashSet::new(), fast());
-            let run = rkectl::exec::run(&plan, &ex, &mut jw, &none, &opts, &rec, &|s: &str| s.to_string());
+            let run = run_action(cfg, &world, restore_spec("snap.db"), &rec);
             tokio::select! {
-                r = run => panic!("crash point {crash_at} not reached: {:?}", r.map(|o| o.ok())),
+                r = run => panic!("crash point {crash_at} not reached: {:?}", r.map(|_| ())),
                 _ = world.crashed.notified() => {}
             }
-            // The process "dies": its in-flight journal write lands or not, nothing else runs.
-            let _ = jw.finish_flush().await;
         }
+        // The process "dies": a journal write already handed to the disk lands (or not);
+        // nothing else runs.
+        std::thread::sleep(Duration::from_millis(20));
         world.no_crash();
-        // A new process: only the journal file survives.
-        let state = journal::read(&jpath).unwrap_or_else(|e| panic!("crash {crash_at}: {e}"));
-        assert_eq!(state.plan, plan);
-        let out =
-            apply(&cfg, &world, &pki, &state.plan, &jpath, Some(state.finished.clone()), &Recorder::default()).await;
-        assert!(out.ok(), "crash point {crash_at}: {:?}", out.failures);
+        // A new process: only the files beside cluster.yml survive.
+        let cfg = config_in(&dir, &yaml);
+        let out = if journal.exists() {
+            resume(cfg, &world, &Recorder::default()).await
+        } else {
+            // Crashed while preparing: nothing of the cluster changed, nothing to resume; the
+            // action is simply run again (and removes a checker the dead process left).
+            during_prepare += 1;
+            let now = cluster_part(final_states(&world, &hosts));
+            assert!(now == initial, "crash point {crash_at}, while preparing, changed a host");
+            run_action(cfg, &world, restore_spec("snap.db"), &Recorder::default()).await
+        };
+        out.unwrap_or_else(|e| panic!("crash point {crash_at}: {e}"));
+        assert!(!journal.exists(), "crash point {crash_at}: the finished apply left its journal");
         assert_eq!(final_states(&world, &hosts), reference, "crash point {crash_at} of {total_ops}");
     }
+    eprintln!("{during_prepare} of the crash points were while preparing");
+    assert!(during_prepare > 0 && during_prepare < total_ops, "refresh's operations are crash points too");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_preflight_on_one_host_of_fifty_stops_everything_before_the_barrier() {
-    let cfg = load(&etcd_cluster_yaml(50));
-    let pki = rkectl::rke::pki::Pki::generate(&cfg.cluster).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_in(dir.path(), &etcd_cluster_yaml(50));
+    let hosts = etcd_addrs(&cfg.cluster);
     let world = running_world(&cfg.cluster, b"data", Some(("snap.db", b"snapshot-bytes")));
-    let plan = restore_plan(&cfg, &world, "snap.db");
+    let p = prepare_action(cfg, &world, restore_spec("snap.db")).await;
+    // Refresh runs the same checker: the failure is injected once the plan is made.
     let bad = HostAddr(addr(17));
     world.fail_container(&bad, names::CHECKSUM_CHECKER, 100);
-    let dir = tempfile::tempdir().unwrap();
     let rec = Recorder::default();
-    let out = apply(&cfg, &world, &pki, &plan, &dir.path().join("j"), None, &rec).await;
-    assert!(!out.ok());
-    let f = &out.failures[0];
-    assert_eq!(f.host.as_ref(), Some(&bad));
-    assert_eq!(f.kind, StepKind::VerifySnapshot);
-    let msg = f.to_string();
+    let err = apply_prepared(p, &world, &rec).await.expect_err("the pre-flight fails");
+    assert!(matches!(err, ApplyError::PreflightFailed { .. }), "{err:?}");
+    let (kind, host, _) = first_failure(&rec);
+    assert_eq!(host.as_ref(), Some(&bad));
+    assert_eq!(kind, StepKind::VerifySnapshot);
+    let msg = first_of(&err);
     assert!(msg.contains(bad.as_str()) && msg.contains("verify-snapshot"), "{msg}");
     for e in rec.events() {
         if let ApplyEventKind::StepStarted { kind, id, .. } = &e.kind {
             assert!(!kind.is_destructive(), "{id} started after a pre-flight failure");
         }
     }
-    for h in etcd_addrs(&cfg.cluster) {
+    for h in hosts {
         let s = world.host(&h);
         assert_eq!(s.etcd_data(), Some(&b"data"[..]), "{h} data changed");
         assert!(s.containers.get(names::ETCD).is_some_and(|c| c.running), "{h} etcd stopped");
@@ -225,27 +314,27 @@ async fn a_failing_preflight_on_one_host_of_fifty_stops_everything_before_the_ba
 
 #[tokio::test]
 async fn a_transient_failure_is_retried_and_a_helper_failure_reports_its_logs() {
-    let cfg = load(&etcd_cluster_yaml(3));
-    let pki = rkectl::rke::pki::Pki::generate(&cfg.cluster).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = etcd_cluster_yaml(3);
+    let cfg = config_in(dir.path(), &yaml);
+    let hosts = etcd_addrs(&cfg.cluster);
     let world = running_world(&cfg.cluster, b"data", Some(("snap.db", b"snapshot-bytes")));
-    let plan = restore_plan(&cfg, &world, "snap.db");
     // etcd-restore fails twice on node2, then works: within the bounded retries.
     world.fail_container(&HostAddr(addr(2)), names::RESTORE, 2);
-    let dir = tempfile::tempdir().unwrap();
     let rec = Recorder::default();
-    let out = apply(&cfg, &world, &pki, &plan, &dir.path().join("j"), None, &rec).await;
-    assert!(out.ok(), "{:?}", out.failures);
+    run_action(cfg, &world, restore_spec("snap.db"), &rec).await.unwrap_or_else(|e| panic!("{e}"));
     let retries = rec.events().iter().filter(|e| matches!(e.kind, ApplyEventKind::StepRetrying { .. })).count();
     assert_eq!(retries, 2);
 
     // Failing for good: reported with the helper's output, and no helper container remains.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_in(dir.path(), &yaml);
     let world = running_world(&cfg.cluster, b"data", Some(("snap.db", b"snapshot-bytes")));
     world.fail_container(&HostAddr(addr(2)), names::RESTORE, 100);
-    let out = apply(&cfg, &world, &pki, &plan, &dir.path().join("j2"), None, &Recorder::default()).await;
-    assert!(!out.ok());
-    let msg = out.failures[0].to_string();
+    let err = run_action(cfg, &world, restore_spec("snap.db"), &Recorder::default()).await.expect_err("it fails");
+    let msg = first_of(&err);
     assert!(msg.contains("injected failure"), "{msg}");
-    for h in etcd_addrs(&cfg.cluster) {
+    for h in hosts {
         for t in names::TEMPORARY {
             assert!(!world.host(&h).containers.contains_key(*t), "{t} left on {h}");
         }
@@ -278,19 +367,17 @@ async fn a_plugged_container_behaviour_plays_the_helpers_in_place_of_the_default
             self.inner.run(world, addr, hosts, name, cmd)
         }
     }
-    let cfg = load(&etcd_cluster_yaml(3));
-    let pki = rkectl::rke::pki::Pki::generate(&cfg.cluster).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_in(dir.path(), &etcd_cluster_yaml(3));
     let world = running_world(&cfg.cluster, b"data", Some(("snap.db", b"snapshot-bytes")));
-    let plan = restore_plan(&cfg, &world, "snap.db");
     let bad = HostAddr(addr(2));
     let plugged = Arc::new(RestoreFailsOn { host: bad.clone(), inner: world.behaviour(), played: Mutex::default() });
     world.set_behaviour(plugged.clone());
-    let dir = tempfile::tempdir().unwrap();
-    let out = apply(&cfg, &world, &pki, &plan, &dir.path().join("j"), None, &Recorder::default()).await;
-    assert!(!out.ok(), "the plugged failure was not played");
-    let f = &out.failures[0];
-    assert_eq!(f.host.as_ref(), Some(&bad));
-    let msg = f.to_string();
+    let rec = Recorder::default();
+    let err = run_action(cfg, &world, restore_spec("snap.db"), &rec).await.expect_err("the plugged failure was played");
+    let (_, host, _) = first_failure(&rec);
+    assert_eq!(host.as_ref(), Some(&bad));
+    let msg = first_of(&err);
     assert!(msg.contains("no space left on device (plugged)"), "{msg}");
     let played = plugged.played.lock().unwrap();
     assert!(played.iter().any(|n| n == names::CHECKSUM_CHECKER), "the checker did not go through it: {played:?}");
@@ -378,39 +465,32 @@ async fn the_etcd_image_is_pulled_with_its_registrys_credentials_and_a_wrong_pas
     let cfg = load(&format!("{}{registries}", etcd_cluster_yaml(3)));
     let image = cfg.cluster.etcd.image.clone();
     assert_eq!(image, format!("reg.example.com:5000/{ETCD_IMAGE}"), "the default registry renames the default image");
-    let pki = rkectl::rke::pki::Pki::generate(&cfg.cluster).unwrap();
-    let plan_for = |cfg: &rkectl::config::LoadedConfig, world: &rkectl::host::fake::FakeWorld| {
-        let mut observed = observed_for(&cfg.cluster, world, "snap.db");
-        for f in observed.hosts.values_mut() {
-            f.missing_images = vec![image.clone()];
-        }
-        let action = rkectl::plan::ActionSpec::EtcdSnapshotRestore {
-            name: rkectl::plan::step::SnapshotName::new("snap.db").unwrap(),
-            from: rkectl::plan::RestoreSearch::Hosts,
-        };
-        compile(cfg, &action, &observed)
-    };
     let login = ("ci".to_string(), "right-horse-battery".to_string());
-    let dir = tempfile::tempdir().unwrap();
 
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_in(dir.path(), &format!("{}{registries}", etcd_cluster_yaml(3)));
     let world = running_world(&cfg.cluster, b"data", Some(("snap.db", b"snapshot-bytes")));
     world.registry_logins.lock().unwrap().insert("reg.example.com:5000".into(), login.clone());
-    let plan = plan_for(&cfg, &world);
-    assert_eq!(plan.steps.iter().filter(|s| s.kind() == StepKind::PullImages).count(), 3);
-    let out = apply(&cfg, &world, &pki, &plan, &dir.path().join("j"), None, &Recorder::default()).await;
-    assert!(out.ok(), "{:?}", out.failures);
+    // The hosts hold the image under its own name only: refresh finds the renamed one
+    // missing. An `up`, not a restore: a restore's refresh hashes the snapshot with a
+    // helper in that image, which cannot run before the image is there.
+    let p = prepare_action(cfg, &world, ActionSpec::Up).await;
+    assert_eq!(p.plan.steps.iter().filter(|s| s.kind() == StepKind::PullImages).count(), 3);
+    apply_prepared(p, &world, &Recorder::default()).await.unwrap_or_else(|e| panic!("{e}"));
     let pulls = world.pulls.lock().unwrap().clone();
     assert_eq!(pulls.len(), 3, "{pulls:?}");
     assert!(pulls.iter().all(|(_, i, user)| i == &image && user.as_deref() == Some("ci")), "{pulls:?}");
 
-    let wrong = load(&format!("{}{}", etcd_cluster_yaml(3), registries.replace("right-horse-battery", "wrong-horse")));
-    let world = running_world(&wrong.cluster, b"data", Some(("snap.db", b"snapshot-bytes")));
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = registries.replace("right-horse-battery", "wrong-horse");
+    let cfg = config_in(dir.path(), &format!("{}{wrong}", etcd_cluster_yaml(3)));
+    let hosts = etcd_addrs(&cfg.cluster);
+    let world = running_world(&cfg.cluster, b"data", Some(("snap.db", b"snapshot-bytes")));
     world.registry_logins.lock().unwrap().insert("reg.example.com:5000".into(), login);
-    let plan = plan_for(&wrong, &world);
     let rec = Recorder::default();
-    let out = apply(&wrong, &world, &pki, &plan, &dir.path().join("j2"), None, &rec).await;
-    assert!(!out.ok());
-    let msg = out.failures[0].to_string();
+    let err = run_action(cfg, &world, ActionSpec::Up, &rec).await.expect_err("the pull is refused");
+    assert!(matches!(err, ApplyError::PreflightFailed { .. }), "{err:?}");
+    let msg = first_of(&err);
     assert!(msg.contains("unauthorized") && msg.contains(&image), "{msg}");
     assert!(!msg.contains("wrong-horse"), "the password never shows: {msg}");
     for e in rec.events() {
@@ -418,7 +498,7 @@ async fn the_etcd_image_is_pulled_with_its_registrys_credentials_and_a_wrong_pas
             assert!(!kind.is_destructive(), "{id} started after the pull failed");
         }
     }
-    for h in etcd_addrs(&wrong.cluster) {
+    for h in hosts {
         assert_eq!(world.host(&h).etcd_data(), Some(&b"data"[..]), "{h} changed");
     }
 }
@@ -428,10 +508,10 @@ async fn the_etcd_image_is_pulled_with_its_registrys_credentials_and_a_wrong_pas
 /// name again takes a new snapshot and gives every host a copy.
 #[tokio::test]
 async fn a_record_whose_file_is_gone_does_not_stand_in_for_it() {
-    use rkectl::plan::ActionSpec;
     use rkectl::plan::step::{SnapshotFormat, SnapshotName};
-    let cfg = load(&etcd_cluster_yaml(3));
-    let pki = rkectl::rke::pki::Pki::generate(&cfg.cluster).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_in(dir.path(), &etcd_cluster_yaml(3));
+    let hosts = etcd_addrs(&cfg.cluster);
     let world = running_world(&cfg.cluster, b"data-now", None);
     let name = SnapshotName::new("nightly").unwrap();
     let old = rkectl::host::fake::archive("nightly", b"snapshot:data-before", None);
@@ -448,21 +528,16 @@ async fn a_record_whose_file_is_gone_does_not_stand_in_for_it() {
         has_state: false,
         identical_everywhere: true,
     };
-    for h in etcd_addrs(&cfg.cluster) {
-        world.with_host(&h, |s| {
+    for h in &hosts {
+        world.with_host(h, |s| {
             s.files.insert(rkectl::layout::record(&name), serde_json::to_vec(&stale).unwrap());
         });
     }
-    let observed = observed_for(&cfg.cluster, &world, "nightly");
-    let action =
-        ActionSpec::EtcdSnapshotSave { name, generated_name: false, s3: None, include_state: false, seal_state: false };
-    let plan = compile(&cfg, &action, &observed);
-    let dir = tempfile::tempdir().unwrap();
-    let out = apply(&cfg, &world, &pki, &plan, &dir.path().join("j"), None, &Recorder::default()).await;
-    assert!(out.ok(), "{:?}", out.failures);
+    // Refresh reads the records too: a record alone does not make the name taken.
+    run_action(cfg, &world, save_spec("nightly"), &Recorder::default()).await.unwrap_or_else(|e| panic!("{e}"));
     let source = world.host(&HostAddr(addr(1))).files[&format!("{}/nightly.zip", rkectl::layout::SNAPSHOT_DIR)].clone();
     assert_ne!(source, old, "a new snapshot was taken");
-    for h in etcd_addrs(&cfg.cluster) {
+    for h in hosts {
         let s = world.host(&h);
         assert_eq!(s.files.get(&format!("{}/nightly.zip", rkectl::layout::SNAPSHOT_DIR)), Some(&source), "{h}");
         let r: rkectl::agent::report::SnapshotReport =
@@ -478,18 +553,21 @@ async fn a_record_whose_file_is_gone_does_not_stand_in_for_it() {
 #[tokio::test]
 async fn a_certificate_file_without_the_members_names_is_replaced_and_etcd_restarts_to_load_it() {
     use rkectl::etcd::member::{spec, tls_files};
-    use rkectl::plan::observed::CertFiles;
     use rkectl::plan::step::{ClusterState, InitialCluster, StepAction};
-    use rkectl::rke::pki::{Fingerprint, Pki, SanSet};
-    let cfg = load(&etcd_cluster_yaml(3));
-    let pki = Pki::generate(&cfg.cluster).unwrap();
+    use rkectl::rke::pki::Pki;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_in(dir.path(), &etcd_cluster_yaml(3));
+    let cluster = cfg.cluster.clone();
+    let pki = Pki::generate(&cluster).unwrap();
+    // The cluster's PKI is RKE's state file beside cluster.yml.
+    give_pki(&cfg, &pki);
     // The same CA and keys, the certificates signed when node2 was called node2-old.
     let mut old = pki.clone();
     old.reissue_stale(&load(&etcd_cluster_yaml(3).replace("node2\n", "node2-old\n")).cluster).unwrap();
-    let world = running_world(&cfg.cluster, b"data", None);
-    let ic = rkectl::etcd::resolve_initial_cluster(&cfg.cluster, &InitialCluster::AllEtcdNodes);
-    for n in cfg.cluster.etcd_nodes() {
-        let s = spec(&cfg.cluster, n, &ic, ClusterState::Existing, "x86_64");
+    let world = running_world(&cluster, b"data", None);
+    let ic = rkectl::etcd::resolve_initial_cluster(&cluster, &InitialCluster::AllEtcdNodes);
+    for n in cluster.etcd_nodes() {
+        let s = spec(&cluster, n, &ic, ClusterState::Existing, "x86_64");
         let on_host = if n.address.as_str() == addr(2) { &old } else { &pki };
         world.with_host(&n.address, |h| {
             let c = h.containers.get_mut(names::ETCD).unwrap();
@@ -504,30 +582,9 @@ async fn a_certificate_file_without_the_members_names_is_replaced_and_etcd_resta
             }
         });
     }
-    let mut observed = observed_for(&cfg.cluster, &world, "none");
-    let members: Vec<String> = cfg.cluster.etcd_nodes().map(rkectl::etcd::member_name).collect();
-    for n in cfg.cluster.etcd_nodes() {
-        let h = world.host(&n.address);
-        let t = tls_files(n);
-        let f = observed.hosts.get_mut(&n.address).unwrap();
-        f.certs = Some(CertFiles {
-            ca: Fingerprint::of_pem(&h.files[&t.ca]),
-            cert: true,
-            key: true,
-            cert_sans: SanSet::of_pem(&h.files[&t.cert]),
-        });
-        f.members = Some(members.clone());
-    }
-    let plan = rkectl::plan::compile(&rkectl::plan::CompileInput {
-        cluster: &cfg.cluster,
-        cluster_hash: &cfg.hash,
-        action: &rkectl::plan::ActionSpec::Up,
-        observed: &rkectl::plan::Observed::Online(observed),
-        removed_members: &[],
-        pki_ca: Some(&pki.ca_fingerprint()),
-        now: 1_800_000_000,
-    })
-    .unwrap();
+    // Refresh reads the certificates on each host and the members etcd knows.
+    let p = prepare_action(cfg, &world, rkectl::plan::ActionSpec::Up).await;
+    let plan = &p.plan;
     let node2 = HostAddr(addr(2));
     let on = |kind: StepKind| plan.steps.iter().filter(|s| s.kind() == kind).collect::<Vec<_>>();
     let deploys = on(StepKind::DeployCerts);
@@ -542,12 +599,10 @@ async fn a_certificate_file_without_the_members_names_is_replaced_and_etcd_resta
         "{starts:?}"
     );
 
-    let dir = tempfile::tempdir().unwrap();
     let rec = Recorder::default();
-    let out = apply(&cfg, &world, &pki, &plan, &dir.path().join("j"), None, &rec).await;
-    assert!(out.ok(), "{:?}", out.failures);
+    apply_prepared(p, &world, &rec).await.unwrap_or_else(|e| panic!("{e}"));
     let h = world.host(&node2);
-    let n2 = cfg.cluster.node(&node2).unwrap();
+    let n2 = cluster.node(&node2).unwrap();
     let placed = String::from_utf8(h.files[&tls_files(n2).cert].clone()).unwrap();
     assert_eq!(placed, pki.member(n2).unwrap().cert, "the cluster's certificate, naming node2");
     let etcd = &h.containers[names::ETCD];
@@ -558,19 +613,6 @@ async fn a_certificate_file_without_the_members_names_is_replaced_and_etcd_resta
     for i in [1, 3] {
         assert_eq!(world.host(&HostAddr(addr(i))).containers[names::ETCD].id, "old");
     }
-}
-
-/// A one-time snapshot save plan for the world as it is.
-fn save_plan(cfg: &rkectl::config::LoadedConfig, world: &rkectl::host::fake::FakeWorld, name: &str) -> Plan {
-    let observed = observed_for(&cfg.cluster, world, name);
-    let action = rkectl::plan::ActionSpec::EtcdSnapshotSave {
-        name: rkectl::plan::step::SnapshotName::new(name).unwrap(),
-        generated_name: false,
-        s3: None,
-        include_state: false,
-        seal_state: false,
-    };
-    compile(cfg, &action, &observed)
 }
 
 fn progress_counts(rec: &Recorder) -> Vec<u64> {
@@ -589,31 +631,28 @@ fn progress_counts(rec: &Recorder) -> Vec<u64> {
 #[tokio::test(start_paused = true)]
 async fn a_silent_helper_is_stopped_and_the_step_fails_saying_so() {
     use rkectl::host::fake::Pace;
-    let cfg = load(&etcd_cluster_yaml(1));
-    let pki = rkectl::rke::pki::Pki::generate(&cfg.cluster).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_in(dir.path(), &etcd_cluster_yaml(1));
     let world = running_world(&cfg.cluster, b"data", None);
     let node = HostAddr(addr(1));
     let hang = Pace { chunks: vec![(Duration::from_secs(1), "RKECTL-PROGRESS 1024\n".into())], then_hang: true };
     world.pace(&node, names::SNAPSHOT_ONCE, hang);
-    let plan = save_plan(&cfg, &world, "silent.db");
-    let dir = tempfile::tempdir().unwrap();
+    let p = prepare_action(cfg, &world, save_spec("silent.db")).await;
     let rec = Recorder::default();
     let t0 = tokio::time::Instant::now();
     // A hang here (the wait no longer bounded) fails the test instead of stalling it.
-    let out = tokio::time::timeout(Duration::from_secs(24 * 3600), async {
-        apply(&cfg, &world, &pki, &plan, &dir.path().join("j"), None, &rec).await
-    })
-    .await
-    .expect("the silent helper was waited for without end");
-    assert!(!out.ok());
-    let msg = out.failures[0].to_string();
+    let out = tokio::time::timeout(Duration::from_secs(24 * 3600), async { apply_prepared(p, &world, &rec).await })
+        .await
+        .expect("the silent helper was waited for without end");
+    let err = out.expect_err("the silent helper fails the save");
+    let msg = first_of(&err);
     assert!(
         msg.contains(&format!(
             "container etcd-snapshot-once on {node} printed nothing for 600 s, so it was taken for hung; it was stopped and removed"
         )),
         "{msg}"
     );
-    assert_eq!(out.failures[0].kind, StepKind::SaveSnapshot);
+    assert_eq!(first_failure(&rec).0, StepKind::SaveSnapshot);
     let retries = rec.events().iter().filter(|e| matches!(e.kind, ApplyEventKind::StepRetrying { .. })).count();
     assert_eq!(retries, 2, "a silent helper is a transient failure, tried again within the bounds");
     assert!(t0.elapsed() >= Duration::from_secs(3 * 600), "{:?} of tokio time", t0.elapsed());
@@ -628,18 +667,17 @@ async fn a_silent_helper_is_stopped_and_the_step_fails_saying_so() {
 #[tokio::test(start_paused = true)]
 async fn a_slow_helper_that_keeps_printing_is_waited_for() {
     use rkectl::host::fake::Pace;
-    let cfg = load(&etcd_cluster_yaml(1));
-    let pki = rkectl::rke::pki::Pki::generate(&cfg.cluster).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_in(dir.path(), &etcd_cluster_yaml(1));
     let world = running_world(&cfg.cluster, b"data", None);
     let node = HostAddr(addr(1));
     let chunks = (1..=5).map(|i| (Duration::from_secs(500), format!("RKECTL-PROGRESS {}\n", i * 1000))).collect();
     world.pace(&node, names::SNAPSHOT_ONCE, Pace { chunks, then_hang: false });
-    let plan = save_plan(&cfg, &world, "slow.db");
-    let dir = tempfile::tempdir().unwrap();
+    let p = prepare_action(cfg, &world, save_spec("slow.db")).await;
     let rec = Recorder::default();
     let t0 = tokio::time::Instant::now();
-    let out = apply(&cfg, &world, &pki, &plan, &dir.path().join("j"), None, &rec).await;
-    assert!(out.ok(), "{:?}", out.failures);
+    let out = apply_prepared(p, &world, &rec).await;
+    out.unwrap_or_else(|e| panic!("{e}"));
     assert!(t0.elapsed() >= Duration::from_secs(2500), "{:?} of tokio time", t0.elapsed());
     assert_eq!(progress_counts(&rec), vec![1000, 2000, 3000, 4000, 5000]);
     let s = world.host(&node);
@@ -653,8 +691,8 @@ async fn a_slow_helper_that_keeps_printing_is_waited_for() {
 #[tokio::test(start_paused = true)]
 async fn a_long_helpers_output_is_read_once() {
     use rkectl::host::fake::Pace;
-    let cfg = load(&etcd_cluster_yaml(1));
-    let pki = rkectl::rke::pki::Pki::generate(&cfg.cluster).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_in(dir.path(), &etcd_cluster_yaml(1));
     let world = running_world(&cfg.cluster, b"data", None);
     let node = HostAddr(addr(1));
     let lines = 6000u64;
@@ -662,12 +700,11 @@ async fn a_long_helpers_output_is_read_once() {
         (1..=lines).map(|i| (Duration::from_millis(250), format!("RKECTL-PROGRESS {}\n", i * 65536))).collect();
     let printed: usize = chunks.iter().map(|(_, t)| t.len()).sum();
     world.pace(&node, names::SNAPSHOT_ONCE, Pace { chunks, then_hang: false });
-    let plan = save_plan(&cfg, &world, "long.db");
-    let dir = tempfile::tempdir().unwrap();
+    let p = prepare_action(cfg, &world, save_spec("long.db")).await;
     let rec = Recorder::default();
     let before = world.log_bytes_read();
-    let out = apply(&cfg, &world, &pki, &plan, &dir.path().join("j"), None, &rec).await;
-    assert!(out.ok(), "{:?}", out.failures);
+    let out = apply_prepared(p, &world, &rec).await;
+    out.unwrap_or_else(|e| panic!("{e}"));
     let read = world.log_bytes_read() - before;
     // The progress lines and the report line (well under 4 KiB), each once.
     assert!(read as usize >= printed, "{read} < {printed}");
@@ -684,14 +721,13 @@ async fn a_long_helpers_output_is_read_once() {
 #[tokio::test]
 async fn copies_that_cannot_go_host_to_host_go_through_the_workstation_and_are_counted() {
     use rkectl::exec::events::{DataPath, Reporter, TrafficCounter};
-    let cfg = load(&etcd_cluster_yaml(3));
-    let pki = rkectl::rke::pki::Pki::generate(&cfg.cluster).unwrap();
-    let world = running_world(&cfg.cluster, b"the data of the cluster", None);
-    let plan = save_plan(&cfg, &world, "copied.db");
     let dir = tempfile::tempdir().unwrap();
+    let cfg = config_in(dir.path(), &etcd_cluster_yaml(3));
+    let world = running_world(&cfg.cluster, b"the data of the cluster", None);
+    let p = prepare_action(cfg, &world, save_spec("copied.db")).await;
     let rec = Recorder::default();
-    let out = apply(&cfg, &world, &pki, &plan, &dir.path().join("j"), None, &rec).await;
-    assert!(out.ok(), "{:?}", out.failures);
+    let out = apply_prepared(p, &world, &rec).await;
+    let applied = out.unwrap_or_else(|e| panic!("{e}"));
     let size = world.host(&HostAddr(addr(1))).files["/opt/rke/etcd-snapshots/copied.db.zip"].len() as u64;
     let counter = TrafficCounter::default();
     let mut moved = Vec::new();
@@ -710,6 +746,7 @@ async fn copies_that_cannot_go_host_to_host_go_through_the_workstation_and_are_c
     assert_eq!(warned, 2);
     let total = counter.total();
     assert_eq!((total.workstation_bytes, total.host_to_host_bytes), (4 * size, 0));
+    assert_eq!(applied.traffic, total, "the apply counts the same");
     for i in 2..=3 {
         let s = world.host(&HostAddr(addr(i)));
         assert_eq!(s.files["/opt/rke/etcd-snapshots/copied.db.zip"].len() as u64, size);

@@ -5,72 +5,31 @@
 mod common;
 
 use common::*;
-use rkectl::apply::{ApplyError, ApplyRequest, apply};
+use rkectl::apply::ApplyError;
 use rkectl::config::{HostAddr, LoadedConfig};
 use rkectl::etcd::names;
 use rkectl::exec::events::{ApplyEventKind, Recorder};
-use rkectl::host::fake::{FakeConnector, FakeWorld};
+use rkectl::host::fake::FakeWorld;
 use rkectl::plan::ActionSpec;
 use rkectl::plan::step::SnapshotName;
-use rkectl::prepare::{PrepareInput, Prepared, prepare};
+use rkectl::prepare::Prepared;
 use std::path::Path;
 use std::sync::Arc;
 
-fn config_in(dir: &Path, nodes: usize) -> LoadedConfig {
-    let path = dir.join("cluster.yml");
-    let yaml = etcd_cluster_yaml(nodes);
-    std::fs::write(&path, &yaml).unwrap();
-    rkectl::config::parse(&path, yaml).unwrap()
-}
-
-fn save(name: &str) -> ActionSpec {
-    ActionSpec::EtcdSnapshotSave {
-        name: SnapshotName::new(name).unwrap(),
-        generated_name: false,
-        s3: None,
-        include_state: false,
-        seal_state: false,
-    }
-}
-
-async fn prepared(cfg: LoadedConfig, world: &Arc<FakeWorld>, spec: ActionSpec) -> Prepared {
-    // A restore places certificates: the fake hosts hold none, so a new PKI is asked for.
-    let new_pki = matches!(spec, ActionSpec::EtcdSnapshotRestore { .. });
-    let input = PrepareInput {
-        cfg,
-        spec,
-        s3: None,
-        state_passphrase: None,
-        pki_flags: rkectl::cluster_pki::PkiFlags { new_pki, use_local_state: false },
-        offline: false,
-        lock_nodes: Some("library test".into()),
-        connector: Arc::new(FakeConnector(world.clone())),
-    };
-    prepare(input).await.unwrap_or_else(|e| panic!("prepare: {e}"))
-}
-
-fn request<'a>(p: Prepared, world: &Arc<FakeWorld>, rec: &'a Recorder) -> ApplyRequest<'a> {
-    ApplyRequest {
-        prepared: p,
-        resume: None,
-        connector: Arc::new(FakeConnector(world.clone())),
-        lock_holder: "library test".into(),
-        reporter: rec,
-        parallelism: None,
-        stop: None,
-    }
+fn config_of(dir: &Path, nodes: usize) -> LoadedConfig {
+    config_in(dir, &etcd_cluster_yaml(nodes))
 }
 
 #[tokio::test]
 async fn a_save_prepared_and_applied_through_the_library_reaches_every_host_and_counts_its_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config_in(dir.path(), 3);
+    let cfg = config_of(dir.path(), 3);
     let world = running_world(&cfg.cluster, b"the cluster's data", None);
-    let p = prepared(cfg, &world, save("lib.db")).await;
+    let p = prepare_action(cfg, &world, save_spec("lib.db")).await;
     let journal = p.paths.journal.clone();
     assert!(p.plan.has_changes());
     let rec = Recorder::default();
-    let applied = apply(request(p, &world, &rec)).await.unwrap_or_else(|e| panic!("apply: {e}"));
+    let applied = apply_prepared(p, &world, &rec).await.unwrap_or_else(|e| panic!("apply: {e}"));
     let file = "/opt/rke/etcd-snapshots/lib.db.zip";
     let size = world.host(&HostAddr(addr(1))).files[file].len() as u64;
     for i in 1..=3 {
@@ -86,13 +45,9 @@ async fn a_save_prepared_and_applied_through_the_library_reaches_every_host_and_
 /// folder (kept alive by the first value).
 async fn restore_of_snap_db() -> (tempfile::TempDir, Arc<FakeWorld>, Prepared) {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config_in(dir.path(), 3);
+    let cfg = config_of(dir.path(), 3);
     let world = running_world(&cfg.cluster, b"data", Some(("snap.db", b"snapshot-bytes")));
-    let spec = ActionSpec::EtcdSnapshotRestore {
-        name: SnapshotName::new("snap.db").unwrap(),
-        from: rkectl::plan::RestoreSearch::Hosts,
-    };
-    let p = prepared(cfg, &world, spec).await;
+    let p = prepare_action(cfg, &world, restore_spec("snap.db")).await;
     (dir, world, p)
 }
 
@@ -102,7 +57,7 @@ async fn a_failure_before_any_change_is_a_refusal_and_leaves_no_journal() {
     let journal = p.paths.journal.clone();
     world.fail_container(&HostAddr(addr(2)), names::CHECKSUM_CHECKER, 100);
     let rec = Recorder::default();
-    let err = apply(request(p, &world, &rec)).await.expect_err("the pre-flight fails");
+    let err = apply_prepared(p, &world, &rec).await.expect_err("the pre-flight fails");
     assert!(matches!(err, ApplyError::PreflightFailed { .. }), "{err:?}");
     assert!(!err.changed_cluster());
     assert!(!journal.exists(), "nothing changed, so nothing to resume");
@@ -117,7 +72,7 @@ async fn a_failure_after_a_change_keeps_the_journal_for_the_next_apply() {
     let journal = p.paths.journal.clone();
     world.fail_container(&HostAddr(addr(2)), names::RESTORE, 100);
     let rec = Recorder::default();
-    let err = apply(request(p, &world, &rec)).await.expect_err("the restore fails");
+    let err = apply_prepared(p, &world, &rec).await.expect_err("the restore fails");
     assert!(matches!(err, ApplyError::Failed { .. }), "{err:?}");
     assert!(err.changed_cluster());
     assert!(journal.exists(), "the journal says where it stopped");
@@ -126,7 +81,7 @@ async fn a_failure_after_a_change_keeps_the_journal_for_the_next_apply() {
 #[tokio::test]
 async fn a_drill_reports_through_an_event_and_leaves_the_hosts_as_they_were() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config_in(dir.path(), 3);
+    let cfg = config_of(dir.path(), 3);
     let world = running_world(&cfg.cluster, b"data", Some(("snap.db", b"snapshot-bytes")));
     // The third host has no copy: the drill there gets one staged, and removes it.
     world.with_host(&HostAddr(addr(3)), |h| {
@@ -149,10 +104,10 @@ async fn a_drill_reports_through_an_event_and_leaves_the_hosts_as_they_were() {
         host: Some(HostAddr(addr(3))),
         compare_live: false,
     };
-    let p = prepared(cfg, &world, spec).await;
+    let p = prepare_action(cfg, &world, spec).await;
     assert!(!p.plan.needs_confirmation(), "a drill changes nothing, so it asks nothing");
     let rec = Recorder::default();
-    apply(request(p, &world, &rec)).await.unwrap_or_else(|e| panic!("apply: {e}"));
+    apply_prepared(p, &world, &rec).await.unwrap_or_else(|e| panic!("apply: {e}"));
     let reports: Vec<_> = rec
         .events()
         .into_iter()

@@ -3,18 +3,21 @@
 
 pub mod golden;
 
+use rkectl::apply::{Applied, ApplyError, ApplyRequest, apply};
+use rkectl::cluster_pki::{ClusterPki, PkiFlags, PkiSource};
 use rkectl::config::{self, Cluster, HostAddr, LoadedConfig};
 use rkectl::etcd::{names, paths};
-use rkectl::exec::events::Recorder;
-use rkectl::exec::{self, RunOptions, RunOutcome};
-use rkectl::host::HostPool;
+use rkectl::exec::RunOptions;
+use rkectl::exec::events::Reporter;
 use rkectl::host::fake::{FakeConnector, FakeWorld};
+use rkectl::host::{Connector, HostPool};
 use rkectl::plan::observed::{ContainerFacts, HostFacts, MadeBy, Observed, Seen, SnapshotCopy, hashed_env};
 use rkectl::plan::step::{Checksum, SnapshotFormat, SnapshotName};
 use rkectl::plan::{self, ActionSpec, Plan, RestoreSearch};
+use rkectl::prepare::{PrepareInput, Prepared, prepare};
 use rkectl::rke::pki::Pki;
-use rkectl::state::journal::JournalWriter;
-use std::collections::HashSet;
+use rkectl::rke::state::RkeState;
+use rkectl::state::journal::{self, JournalState};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,9 +122,7 @@ pub fn observed_for(cluster: &Cluster, world: &FakeWorld, snapshot: &str) -> See
 /// A restore plan of `snapshot` for the world as it is.
 pub fn restore_plan(cfg: &LoadedConfig, world: &FakeWorld, snapshot: &str) -> Plan {
     let observed = observed_for(&cfg.cluster, world, snapshot);
-    let action =
-        ActionSpec::EtcdSnapshotRestore { name: SnapshotName::new(snapshot).unwrap(), from: RestoreSearch::Hosts };
-    compile(cfg, &action, &observed)
+    compile(cfg, &restore_spec(snapshot), &observed)
 }
 
 /// Compiles an action against what was seen.
@@ -159,23 +160,134 @@ pub fn fast() -> RunOptions {
     RunOptions { parallelism: None, max_attempts: 3, backoff: Duration::from_millis(1), stop: None }
 }
 
-/// Applies `plan` with a new journal at `journal`, or resumes it when `done` is given.
-pub async fn apply(
-    cfg: &LoadedConfig,
-    world: &Arc<FakeWorld>,
-    pki: &Pki,
-    plan: &Plan,
-    journal: &Path,
-    done: Option<HashSet<rkectl::plan::StepId>>,
-    rec: &Recorder,
-) -> RunOutcome {
-    let ex = executor(cfg, world, pki);
-    let mut jw = match &done {
-        Some(_) => JournalWriter::append(journal).unwrap(),
-        None => JournalWriter::create(journal, "cluster.yml", plan).unwrap(),
+/// cluster.yml with `yaml` written in `dir` and parsed from there, as the CLI reads it:
+/// rkectl's state, RKE's state and the journal live beside it.
+pub fn config_in(dir: &Path, yaml: &str) -> LoadedConfig {
+    let path = dir.join("cluster.yml");
+    std::fs::write(&path, yaml).unwrap();
+    config::parse(&path, yaml.to_string()).expect("valid cluster.yml")
+}
+
+/// Puts `pki` in RKE's state file beside cluster.yml: the PKI that actions placing
+/// certificates then use (instead of a new one of their own).
+pub fn give_pki(cfg: &LoadedConfig, pki: &Pki) {
+    RkeState::new(&rkectl::rke::state::path_for(&cfg.path), pki).save().expect("state file written");
+}
+
+/// A connector to the fake world (each call, a new process's connections).
+pub fn connector(world: &Arc<FakeWorld>) -> Arc<dyn Connector> {
+    Arc::new(FakeConnector(world.clone()))
+}
+
+/// Prepares `spec` as the CLI does: rkectl's and RKE's state beside cluster.yml, the real
+/// refresh over the fake world, the PKI, compile. An action that places certificates
+/// without RKE's state file beside cluster.yml asks for a new PKI (fake hosts hold none).
+pub async fn prepare_action(cfg: LoadedConfig, world: &Arc<FakeWorld>, spec: ActionSpec) -> Prepared {
+    let places = matches!(spec, ActionSpec::Up | ActionSpec::EtcdSnapshotRestore { .. });
+    let new_pki = places && !rkectl::rke::state::path_for(&cfg.path).exists();
+    let input = PrepareInput {
+        cfg,
+        spec,
+        s3: None,
+        state_passphrase: None,
+        pki_flags: PkiFlags { new_pki, use_local_state: false },
+        offline: false,
+        lock_nodes: Some(HOLDER.into()),
+        connector: connector(world),
     };
-    let done = done.unwrap_or_default();
-    exec::run(plan, &ex, &mut jw, &done, &fast(), rec, &|s: &str| s.to_string()).await.unwrap()
+    prepare(input).await.unwrap_or_else(|e| panic!("prepare: {e}"))
+}
+
+/// Who the tests' applies lock the cluster for.
+pub const HOLDER: &str = "engine test";
+
+/// The request to apply `p` (or to finish `resume` with it) over the fake world.
+pub fn request<'a>(
+    p: Prepared,
+    world: &Arc<FakeWorld>,
+    resume: Option<JournalState>,
+    rec: &'a dyn Reporter,
+) -> ApplyRequest<'a> {
+    ApplyRequest {
+        prepared: p,
+        resume,
+        connector: connector(world),
+        lock_holder: HOLDER.into(),
+        reporter: rec,
+        parallelism: None,
+        stop: None,
+    }
+}
+
+/// Applies a prepared plan with the library's `apply`.
+pub async fn apply_prepared(p: Prepared, world: &Arc<FakeWorld>, rec: &dyn Reporter) -> Result<Applied, ApplyError> {
+    apply(request(p, world, None, rec)).await
+}
+
+/// Prepares and applies `spec`, as `rkectl <action>` does.
+pub async fn run_action(
+    cfg: LoadedConfig,
+    world: &Arc<FakeWorld>,
+    spec: ActionSpec,
+    rec: &dyn Reporter,
+) -> Result<Applied, ApplyError> {
+    let p = prepare_action(cfg, world, spec).await;
+    apply_prepared(p, world, rec).await
+}
+
+/// Finishes the unfinished apply whose journal is beside cluster.yml, as `rkectl apply`
+/// does in a new process: the journal's plan and state, the PKI from RKE's state file
+/// (for the actions that place certificates), no refresh, a new pool.
+pub async fn resume(cfg: LoadedConfig, world: &Arc<FakeWorld>, rec: &dyn Reporter) -> Result<Applied, ApplyError> {
+    let (paths, state, rke_state) = rkectl::prepare::local_state(&cfg).expect("local state");
+    let j = journal::read(&paths.journal).unwrap_or_else(|e| panic!("journal: {e}"));
+    assert_eq!(j.plan.cluster_hash, cfg.hash, "cluster.yml changed since the journal began");
+    let places = matches!(j.plan.action, ActionSpec::Up | ActionSpec::EtcdSnapshotRestore { .. });
+    let pki = match (&rke_state, places) {
+        (Some(st), true) => Some(ClusterPki {
+            pki: st.pki().expect("RKE's state reads").expect("RKE's state has the PKI"),
+            state: st.clone(),
+            source: PkiSource::LocalState(st.path().to_path_buf()),
+            write: false,
+            issued: Vec::new(),
+            reissued: Vec::new(),
+        }),
+        (None, true) => panic!("the unfinished {} needs RKE's state file", j.plan.title),
+        _ => None,
+    };
+    let prepared = Prepared {
+        plan: j.plan.clone(),
+        cfg,
+        paths,
+        state,
+        pki,
+        rke_state,
+        s3: None,
+        state_passphrase: None,
+        pool: None,
+    };
+    apply(request(prepared, world, Some(j), rec)).await
+}
+
+/// The journal beside cluster.yml (where an unfinished apply is recorded).
+pub fn journal_path(cfg: &LoadedConfig) -> std::path::PathBuf {
+    rkectl::state::StatePaths::beside(&cfg.dir(), &cfg.stem()).journal
+}
+
+/// A one-time snapshot save of `name` on the hosts.
+pub fn save_spec(name: &str) -> ActionSpec {
+    ActionSpec::EtcdSnapshotSave {
+        name: SnapshotName::new(name).unwrap(),
+        generated_name: false,
+        s3: None,
+        include_state: false,
+        seal_state: false,
+    }
+}
+
+/// A restore of `name` from the hosts.
+pub fn restore_spec(name: &str) -> ActionSpec {
+    ActionSpec::EtcdSnapshotRestore { name: SnapshotName::new(name).unwrap(), from: RestoreSearch::Hosts }
 }
 
 /// Addresses of the etcd nodes.

@@ -241,8 +241,10 @@ pub struct FakeConnector(pub Arc<FakeWorld>);
 impl Connector for FakeConnector {
     async fn connect(&self, node: &Node) -> HostResult<Arc<dyn Host>> {
         self.0.tick().await;
-        let state = self.0.host(&node.address);
-        if !state.reachable {
+        // Not a copy of the host's state: it holds rkectl's helper binary (the test program,
+        // tens of MB), and every connect would copy it.
+        let reachable = self.0.hosts.lock().expect("world lock").get(&node.address).is_some_and(|s| s.reachable);
+        if !reachable {
             return Err(HostError::Unreachable {
                 host: node.address.clone(),
                 reason: "connection refused (fake)".into(),
