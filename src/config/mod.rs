@@ -243,9 +243,11 @@ pub fn expand_home(p: &str) -> PathBuf {
 mod tests {
     use super::*;
 
-    const NODE: &str = "nodes:\n  - address: 10.0.0.1\n    user: root\n    role: [etcd]\n";
+    /// One etcd node: the smallest cluster.yml, for the config's tests to add to.
+    pub(super) const NODE: &str = "nodes:\n  - address: 10.0.0.1\n    user: root\n    role: [etcd]\n";
 
-    fn parse_text(text: &str, strict: bool) -> Result<LoadedConfig, ConfigError> {
+    /// Parses `text` as cluster.yml, `--strict` or not.
+    pub(super) fn parse_text(text: &str, strict: bool) -> Result<LoadedConfig, ConfigError> {
         parse_with(Path::new("cluster.yml"), text.to_string(), Options { strict })
     }
 

@@ -118,14 +118,7 @@ fn yaml_problem(e: &serde_yaml::Error, text: &str) -> ConfigProblem {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{ConfigError, LoadedConfig, Options, parse_with};
-    use std::path::Path;
-
-    const NODE: &str = "nodes:\n  - address: 10.0.0.1\n    user: root\n    role: [etcd]\n";
-
-    fn parse_text(text: &str, strict: bool) -> Result<LoadedConfig, ConfigError> {
-        parse_with(Path::new("cluster.yml"), text.to_string(), Options { strict })
-    }
+    use crate::config::tests::{NODE, parse_text};
 
     #[test]
     fn an_unknown_key_is_a_warning_at_its_line_with_the_key_meant() {

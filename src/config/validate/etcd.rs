@@ -250,14 +250,8 @@ fn last(path: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{ConfigError, LoadedConfig, Options, RecurringSnapshots, parse_with};
-    use std::path::Path;
-
-    const NODE: &str = "nodes:\n  - address: 10.0.0.1\n    user: root\n    role: [etcd]\n";
-
-    fn parse_text(text: &str, strict: bool) -> Result<LoadedConfig, ConfigError> {
-        parse_with(Path::new("cluster.yml"), text.to_string(), Options { strict })
-    }
+    use crate::config::RecurringSnapshots;
+    use crate::config::tests::{NODE, parse_text};
 
     #[test]
     fn rkectls_own_drill_key_is_read_and_said_to_be_rkectls_at_its_line_even_under_strict() {
