@@ -32,6 +32,8 @@
 //!   snapshot archives rke-tools writes.
 //! - [`cluster_pki`]: which PKI an action uses, and the rule that no CA is replaced silently.
 //! - [`prepare`]: inputs → refresh → PKI → plan, changing nothing.
+//! - [`resume`]: an unfinished apply made ready to finish (its journal held against
+//!   cluster.yml, the state files, the PKI it places), changing nothing.
 //! - [`plan`]: the compiler (it asks each step kind what it plans), the diff, plan files,
 //!   and what a plan is based on ([`plan::Observed`]: offline, or what refresh saw);
 //!   `plans/*.yml` are the templates (what each action does, in order, on which hosts,
@@ -68,6 +70,7 @@ pub mod model;
 pub mod plan;
 pub mod prepare;
 pub mod refresh;
+pub mod resume;
 pub mod rke;
 pub mod s3;
 pub mod secret;

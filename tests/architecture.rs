@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 /// Modules that decide or drive: nothing below them may use them.
-const UPPER: &[&str] = &["plan", "steps", "exec", "refresh", "prepare", "apply", "cli", "cluster_pki"];
+const UPPER: &[&str] = &["plan", "steps", "exec", "refresh", "prepare", "resume", "apply", "cli", "cluster_pki"];
 
 /// Modules (folders or files under src/) below the planner.
 const LOWER: &[&str] =

@@ -15,7 +15,7 @@ pub mod logging;
 pub mod reporter;
 mod run;
 
-use crate::cluster_pki::{ClusterPki, PkiFlags, PkiSource};
+use crate::cluster_pki::{PkiFlags, PkiSource};
 use crate::config::{self, Cluster, ConfigError, LoadedConfig, S3Settings};
 use crate::exec::events::{Reporter, Traffic};
 

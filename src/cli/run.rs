@@ -3,7 +3,6 @@
 
 use super::interrupts::Interrupts;
 use super::*;
-use crate::rke::state::RkeState;
 
 pub(super) fn show(plan: &Plan, common: &Common) {
     let mut out = std::io::stdout().lock();
@@ -331,18 +330,13 @@ pub(super) async fn resume(common: &Common, s3_flags: &S3Flags, abandon: bool) -
         abandon_journal(&paths)?;
         return Ok(None);
     }
-    let j = read_unfinished(&paths, &cfg)?;
+    let j = crate::resume::read_unfinished(&cfg).map_err(CliError::refused)?;
     print_steps_left(&j);
-    let (_, state, rke_state) = crate::prepare::local_state(&cfg).map_err(CliError::refused)?;
     let s3 = s3_for_plan(&j.plan.action, s3_flags, &cfg.cluster)?;
     let state_passphrase = inputs::state_passphrase(s3_flags)?;
-    if matches!(j.plan.action, ActionSpec::EtcdSnapshotSave { seal_state: true, .. }) && state_passphrase.is_none() {
-        return Err(CliError::refused(crate::prepare::PrepareError::SealNeedsPassphrase));
-    }
-    let pki = pki_for_resume(&j, &cfg, rke_state.as_ref())?;
-    let plan = j.plan.clone();
-    confirm(&plan, common, &format!("Finish: {}", describe_destruction(&plan)))?;
-    let prepared = Prepared { plan, cfg, paths, state, pki, rke_state, s3, state_passphrase, pool: None };
+    let prepared = crate::resume::prepare_resume(cfg, &j, s3, state_passphrase).map_err(CliError::refused)?;
+    let plan = &prepared.plan;
+    confirm(plan, common, &format!("Finish: {}", describe_destruction(plan)))?;
     apply(prepared, common, Some(j), locks).await
 }
 
@@ -354,22 +348,6 @@ fn abandon_journal(paths: &StatePaths) -> Result<(), CliError> {
         .map_err(|e| CliError::input(e.to_string(), "check the folder's permissions"))?;
     eprintln!("The unfinished apply was set aside as {}", std::path::Path::new(&aside).display());
     Ok(())
-}
-
-/// Reads the unfinished apply's journal, refusing it when cluster.yml changed since it started.
-fn read_unfinished(paths: &StatePaths, cfg: &LoadedConfig) -> Result<JournalState, CliError> {
-    let j = journal::read(&paths.journal).map_err(CliError::refused)?;
-    if j.plan.cluster_hash != cfg.hash {
-        return Err(refuse(
-            format!(
-                "{} changed since the unfinished {} started; resuming it could act on the wrong hosts",
-                cfg.path.display(),
-                j.plan.title
-            ),
-            "put cluster.yml back as it was to finish it, or set it aside with `rkectl apply --abandon`",
-        ));
-    }
-    Ok(j)
 }
 
 /// Tells what the unfinished apply has done, the steps left, and where it last stopped.
@@ -392,40 +370,4 @@ fn print_steps_left(j: &JournalState) {
     if let Some((step, err)) = &j.last_failure {
         eprintln!("The last run stopped at {step}: {err}");
     }
-}
-
-/// The PKI a resumed apply places: RKE's state file beside cluster.yml, for the actions
-/// that need one (up, restore); refused when that file is gone.
-fn pki_for_resume(
-    j: &JournalState,
-    cfg: &LoadedConfig,
-    rke_state: Option<&RkeState>,
-) -> Result<Option<ClusterPki>, CliError> {
-    let pki = match (rke_state, matches!(j.plan.action, ActionSpec::Up | ActionSpec::EtcdSnapshotRestore { .. })) {
-        (Some(st), true) => {
-            let pki = st.pki().map_err(CliError::refused)?.ok_or_else(|| {
-                refuse(format!("{} has no certificates", st.path().display()), "put RKE's cluster.rkestate back")
-            })?;
-            Some(ClusterPki {
-                pki,
-                state: st.clone(),
-                source: PkiSource::LocalState(st.path().to_path_buf()),
-                write: false,
-                issued: Vec::new(),
-                reissued: Vec::new(),
-            })
-        }
-        (None, true) => {
-            return Err(refuse(
-                format!(
-                    "the unfinished {} needs the cluster's PKI, and {} is gone",
-                    j.plan.title,
-                    crate::rke::state::path_for(&cfg.path).display()
-                ),
-                "put RKE's cluster.rkestate back beside cluster.yml, then run `rkectl apply` again",
-            ));
-        }
-        _ => None,
-    };
-    Ok(pki)
 }

@@ -4,7 +4,7 @@
 pub mod golden;
 
 use rkectl::apply::{Applied, ApplyError, ApplyRequest, apply};
-use rkectl::cluster_pki::{ClusterPki, PkiFlags, PkiSource};
+use rkectl::cluster_pki::PkiFlags;
 use rkectl::config::{self, Cluster, HostAddr, LoadedConfig};
 use rkectl::etcd::{names, paths};
 use rkectl::exec::RunOptions;
@@ -17,7 +17,7 @@ use rkectl::plan::{self, ActionSpec, Plan, RestoreSearch};
 use rkectl::prepare::{PrepareInput, Prepared, prepare};
 use rkectl::rke::pki::Pki;
 use rkectl::rke::state::RkeState;
-use rkectl::state::journal::{self, JournalState};
+use rkectl::state::journal::JournalState;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -236,36 +236,11 @@ pub async fn run_action(
 }
 
 /// Finishes the unfinished apply whose journal is beside cluster.yml, as `rkectl apply`
-/// does in a new process: the journal's plan and state, the PKI from RKE's state file
-/// (for the actions that place certificates), no refresh, a new pool.
+/// does in a new process: the library's resume (the journal's plan, the state files, the
+/// PKI from RKE's state file), no refresh, a new pool.
 pub async fn resume(cfg: LoadedConfig, world: &Arc<FakeWorld>, rec: &dyn Reporter) -> Result<Applied, ApplyError> {
-    let (paths, state, rke_state) = rkectl::prepare::local_state(&cfg).expect("local state");
-    let j = journal::read(&paths.journal).unwrap_or_else(|e| panic!("journal: {e}"));
-    assert_eq!(j.plan.cluster_hash, cfg.hash, "cluster.yml changed since the journal began");
-    let places = matches!(j.plan.action, ActionSpec::Up | ActionSpec::EtcdSnapshotRestore { .. });
-    let pki = match (&rke_state, places) {
-        (Some(st), true) => Some(ClusterPki {
-            pki: st.pki().expect("RKE's state reads").expect("RKE's state has the PKI"),
-            state: st.clone(),
-            source: PkiSource::LocalState(st.path().to_path_buf()),
-            write: false,
-            issued: Vec::new(),
-            reissued: Vec::new(),
-        }),
-        (None, true) => panic!("the unfinished {} needs RKE's state file", j.plan.title),
-        _ => None,
-    };
-    let prepared = Prepared {
-        plan: j.plan.clone(),
-        cfg,
-        paths,
-        state,
-        pki,
-        rke_state,
-        s3: None,
-        state_passphrase: None,
-        pool: None,
-    };
+    let j = rkectl::resume::read_unfinished(&cfg).unwrap_or_else(|e| panic!("unfinished apply: {e}"));
+    let prepared = rkectl::resume::prepare_resume(cfg, &j, None, None).unwrap_or_else(|e| panic!("resume: {e}"));
     apply(request(prepared, world, Some(j), rec)).await
 }
 
