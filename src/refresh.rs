@@ -350,7 +350,6 @@ fn take_report(
         copy.etcd_ok = Some(r.etcd_ok);
         copy.problem = r.problem.clone();
         copy.db = r.db.clone();
-        copy.has_state = r.has_state;
     }
 }
 
