@@ -150,3 +150,71 @@ fn recurring_snapshots_with_rkectl_drill_drill_each_one_and_a_failed_drill_is_an
         "a failed drill must be an error line:\n{logs}"
     );
 }
+
+/// Watches node1 for up to 30 s for the throwaway etcd of a drill (the `etcd` binary run
+/// with `--name=drill`); each time it is there, lists what it has open that another
+/// process could connect to: TCP and UDP sockets in the node's network (the recurring
+/// service's), and the mode of the folder its unix sockets are in. Prints
+/// `seen=N tcp=[...] dirs=[...]`.
+const WATCH_DRILL: &str = r#"
+seen=0; tcp=""; dirs=""; end=$(( $(date +%s) + 30 ))
+while [ "$(date +%s)" -lt "$end" ] && [ "$seen" -lt 5 ]; do
+  for p in $(pgrep -f -- '--name=drill'); do
+    case "$(readlink /proc/$p/exe)" in */etcd) ;; *) continue ;; esac
+    seen=$((seen + 1))
+    tcp="$tcp$(ss -Hltunp | grep "pid=$p," | tr -s ' ' | tr '
+' ';')"
+    dirs="$dirs $(stat -c '%a:%U' /proc/$p/cwd/ 2>/dev/null)"
+  done
+  sleep 0.05
+done
+echo "seen=$seen tcp=[$tcp] dirs=[$dirs ]"
+"#;
+
+#[test]
+#[ignore = "needs the lab (tests/run brings it up)"]
+fn a_recurring_drill_opens_nothing_a_local_user_or_host_network_pod_can_reach() {
+    let lab = Lab::get();
+    let bc = "    image: rkectl-lab/etcd:v3.4.23\n    backup_config:\n      interval_hours: 12\n      retention: 2\n      rkectl_drill: true\n";
+    lab.write_cluster_yml(&lab.cluster_text().replace("    image: rkectl-lab/etcd:v3.4.23\n", bc));
+    lab.ok(&["up", "--yes", "--new-pki"]);
+    // Some data, Secrets among it, so that each drill runs for a moment.
+    let value = "x".repeat(100_000);
+    for i in 0..20 {
+        lab.write("node1", &format!("/registry/secrets/default/db-password-{i}"), &value);
+    }
+    // The service as rkectl runs it (host network), every 3 s instead of every 12 h.
+    lab.sh(
+        "node1",
+        "set -e; c=etcd-rolling-snapshots; \
+         img=$(docker inspect -f '{{.Config.Image}}' $c); \
+         ep=$(docker inspect -f '{{index .Config.Entrypoint 0}}' $c); \
+         net=$(docker inspect -f '{{.HostConfig.NetworkMode}}' $c); \
+         binds=$(docker inspect -f '{{range .HostConfig.Binds}}-v {{.}} {{end}}' $c); \
+         cmd=$(docker inspect -f '{{join .Config.Cmd \" \"}}' $c | sed 's/--creation 12h/--creation 3s/'); \
+         [ \"$net\" = host ]; \
+         docker rm -f rolling-fast >/dev/null 2>&1 || true; \
+         docker run -d --name rolling-fast --net host $binds --entrypoint $ep $img agent $cmd >/dev/null",
+    );
+    let watched = lab.sh("node1", WATCH_DRILL);
+    // The drill it watched, to its end.
+    let logs = lab.sh(
+        "node1",
+        "for i in $(seq 1 60); do docker logs rolling-fast 2>&1 | grep -q 'restore drill\\|Drilled backup' && break; sleep 0.5; done; \
+         docker logs rolling-fast 2>&1; docker rm -f rolling-fast >/dev/null",
+    );
+    let field = |name: &str| {
+        let start = watched.find(&format!("{name}=")).map(|i| i + name.len() + 1).unwrap_or(0);
+        watched[start..].split_whitespace().next().unwrap_or_default().to_string()
+    };
+    let seen: u32 = field("seen").parse().unwrap_or(0);
+    assert!(seen > 0, "no drill was seen running on node1: {watched}\n{logs}");
+    assert!(watched.contains("tcp=[]"), "the drill's etcd listens on the node's network: {watched}");
+    let dirs = watched.split("dirs=[").nth(1).unwrap_or_default().trim_end().trim_end_matches(']');
+    assert!(
+        !dirs.split_whitespace().collect::<Vec<_>>().is_empty() && dirs.split_whitespace().all(|d| d == "700:root"),
+        "the drill's sockets must be in a folder only root can enter: {watched}"
+    );
+    let drilled = logs.lines().filter(|l| l.contains("msg=\"Drilled backup\"")).count();
+    assert!(drilled > 0 && !logs.contains("level=error"), "the drills must still succeed:\n{logs}");
+}

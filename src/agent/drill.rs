@@ -1,8 +1,18 @@
 //! A restore drill, run on one etcd host inside the cluster's etcd image: the snapshot is
 //! restored with the image's own tool into scratch space inside this container, a
-//! throwaway etcd serves it on this container's loopback only (its own network namespace:
-//! no port of the member's can collide, no other host can reach it), and what it holds is
-//! read and counted. The etcd process and the scratch data end with the container.
+//! throwaway etcd serves it, and what it holds is read and counted. The etcd process and
+//! the scratch data end with the container.
+//!
+//! The throwaway etcd holds every Kubernetes Secret of the snapshot with no TLS and no
+//! authentication, so it must be reachable by the drill alone. It listens on no port at
+//! all: its client and peer URLs are unix sockets in the scratch folder (mode 0700, inside
+//! this container's own filesystem). That holds wherever the drill runs: the one-time drill
+//! has a network namespace of its own, but the recurring service runs with the host's
+//! network (as RKE runs it), where a loopback port would be open to every local user and
+//! every `hostNetwork` pod of the node. etcd takes a unix URL as `unix://<host>:<port>`
+//! and binds the socket at that name relative to its working directory (etcd's own
+//! integration tests run whole clusters this way, in 3.4 and 3.5 alike), so the server and
+//! every `etcdctl` here run in the scratch folder.
 
 use super::report::SnapshotReport;
 use super::{AgentError, Tls};
@@ -17,6 +27,9 @@ use tokio::process::Command;
 
 /// Where the drill works, inside its own container (gone with it).
 const SCRATCH: &str = "/tmp/rkectl-drill";
+/// The throwaway etcd's sockets, as etcd's unix URLs; the names are files in the scratch folder.
+const CLIENT_URL: &str = "unix://rkectl-drill-client:0";
+const PEER_URL: &str = "unix://rkectl-drill-peer:0";
 /// How long the throwaway etcd may take to answer.
 const READY_WAIT: Duration = Duration::from_secs(120);
 
@@ -67,11 +80,6 @@ impl Drop for Throwaway {
     fn drop(&mut self) {
         let _ = self.0.start_kill();
     }
-}
-
-fn free_port() -> Result<u16, AgentError> {
-    let l = std::net::TcpListener::bind(("127.0.0.1", 0))?;
-    Ok(l.local_addr()?.port())
 }
 
 fn bin(name: &str) -> PathBuf {
@@ -135,7 +143,7 @@ async fn count(etcdctl: impl Fn() -> Command) -> Result<KeyCounts, AgentError> {
 pub async fn drill(req: DrillRequest<'_>) -> Result<DrillReport, AgentError> {
     let scratch = Path::new(SCRATCH);
     let _ = std::fs::remove_dir_all(scratch);
-    std::fs::create_dir_all(scratch)?;
+    make_private_dir(scratch)?;
     let r = drill_in(&req, scratch).await;
     let _ = std::fs::remove_dir_all(scratch);
     r
@@ -145,16 +153,13 @@ async fn drill_in(req: &DrillRequest<'_>, scratch: &Path) -> Result<DrillReport,
     let started = Instant::now();
     let snapshot = super::verify::checksum(req.file).await?;
     let db = database_of(req.file, snapshot.format, scratch).await?;
-    let (client, peer) = (free_port()?, free_port()?);
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    let client_url = format!("http://127.0.0.1:{client}");
     let data = scratch.join("data");
-    let restore_millis = restore_snapshot(&db, &data, &peer_url).await?;
+    let restore_millis = restore_snapshot(&db, &data, PEER_URL).await?;
 
-    let _etcd = start_etcd(scratch, &data, &client_url, &peer_url)?;
+    let _etcd = start_etcd(scratch, &data)?;
     let local = || {
         let mut c = Command::new(bin("etcdctl"));
-        c.arg(format!("--endpoints={client_url}")).arg("--command-timeout=60s");
+        c.current_dir(scratch).arg(format!("--endpoints={CLIENT_URL}")).arg("--command-timeout=60s");
         c
     };
     wait_until_ready(local, scratch).await?;
@@ -208,16 +213,34 @@ async fn restore_snapshot(db: &Path, data: &Path, peer_url: &str) -> Result<u64,
     Ok(t.elapsed().as_millis() as u64)
 }
 
-/// Starts the throwaway etcd on the restored `data`, its log in `scratch`.
-fn start_etcd(scratch: &Path, data: &Path, client_url: &str, peer_url: &str) -> Result<Throwaway, AgentError> {
+/// The scratch folder, readable by this container's root alone (the sockets live in it).
+fn make_private_dir(dir: &Path) -> Result<(), AgentError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    // The mode given at creation is narrowed by the umask only; an older folder is reset.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    Ok(())
+}
+
+/// The arguments that make the throwaway etcd listen on its unix sockets and nowhere else.
+fn listen_args() -> [String; 5] {
+    [
+        format!("--listen-client-urls={CLIENT_URL}"),
+        format!("--advertise-client-urls={CLIENT_URL}"),
+        format!("--listen-peer-urls={PEER_URL}"),
+        format!("--initial-advertise-peer-urls={PEER_URL}"),
+        format!("--initial-cluster=drill={PEER_URL}"),
+    ]
+}
+
+/// Starts the throwaway etcd on the restored `data`, in `scratch` (where its sockets are
+/// bound) with its log there.
+fn start_etcd(scratch: &Path, data: &Path) -> Result<Throwaway, AgentError> {
     let log = std::fs::File::create(scratch.join("etcd.log"))?;
     let mut etcd = Command::new(bin("etcd"));
-    etcd.args(["--name=drill", &format!("--data-dir={}", data.display())])
-        .arg(format!("--listen-client-urls={client_url}"))
-        .arg(format!("--advertise-client-urls={client_url}"))
-        .arg(format!("--listen-peer-urls={peer_url}"))
-        .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-        .arg(format!("--initial-cluster=drill={peer_url}"))
+    etcd.current_dir(scratch)
+        .args(["--name=drill", &format!("--data-dir={}", data.display())])
+        .args(listen_args())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
@@ -283,5 +306,27 @@ mod tests {
         assert_eq!(resource_of("/registry/cert-manager.io/certificates/ns/c"), "cert-manager.io/certificates");
         assert_eq!(resource_of("/registry/ranges/serviceips"), "ranges");
         assert_eq!(resource_of("/app/config"), "(not kubernetes)");
+    }
+
+    #[test]
+    fn the_throwaway_etcd_listens_on_unix_sockets_only() {
+        // Every URL etcd could listen on or advertise is a unix socket: no TCP port at all,
+        // neither on the host's network (the recurring service) nor the container's.
+        for arg in listen_args() {
+            let url = arg.rsplit('=').next().unwrap();
+            let host = url.strip_prefix("unix://").unwrap_or_else(|| panic!("not a unix socket: {arg}"));
+            assert!(!host.contains('/'), "a name in the scratch folder, not a path: {arg}");
+        }
+    }
+
+    #[test]
+    fn the_scratch_folder_is_private_even_when_it_existed() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("scratch");
+        std::fs::create_dir(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        make_private_dir(&d).unwrap();
+        assert_eq!(std::fs::metadata(&d).unwrap().permissions().mode() & 0o777, 0o700);
     }
 }

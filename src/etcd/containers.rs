@@ -116,8 +116,8 @@ fn parent(path: &str) -> &str {
 }
 
 /// `etcd-snapshot-drill`: restores `file` in scratch space inside the container and reads
-/// it from a throwaway etcd on the container's own loopback (not the host's network: no
-/// port of the member's is touched, no other host reaches it); with `compare_live`, also
+/// it from a throwaway etcd that listens on unix sockets in that space only (no port of the
+/// member's is touched, nothing else on the host reaches it); with `compare_live`, also
 /// counts the keys of the member on this host (read-only, with its certificate).
 pub fn snapshot_drill(cluster: &Cluster, node: &Node, file: &str, compare_live: bool) -> ContainerSpec {
     let cmd = AgentCommand::SnapshotDrill {
