@@ -243,8 +243,8 @@ fn check_plan_fits(plan: &Plan, cfg: &LoadedConfig, file: &std::path::Path) -> R
     Ok(())
 }
 
-/// Prepares a saved plan's action again, under the locks already held, to compare what
-/// it sees now with what the plan saw.
+/// Prepares a saved plan's action again, under the locks already held and with the clock
+/// the plan was made with, to compare what it sees now with what the plan saw.
 async fn prepare_again(
     common: &Common,
     cfg: LoadedConfig,
@@ -269,6 +269,7 @@ async fn prepare_again(
         offline: false,
         lock_nodes: Some(locks.holder.clone()),
         connector,
+        now: plan.made_at,
     };
     crate::prepare::prepare(input).await.map_err(|e| redact_refusal(e, &secrets))
 }

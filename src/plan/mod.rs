@@ -155,6 +155,10 @@ pub struct Plan {
     pub cluster_name: String,
     /// BLAKE3 of cluster.yml's text when the plan was made.
     pub cluster_hash: String,
+    /// The clock the plan was compiled with (seconds since the Unix epoch): a saved plan is
+    /// compiled again with it, so that what depends on time (prune by age) comes out the same.
+    #[serde(default)]
+    pub made_at: i64,
     pub observed: Observed,
     pub observed_fingerprint: String,
     /// Things the user should know (a generated name, a setting that overrides another).
