@@ -4,12 +4,14 @@
 //! how it applies to each host given the observed state, wires the steps into a graph
 //! (per-host chains, one-at-a-time chains, barriers), and derives each host's "after" view
 //! from the steps' effects. The result is a [`Plan`]: a value that can be rendered
-//! ([`render`]), saved to a file pinned to cluster.yml and the observation, and handed to
-//! the executor. Nothing in this module does I/O.
+//! ([`render`]), saved to a file pinned to cluster.yml and the observation (and applied
+//! from it only as the compiler makes it again: [`saved`]), and handed to the executor.
+//! Nothing in this module does I/O.
 
 pub mod compile;
 pub mod observed;
 pub mod render;
+pub mod saved;
 pub mod step;
 pub mod template;
 pub mod view;
