@@ -32,6 +32,9 @@ pub struct PrepareInput {
     /// Lock every host dialed for this holder (an apply), from before it is looked at.
     pub lock_nodes: Option<String>,
     pub connector: Arc<dyn Connector>,
+    /// The clock to compile with (seconds since the Unix epoch): now for a new plan, the
+    /// saved plan's own for one compiled again to check it.
+    pub now: i64,
 }
 
 /// Everything needed to apply a plan.
@@ -118,7 +121,7 @@ pub fn local_state(cfg: &LoadedConfig) -> Result<(StatePaths, RkectlState, Optio
 
 /// Plans the action.
 pub async fn prepare(input: PrepareInput) -> Result<Prepared, PrepareError> {
-    let PrepareInput { cfg, spec, s3, state_passphrase, pki_flags, offline, lock_nodes, connector } = input;
+    let PrepareInput { cfg, spec, s3, state_passphrase, pki_flags, offline, lock_nodes, connector, now } = input;
     let (paths, state, rke_state) = local_state(&cfg)?;
     if let ActionSpec::EtcdSnapshotSave { seal_state: true, .. } = &spec {
         if state_passphrase.is_none() {
@@ -163,7 +166,7 @@ pub async fn prepare(input: PrepareInput) -> Result<Prepared, PrepareError> {
         observed: &observed,
         removed_members: &removed,
         pki_ca: pki_ca.as_ref(),
-        now: time::OffsetDateTime::now_utc().unix_timestamp(),
+        now,
     };
     let mut plan = plan::compile(&input)?;
     if let Some(p) = &pki {

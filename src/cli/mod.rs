@@ -377,6 +377,7 @@ async fn prepare(
         pki_flags,
         offline,
         lock_nodes,
+        now: time::OffsetDateTime::now_utc().unix_timestamp(),
     };
     crate::prepare::prepare(input).await.map_err(|e| redact_refusal(e, &secrets))
 }

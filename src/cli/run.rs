@@ -170,22 +170,26 @@ pub(super) async fn apply(
 }
 
 pub(super) async fn apply_file(common: &Common, file: &std::path::Path, s3_flags: &S3Flags) -> Result<Moved, CliError> {
-    let plan = read_plan_file(file)?;
+    let saved = read_plan_file(file)?;
     let cfg = load_config(common)?;
-    check_plan_fits(&plan, &cfg, file)?;
+    check_plan_fits(&saved, &cfg, file)?;
     let paths = StatePaths::beside(&cfg.dir(), &cfg.stem());
-    let locks = lock_cluster(&paths, plan.action.template_name())?;
+    let locks = lock_cluster(&paths, saved.action.template_name())?;
     if paths.journal.exists() {
         return Err(unfinished(&paths));
     }
-    let fresh = prepare_again(common, cfg, &plan, s3_flags, &locks).await?;
-    refuse_stale(&plan, &fresh.plan, file)?;
-    show(&plan, common);
-    if !plan.has_changes() {
+    // The file's steps are never run as written: its inputs are compiled again, and what
+    // runs is that plan, once the file is proven to hold exactly its steps.
+    let fresh = prepare_again(common, cfg, &saved, s3_flags, &locks).await?;
+    refuse_stale(&saved, &fresh.plan, file)?;
+    plan::saved::check_as_compiled(&saved, &fresh.plan)
+        .map_err(|difference| CliError::refused(plan::saved::NotAsCompiled { file: file.to_path_buf(), difference }))?;
+    show(&fresh.plan, common);
+    if !fresh.plan.has_changes() {
         return Ok(None);
     }
-    confirm(&plan, common, &describe_destruction(&plan))?;
-    apply(Prepared { plan, ..fresh }, common, None, locks).await
+    confirm(&fresh.plan, common, &describe_destruction(&fresh.plan))?;
+    apply(fresh, common, None, locks).await
 }
 
 /// Reads a plan file written by `rkectl plan … --out FILE`, refusing another format or a
@@ -243,8 +247,9 @@ fn check_plan_fits(plan: &Plan, cfg: &LoadedConfig, file: &std::path::Path) -> R
     Ok(())
 }
 
-/// Prepares a saved plan's action again, under the locks already held, to compare what
-/// it sees now with what the plan saw.
+/// Prepares a saved plan's action again, under the locks already held and with the clock
+/// the plan was made with, to compare what it sees now and the steps it compiles with the
+/// plan's.
 async fn prepare_again(
     common: &Common,
     cfg: LoadedConfig,
@@ -269,6 +274,7 @@ async fn prepare_again(
         offline: false,
         lock_nodes: Some(locks.holder.clone()),
         connector,
+        now: plan.made_at,
     };
     crate::prepare::prepare(input).await.map_err(|e| redact_refusal(e, &secrets))
 }

@@ -4,12 +4,14 @@
 //! how it applies to each host given the observed state, wires the steps into a graph
 //! (per-host chains, one-at-a-time chains, barriers), and derives each host's "after" view
 //! from the steps' effects. The result is a [`Plan`]: a value that can be rendered
-//! ([`render`]), saved to a file pinned to cluster.yml and the observation, and handed to
-//! the executor. Nothing in this module does I/O.
+//! ([`render`]), saved to a file pinned to cluster.yml and the observation (and applied
+//! from it only as the compiler makes it again: [`saved`]), and handed to the executor.
+//! Nothing in this module does I/O.
 
 pub mod compile;
 pub mod observed;
 pub mod render;
+pub mod saved;
 pub mod step;
 pub mod template;
 pub mod view;
@@ -155,6 +157,10 @@ pub struct Plan {
     pub cluster_name: String,
     /// BLAKE3 of cluster.yml's text when the plan was made.
     pub cluster_hash: String,
+    /// The clock the plan was compiled with (seconds since the Unix epoch): a saved plan is
+    /// compiled again with it, so that what depends on time (prune by age) comes out the same.
+    #[serde(default)]
+    pub made_at: i64,
     pub observed: Observed,
     pub observed_fingerprint: String,
     /// Things the user should know (a generated name, a setting that overrides another).

@@ -307,6 +307,7 @@ mod tests {
             title: "t".into(),
             cluster_name: "c".into(),
             cluster_hash: "h".into(),
+            made_at: 0,
             observed: crate::plan::Observed::Offline,
             observed_fingerprint: String::new(),
             notes: Vec::new(),

@@ -194,6 +194,7 @@ pub async fn prepare_action(cfg: LoadedConfig, world: &Arc<FakeWorld>, spec: Act
         offline: false,
         lock_nodes: Some(HOLDER.into()),
         connector: connector(world),
+        now: time::OffsetDateTime::now_utc().unix_timestamp(),
     };
     prepare(input).await.unwrap_or_else(|e| panic!("prepare: {e}"))
 }

@@ -184,6 +184,7 @@ pub fn compile_with(template: &Template, input: &CompileInput<'_>) -> Result<Pla
         title: template.title.clone(),
         cluster_name: input.cluster.name.clone(),
         cluster_hash: input.cluster_hash.to_string(),
+        made_at: input.now,
         observed_fingerprint: observed.fingerprint(),
         observed,
         notes: b.notes,

@@ -127,3 +127,47 @@ fn automatic_names_carry_their_time_as_rke_tools_reads_it() {
     let everything = PrunePolicy::Count { keep: 0 };
     assert_eq!(prune_candidates([(&one_time, 0), (&old, 0)].into_iter(), &everything, 80), std::slice::from_ref(&old));
 }
+
+#[test]
+fn a_prune_by_age_compiled_again_with_the_clock_it_was_made_with_has_the_same_steps() {
+    let c = cluster("node2");
+    let recurring = SnapshotName::new("1970-01-01T00:00:10Z_etcd").unwrap();
+    let copy = SnapshotCopy {
+        format: SnapshotFormat::Raw,
+        size: 1,
+        modified: 10,
+        checksum: None,
+        etcd_ok: None,
+        problem: None,
+        db: None,
+        has_state: false,
+        identical_everywhere: false,
+    };
+    let mut seen = crate::plan::observed::Seen::default();
+    for n in c.etcd_nodes() {
+        let facts = HostFacts { snapshots: [(recurring.clone(), copy.clone())].into(), ..Default::default() };
+        seen.hosts.insert(n.address.clone(), facts);
+    }
+    let observed = Observed::Online(seen);
+    let action =
+        ActionSpec::EtcdSnapshotPrune { policy: PrunePolicy::Age { seconds: 60, text: "1m".into() }, s3: None };
+    let at = |now| {
+        compile(&CompileInput {
+            cluster: &c,
+            cluster_hash: "h",
+            action: &action,
+            observed: &observed,
+            removed_members: &[],
+            pki_ca: None,
+            now,
+        })
+        .unwrap()
+    };
+    let saved = at(40);
+    assert_eq!(saved.made_at, 40, "the plan records its clock");
+    assert!(!saved.has_changes(), "the snapshot is 30s old: kept");
+    assert_eq!(crate::plan::saved::check_as_compiled(&saved, &at(saved.made_at)), Ok(()));
+    // An hour later the same inputs prune it: the saved plan's own clock is what makes it again.
+    let later = crate::plan::saved::check_as_compiled(&saved, &at(3_600)).unwrap_err();
+    assert!(matches!(later, crate::plan::saved::Difference::Missing { .. }), "{later}");
+}
