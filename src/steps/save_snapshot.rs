@@ -69,6 +69,11 @@ impl Kind for SaveSnapshot {
             // Saved by an earlier attempt of this apply: the name is this apply's own.
             if !upload || r.uploaded {
                 ctx.log("etcd", format!("Snapshot [{name}] is already saved on host [{addr}]"));
+                if let (true, Some(s3)) = (seal_state, ex.s3.as_ref()) {
+                    // That attempt may have stopped after the upload and before the state
+                    // was sealed beside it: the restore from a new workstation needs it.
+                    attach_state(ex, s3, name, &r.checksum, ctx).await?;
+                }
                 return Ok(());
             }
         }
