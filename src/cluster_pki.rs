@@ -28,8 +28,8 @@ pub enum SnapshotStateOrigin {
     Host(HostAddr),
     /// Inside the snapshot's archive in S3.
     S3Archive,
-    /// Sealed in rkectl's manifest beside the snapshot in S3.
-    S3Sealed,
+    /// Sealed in rkectl's manifest beside the snapshot in S3, bound to what it says.
+    S3Sealed(crate::state::seal::Bound),
 }
 
 impl fmt::Display for SnapshotStateOrigin {
@@ -37,7 +37,7 @@ impl fmt::Display for SnapshotStateOrigin {
         match self {
             SnapshotStateOrigin::Host(h) => write!(f, "the snapshot's archive on host {h}"),
             SnapshotStateOrigin::S3Archive => f.write_str("the snapshot's archive in S3"),
-            SnapshotStateOrigin::S3Sealed => f.write_str("rkectl's sealed copy beside the snapshot in S3"),
+            SnapshotStateOrigin::S3Sealed(_) => f.write_str("rkectl's sealed copy beside the snapshot in S3"),
         }
     }
 }

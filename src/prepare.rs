@@ -188,6 +188,12 @@ fn pki_notes(p: &ClusterPki, applied: bool) -> Vec<String> {
             p.state.path().display()
         )),
     }
+    if p.source == cluster_pki::PkiSource::Snapshot(SnapshotStateOrigin::S3Sealed(crate::state::seal::Bound::NameOnly))
+    {
+        notes.push(
+            "WARNING: the cluster state sealed beside this snapshot in S3 was sealed by an earlier rkectl, bound to the snapshot's name only, not to its archive: it does not prove that the archive in the bucket is the one it was saved with (whoever can write the bucket could have put another database beside it). Restore it only if you trust the bucket; snapshots saved by this rkectl bind both.".into(),
+        );
+    }
     if !p.issued.is_empty() {
         notes.push(format!(
             "New certificates signed by the cluster's CA: {}; they are added to {} first, as `rke up` would add them.",
@@ -261,13 +267,16 @@ async fn snapshot_state(
     let Some(passphrase) = sealed.passphrase else {
         return if sealed.needed { Err(PrepareError::SealedStateLocked { name: name.clone() }) } else { Ok(None) };
     };
+    // The checksum refresh read is the one the plan pins and the download is checked
+    // against: the seal opens only if it was made beside those very bytes.
+    let Some(archive) = &copy.checksum else { return Ok(None) };
     let Ok(Some(manifest)) = client.get_manifest(&object).await else { return Ok(None) };
     let Some(blob) = &manifest.sealed_state else { return Ok(None) };
     // A passphrase given that does not open the state is a mistake to report, whether or
     // not another state exists: the user expects this one to be used.
-    let text = crate::state::seal::open(passphrase, name, blob)
+    let opened = crate::state::seal::open(passphrase, name, archive, blob)
         .map_err(|problem| PrepareError::SealedStateDoesNotOpen { name: name.clone(), problem })?;
-    Ok(parse(&text).map(|state| (state, SnapshotStateOrigin::S3Sealed)))
+    Ok(parse(&opened.state).map(|state| (state, SnapshotStateOrigin::S3Sealed(opened.bound))))
 }
 
 /// An S3 object, read in ranges.
@@ -355,4 +364,34 @@ fn check_save_name(spec: &ActionSpec, observed: &Observed) -> Result<(), Prepare
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::seal::Bound;
+
+    fn pki_from(origin: SnapshotStateOrigin) -> ClusterPki {
+        let yaml = "nodes:\n  - address: 10.0.0.1\n    user: root\n    role: [etcd]\n";
+        let cfg = crate::config::parse(std::path::Path::new("cluster.yml"), yaml.into()).unwrap();
+        let pki = crate::rke::pki::Pki::generate(&cfg.cluster).unwrap();
+        let state = RkeState::new(std::path::Path::new("cluster.rkestate"), &pki);
+        ClusterPki {
+            pki,
+            state,
+            source: cluster_pki::PkiSource::Snapshot(origin),
+            write: true,
+            issued: Vec::new(),
+            reissued: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_state_sealed_by_an_earlier_rkectl_opens_with_a_warning_that_the_archive_is_not_bound() {
+        let warned = |notes: &[String]| notes.iter().any(|n| n.starts_with("WARNING") && n.contains("name only"));
+        let old = pki_notes(&pki_from(SnapshotStateOrigin::S3Sealed(Bound::NameOnly)), true);
+        assert!(warned(&old), "{old:?}");
+        let bound = pki_notes(&pki_from(SnapshotStateOrigin::S3Sealed(Bound::NameAndArchive)), true);
+        assert!(!warned(&bound) && bound.iter().any(|n| n.contains("sealed copy")), "{bound:?}");
+    }
 }

@@ -357,7 +357,8 @@ async fn round_trip(kind: Kind, len: u64, folder: Option<&str>, expect_parts: Op
     assert_eq!(up.bytes.load(Ordering::SeqCst), len);
 
     let passphrase = rkectl::secret::Secret::new("a passphrase for the test");
-    let sealed = rkectl::state::seal::seal(&passphrase, &snap, &rkectl::secret::Secret::new("{}")).unwrap();
+    let sealed =
+        rkectl::state::seal::seal(&passphrase, &snap, &uploaded.checksum, &rkectl::secret::Secret::new("{}")).unwrap();
     let manifest = Manifest::new(snap.clone(), &uploaded, "lab", Some(sealed));
     assert_eq!(client.get_manifest(&snap).await.unwrap(), None, "no manifest before it is written");
     client.put_manifest(&snap, &manifest).await.unwrap();

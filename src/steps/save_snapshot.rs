@@ -69,6 +69,11 @@ impl Kind for SaveSnapshot {
             // Saved by an earlier attempt of this apply: the name is this apply's own.
             if !upload || r.uploaded {
                 ctx.log("etcd", format!("Snapshot [{name}] is already saved on host [{addr}]"));
+                if let (true, Some(s3)) = (seal_state, ex.s3.as_ref()) {
+                    // That attempt may have stopped after the upload and before the state
+                    // was sealed beside it: the restore from a new workstation needs it.
+                    attach_state(ex, s3, name, &r.checksum, ctx).await?;
+                }
                 return Ok(());
             }
         }
@@ -107,7 +112,7 @@ impl Kind for SaveSnapshot {
         );
         if let Some(s3) = s3 {
             if seal_state {
-                attach_state(ex, s3, name).await?;
+                attach_state(ex, s3, name, &report.checksum, ctx).await?;
             }
             ctx.log("etcd", format!("Uploaded snapshot [{name}.zip] to {} ({})", s3.target(), report.checksum.short()));
         }
@@ -115,23 +120,43 @@ impl Kind for SaveSnapshot {
     }
 }
 
-/// Stores RKE's state beside a snapshot in S3, sealed with the user's passphrase, so a
-/// restore from a new workstation has the PKI it needs.
-async fn attach_state(ex: &Executor, s3: &crate::config::S3Settings, name: &SnapshotName) -> Result<(), StepError> {
+/// Stores RKE's state beside a snapshot in S3, sealed with the user's passphrase and bound
+/// to the archive's checksum `archive`, so a restore from a new workstation has the PKI it
+/// needs, and only beside these bytes. A manifest that already carries it (sealed by an
+/// earlier attempt of this apply, whose name this is) is left as it is.
+async fn attach_state(
+    ex: &Executor,
+    s3: &crate::config::S3Settings,
+    name: &SnapshotName,
+    archive: &crate::model::Checksum,
+    ctx: &StepCtx<'_>,
+) -> Result<(), StepError> {
     let state = ex
         .state_text
         .as_ref()
         .ok_or_else(|| StepError::fatal("there is no cluster.rkestate beside cluster.yml to seal"))?;
     let passphrase =
         ex.state_passphrase.as_ref().ok_or_else(|| StepError::fatal("sealing the state needs its passphrase"))?;
-    let sealed = crate::state::seal::seal(passphrase, name, state).map_err(|e| StepError::fatal(e.to_string()))?;
     let object =
         SnapshotName::new(SnapshotFormat::Zip.file_name(name)).map_err(|e| StepError::fatal(e.to_string()))?;
     let client = crate::s3::S3Client::new(s3).await.map_err(s3_error)?;
     let Some(mut manifest) = client.get_manifest(&object).await.map_err(s3_error)? else {
         return Err(StepError::fatal(format!("snapshot {name} was uploaded but its manifest is missing in S3")));
     };
+    if &manifest.checksum != archive {
+        return Err(StepError::fatal(format!(
+            "the manifest of snapshot {name} in S3 describes other bytes ({}) than the archive this apply uploaded ({}): the object was replaced in the bucket; the cluster state is not sealed beside it",
+            manifest.checksum.short(),
+            archive.short()
+        )));
+    }
+    if manifest.sealed_state.is_some() {
+        return Ok(());
+    }
+    let sealed =
+        crate::state::seal::seal(passphrase, name, archive, state).map_err(|e| StepError::fatal(e.to_string()))?;
     manifest.sealed_state = Some(sealed);
     client.put_manifest(&object, &manifest).await.map_err(s3_error)?;
+    ctx.log("etcd", format!("Sealed the cluster state beside snapshot [{name}.zip] in {}", s3.target()));
     Ok(())
 }
