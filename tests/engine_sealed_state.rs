@@ -209,6 +209,7 @@ impl Setup {
             state_passphrase: Some(Secret::new(PASSPHRASE)),
             pki_flags: PkiFlags::default(),
             offline: false,
+            now: time::OffsetDateTime::now_utc().unix_timestamp(),
             lock_nodes: Some(HOLDER.into()),
             connector: connector(&self.world),
         };
@@ -230,6 +231,7 @@ impl Setup {
             state_passphrase: Some(Secret::new(PASSPHRASE)),
             pki_flags: PkiFlags::default(),
             offline: false,
+            now: time::OffsetDateTime::now_utc().unix_timestamp(),
             lock_nodes: None,
             connector: connector(&self.world),
         };
