@@ -311,12 +311,18 @@ fn prune_and_delete_remove_rkes_zips_as_rke_does() {
     let before = ssl(&lab);
     let (one_time, recurring) = (rke.get("ONE_TIME_SNAPSHOT"), rke.get("RECURRING_SNAPSHOT"));
     // Pruning by age takes RKE's recurring snapshots (`…_etcd.zip`) and never a one-time one,
-    // however old.
+    // however old, nor the newest recurring one (an older one is made beside it).
+    let older = "2020-01-01T00:00:00Z_etcd";
+    for n in ["node1", "node2", "node3"] {
+        lab.sh(n, &format!("cd /opt/rke/etcd-snapshots && cp -p {recurring}.zip {older}.zip"));
+    }
     let out = lab.ok(&["etcd", "snapshot-prune", "--retention", "1s", "--yes"]);
-    assert!(out.contains(recurring), "{out}");
+    assert!(out.contains(&format!("delete snapshot {older}")), "{out}");
+    assert!(out.contains(&format!("Kept snapshot {recurring} on")), "{out}");
     for n in ["node1", "node2", "node3"] {
         let files = snapshot_files(&lab, n);
-        assert!(!files.contains(&format!("{recurring}.zip")), "{n}: {files}");
+        assert!(!files.contains(&format!("{older}.zip")), "{n}: {files}");
+        assert!(files.contains(&format!("{recurring}.zip")), "{n}: the newest recurring snapshot: {files}");
         assert!(files.contains(&format!("{one_time}.zip")), "{n}: {files}");
     }
     // Deleting a one-time snapshot removes the zip on every etcd host and rke-tools' object

@@ -3,6 +3,12 @@
 //! and in S3. Its log lines are the reference's:
 //! `level=info msg="Initializing Rolling Backups" creation=1m0s retention=24h0m0s` and
 //! `level=info msg="Created backup" name="2018-05-04T18:40:16Z_etcd" runtime=108.332814ms`.
+//!
+//! Retention runs only after a backup that succeeded, and never takes the newest backup of
+//! the node (nor the newest in S3): a member that cannot save (expired certificates, a
+//! full disk, etcd down) would otherwise see every backup it has age past `retention` and
+//! be deleted, the last good one with them. After a failed backup the log says
+//! `level=info msg="Skipped pruning: the last backup failed"`.
 
 use super::stall::StallLimit;
 use super::{AgentError, Tls, snapshot};
@@ -68,26 +74,30 @@ pub async fn run(s: Settings) -> Result<(), AgentError> {
             // The service's log is rke-tools' format; progress lines have no place in it.
             progress: std::sync::Arc::new(crate::s3::NoProgress),
         };
-        match snapshot::save(req).await {
+        let saved = match snapshot::save(req).await {
             Ok(r) if r.etcd_ok => {
                 let runtime = GoDuration(t0.elapsed());
                 log("info", "Created backup", &format!(" name=\"{name}\" runtime={runtime}"));
                 if s.drill {
                     drill(&s, &name).await;
                 }
+                true
             }
-            Ok(r) => log(
-                "error",
-                "Backup failed its integrity check",
-                &format!(" name=\"{name}\" error=\"{}\"", r.problem.unwrap_or_default()),
-            ),
-            Err(e) => log(
-                "error",
-                "Failed to create backup",
-                &format!(" name=\"{name}\" error=\"{}\"", e.message.replace('"', "'")),
-            ),
-        }
-        if let Err(e) = prune(&s, retention).await {
+            Ok(r) => {
+                let problem = r.problem.unwrap_or_default();
+                log("error", "Backup failed its integrity check", &format!(" name=\"{name}\" error=\"{problem}\""));
+                false
+            }
+            Err(e) => {
+                let problem = e.message.replace('"', "'");
+                log("error", "Failed to create backup", &format!(" name=\"{name}\" error=\"{problem}\""));
+                false
+            }
+        };
+        if !saved {
+            // The backups there are may be all this member has until it saves again.
+            log("info", "Skipped pruning: the last backup failed", &format!(" name=\"{name}\""));
+        } else if let Err(e) = prune(&s, retention).await {
             log("error", "Failed to prune backups", &format!(" error=\"{}\"", e.message.replace('"', "'")));
         }
     }
@@ -136,15 +146,18 @@ fn local_backups(dir: &Path) -> Result<Vec<(String, i64)>, AgentError> {
     Ok(out)
 }
 
+/// What retention deletes of `list` (oldest first, as [`local_backups`] sorts it): past
+/// `retention`, or all but the newest `keep`; never the newest one, whatever its age.
 fn expired(list: &[(String, i64)], retention: Option<GoDuration>, keep: Option<u32>, now: i64) -> Vec<String> {
+    let Some((_newest, older)) = list.split_last() else { return Vec::new() };
     match (retention, keep) {
         (Some(r), _) => {
             let keep_for = i64::try_from(r.0.as_secs()).unwrap_or(i64::MAX);
-            list.iter().filter(|(_, m)| now.saturating_sub(*m) > keep_for).map(|(n, _)| n.clone()).collect()
+            older.iter().filter(|(_, m)| now.saturating_sub(*m) > keep_for).map(|(n, _)| n.clone()).collect()
         }
         (None, Some(k)) => {
-            let extra = list.len().saturating_sub(k as usize);
-            list[..extra].iter().map(|(n, _)| n.clone()).collect()
+            let extra = list.len().saturating_sub(k as usize).min(older.len());
+            older[..extra].iter().map(|(n, _)| n.clone()).collect()
         }
         (None, None) => Vec::new(),
     }
@@ -182,4 +195,39 @@ async fn prune(s: &Settings, retention: Option<GoDuration>) -> Result<(), AgentE
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn list(times: &[i64]) -> Vec<(String, i64)> {
+        times.iter().map(|t| (format!("b{t}"), *t)).collect()
+    }
+
+    fn secs(n: u64) -> Option<GoDuration> {
+        Some(GoDuration(Duration::from_secs(n)))
+    }
+
+    #[test]
+    fn retention_by_age_takes_what_is_older_than_retention() {
+        assert_eq!(expired(&list(&[10, 50, 90, 100]), secs(30), None, 100), ["b10", "b50"]);
+        assert!(expired(&[], secs(30), None, 100).is_empty());
+    }
+
+    #[test]
+    fn retention_by_age_never_takes_the_newest_backup_however_old() {
+        // A member that has not saved for a long while: every backup is past retention.
+        assert_eq!(expired(&list(&[10, 20, 30]), secs(30), None, 1_000), ["b10", "b20"]);
+        assert!(expired(&list(&[10]), secs(1), None, 1_000).is_empty(), "the only backup is the newest");
+    }
+
+    #[test]
+    fn retention_by_count_keeps_the_newest_and_never_fewer_than_one() {
+        assert_eq!(expired(&list(&[1, 2, 3, 4]), None, Some(2), 100), ["b1", "b2"]);
+        assert!(expired(&list(&[1, 2]), None, Some(3), 100).is_empty());
+        assert_eq!(expired(&list(&[1, 2, 3]), None, Some(0), 100), ["b1", "b2"]);
+        assert!(expired(&list(&[1, 2, 3]), None, None, 100).is_empty());
+    }
 }

@@ -21,17 +21,17 @@ pub struct DeleteSnapshot {
 }
 
 /// The snapshots of a listing the action deletes: the one named, or what the prune policy
-/// lets go.
-fn chosen<'a>(
-    action: &ActionSpec,
-    listed: impl Iterator<Item = (&'a SnapshotName, i64)>,
-    now: i64,
-) -> Vec<SnapshotName> {
-    match action {
+/// lets go, save the snapshot the prune keeps (the newest recurring one).
+fn chosen<'a>(b: &Builder<'_>, listed: impl Iterator<Item = (&'a SnapshotName, i64)>) -> Vec<SnapshotName> {
+    match b.input.action {
         ActionSpec::EtcdSnapshotDelete { name, .. } => {
             listed.filter(|(n, _)| *n == name).map(|(n, _)| n.clone()).take(1).collect()
         }
-        ActionSpec::EtcdSnapshotPrune { policy, .. } => prune_candidates(listed, policy, now),
+        ActionSpec::EtcdSnapshotPrune { policy, .. } => {
+            let mut names = prune_candidates(listed, policy, b.input.now);
+            names.retain(|n| Some(n) != b.prune_keeps.as_ref());
+            names
+        }
         _ => Vec::new(),
     }
 }
@@ -42,7 +42,7 @@ impl Kind for DeleteSnapshot {
     fn plan_host(b: &mut Builder<'_>, host: &HostAddr) -> Result<Vec<Self>, CompileError> {
         let Some(f) = b.facts(host) else { return Ok(Vec::new()) };
         let listed = f.snapshots.iter().map(|(n, c)| (n, c.modified));
-        let names = chosen(b.input.action, listed, b.input.now);
+        let names = chosen(b, listed);
         Ok(names.into_iter().map(|snapshot| DeleteSnapshot { snapshot, from: DeleteFrom::Host }).collect())
     }
 
@@ -50,7 +50,7 @@ impl Kind for DeleteSnapshot {
         let Some(s3) = b.input.action.s3() else { return Ok(Vec::new()) };
         let Some(facts) = b.input.observed.s3() else { return Ok(Vec::new()) };
         let listed = facts.snapshots.iter().map(|(n, c)| (n, c.modified));
-        let names = chosen(b.input.action, listed, b.input.now);
+        let names = chosen(b, listed);
         Ok(names
             .into_iter()
             .map(|snapshot| DeleteSnapshot { snapshot, from: DeleteFrom::S3 { target: s3.clone() } })

@@ -103,6 +103,8 @@ pub(crate) struct Builder<'a> {
     pub(crate) notes: Vec<String>,
     /// Hosts where RKE's own recurring snapshot service stays.
     pub(crate) kept_rke_rolling: Vec<String>,
+    /// The snapshot a prune keeps whatever its policy says: the newest recurring one.
+    pub(crate) prune_keeps: Option<SnapshotName>,
 }
 
 /// The copy of the snapshot that every member is restored from (or a drill reads).
@@ -155,6 +157,7 @@ pub fn compile_with(template: &Template, input: &CompileInput<'_>) -> Result<Pla
         nodes: input.cluster.nodes.iter().map(|n| (&n.address, n)).collect(),
         notes: Vec::new(),
         kept_rke_rolling: Vec::new(),
+        prune_keeps: None,
     };
     b.prepare()?;
     for entry in &template.phases {
@@ -411,6 +414,7 @@ impl<'a> Builder<'a> {
                     );
                 }
             }
+            ActionSpec::EtcdSnapshotPrune { policy, s3 } => self.keep_newest_snapshot(policy, s3.is_some()),
             ActionSpec::Up => {
                 if let RecurringSnapshots::BackupConfig {
                     interval_hours,
@@ -445,33 +449,11 @@ impl<'a> Builder<'a> {
     }
 }
 
-/// Snapshots a prune deletes: by age, or all but the newest `keep`. Only recurring snapshots
-/// (`<time>_etcd`) are candidates, as in rke-tools' retention: a one-time snapshot, even
-/// with RKE's default name, was taken on purpose (before an upgrade, say) and is kept.
-/// Their age is read from the name, as rke-tools reads it, else taken from the file.
-pub fn prune_candidates<'a>(
-    snapshots: impl Iterator<Item = (&'a SnapshotName, i64)>,
-    policy: &PrunePolicy,
-    now: i64,
-) -> Vec<SnapshotName> {
-    let mut auto: Vec<(&SnapshotName, i64)> =
-        snapshots.filter(|(n, _)| is_recurring_name(n)).map(|(n, m)| (n, name_time(n).unwrap_or(m))).collect();
-    match policy {
-        PrunePolicy::Age { seconds, .. } => {
-            // A retention longer than i64 seconds keeps everything (it must never wrap negative).
-            let keep_for = i64::try_from(*seconds).unwrap_or(i64::MAX);
-            auto.into_iter().filter(|(_, m)| now.saturating_sub(*m) > keep_for).map(|(n, _)| n.clone()).collect()
-        }
-        PrunePolicy::Count { keep } => {
-            auto.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(a.0)));
-            auto.into_iter().skip(*keep as usize).map(|(n, _)| n.clone()).collect()
-        }
-    }
-}
-
 pub use crate::model::{is_recurring_name, name_time};
+pub use prune::prune_candidates;
 
 mod changes;
+mod prune;
 mod reference;
 #[cfg(test)]
 mod tests;
