@@ -66,10 +66,10 @@ pub(super) async fn serve_snapshot(
     tls: &Tls,
 ) -> Result<(), AgentError> {
     let files = transfer::TlsFiles { ca: &tls.cacert, cert: &tls.cert, key: &tls.key };
-    let server = transfer::Server::bind(file, listen, &files).await?;
+    let server = transfer::Server::bind(file, listen, peer, &files).await?;
     println!("{}{}", transfer::LISTENING, server.port());
     std::io::Write::flush(&mut std::io::stdout())?;
-    let r = server.serve(peer, std::time::Duration::from_secs(wait_secs)).await?;
+    let r = server.serve(std::time::Duration::from_secs(wait_secs)).await?;
     print_report(&r)
 }
 

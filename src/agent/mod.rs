@@ -14,6 +14,7 @@ pub mod files;
 mod follow;
 pub mod hashes;
 pub mod node_lock;
+pub mod peer_cert;
 pub mod report;
 pub mod rolling;
 pub mod snapshot;
