@@ -70,7 +70,7 @@ async fn serve(
         let files = files(&tls);
         let server = transfer::Server::bind(&file, LOOPBACK, peer, &files).await?;
         let _ = tx.send(server.port());
-        server.serve(Duration::from_secs(5)).await
+        server.serve(Duration::from_secs(5), &rkectl::s3::NoProgress).await
     });
     (rx.await.expect("the server listens"), task)
 }
@@ -217,4 +217,136 @@ async fn a_source_that_does_not_listen_is_unreachable_not_failed() {
     };
     let got = transfer::fetch(SocketAddr::new(LOOPBACK, port), &dir.path().join("x"), &files(&tls), 1).await;
     assert!(matches!(got, Err(FetchError::Unreachable(_))), "{got:?}");
+}
+
+/// A TLS client of the member's own, reading as slowly as told: `rate` bytes a second,
+/// or nothing more once `stop_after` bytes came. Returns the bytes read.
+async fn slow_peer(to: SocketAddr, tls: &(PathBuf, PathBuf, PathBuf), rate: usize, stop_after: Option<usize>) -> usize {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio::io::AsyncReadExt;
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(&tls.0).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let chain = CertificateDer::pem_file_iter(&tls.1).unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+    let key = PrivateKeyDer::from_pem_file(&tls.2).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    // A small receive buffer: what the server has sent is soon what the peer has read.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    let tcp = socket.connect(to).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let mut stream = connector.connect(ServerName::IpAddress(LOOPBACK.into()), tcp).await.unwrap();
+    let tick = Duration::from_millis(100);
+    let mut buf = vec![0u8; rate / 10];
+    let mut read = 0;
+    loop {
+        if stop_after.is_some_and(|s| read >= s) {
+            // Holds the connection open and reads nothing more, for ever.
+            std::future::pending::<()>().await;
+        }
+        let n = stream.read(&mut buf).await.unwrap();
+        if n == 0 {
+            return read;
+        }
+        read += n;
+        tokio::time::sleep(tick.mul_f64(n as f64 / buf.len() as f64)).await;
+    }
+}
+
+/// Follows a process's output lines as the workstation follows a helper's: gives up once it
+/// printed nothing for `silence`. Returns the lines, or the lines so far when it went silent.
+async fn follow_lines(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    silence: Duration,
+) -> Result<Vec<String>, Vec<String>> {
+    let mut seen = Vec::new();
+    loop {
+        match tokio::time::timeout(silence, lines.next_line()).await {
+            Err(_) => return Err(seen),
+            Ok(Ok(Some(l))) => seen.push(l),
+            Ok(_) => return Ok(seen),
+        }
+    }
+}
+
+/// The serving helper, run as on a node (`rkectl agent serve-snapshot`), to a slow peer:
+/// a copy that lasts several times the silence limit (scaled down here to 2 s from the
+/// workstation's 600 s) is not taken for hung, because the helper prints its progress as
+/// the bytes go; a peer that stops reading leaves it silent, and it is given up on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serving_helper_prints_while_bytes_move_and_nothing_once_they_stop() {
+    use tokio::io::AsyncBufReadExt;
+    const SILENCE: Duration = Duration::from_secs(2);
+    const SIZE: usize = 12 << 20;
+    const RATE: usize = 2 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let tls = member_files(dir.path());
+    let src = dir.path().join("snap.zip");
+    std::fs::write(&src, (0..SIZE).map(|i| (i % 251) as u8).collect::<Vec<u8>>()).unwrap();
+    let serve = || {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_rkectl"));
+        cmd.args(["agent", "serve-snapshot", "--listen", "127.0.0.1", "--peer", "127.0.0.1", "--file"])
+            .arg(&src)
+            .arg("--cacert")
+            .arg(&tls.0)
+            .arg("--cert")
+            .arg(&tls.1)
+            .arg("--key")
+            .arg(&tls.2)
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().unwrap();
+        let lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        (child, lines)
+    };
+    let port = |line: Option<String>| -> u16 {
+        let line = line.expect("the helper says where it listens");
+        line.strip_prefix(transfer::LISTENING).unwrap_or_else(|| panic!("{line}")).trim().parse().unwrap()
+    };
+
+    // Slow: about four seconds of the peer reading, twice the silence limit.
+    let (mut child, mut lines) = serve();
+    let to = SocketAddr::new(LOOPBACK, port(lines.next_line().await.unwrap()));
+    let t = std::time::Instant::now();
+    let peer = tokio::spawn({
+        let tls = tls.clone();
+        async move { slow_peer(to, &tls, RATE, None).await }
+    });
+    let followed = follow_lines(&mut lines, SILENCE).await;
+    let took = t.elapsed();
+    let printed = followed.unwrap_or_else(|l| panic!("taken for hung after {took:?}; it printed {l:?}"));
+    assert!(took > 2 * SILENCE, "the copy took {took:?}: too quick to tell");
+    assert_eq!(peer.await.unwrap(), 8 + SIZE, "the size, then every byte");
+    assert!(child.wait().await.unwrap().success());
+    let progress = printed.iter().filter(|l| l.starts_with(rkectl::agent::snapshot::PROGRESS)).count();
+    assert!(progress >= 4, "{printed:?}");
+    assert_eq!(printed.last().and_then(|l| l.strip_prefix(rkectl::agent::snapshot::PROGRESS)), None);
+    println!("MEASURE a {SIZE}-byte copy at {RATE} B/s took {took:?}; the helper printed {progress} progress lines");
+
+    // Stalled: the peer reads 1 MiB and then nothing; the helper falls silent.
+    let (mut child, mut lines) = serve();
+    let to = SocketAddr::new(LOOPBACK, port(lines.next_line().await.unwrap()));
+    let peer = tokio::spawn({
+        let tls = tls.clone();
+        async move { slow_peer(to, &tls, RATE, Some(1 << 20)).await }
+    });
+    let followed = tokio::time::timeout(Duration::from_secs(20), follow_lines(&mut lines, SILENCE)).await;
+    let before = followed.expect("the stalled helper kept printing").expect_err("the stalled copy ended");
+    assert!(child.try_wait().unwrap().is_none(), "the helper ended: {before:?}");
+    let reported: u64 = before
+        .iter()
+        .filter_map(|l| l.strip_prefix(rkectl::agent::snapshot::PROGRESS)?.trim().parse().ok())
+        .max()
+        .unwrap_or(0);
+    assert!(reported < SIZE as u64, "it reported every byte sent to a peer that read 1 MiB: {before:?}");
+    child.kill().await.unwrap();
+    peer.abort();
 }

@@ -69,7 +69,8 @@ pub(super) async fn serve_snapshot(
     let server = transfer::Server::bind(file, listen, peer, &files).await?;
     println!("{}{}", transfer::LISTENING, server.port());
     std::io::Write::flush(&mut std::io::stdout())?;
-    let r = server.serve(std::time::Duration::from_secs(wait_secs)).await?;
+    // Printed while the bytes go: the workstation's proof that a long copy is alive.
+    let r = server.serve(std::time::Duration::from_secs(wait_secs), &snapshot::PrintProgress::default()).await?;
     print_report(&r)
 }
 

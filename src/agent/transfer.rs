@@ -23,6 +23,7 @@ use super::AgentError;
 use super::peer_cert::{MemberClientVerifier, MemberServerVerifier};
 use super::snapshot::PrintProgress;
 use crate::model::Checksum;
+use crate::s3::TransferProgress;
 use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -131,10 +132,11 @@ impl Server {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
-    /// Sends the file once to the peer (its size, then its bytes); gives up when the peer
-    /// did not fetch it within `wait`. Connections from other addresses, and certificates
-    /// other than the peer's member certificate, are turned away.
-    pub async fn serve(mut self, wait: Duration) -> Result<ServeReport, AgentError> {
+    /// Sends the file once to the peer (its size, then its bytes), telling `progress` as
+    /// the bytes go; gives up when the peer did not fetch it within `wait`. Connections
+    /// from other addresses, and certificates other than the peer's member certificate,
+    /// are turned away.
+    pub async fn serve(mut self, wait: Duration, progress: &dyn TransferProgress) -> Result<ServeReport, AgentError> {
         let deadline = tokio::time::Instant::now() + wait;
         let (peer, file) = (self.peer, self.file.display().to_string());
         let mut handshakes = tokio::task::JoinSet::new();
@@ -167,16 +169,46 @@ impl Server {
         // Served once: the other connections (and the listener) go.
         handshakes.abort_all();
         drop(self.listener);
-        stream.write_all(&self.size.to_be_bytes()).await?;
-        // Large reads: TLS records are 16 KiB whatever, but the file is read in big pieces.
-        let mut reader = tokio::io::BufReader::with_capacity(1 << 20, &mut self.source);
-        let sent = tokio::io::copy_buf(&mut reader, &mut stream).await?;
-        stream.shutdown().await?;
+        let sent = send(&mut self.source, &mut stream, self.size, progress).await?;
         if sent != self.size {
             return Err(AgentError::new(format!("{file} changed while it was sent ({sent} of {} bytes)", self.size)));
         }
         Ok(ServeReport { bytes: sent, peer })
     }
+}
+
+/// Sends `size`, then the file, then closes; returns the bytes of the file sent.
+///
+/// The serving helper's progress lines are what keeps the workstation from taking it for
+/// hung (its silence limit, [`crate::host::Silence`]): a long copy prints as long as bytes
+/// move, and a stalled one (the peer reads nothing) prints nothing and is stopped.
+async fn send(
+    source: &mut tokio::fs::File,
+    stream: &mut (impl tokio::io::AsyncWrite + Unpin),
+    size: u64,
+    progress: &dyn TransferProgress,
+) -> Result<u64, AgentError> {
+    stream.write_all(&size.to_be_bytes()).await?;
+    progress.started(Some(size));
+    // Large reads: TLS records are 16 KiB whatever, but the file is read in big pieces.
+    let mut buf = vec![0u8; 1 << 20];
+    let mut sent = 0u64;
+    let result = async {
+        loop {
+            let n = source.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            stream.write_all(&buf[..n]).await?;
+            sent += n as u64;
+            progress.advanced(n as u64);
+        }
+        stream.shutdown().await
+    }
+    .await;
+    progress.finished();
+    result?;
+    Ok(sent)
 }
 
 /// Why a fetch failed: before anything was received (copy another way) or after.
@@ -304,9 +336,9 @@ async fn receive(
         hasher.update(&buf[..filled]);
         file.write_all(&buf[..filled])?;
         received += filled as u64;
-        crate::s3::TransferProgress::advanced(&progress, filled as u64);
+        progress.advanced(filled as u64);
     }
-    crate::s3::TransferProgress::finished(&progress);
+    progress.finished();
     file.sync_all()?;
     Ok((received, hasher))
 }
