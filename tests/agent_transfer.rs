@@ -3,6 +3,7 @@
 //! it; a connection that never handshakes does not hold up the peer.
 
 use rkectl::agent::transfer::{self, FetchError, TlsFiles};
+use rkectl::model::{Checksum, SnapshotFacts};
 use rkectl::rke::pki::Pki;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
@@ -57,6 +58,11 @@ fn files(f: &(PathBuf, PathBuf, PathBuf)) -> TlsFiles<'_> {
     TlsFiles { ca: &f.0, cert: &f.1, key: &f.2 }
 }
 
+/// The pin of `data`, as a plan makes it.
+fn facts(data: &[u8]) -> SnapshotFacts {
+    SnapshotFacts { size: data.len() as u64, checksum: Checksum::of(data) }
+}
+
 const LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
 /// Starts a server for `file`; returns its port and its outcome.
@@ -84,15 +90,38 @@ async fn a_peer_of_the_cluster_gets_the_file_whole_and_private() {
     std::fs::write(&src, &data).unwrap();
     let (port, server) = serve(src, tls.clone(), LOOPBACK).await;
     let out = dir.path().join("copy.zip");
-    let got = transfer::fetch(SocketAddr::new(LOOPBACK, port), &out, &files(&tls), data.len() as u64).await;
+    let got = transfer::fetch(SocketAddr::new(LOOPBACK, port), &out, &files(&tls), &facts(&data)).await;
     let got = got.unwrap_or_else(|e| panic!("fetch failed: {e:?}"));
     assert_eq!(got.size, data.len() as u64);
-    assert_eq!(got.checksum, rkectl::model::Checksum::from_hasher(&blake3::Hasher::new().update(&data).clone()));
+    assert_eq!(got.checksum, Checksum::of(&data));
     assert_eq!(std::fs::read(&out).unwrap(), data);
     assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
     assert!(!dir.path().join("copy.zip.part").exists());
     let served = server.await.unwrap().unwrap();
     assert_eq!(served.bytes, data.len() as u64);
+}
+
+/// Bytes that are not the plan's pin (the source's file changed since, or damaged on its
+/// disk) are never renamed to the snapshot's name, nor left as a part file: a crash right
+/// after the copy cannot leave them where they would count as this host's own copy.
+#[tokio::test]
+async fn bytes_that_are_not_the_pinned_ones_are_never_put_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = member_files(dir.path());
+    let src = dir.path().join("snap.zip");
+    std::fs::write(&src, b"changed bytes").unwrap();
+    let (port, server) = serve(src, tls.clone(), LOOPBACK).await;
+    let out = dir.path().join("copy.zip");
+    let pinned = facts(b"planned bytes");
+    let got = transfer::fetch(SocketAddr::new(LOOPBACK, port), &out, &files(&tls), &pinned).await;
+    let why = match &got {
+        Err(FetchError::Failed(e)) => e.to_string(),
+        other => panic!("{other:?}"),
+    };
+    assert!(why.contains("arrived damaged") && why.contains(pinned.checksum.short()), "{why}");
+    assert!(!out.exists(), "the unverified copy was put in place");
+    assert!(!dir.path().join("copy.zip.part").exists(), "the unverified copy was left behind");
+    assert!(server.await.unwrap().is_ok(), "the source sent its file");
 }
 
 #[tokio::test]
@@ -109,7 +138,7 @@ async fn a_client_certificate_of_another_ca_gets_nothing() {
     let out = dir.path().join("copy.zip");
     // The client trusts the server; the server must refuse the client.
     let client = TlsFiles { ca: &ours_ca, cert: &theirs.1, key: &theirs.2 };
-    let got = transfer::fetch(SocketAddr::new(LOOPBACK, port), &out, &client, 12).await;
+    let got = transfer::fetch(SocketAddr::new(LOOPBACK, port), &out, &client, &facts(b"secret bytes")).await;
     assert!(matches!(got, Err(FetchError::Unreachable(ref why)) if why.contains("TLS")), "{got:?}");
     assert!(!out.exists() && !dir.path().join("copy.zip.part").exists());
     let served = server.await.unwrap();
@@ -136,7 +165,7 @@ async fn a_certificate_of_the_cluster_ca_that_is_not_a_member_one_gets_nothing()
     for (what, theirs) in others {
         let (port, server) = serve(src.clone(), ours.clone(), LOOPBACK).await;
         let out = dir.path().join("copy.zip");
-        let got = transfer::fetch(SocketAddr::new(LOOPBACK, port), &out, &files(&theirs), 12).await;
+        let got = transfer::fetch(SocketAddr::new(LOOPBACK, port), &out, &files(&theirs), &facts(b"secret bytes")).await;
         assert!(matches!(got, Err(FetchError::Unreachable(ref why)) if why.contains("TLS")), "{what}: {got:?}");
         assert!(!out.exists() && !dir.path().join("copy.zip.part").exists(), "{what}");
         let served = server.await.unwrap();
@@ -158,7 +187,7 @@ async fn a_server_that_is_not_a_member_is_not_fetched_from() {
     std::fs::write(&src, b"planted bytes").unwrap();
     let (port, server) = serve(src, theirs, LOOPBACK).await;
     let out = dir.path().join("copy.zip");
-    let got = transfer::fetch(SocketAddr::new(LOOPBACK, port), &out, &files(&ours), 13).await;
+    let got = transfer::fetch(SocketAddr::new(LOOPBACK, port), &out, &files(&ours), &facts(b"planted bytes")).await;
     let why = match &got {
         Err(FetchError::Unreachable(why)) => why.clone(),
         other => panic!("{other:?}"),
@@ -185,7 +214,7 @@ async fn a_connection_that_never_handshakes_does_not_hold_up_the_peer() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let t = std::time::Instant::now();
     let out = dir.path().join("copy.zip");
-    let got = transfer::fetch(to, &out, &files(&tls), data.len() as u64).await;
+    let got = transfer::fetch(to, &out, &files(&tls), &facts(&data)).await;
     let took = t.elapsed();
     got.unwrap_or_else(|e| panic!("fetch failed after {took:?}: {e:?}"));
     assert!(took < Duration::from_secs(2), "the fetch waited {took:?} behind the stalled connections");
@@ -201,7 +230,7 @@ async fn a_connection_from_an_address_not_listed_gets_nothing() {
     std::fs::write(&src, b"secret bytes").unwrap();
     let (port, server) = serve(src, tls.clone(), "10.9.9.9".parse().unwrap()).await;
     let out = dir.path().join("copy.zip");
-    let got = transfer::fetch(SocketAddr::new(LOOPBACK, port), &out, &files(&tls), 12).await;
+    let got = transfer::fetch(SocketAddr::new(LOOPBACK, port), &out, &files(&tls), &facts(b"secret bytes")).await;
     assert!(got.is_err(), "{got:?}");
     assert!(!out.exists());
     assert!(server.await.unwrap().is_err());
@@ -215,7 +244,7 @@ async fn a_source_that_does_not_listen_is_unreachable_not_failed() {
         let l = std::net::TcpListener::bind((LOOPBACK, 0)).unwrap();
         l.local_addr().unwrap().port()
     };
-    let got = transfer::fetch(SocketAddr::new(LOOPBACK, port), &dir.path().join("x"), &files(&tls), 1).await;
+    let got = transfer::fetch(SocketAddr::new(LOOPBACK, port), &dir.path().join("x"), &files(&tls), &facts(b"x")).await;
     assert!(matches!(got, Err(FetchError::Unreachable(_))), "{got:?}");
 }
 

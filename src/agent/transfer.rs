@@ -7,7 +7,7 @@
 //! (its size, then its bytes) and exits. The destination runs [`fetch`]: it checks that the
 //! server presents the source's member certificate the same way, writes the bytes to a
 //! private temporary file while hashing them, and moves the file into place only when every
-//! byte arrived.
+//! byte arrived and they are the bytes the plan pinned (verify, then rename).
 //!
 //! The source handshakes with every connection from the peer's address at once, each for
 //! at most [`HANDSHAKE_TIMEOUT`], and serves the first that completes: a connection that
@@ -22,7 +22,7 @@
 use super::AgentError;
 use super::peer_cert::{MemberClientVerifier, MemberServerVerifier};
 use super::snapshot::PrintProgress;
-use crate::model::Checksum;
+use crate::model::{Checksum, SnapshotFacts};
 use crate::s3::TransferProgress;
 use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
@@ -225,12 +225,16 @@ impl From<std::io::Error> for FetchError {
 }
 
 /// Fetches the file `from` serves into `out` (mode 0600), hashing it as it is written.
+/// It is received under a `.part` name and renamed to `out` only once it is the bytes of
+/// `expect` (the plan's pin): a crash never leaves unverified bytes under a snapshot's name,
+/// where they would count as that host's own copy.
 pub async fn fetch(
     from: SocketAddr,
     out: &Path,
     tls: &TlsFiles<'_>,
-    expect_size: u64,
+    expect: &SnapshotFacts,
 ) -> Result<FetchReport, FetchError> {
+    let expect_size = expect.size;
     let (roots, chain, key) = load(tls).map_err(FetchError::Failed)?;
     let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
         .build()
@@ -290,11 +294,20 @@ pub async fn fetch(
             return Err(FetchError::Failed(e));
         }
     };
+    let checksum = Checksum::from_hasher(&hasher);
+    if received != expect.size || checksum != expect.checksum {
+        let _ = std::fs::remove_file(&part);
+        return Err(FetchError::Failed(AgentError::new(format!(
+            "the copy from {from} arrived damaged ({received} bytes, {}; the plan expects {expect_size} bytes, {}); it was not kept",
+            checksum.short(),
+            expect.checksum.short()
+        ))));
+    }
     std::fs::rename(&part, out).map_err(|e| FetchError::Failed(e.into()))?;
     if let Some(dir) = out.parent().and_then(|d| std::fs::File::open(d).ok()) {
         let _ = dir.sync_all();
     }
-    Ok(FetchReport { size: received, checksum: Checksum::from_hasher(&hasher) })
+    Ok(FetchReport { size: received, checksum })
 }
 
 /// A TLS failure in words: rustls prints a refusal of [`super::peer_cert`]'s in Debug form.
