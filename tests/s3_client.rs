@@ -857,6 +857,57 @@ async fn env_chain_child(endpoint: String, expect: String) {
 // Throughput and memory
 
 /// CPU seconds (user + system) used so far by process `pid` ("self" for this one).
+/// rke-tools' archive of a database that passes etcd's check (its SHA-256 trailer).
+fn valid_archive(name: &str, data: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    let mut db = data.to_vec();
+    db.extend_from_slice(&sha2::Sha256::digest(data));
+    let mut w = rkectl::rke::archive::ArchiveWriter::start(Vec::new(), name).unwrap();
+    w.write_db(&db).unwrap();
+    w.finish(None).unwrap()
+}
+
+/// The agent's download (`s3-download`), when the object and its manifest were replaced
+/// since the plan pinned the checksum: the bytes arrive, match the (new) manifest, pass
+/// etcd's check, and are still never renamed to the snapshot's name, where they would
+/// count as the host's own copy; nor is a part file left. The pinned bytes are kept.
+async fn a_download_of_other_bytes_than_the_pinned_ones_is_never_put_in_place(kind: Kind) {
+    use rkectl::agent::snapshot::{DownloadRequest, download};
+    use rkectl::plan::step::SnapshotFormat;
+    let server = Server::start(kind, "backups").await;
+    let client = server.client(None).await;
+    let settings = server.settings(None);
+    let planned = valid_archive("snap", b"the database the plan saw");
+    let replaced = valid_archive("snap", b"a database put there since");
+    let object = name("snap.zip");
+    let dir = tempfile::tempdir().unwrap();
+    let (file, part) = (dir.path().join("snap.zip"), dir.path().join("snap.zip.part"));
+    let pinned = Checksum::of(&planned);
+    for (bytes, keep) in [(&replaced, false), (&planned, true)] {
+        let uploaded = client.upload(&object, std::io::Cursor::new(bytes.clone()), &NoProgress).await.unwrap();
+        client.put_manifest(&object, &Manifest::new(object.clone(), &uploaded, "lab", None)).await.unwrap();
+        let req = DownloadRequest {
+            s3: &settings,
+            name: "snap",
+            format: SnapshotFormat::Zip,
+            into: dir.path(),
+            etag: None,
+            checksum: Some(&pinned),
+        };
+        let got = download(req).await;
+        assert!(!part.exists(), "a part file was left");
+        if keep {
+            let r = got.unwrap_or_else(|e| panic!("the pinned bytes: {e}"));
+            assert!(r.etcd_ok && r.checksum == pinned, "{r:?}");
+            assert_eq!(std::fs::read(&file).unwrap(), planned);
+        } else {
+            let e = got.expect_err("other bytes than the pinned ones were accepted");
+            assert!(e.to_string().contains("not the one the plan pinned"), "{e}");
+            assert!(!file.exists(), "other bytes than the pinned ones were put in place");
+        }
+    }
+}
+
 fn cpu_seconds(pid: &str) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     // Fields after the command name, which is in parentheses and may contain spaces.
@@ -1113,6 +1164,7 @@ fn main() {
         download_resumes_after_a_broken_connection;
         credentials_from_the_aws_environment;
         custom_endpoints_get_no_checksum_headers;
+        a_download_of_other_bytes_than_the_pinned_ones_is_never_put_in_place;
         upload_200_mib_throughput_and_peak_memory;
     ];
     let mut trials = Vec::new();

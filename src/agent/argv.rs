@@ -101,7 +101,7 @@ impl AgentCommand {
                 tls.push(&mut a);
                 s3.push(&mut a);
             }
-            AgentCommand::S3Download { name, format, into, etag, s3 } => {
+            AgentCommand::S3Download { name, format, into, etag, checksum, s3 } => {
                 a.push("s3-download".into());
                 flag(&mut a, "name", name.clone());
                 let format = match format {
@@ -112,6 +112,9 @@ impl AgentCommand {
                 flag(&mut a, "into", p(into));
                 if let Some(e) = etag {
                     flag(&mut a, "etag", e.clone());
+                }
+                if let Some(c) = checksum {
+                    flag(&mut a, "checksum", c.clone());
                 }
                 s3.push(&mut a);
             }
@@ -155,11 +158,12 @@ impl AgentCommand {
                 }
                 tls.push(&mut a);
             }
-            AgentCommand::FetchSnapshot { from, out, size, tls } => {
+            AgentCommand::FetchSnapshot { from, out, size, checksum, tls } => {
                 a.push("fetch-snapshot".into());
                 flag(&mut a, "from", from.to_string());
                 flag(&mut a, "out", p(out));
                 flag(&mut a, "size", size.to_string());
+                flag(&mut a, "checksum", checksum.clone());
                 tls.push(&mut a);
             }
             AgentCommand::SnapshotDrill { file, live_endpoint, tls } => {
@@ -272,6 +276,7 @@ mod tests {
                 format: FormatArg::Zip,
                 into: d("/x"),
                 etag: Some("\"e\"".into()),
+                checksum: None,
                 s3: s3(false),
             },
             AgentCommand::S3Download {
@@ -279,6 +284,7 @@ mod tests {
                 format: FormatArg::Raw,
                 into: d("/x"),
                 etag: None,
+                checksum: Some("blake3:ab".into()),
                 s3: s3(true),
             },
             AgentCommand::SnapshotUnpack { archive: d("/a.zip"), out: d("/o.db") },
@@ -298,7 +304,11 @@ mod tests {
                 wait_secs: 7,
                 tls: tls(),
             },
-            AgentCommand::FetchSnapshot { from: "[fd00::1]:4000".parse().unwrap(), out: d("/o"), size: 12, tls: tls() },
+            AgentCommand::FetchSnapshot { from: "[fd00::1]:4000".parse().unwrap(), out: d("/o"),
+                size: 12,
+                checksum: "blake3:cd".into(),
+                tls: tls(),
+            },
             AgentCommand::SnapshotDrill { file: d("/s/x.zip"), live_endpoint: None, tls: tls() },
             AgentCommand::SnapshotDrill {
                 file: d("/s/x.db"),

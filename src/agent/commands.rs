@@ -37,11 +37,19 @@ pub(super) async fn s3_download(
     format: FormatArg,
     into: &Path,
     etag: Option<&str>,
+    checksum: Option<&crate::model::Checksum>,
     s3: &S3Args,
 ) -> Result<(), AgentError> {
     let settings = s3.settings().map_err(AgentError::new)?.ok_or_else(|| AgentError::new("--bucket is required"))?;
-    let r = snapshot::download(snapshot::DownloadRequest { s3: &settings, name, format: format.into(), into, etag })
-        .await?;
+    let r = snapshot::download(snapshot::DownloadRequest {
+        s3: &settings,
+        name,
+        format: format.into(),
+        into,
+        etag,
+        checksum,
+    })
+    .await?;
     print_report(&r)
 }
 
@@ -66,10 +74,11 @@ pub(super) async fn serve_snapshot(
     tls: &Tls,
 ) -> Result<(), AgentError> {
     let files = transfer::TlsFiles { ca: &tls.cacert, cert: &tls.cert, key: &tls.key };
-    let server = transfer::Server::bind(file, listen, &files).await?;
+    let server = transfer::Server::bind(file, listen, peer, &files).await?;
     println!("{}{}", transfer::LISTENING, server.port());
     std::io::Write::flush(&mut std::io::stdout())?;
-    let r = server.serve(peer, std::time::Duration::from_secs(wait_secs)).await?;
+    // Printed while the bytes go: the workstation's proof that a long copy is alive.
+    let r = server.serve(std::time::Duration::from_secs(wait_secs), &snapshot::PrintProgress::default()).await?;
     print_report(&r)
 }
 
@@ -77,11 +86,11 @@ pub(super) async fn serve_snapshot(
 pub(super) async fn fetch_snapshot(
     from: std::net::SocketAddr,
     out: &Path,
-    size: u64,
+    expect: &crate::model::SnapshotFacts,
     tls: &Tls,
 ) -> Result<(), AgentError> {
     let files = transfer::TlsFiles { ca: &tls.cacert, cert: &tls.cert, key: &tls.key };
-    match transfer::fetch(from, out, &files, size).await {
+    match transfer::fetch(from, out, &files, expect).await {
         Ok(r) => print_report(&r),
         Err(transfer::FetchError::Unreachable(why)) => Err(AgentError::unreachable(why)),
         Err(transfer::FetchError::Failed(e)) => Err(e),

@@ -14,6 +14,7 @@ pub mod files;
 mod follow;
 pub mod hashes;
 pub mod node_lock;
+pub mod peer_cert;
 pub mod report;
 pub mod rolling;
 pub mod snapshot;
@@ -158,6 +159,9 @@ pub enum AgentCommand {
         /// The ETag the plan pinned (objects without rkectl's manifest).
         #[arg(long)]
         etag: Option<String>,
+        /// The checksum the plan pinned: a download of other bytes is never put in place.
+        #[arg(long)]
+        checksum: Option<String>,
         #[command(flatten)]
         s3: S3Args,
     },
@@ -219,7 +223,8 @@ pub enum AgentCommand {
         #[command(flatten)]
         tls: Tls,
     },
-    /// Fetches a snapshot file another host serves, hashing it as it is written.
+    /// Fetches a snapshot file another host serves, hashing it as it is written; it is put
+    /// in place only when it is the `size` bytes of `checksum` the plan pinned.
     FetchSnapshot {
         #[arg(long)]
         from: std::net::SocketAddr,
@@ -227,6 +232,8 @@ pub enum AgentCommand {
         out: PathBuf,
         #[arg(long)]
         size: u64,
+        #[arg(long)]
+        checksum: String,
         #[command(flatten)]
         tls: Tls,
     },
@@ -368,8 +375,9 @@ pub async fn run(cmd: AgentCommand) -> Result<(), AgentError> {
             })
             .await
         }
-        AgentCommand::S3Download { name, format, into, etag, s3 } => {
-            commands::s3_download(&name, format, &into, etag.as_deref(), &s3).await
+        AgentCommand::S3Download { name, format, into, etag, checksum, s3 } => {
+            let checksum = checksum.map(crate::model::Checksum);
+            commands::s3_download(&name, format, &into, etag.as_deref(), checksum.as_ref(), &s3).await
         }
         AgentCommand::SnapshotUnpack { archive, out } => commands::snapshot_unpack(&archive, &out).await,
         AgentCommand::SnapshotDelete { dir, names } => snapshot::delete(&dir, &names),
@@ -381,7 +389,10 @@ pub async fn run(cmd: AgentCommand) -> Result<(), AgentError> {
         AgentCommand::ServeSnapshot { file, listen, peer, wait_secs, tls } => {
             commands::serve_snapshot(&file, listen, peer, wait_secs, &tls).await
         }
-        AgentCommand::FetchSnapshot { from, out, size, tls } => commands::fetch_snapshot(from, &out, size, &tls).await,
+        AgentCommand::FetchSnapshot { from, out, size, checksum, tls } => {
+            let expect = crate::model::SnapshotFacts { size, checksum: crate::model::Checksum(checksum) };
+            commands::fetch_snapshot(from, &out, &expect, &tls).await
+        }
         AgentCommand::SnapshotDrill { file, live_endpoint, tls } => {
             commands::snapshot_drill(&file, live_endpoint.as_deref(), &tls).await
         }

@@ -12,7 +12,7 @@ use super::follow::{Followed, Tee, follow};
 use super::hashes::status;
 use super::report::{EtcdStatus, SnapshotReport};
 use super::stall::{self, StallLimit, Stalled};
-use super::verify::{private_file, verify, with_checks};
+use super::verify::{private_file, verify_as, with_checks};
 use super::{AgentError, Tls, etcdctl};
 use crate::config::S3Settings;
 use crate::model::{SnapshotFormat, SnapshotName};
@@ -410,11 +410,16 @@ pub struct DownloadRequest<'a> {
     pub into: &'a Path,
     /// The object's ETag the plan pinned, for objects rkectl did not write.
     pub etag: Option<&'a str>,
+    /// The checksum the plan pinned, for objects with rkectl's manifest: the manifest may
+    /// have been replaced with the object since.
+    pub checksum: Option<&'a crate::model::Checksum>,
 }
 
-/// Downloads a snapshot from S3 into `into`, verified: against rkectl's manifest, or the
-/// pinned ETag for an object without one; then etcd's checks of the file (or of the
-/// database inside an archive).
+/// Downloads a snapshot from S3 into `into`, verified: against rkectl's manifest and the
+/// pinned checksum, or the pinned ETag for an object without one; then etcd's checks of
+/// the file (or of the database inside an archive). Every check is of the `.part` file: only
+/// a verified download is renamed to the snapshot's name, so a crash never leaves a file
+/// there that would count as the host's own copy.
 pub async fn download(req: DownloadRequest<'_>) -> Result<SnapshotReport, AgentError> {
     let snapshot = SnapshotName::new(req.name).map_err(|e| AgentError::new(e.to_string()))?;
     let object = object_name(&snapshot, req.format)?;
@@ -447,15 +452,30 @@ pub async fn download(req: DownloadRequest<'_>) -> Result<SnapshotReport, AgentE
             got.size, got.checksum, m.size, m.checksum
         )));
     }
-    std::fs::File::open(&part)?.sync_all()?;
-    std::fs::rename(&part, &path)?;
-    let r = verify(&path).await;
+    if let Some(want) = req.checksum
+        && &got.checksum != want
+    {
+        let _ = std::fs::remove_file(&part);
+        return Err(AgentError::new(format!(
+            "snapshot {object} downloaded from S3 is not the one the plan pinned ({}, expected {}): it changed since the plan was made; plan again",
+            got.checksum.short(),
+            want.short()
+        )));
+    }
+    let r = verify_as(&part, &snapshot, req.format).await;
     if !matches!(&r, Ok(r) if r.etcd_ok) {
-        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(&part);
     }
     let r = r?;
-    if req.into == Path::new(crate::layout::SNAPSHOT_DIR) {
-        write_record(req.into, &r)?;
+    if r.etcd_ok {
+        std::fs::File::open(&part)?.sync_all()?;
+        std::fs::rename(&part, &path)?;
+        if let Some(dir) = path.parent().and_then(|d| std::fs::File::open(d).ok()) {
+            let _ = dir.sync_all();
+        }
+        if req.into == Path::new(crate::layout::SNAPSHOT_DIR) {
+            write_record(req.into, &r)?;
+        }
     }
     Ok(r)
 }

@@ -2,18 +2,28 @@
 //! through the workstation (RKE serves a restore's snapshot between hosts the same way).
 //!
 //! The source runs [`serve`]: it listens on its cluster address, accepts only the listed
-//! peer, requires a client certificate signed by the cluster's CA (mutual TLS with the etcd
-//! member certificates), sends the one file (its size, then its bytes) and exits. The
-//! destination runs [`fetch`]: it checks the server's certificate against the same CA and
-//! the source's address, writes the bytes to a private temporary file while hashing them,
-//! and moves the file into place only when every byte arrived.
+//! peer, requires the peer's etcd member certificate (mutual TLS with the member
+//! certificates; which certificate counts is [`super::peer_cert`]'s), sends the one file
+//! (its size, then its bytes) and exits. The destination runs [`fetch`]: it checks that the
+//! server presents the source's member certificate the same way, writes the bytes to a
+//! private temporary file while hashing them, and moves the file into place only when every
+//! byte arrived and they are the bytes the plan pinned (verify, then rename).
+//!
+//! The source handshakes with every connection from the peer's address at once, each for
+//! at most [`HANDSHAKE_TIMEOUT`], and serves the first that completes: a connection that
+//! never speaks TLS (a port scan, a local user of the peer host) does not hold up the real
+//! fetch.
 //!
 //! A destination that cannot open the connection exits with [`EXIT_UNREACHABLE`], which
 //! the workstation takes as "copy through me instead"; any later failure is a failure.
+//!
+//! [`serve`]: Server::serve
 
 use super::AgentError;
+use super::peer_cert::{MemberClientVerifier, MemberServerVerifier};
 use super::snapshot::PrintProgress;
-use crate::model::Checksum;
+use crate::model::{Checksum, SnapshotFacts};
+use crate::s3::TransferProgress;
 use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -33,6 +43,10 @@ pub const EXIT_UNREACHABLE: u8 = 69;
 
 /// How long a connection attempt may take before the source counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the source gives a connection to finish its TLS handshake: the fetch's own
+/// limit, so a real peer is never dropped while it still waits.
+pub const HANDSHAKE_TIMEOUT: Duration = CONNECT_TIMEOUT;
 
 /// What a fetch received.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,15 +98,18 @@ pub struct Server {
     source: tokio::fs::File,
     size: u64,
     file: std::path::PathBuf,
+    peer: IpAddr,
 }
 
 impl Server {
-    /// Opens `file` and listens on `listen` (any free port) with the member's certificate.
-    pub async fn bind(file: &Path, listen: IpAddr, tls: &TlsFiles<'_>) -> Result<Server, AgentError> {
+    /// Opens `file` and listens on `listen` (any free port) with the member's certificate,
+    /// for `peer` only.
+    pub async fn bind(file: &Path, listen: IpAddr, peer: IpAddr, tls: &TlsFiles<'_>) -> Result<Server, AgentError> {
         let (roots, chain, key) = load(tls)?;
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        let webpki = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
             .build()
             .map_err(|e| AgentError::new(format!("client verifier: {e}")))?;
+        let verifier = Arc::new(MemberClientVerifier { inner: webpki, peer });
         let config = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| AgentError::new(e.to_string()))?
@@ -107,7 +124,7 @@ impl Server {
             .await
             .map_err(|e| AgentError::new(format!("cannot listen on {listen}: {e}")))?;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        Ok(Server { listener, acceptor, source, size, file: file.to_path_buf() })
+        Ok(Server { listener, acceptor, source, size, file: file.to_path_buf(), peer })
     }
 
     /// The port it listens on.
@@ -115,42 +132,83 @@ impl Server {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
-    /// Sends the file once to `peer` (its size, then its bytes); gives up when no peer
-    /// fetched it within `wait`. Connections from other addresses, and peers without a
-    /// certificate of the cluster's CA, are turned away.
-    pub async fn serve(mut self, peer: IpAddr, wait: Duration) -> Result<ServeReport, AgentError> {
+    /// Sends the file once to the peer (its size, then its bytes), telling `progress` as
+    /// the bytes go; gives up when the peer did not fetch it within `wait`. Connections
+    /// from other addresses, and certificates other than the peer's member certificate,
+    /// are turned away.
+    pub async fn serve(mut self, wait: Duration, progress: &dyn TransferProgress) -> Result<ServeReport, AgentError> {
         let deadline = tokio::time::Instant::now() + wait;
-        let file = self.file.display().to_string();
-        loop {
-            let (tcp, from) = tokio::time::timeout_at(deadline, self.listener.accept())
-                .await
-                .map_err(|_| AgentError::new(format!("{peer} did not fetch {file} within {}s", wait.as_secs())))??;
-            if from.ip() != peer {
-                eprintln!("refused a connection from {from}: only {peer} may fetch {file}");
-                continue;
-            }
-            let mut stream = match tokio::time::timeout_at(deadline, self.acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    eprintln!("refused {from}: {e}");
-                    continue;
+        let (peer, file) = (self.peer, self.file.display().to_string());
+        let mut handshakes = tokio::task::JoinSet::new();
+        let mut stream = loop {
+            tokio::select! {
+                accepted = self.listener.accept() => {
+                    let (tcp, from) = accepted?;
+                    if from.ip() != peer {
+                        eprintln!("refused a connection from {from}: only {peer} may fetch {file}");
+                        continue;
+                    }
+                    let acceptor = self.acceptor.clone();
+                    handshakes.spawn(async move {
+                        (from, tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await)
+                    });
                 }
-                Err(_) => continue,
-            };
-            stream.write_all(&self.size.to_be_bytes()).await?;
-            // Large reads: TLS records are 16 KiB whatever, but the file is read in big pieces.
-            let mut reader = tokio::io::BufReader::with_capacity(1 << 20, &mut self.source);
-            let sent = tokio::io::copy_buf(&mut reader, &mut stream).await?;
-            stream.shutdown().await?;
-            if sent != self.size {
-                return Err(AgentError::new(format!(
-                    "{file} changed while it was sent ({sent} of {} bytes)",
-                    self.size
-                )));
+                Some(done) = handshakes.join_next(), if !handshakes.is_empty() => match done {
+                    Ok((_, Ok(Ok(stream)))) => break stream,
+                    Ok((from, Ok(Err(e)))) => eprintln!("refused {from}: {}", tls_error(&e)),
+                    Ok((from, Err(_))) => {
+                        eprintln!("dropped {from}: no TLS handshake within {}s", HANDSHAKE_TIMEOUT.as_secs());
+                    }
+                    Err(e) => return Err(AgentError::new(format!("a TLS handshake failed: {e}"))),
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(AgentError::new(format!("{peer} did not fetch {file} within {}s", wait.as_secs())));
+                }
             }
-            return Ok(ServeReport { bytes: sent, peer });
+        };
+        // Served once: the other connections (and the listener) go.
+        handshakes.abort_all();
+        drop(self.listener);
+        let sent = send(&mut self.source, &mut stream, self.size, progress).await?;
+        if sent != self.size {
+            return Err(AgentError::new(format!("{file} changed while it was sent ({sent} of {} bytes)", self.size)));
         }
+        Ok(ServeReport { bytes: sent, peer })
     }
+}
+
+/// Sends `size`, then the file, then closes; returns the bytes of the file sent.
+///
+/// The serving helper's progress lines are what keeps the workstation from taking it for
+/// hung (its silence limit, [`crate::host::Silence`]): a long copy prints as long as bytes
+/// move, and a stalled one (the peer reads nothing) prints nothing and is stopped.
+async fn send(
+    source: &mut tokio::fs::File,
+    stream: &mut (impl tokio::io::AsyncWrite + Unpin),
+    size: u64,
+    progress: &dyn TransferProgress,
+) -> Result<u64, AgentError> {
+    stream.write_all(&size.to_be_bytes()).await?;
+    progress.started(Some(size));
+    // Large reads: TLS records are 16 KiB whatever, but the file is read in big pieces.
+    let mut buf = vec![0u8; 1 << 20];
+    let mut sent = 0u64;
+    let result = async {
+        loop {
+            let n = source.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            stream.write_all(&buf[..n]).await?;
+            sent += n as u64;
+            progress.advanced(n as u64);
+        }
+        stream.shutdown().await
+    }
+    .await;
+    progress.finished();
+    result?;
+    Ok(sent)
 }
 
 /// Why a fetch failed: before anything was received (copy another way) or after.
@@ -167,17 +225,25 @@ impl From<std::io::Error> for FetchError {
 }
 
 /// Fetches the file `from` serves into `out` (mode 0600), hashing it as it is written.
+/// It is received under a `.part` name and renamed to `out` only once it is the bytes of
+/// `expect` (the plan's pin): a crash never leaves unverified bytes under a snapshot's name,
+/// where they would count as that host's own copy.
 pub async fn fetch(
     from: SocketAddr,
     out: &Path,
     tls: &TlsFiles<'_>,
-    expect_size: u64,
+    expect: &SnapshotFacts,
 ) -> Result<FetchReport, FetchError> {
+    let expect_size = expect.size;
     let (roots, chain, key) = load(tls).map_err(FetchError::Failed)?;
+    let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| FetchError::Failed(AgentError::new(format!("server verifier: {e}"))))?;
     let config = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| FetchError::Failed(AgentError::new(e.to_string())))?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(MemberServerVerifier { inner: webpki }))
         .with_client_auth_cert(chain, key)
         .map_err(|e| {
             FetchError::Failed(AgentError::new(format!("the member certificate {}: {e}", tls.cert.display())))
@@ -205,11 +271,11 @@ pub async fn fetch(
     let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp))
         .await
         .map_err(|_| unreachable(&"the TLS handshake did not finish within 10s"))?
-        .map_err(|e| unreachable(&format!("TLS: {e}")))?;
+        .map_err(|e| unreachable(&format!("TLS: {}", tls_error(&e))))?;
     // With TLS 1.3 a server that refuses our certificate says so only now: still before
     // any byte of the file, so still "cannot copy this way".
     let mut len = [0u8; 8];
-    stream.read_exact(&mut len).await.map_err(|e| unreachable(&format!("TLS: {e}")))?;
+    stream.read_exact(&mut len).await.map_err(|e| unreachable(&format!("TLS: {}", tls_error(&e))))?;
     let size = u64::from_be_bytes(len);
     if size != expect_size {
         return Err(FetchError::Failed(AgentError::new(format!(
@@ -228,11 +294,31 @@ pub async fn fetch(
             return Err(FetchError::Failed(e));
         }
     };
+    let checksum = Checksum::from_hasher(&hasher);
+    if received != expect.size || checksum != expect.checksum {
+        let _ = std::fs::remove_file(&part);
+        return Err(FetchError::Failed(AgentError::new(format!(
+            "the copy from {from} arrived damaged ({received} bytes, {}; the plan expects {expect_size} bytes, {}); it was not kept",
+            checksum.short(),
+            expect.checksum.short()
+        ))));
+    }
     std::fs::rename(&part, out).map_err(|e| FetchError::Failed(e.into()))?;
     if let Some(dir) = out.parent().and_then(|d| std::fs::File::open(d).ok()) {
         let _ = dir.sync_all();
     }
-    Ok(FetchReport { size: received, checksum: Checksum::from_hasher(&hasher) })
+    Ok(FetchReport { size: received, checksum })
+}
+
+/// A TLS failure in words: rustls prints a refusal of [`super::peer_cert`]'s in Debug form.
+fn tls_error(e: &std::io::Error) -> String {
+    use rustls::{CertificateError, Error, OtherError};
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
+        Some(Error::InvalidCertificate(CertificateError::Other(OtherError(why)))) => {
+            format!("invalid peer certificate: {why}")
+        }
+        _ => e.to_string(),
+    }
 }
 
 /// Writes exactly `size` bytes from `stream` into a new private file, hashing them.
@@ -263,9 +349,9 @@ async fn receive(
         hasher.update(&buf[..filled]);
         file.write_all(&buf[..filled])?;
         received += filled as u64;
-        crate::s3::TransferProgress::advanced(&progress, filled as u64);
+        progress.advanced(filled as u64);
     }
-    crate::s3::TransferProgress::finished(&progress);
+    progress.finished();
     file.sync_all()?;
     Ok((received, hasher))
 }

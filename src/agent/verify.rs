@@ -75,6 +75,13 @@ pub async fn checksum(path: &Path) -> Result<SnapshotReport, AgentError> {
 /// contents.
 pub async fn verify(path: &Path) -> Result<SnapshotReport, AgentError> {
     let (name, format) = snapshot_of(path)?;
+    verify_as(path, &name, format).await
+}
+
+/// [`verify`] of a file that is snapshot `name` in `format` whatever its file name (a
+/// download still under its `.part` name, checked before it is put in place).
+pub async fn verify_as(path: &Path, name: &SnapshotName, format: SnapshotFormat) -> Result<SnapshotReport, AgentError> {
+    let name = name.clone();
     match format {
         SnapshotFormat::Raw => verify_plain(path, &name).await,
         SnapshotFormat::Zip => verify_archive(path, &name).await,

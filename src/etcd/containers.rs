@@ -96,13 +96,21 @@ pub fn serve_snapshot(cluster: &Cluster, source: &Node, peer: &Node, file: &str)
 }
 
 /// The helper on `dest` that fetches what [`serve_snapshot`] on `source` serves on `port`
-/// into `out`, expecting `size` bytes.
-pub fn fetch_snapshot(cluster: &Cluster, dest: &Node, source: &Node, port: u16, out: &str, size: u64) -> ContainerSpec {
+/// into `out`, expecting the bytes of `expect` (the plan's pin).
+pub fn fetch_snapshot(
+    cluster: &Cluster,
+    dest: &Node,
+    source: &Node,
+    port: u16,
+    out: &str,
+    expect: &crate::model::SnapshotFacts,
+) -> ContainerSpec {
     let ip = source.internal_address().parse().unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
     let cmd = AgentCommand::FetchSnapshot {
         from: std::net::SocketAddr::new(ip, port),
         out: out.into(),
-        size,
+        size: expect.size,
+        checksum: expect.checksum.0.clone(),
         tls: tls(dest),
     };
     let mut spec = agent(names::FETCH_SNAPSHOT, cluster, cmd);
@@ -253,13 +261,14 @@ pub fn snapshot_once(
 
 /// `etcd-download-snapshot`: downloads and verifies a snapshot from S3 into a folder (the
 /// snapshot folder, or the restore's staging folder), pinned to `etag` when rkectl did not
-/// write the object.
+/// write the object, and to `checksum` when the plan has one.
 pub fn s3_download(
     cluster: &Cluster,
     snapshot: &SnapshotName,
     format: crate::model::SnapshotFormat,
     into: &str,
     etag: Option<&str>,
+    checksum: Option<&crate::model::Checksum>,
     s3: &S3Settings,
 ) -> ContainerSpec {
     let cmd = AgentCommand::S3Download {
@@ -267,6 +276,7 @@ pub fn s3_download(
         format: format.into(),
         into: into.into(),
         etag: etag.map(str::to_string),
+        checksum: checksum.map(|c| c.0.clone()),
         s3: s3_args(s3),
     };
     let mut spec = agent(names::S3_DOWNLOAD, cluster, cmd);

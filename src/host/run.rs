@@ -18,7 +18,7 @@ pub struct Silence(pub Duration);
 
 impl Silence {
     /// Ten minutes, for every helper. rkectl's own helpers print progress while they move
-    /// data, several times a second, and the snapshot save gives up on a silent etcd by
+    /// data (both ends of a host-to-host copy too), several times a second, and the snapshot save gives up on a silent etcd by
     /// itself after two minutes; the ones that cannot report progress (etcd's `snapshot
     /// restore`, `etcdctl snapshot status` inside the checks) read the database once or
     /// twice in silence, which for etcd's 8 GiB quota at 40 MB/s is about seven minutes.

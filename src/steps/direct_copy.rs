@@ -27,7 +27,8 @@ pub(super) struct DirectCopy<'a> {
     pub to: &'a HostAddr,
     pub source_file: &'a str,
     pub target: &'a str,
-    pub size: u64,
+    /// What the copy must be (the plan's pin): the destination keeps nothing else.
+    pub want: &'a crate::model::SnapshotFacts,
 }
 
 impl Executor {
@@ -51,7 +52,11 @@ impl Executor {
         let port_tx = Mutex::new(Some(port_tx));
         let mut on_serve_output = |lines: &str| {
             let port = lines.lines().find_map(|l| l.strip_prefix(LISTENING)).and_then(|p| p.trim().parse().ok());
-            if let (Some(port), Some(tx)) = (port, port_tx.lock().expect("port lock").take()) {
+            // Taken only with a port in hand: a line before it (an error, a warning) must not
+            // drop the sender, which would read as "no port" while the helper still ends.
+            if let Some(port) = port
+                && let Some(tx) = port_tx.lock().expect("port lock").take()
+            {
                 let _ = tx.send(port);
             }
         };
@@ -67,11 +72,11 @@ impl Executor {
             }
             port = port_rx => port.expect("the sender lives as long as this function"),
         };
-        let fetch = containers::fetch_snapshot(&self.cluster, dest, source, port, c.target, c.size);
+        let fetch = containers::fetch_snapshot(&self.cluster, dest, source, port, c.target, c.want);
         let mut forward = |lines: &str| {
             let last = lines.lines().rev().find_map(|l| l.strip_prefix(crate::agent::snapshot::PROGRESS));
             if let Some(bytes) = last.and_then(|b| b.trim().parse().ok()) {
-                ctx.bytes(bytes, Some(c.size));
+                ctx.bytes(bytes, Some(c.want.size));
             }
         };
         let fetching = async {

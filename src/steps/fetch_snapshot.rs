@@ -180,7 +180,7 @@ async fn download(
         SnapshotLocation::Listed => layout::SNAPSHOT_DIR,
         SnapshotLocation::Staged => layout::STAGING_DIR,
     };
-    let spec = containers::s3_download(&ex.cluster, name, format, dir, etag, s3);
+    let spec = containers::s3_download(&ex.cluster, name, format, dir, etag, expect.and_then(Pin::checksum), s3);
     let report: SnapshotReport = ex.helper_report(dst.as_ref(), &spec).await?;
     if let Some(sum) = expect.and_then(Pin::checksum)
         && &report.checksum != sum
@@ -224,7 +224,7 @@ async fn copy_between_hosts(
         }
     }
     let source_file = layout::snapshot_file(name, format, SnapshotLocation::Listed);
-    let direct = DirectCopy { from, to: addr, source_file: &source_file, target: &target, size: want.size };
+    let direct = DirectCopy { from, to: addr, source_file: &source_file, target: &target, want };
     let (copied, got) = match ex.copy_direct(src.as_ref(), dst.as_ref(), direct, ctx).await? {
         Direct::Copied(r) => {
             ctx.log("etcd", format!("Copied snapshot [{file}] from host [{from}] to host [{addr}] directly"));
@@ -270,6 +270,10 @@ async fn copy_between_hosts(
 
 /// Reads the file from `src` and writes it to `dst` over the two SSH links, hashing it
 /// on the way: every byte crosses this workstation twice.
+///
+/// The stream ends in an error, not at its end, when its bytes are not `want`'s: the host
+/// writes to a temporary file and renames it only at a clean end, so other bytes are never
+/// put in place, even should this process die right after.
 async fn copy_through_workstation(
     src: &dyn Host,
     dst: &dyn Host,
@@ -280,7 +284,14 @@ async fn copy_through_workstation(
 ) -> Result<(u64, Checksum), StepError> {
     let hasher = Arc::new(Mutex::new(blake3::Hasher::new()));
     let count = Arc::new(AtomicU64::new(0));
-    let reader = Hashing { inner: src.open_read(source_file).await?, hasher: hasher.clone(), count: count.clone() };
+    let damaged = Arc::new(Mutex::new(None));
+    let reader = Hashing {
+        inner: src.open_read(source_file).await?,
+        hasher: hasher.clone(),
+        count: count.clone(),
+        want: want.clone(),
+        damaged: damaged.clone(),
+    };
     let progress = {
         let count = count.clone();
         let total = want.size;
@@ -291,20 +302,36 @@ async fn copy_through_workstation(
             }
         }
     };
-    let copied = tokio::select! {
-        r = dst.write_stream(target, Box::new(reader), 0o600) => r?,
+    let written = tokio::select! {
+        r = dst.write_stream(target, Box::new(reader), 0o600) => r,
         _ = progress => unreachable!("progress never ends"),
+    };
+    let copied = match written {
+        Ok(n) => n,
+        Err(e) => {
+            if let Some(why) = damaged.lock().expect("damage lock").take() {
+                return Err(StepError::transient(format!(
+                    "copy of {source_file} from {} to {} arrived damaged ({why}); it was not kept",
+                    src.addr(),
+                    dst.addr()
+                )));
+            }
+            return Err(e.into());
+        }
     };
     ctx.bytes(copied, Some(want.size));
     let got = Checksum::from_hasher(&hasher.lock().expect("hasher lock"));
     Ok((copied, got))
 }
 
-/// A reader that hashes and counts what passes through it.
+/// A reader that hashes and counts what passes through it, and fails at the end of a
+/// stream that is not the bytes of `want` (saying why in `damaged`).
 struct Hashing {
     inner: ByteStream,
     hasher: Arc<Mutex<blake3::Hasher>>,
     count: Arc<AtomicU64>,
+    want: SnapshotFacts,
+    damaged: Arc<Mutex<Option<String>>>,
 }
 
 impl AsyncRead for Hashing {
@@ -320,6 +347,20 @@ impl AsyncRead for Hashing {
             if !new.is_empty() {
                 self.hasher.lock().expect("hasher lock").update(new);
                 self.count.fetch_add(new.len() as u64, Ordering::Relaxed);
+            } else if buf.remaining() > 0 {
+                // The end: the last moment to refuse the bytes before the host keeps them.
+                let size = self.count.load(Ordering::Relaxed);
+                let got = Checksum::from_hasher(&self.hasher.lock().expect("hasher lock"));
+                if size != self.want.size || got != self.want.checksum {
+                    let why = format!(
+                        "{size} bytes, {}; the plan expects {} bytes, {}",
+                        got.short(),
+                        self.want.size,
+                        self.want.checksum.short()
+                    );
+                    *self.damaged.lock().expect("damage lock") = Some(why.clone());
+                    return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::InvalidData, why)));
+                }
             }
         }
         r

@@ -127,8 +127,8 @@ fn agent(
         AgentCommand::SnapshotSave { name, state_file, copied_to_every_host, s3, .. } => {
             save(world, host(hosts, addr), &name, state_file.as_deref(), copied_to_every_host, s3.bucket.is_some())
         }
-        AgentCommand::S3Download { name, format, into, .. } => {
-            s3_download(world, host(hosts, addr), &name, format.into(), &into)
+        AgentCommand::S3Download { name, format, into, checksum, .. } => {
+            s3_download(world, host(hosts, addr), &name, format.into(), &into, checksum.as_deref())
         }
         AgentCommand::SnapshotUnpack { archive: from, out } => unpack(host(hosts, addr), &from, &out),
         AgentCommand::SnapshotDelete { names, .. } => delete(host(hosts, addr), &names),
@@ -224,10 +224,15 @@ fn s3_download(
     name: &str,
     format: SnapshotFormat,
     into: &Path,
+    pinned: Option<&str>,
 ) -> (i64, String) {
     let file = format.file_name(&SnapshotName::new(name).expect("name"));
     let into = into.to_string_lossy().into_owned();
     match world.s3.lock().expect("s3 lock").get(&file).cloned() {
+        // As the agent does: other bytes than the pinned ones are never put in place.
+        Some(d) if pinned.is_some_and(|p| Checksum::of(&d).0 != p) => {
+            (1, format!("snapshot {file} downloaded from S3 is not the one the plan pinned"))
+        }
         Some(d) => {
             let r = checked(&file, &d);
             s.files.insert(format!("{into}/{file}"), d);
