@@ -43,6 +43,16 @@ pub enum RefreshError {
     S3(#[from] crate::s3::S3Error),
 }
 
+impl RefreshError {
+    /// The S3 error refresh met, when that is why it failed.
+    pub fn s3(&self) -> Option<&crate::s3::S3Error> {
+        match self {
+            RefreshError::S3(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// What to look at besides containers.
 #[derive(Debug, Clone, Default)]
 pub struct Needs {

@@ -93,6 +93,8 @@ enum Setup {
     None,
     /// `loop` is a symlink to itself: opening it fails with ELOOP, even for root.
     SymlinkLoop,
+    /// `secret` holds an S3 secret key (`FILESECRET1`), as `--secret-key-file` reads it.
+    SecretKeyFile,
 }
 
 #[derive(Clone, Copy)]
@@ -612,6 +614,35 @@ fn cases() -> Vec<Case> {
         case("s3-folder-without-s3")
             .action(&["etcd", "snapshot-delete", "--name", "base.db", "--folder", "x"])
             .says(&["S3 flags were given without --s3"]),
+        // --- the S3 secret key: from a file; a flag's value warns (every local user sees it) ---
+        case("secret-key-flag-warned")
+            .action(&[
+                "etcd", "snapshot-save", "--name", "x.db", "--s3", "--bucket-name", "b", "--access-key", "AKIAWARNED1",
+                "--secret-key", "FLAGSECRET1",
+            ])
+            .exit(0)
+            .says(&["--secret-key puts the S3 secret key on the command line", "use --secret-key-file FILE"])
+            .hides(&["FLAGSECRET1", "AKIAWARNED1"]),
+        case("secret-key-file-read")
+            .action(&[
+                "etcd", "snapshot-save", "--name", "x.db", "--s3", "--bucket-name", "b", "--access-key", "AKIAFILE1",
+                "--secret-key-file", "secret",
+            ])
+            .setup(Setup::SecretKeyFile)
+            .exit(0)
+            .says(&["Planned offline"])
+            .hides(&["FILESECRET1", "AKIAFILE1", "--secret-key puts"]),
+        case("secret-key-file-missing")
+            .action(&["etcd", "snapshot-save", "--name", "x.db", "--s3", "--bucket-name", "b", "--secret-key-file", "no-such-secret"])
+            .says(&["cannot read --secret-key-file no-such-secret"]),
+        case("secret-key-file-and-flag")
+            .action(&[
+                "etcd", "snapshot-save", "--name", "x.db", "--s3", "--bucket-name", "b", "--secret-key", "FLAGSECRET2",
+                "--secret-key-file", "secret",
+            ])
+            .setup(Setup::SecretKeyFile)
+            .says(&["cannot be used with"])
+            .hides(&["FLAGSECRET2", "FILESECRET1"]),
         // --- snapshot names ---
         case("name-with-slash")
             .action(&["etcd", "snapshot-delete", "--name", "../etcd-snapshots/base.db"])
@@ -795,6 +826,9 @@ fn offline_plan(dir: &Path, config: &str, env: &[(&str, String)]) -> Result<serd
 fn prepare(case: &Case, dir: &Path, w: &World) -> Result<String, String> {
     if case.setup == Setup::SymlinkLoop {
         std::os::unix::fs::symlink("loop", dir.join("loop")).map_err(|e| e.to_string())?;
+    }
+    if case.setup == Setup::SecretKeyFile {
+        std::fs::write(dir.join("secret"), "FILESECRET1\n").map_err(|e| e.to_string())?;
     }
     let plan_file = "saved.plan".to_string();
     match case.run {
