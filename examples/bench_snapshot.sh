@@ -12,7 +12,9 @@ RK="$RKECTL_BIN"
 "$RK" up --yes --new-pki >/dev/null 2>&1
 echo "filling etcd with ~${MIB} MiB..." >&2
 fill_etcd "$MIB"
-s3=(--s3 --s3-endpoint "$S3_ENDPOINT" --bucket-name "$S3_BUCKET" --access-key "$S3_ACCESS_KEY" --secret-key "$S3_SECRET_KEY")
+# The secret key in a file: a flag's value is visible to every local user (ps).
+(umask 077 && printf '%s\n' "$S3_SECRET_KEY" >"$WORK/s3-secret")
+s3=(--s3 --s3-endpoint "$S3_ENDPOINT" --bucket-name "$S3_BUCKET" --access-key "$S3_ACCESS_KEY" --secret-key-file "$WORK/s3-secret")
 bare() {  # etcdctl snapshot save on node1, with the cluster's certificate, no rkectl
   "$LAB" exec node1 docker run --rm --net host -v /etc/kubernetes/ssl:/etc/kubernetes/ssl:ro -v /tmp:/tmp \
     --entrypoint /usr/local/bin/etcdctl rkectl-lab/etcd:v3.4.23 --endpoints https://10.77.0.11:2379 \

@@ -106,6 +106,16 @@ pub enum PrepareError {
     NameTaken { name: String, place: String },
 }
 
+impl PrepareError {
+    /// The S3 error refresh met, when that is why preparing failed.
+    pub fn s3(&self) -> Option<&crate::s3::S3Error> {
+        match self {
+            PrepareError::Refresh(r) => r.s3(),
+            _ => None,
+        }
+    }
+}
+
 /// Whether an action places certificates (and so needs the cluster's PKI).
 fn places_certificates(spec: &ActionSpec) -> bool {
     matches!(spec, ActionSpec::Up | ActionSpec::EtcdSnapshotRestore { .. })

@@ -11,7 +11,7 @@ use crate::config::{Cluster, HostAddr, Node, S3Settings};
 use crate::etcd::{containers, names, paths};
 use crate::host::{Host, HostError, HostPool, run_once};
 use crate::plan::observed::{
-    CertFiles, ContainerFacts, HostFacts, MadeBy, S3Copy, S3Facts, Seen, SnapshotCopy, hashed_env,
+    CertFiles, ContainerFacts, HostFacts, MadeBy, S3Copy, S3Facts, Seen, SnapshotCopy, compare_env,
 };
 use crate::plan::step::{SnapshotFormat, SnapshotName};
 use crate::plan::{ActionSpec, RemovedMember};
@@ -41,6 +41,16 @@ pub enum RefreshError {
     #[error(transparent)]
     #[diagnostic(code(rkectl::refresh::s3), help("nothing was changed; check the S3 endpoint, bucket and keys"))]
     S3(#[from] crate::s3::S3Error),
+}
+
+impl RefreshError {
+    /// The S3 error refresh met, when that is why it failed.
+    pub fn s3(&self) -> Option<&crate::s3::S3Error> {
+        match self {
+            RefreshError::S3(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 /// What to look at besides containers.
@@ -131,7 +141,8 @@ pub async fn refresh(
             && let Ok(Some(c)) = host.inspect_container(names::ETCD).await
         {
             let facts = observed.hosts.entry(m.address.clone()).or_default();
-            facts.containers.insert(names::ETCD.into(), container_facts(c));
+            // A member leaving is not in cluster.yml: nothing to compare its environment with.
+            facts.containers.insert(names::ETCD.into(), container_facts(c, &[]));
         }
     }
     if needs.members {
@@ -147,14 +158,15 @@ fn file_name(path: &str) -> &str {
     path.rsplit_once('/').map_or(path, |(_, f)| f)
 }
 
-/// What rkectl keeps of a container: no environment value, since some are secrets.
-fn container_facts(c: crate::host::ContainerInfo) -> ContainerFacts {
+/// What rkectl keeps of a container: no environment value (some are secrets), only how each
+/// compares with `expected` (`NAME=value` entries).
+fn container_facts(c: crate::host::ContainerInfo, expected: &[String]) -> ContainerFacts {
     ContainerFacts {
         made_by: MadeBy::of(&c.labels, &c.args),
         spec_hash: c.labels.get(containers::SPEC_HASH_LABEL).cloned(),
         image: c.image,
         running: c.running && !c.restarting,
-        env: hashed_env(&c.env),
+        env: compare_env(&c.env, expected),
         args: c.args,
         binds: c.binds,
     }
@@ -180,7 +192,8 @@ async fn observe_host(cluster: &Cluster, pool: &HostPool, node: &Node, needs: &N
         .chain(names::TEMPORARY.iter().copied())
     {
         if let Some(c) = host.inspect_container(name).await? {
-            f.containers.insert(name.to_string(), container_facts(c));
+            let expected = crate::etcd::expected_env(cluster, node, name, &f.arch);
+            f.containers.insert(name.to_string(), container_facts(c, &expected));
         }
     }
     // Helpers run in the etcd image too: it is the only image rkectl needs.

@@ -93,6 +93,8 @@ enum Setup {
     None,
     /// `loop` is a symlink to itself: opening it fails with ELOOP, even for root.
     SymlinkLoop,
+    /// `secret` holds an S3 secret key (`FILESECRET1`), as `--secret-key-file` reads it.
+    SecretKeyFile,
 }
 
 #[derive(Clone, Copy)]
@@ -111,10 +113,22 @@ struct Case {
     at: Option<(usize, Option<usize>)>,
     /// How many problems the library reports (cluster.yml cases).
     problems: usize,
+    /// Fragments (secrets in cluster.yml or on the command line) that no output may contain.
+    hides: &'static [&'static str],
 }
 
 fn case(name: &'static str) -> Case {
-    Case { name, yml: Yml::Base(&[]), run: Run::Config, setup: Setup::None, code: 2, words: &[], at: None, problems: 1 }
+    Case {
+        name,
+        yml: Yml::Base(&[]),
+        run: Run::Config,
+        setup: Setup::None,
+        code: 2,
+        words: &[],
+        at: None,
+        problems: 1,
+        hides: &[],
+    }
 }
 
 impl Case {
@@ -176,6 +190,10 @@ impl Case {
     }
     fn problems(mut self, n: usize) -> Self {
         self.problems = n;
+        self
+    }
+    fn hides(mut self, secrets: &'static [&'static str]) -> Self {
+        self.hides = secrets;
         self
     }
 
@@ -536,6 +554,41 @@ fn cases() -> Vec<Case> {
             )])
             .says(&["the etcd image rkectl-lab/etcd:v3.4.23 comes from docker.io", "ecr_credential_plugin rkectl cannot use"])
             .at(24, 5),
+        // --- secrets next to a problem are masked, whatever their key's exact name ---
+        case("redact-registry-aws-secret-access-key")
+            .edit(&[(
+                "system_images:\n",
+                "private_registries:\n  - url: docker.io\n    ecr_credential_plugin:\n      aws_secret_access_key: REGISTRYSECRET1\nsystem_images:\n",
+            )])
+            .says(&["ecr_credential_plugin rkectl cannot use"])
+            .at(24, 5)
+            .hides(&["REGISTRYSECRET1"]),
+        case("redact-registry-aws-session-token")
+            .edit(&[(
+                "system_images:\n",
+                "private_registries:\n  - url: docker.io\n    ecr_credential_plugin:\n      aws_session_token: REGISTRYTOKEN1\nsystem_images:\n",
+            )])
+            .says(&["ecr_credential_plugin rkectl cannot use"])
+            .at(24, 5)
+            .hides(&["REGISTRYTOKEN1"]),
+        case("redact-flow-style-s3backupconfig")
+            .edit(&[(
+                IMAGE,
+                "    image: rkectl-lab/etcd:v3.4.23\n    backup_config:\n      s3backupconfig: {bucket_name: b, access_key: AKIAFLOWSTYLE1, secret_key: FLOWSECRET1, endpoint: s3 amazonaws.com}\n",
+            )])
+            .says(&["S3 endpoint `s3 amazonaws.com` contains spaces"])
+            .at(23, 103)
+            .hides(&["AKIAFLOWSTYLE1", "FLOWSECRET1"]),
+        // The warning shows the line of the misspelled key, and so its value.
+        case("redact-misspelled-secret-key-warned")
+            .edit(&[(
+                IMAGE,
+                "    image: rkectl-lab/etcd:v3.4.23\n    backup_config:\n      s3backupconfig:\n        bucket_name: b\n        endpoint: 10.77.0.1:9000\n        secret_kye: MISSPELTSECRET1\n",
+            )])
+            .exit(0)
+            .says(&["unknown key `secret_kye`", "did you mean `secret_key`?"])
+            .at(26, 9)
+            .hides(&["MISSPELTSECRET1"]),
         case("registry-url-with-scheme-warned")
             .edit(&[(
                 "system_images:\n",
@@ -561,6 +614,35 @@ fn cases() -> Vec<Case> {
         case("s3-folder-without-s3")
             .action(&["etcd", "snapshot-delete", "--name", "base.db", "--folder", "x"])
             .says(&["S3 flags were given without --s3"]),
+        // --- the S3 secret key: from a file; a flag's value warns (every local user sees it) ---
+        case("secret-key-flag-warned")
+            .action(&[
+                "etcd", "snapshot-save", "--name", "x.db", "--s3", "--bucket-name", "b", "--access-key", "AKIAWARNED1",
+                "--secret-key", "FLAGSECRET1",
+            ])
+            .exit(0)
+            .says(&["--secret-key puts the S3 secret key on the command line", "use --secret-key-file FILE"])
+            .hides(&["FLAGSECRET1", "AKIAWARNED1"]),
+        case("secret-key-file-read")
+            .action(&[
+                "etcd", "snapshot-save", "--name", "x.db", "--s3", "--bucket-name", "b", "--access-key", "AKIAFILE1",
+                "--secret-key-file", "secret",
+            ])
+            .setup(Setup::SecretKeyFile)
+            .exit(0)
+            .says(&["Planned offline"])
+            .hides(&["FILESECRET1", "AKIAFILE1", "--secret-key puts"]),
+        case("secret-key-file-missing")
+            .action(&["etcd", "snapshot-save", "--name", "x.db", "--s3", "--bucket-name", "b", "--secret-key-file", "no-such-secret"])
+            .says(&["cannot read --secret-key-file no-such-secret"]),
+        case("secret-key-file-and-flag")
+            .action(&[
+                "etcd", "snapshot-save", "--name", "x.db", "--s3", "--bucket-name", "b", "--secret-key", "FLAGSECRET2",
+                "--secret-key-file", "secret",
+            ])
+            .setup(Setup::SecretKeyFile)
+            .says(&["cannot be used with"])
+            .hides(&["FLAGSECRET2", "FILESECRET1"]),
         // --- snapshot names ---
         case("name-with-slash")
             .action(&["etcd", "snapshot-delete", "--name", "../etcd-snapshots/base.db"])
@@ -744,6 +826,9 @@ fn offline_plan(dir: &Path, config: &str, env: &[(&str, String)]) -> Result<serd
 fn prepare(case: &Case, dir: &Path, w: &World) -> Result<String, String> {
     if case.setup == Setup::SymlinkLoop {
         std::os::unix::fs::symlink("loop", dir.join("loop")).map_err(|e| e.to_string())?;
+    }
+    if case.setup == Setup::SecretKeyFile {
+        std::fs::write(dir.join("secret"), "FILESECRET1\n").map_err(|e| e.to_string())?;
     }
     let plan_file = "saved.plan".to_string();
     match case.run {
@@ -950,6 +1035,11 @@ fn run_case(case: &Case, w: &World) -> (Vec<String>, String) {
         for word in case.words.iter().filter(|word| !(w.lab && word.contains(" at line "))) {
             if !all.contains(&squash(word)) {
                 fails.push(format!("{shown}: output does not say {word:?}\n--- stderr\n{}", r.stderr));
+            }
+        }
+        for secret in case.hides {
+            if r.stdout.contains(secret) || r.stderr.contains(secret) {
+                fails.push(format!("{shown}: output shows {secret:?}\n--- stderr\n{}", r.stderr));
             }
         }
         if case.code == 2 && !r.stdout.trim().is_empty() {

@@ -837,3 +837,96 @@ async fn a_copy_that_is_not_the_pinned_bytes_never_lands_under_the_snapshots_nam
         no_damaged_copy(&world, &format!("crash point {crash_at} of {total}"));
     }
 }
+
+/// A cluster RKE built, with RKE's `etcd-rolling-snapshots` uploading to S3 with the keys
+/// of `rolling_secret` (cluster.yml's secret key is `weak-secret`).
+fn rke_cluster_with_rolling_keys(dir: &Path, rolling_secret: &str) -> (rkectl::config::LoadedConfig, Arc<FakeWorld>) {
+    use base64::Engine;
+    use rkectl::etcd::member::spec;
+    use rkectl::plan::step::{ClusterState, InitialCluster};
+    let yaml = format!(
+        "{}services:\n  etcd:\n    backup_config:\n      interval_hours: 12\n      retention: 6\n      s3backupconfig:\n        access_key: AKIATESTACCESS\n        secret_key: weak-secret\n        bucket_name: b\n        endpoint: s3.example.com\n",
+        etcd_cluster_yaml(3)
+    );
+    let cfg = config_in(dir, &yaml);
+    let cluster = cfg.cluster.clone();
+    let pki = rkectl::rke::pki::Pki::generate(&cluster).unwrap();
+    give_pki(&cfg, &pki);
+    let world = running_world(&cluster, b"data", None);
+    let ic = rkectl::etcd::resolve_initial_cluster(&cluster, &InitialCluster::AllEtcdNodes);
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    for n in cluster.etcd_nodes() {
+        let s = spec(&cluster, n, &ic, ClusterState::Existing, "x86_64");
+        world.with_host(&n.address, |h| {
+            let c = h.containers.get_mut(names::ETCD).unwrap();
+            c.spec_image = s.image.clone();
+            c.cmd = s.cmd.clone();
+            c.args = s.cmd.clone();
+            c.env = s.env.clone();
+            c.binds = s.binds.clone();
+            c.labels = s.labels.clone();
+            for (path, content, _) in pki.member_files(n).unwrap() {
+                h.files.insert(path, content.expose().as_bytes().to_vec());
+            }
+            let mut rolling = c.clone();
+            rolling.args = [
+                "/opt/rke-tools/rke-etcd-backup",
+                "etcd-backup",
+                "save",
+                "--creation=12h",
+                "--retention=72h",
+                "--s3-backup=true",
+                "--s3-endpoint=s3.example.com",
+                "--s3-bucketName=b",
+            ]
+            .map(String::from)
+            .to_vec();
+            rolling.cmd = rolling.args.clone();
+            rolling.env = vec![
+                format!("S3_ACCESS_KEY={}", b64("AKIATESTACCESS")),
+                format!("S3_SECRET_KEY={}", b64(rolling_secret)),
+                "PATH=/usr/bin".into(),
+            ];
+            rolling.labels = BTreeMap::new();
+            rolling.binds = vec![];
+            h.containers.insert(names::ROLLING_SNAPSHOTS.into(), rolling);
+        });
+    }
+    (cfg, world)
+}
+
+#[tokio::test]
+async fn rkes_rolling_service_keys_are_compared_without_a_trace_of_them_in_the_plan() {
+    use base64::Engine;
+    for (on_nodes, replaced) in [("weak-secret", false), ("another-weak-one", true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (cfg, world) = rke_cluster_with_rolling_keys(dir.path(), on_nodes);
+        let p = prepare_action(cfg, &world, ActionSpec::Up).await;
+        let rolling: Vec<_> = p.plan.steps.iter().filter(|s| s.kind() == StepKind::StartRollingSnapshots).collect();
+        if replaced {
+            assert_eq!(rolling.len(), 3, "{rolling:?}");
+            let why = &rolling[0].action.replaces().expect("replaces RKE's service").why;
+            assert_eq!(why, "its S3_SECRET_KEY is not the key in cluster.yml");
+        } else {
+            assert!(rolling.is_empty(), "RKE's service with cluster.yml's keys stays: {rolling:?}");
+        }
+        // Neither key, nor anything derived from one that a guess could be checked against
+        // offline (the unsalted BLAKE3 prefix plans used to carry), is in the plan (which is
+        // also what the journal and --json carry).
+        let plan = serde_json::to_string(&p.plan).unwrap();
+        for secret in ["weak-secret", on_nodes, "AKIATESTACCESS"] {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(secret);
+            for value in [secret.to_string(), b64.clone()] {
+                let hash = blake3::hash(value.as_bytes()).to_hex();
+                assert!(!plan.contains(&value), "{value} is in the plan");
+                assert!(!plan.contains(&hash[..8]), "a hash of {value} is in the plan");
+            }
+        }
+        let env = &p.plan.observed.host(&HostAddr(addr(1))).unwrap().containers[names::ROLLING_SNAPSHOTS].env;
+        let secret_seen = if replaced { "differs" } else { "matches" };
+        assert_eq!(
+            serde_json::to_value(env).unwrap(),
+            serde_json::json!({"PATH": "not-compared", "S3_ACCESS_KEY": "matches", "S3_SECRET_KEY": secret_seen})
+        );
+    }
+}

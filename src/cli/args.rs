@@ -63,9 +63,13 @@ pub struct S3Flags {
     /// AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, profile, SSO, instance role).
     #[arg(long)]
     pub access_key: Option<String>,
-    /// Specify s3 secretKey.
+    /// Specify s3 secretKey. Every local user can read it in the process list: prefer
+    /// --secret-key-file, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.
     #[arg(long)]
     pub secret_key: Option<String>,
+    /// File holding the s3 secretKey (its final newline is not part of it).
+    #[arg(long, conflicts_with = "secret_key")]
+    pub secret_key_file: Option<PathBuf>,
     /// Specify s3 bucket name.
     #[arg(long)]
     pub bucket_name: Option<String>,

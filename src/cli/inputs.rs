@@ -104,8 +104,10 @@ fn environment_region(endpoint: &str) -> Option<String> {
     futures::executor::block_on(crate::s3::default_region(endpoint))
 }
 
-/// Keys and CA for S3: flags (or the AWS environment, through clap) over cluster.yml's
-/// `s3backupconfig`; empty keys leave the AWS profile chain to the S3 client.
+/// Keys and CA for S3: flags over cluster.yml's `s3backupconfig`; empty keys leave the AWS
+/// credentials chain (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, profiles…) to the S3
+/// client. The secret key comes from `--secret-key-file` or `--secret-key` (which warns:
+/// see [`command_line_secret_warning`]).
 ///
 /// `AWS_CA_BUNDLE` is not folded in here: it often names the whole system bundle (200 KB
 /// and more), and the CA travels to the helpers on the nodes in one environment variable,
@@ -119,9 +121,98 @@ pub fn credentials(flags: &S3Flags, base: Option<&S3Settings>) -> Result<(Secret
     };
     let access_key =
         flags.access_key.clone().map(Secret::new).or_else(|| base.map(|b| b.access_key.clone())).unwrap_or_default();
-    let secret_key =
-        flags.secret_key.clone().map(Secret::new).or_else(|| base.map(|b| b.secret_key.clone())).unwrap_or_default();
+    let secret_key = match &flags.secret_key_file {
+        Some(p) => secret_key_file(p)?,
+        None => flags
+            .secret_key
+            .clone()
+            .map(Secret::new)
+            .or_else(|| base.map(|b| b.secret_key.clone()))
+            .unwrap_or_default(),
+    };
     Ok((access_key, secret_key, custom_ca))
+}
+
+/// The secret key in `path`: its first line, without the line break an editor adds.
+/// Errors name the file, never what is in it.
+fn secret_key_file(path: &std::path::Path) -> Result<Secret, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        CliError::input(
+            format!("cannot read --secret-key-file {}: {e}", path.display()),
+            "give the path of a file that holds the S3 secret key (and nothing else)",
+        )
+    })?;
+    let key = text.trim_end_matches(['\n', '\r']);
+    if key.is_empty() || key.contains('\n') {
+        return Err(CliError::input(
+            format!("--secret-key-file {} does not hold one S3 secret key on one line", path.display()),
+            "put the secret key alone in the file",
+        ));
+    }
+    Ok(Secret::new(key.to_string()))
+}
+
+/// Where an S3 key of an action comes from, for an error that asks to check it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyFrom {
+    /// A flag's value (`--access-key`, `--secret-key`).
+    Flag(&'static str),
+    /// `--secret-key-file`.
+    File(std::path::PathBuf),
+    /// cluster.yml's `s3backupconfig`.
+    ClusterYml(&'static str),
+    /// None is given: the AWS credentials chain on this machine finds them.
+    Chain,
+}
+
+impl std::fmt::Display for KeyFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyFrom::Flag(flag) => f.write_str(flag),
+            KeyFrom::File(p) => write!(f, "--secret-key-file {}", p.display()),
+            KeyFrom::ClusterYml(key) => write!(f, "cluster.yml (s3backupconfig.{key})"),
+            KeyFrom::Chain => f.write_str(
+                "the AWS credentials chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws profiles, instance role)",
+            ),
+        }
+    }
+}
+
+/// Where the access key and the secret key of `flags` over cluster.yml come from, as
+/// [`credentials`] takes them.
+pub fn key_sources(flags: &S3Flags, cluster: &Cluster) -> (KeyFrom, KeyFrom) {
+    let base = cluster.configured_s3();
+    let configured = |key: &'static str, secret: Option<&Secret>| match secret {
+        Some(s) if !s.is_empty() => KeyFrom::ClusterYml(key),
+        _ => KeyFrom::Chain,
+    };
+    let access = match &flags.access_key {
+        Some(_) => KeyFrom::Flag("--access-key"),
+        None => configured("access_key", base.map(|b| &b.access_key)),
+    };
+    let secret = match (&flags.secret_key_file, &flags.secret_key) {
+        (Some(p), _) => KeyFrom::File(p.clone()),
+        (None, Some(_)) => KeyFrom::Flag("--secret-key"),
+        (None, None) => configured("secret_key", base.map(|b| &b.secret_key)),
+    };
+    (access, secret)
+}
+
+/// A sentence naming where the S3 keys came from, for the help of an error about them.
+pub fn key_sources_help(flags: &S3Flags, cluster: &Cluster) -> String {
+    match key_sources(flags, cluster) {
+        (KeyFrom::Chain, KeyFrom::Chain) => format!("the S3 keys came from {}", KeyFrom::Chain),
+        (access, secret) => format!("the S3 access key came from {access}, the secret key from {secret}"),
+    }
+}
+
+/// The warning for a secret given as a flag's value, if one is: every local user can read
+/// a command line (`ps`, `/proc/PID/cmdline`), for as long as rkectl runs.
+pub fn command_line_secret_warning(flags: &S3Flags) -> Option<&'static str> {
+    flags.secret_key.is_some().then_some(
+        "--secret-key puts the S3 secret key on the command line, where every user of this machine can read it (ps); \
+         use --secret-key-file FILE, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in the environment",
+    )
 }
 
 /// The environment variable that may hold the state passphrase itself (never a flag: argv
@@ -317,4 +408,49 @@ fn node_key_present(cfg: &LoadedConfig, index: usize) -> bool {
         .ok()
         .and_then(|v| v.get("nodes")?.get(index)?.get("ssh_key_path").cloned())
         .is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(s3_keys: &str) -> Cluster {
+        let yaml = format!(
+            "nodes:\n  - address: 10.0.0.1\n    user: u\n    role: [etcd]\nservices:\n  etcd:\n    backup_config:\n      s3backupconfig:\n        bucket_name: b\n        endpoint: s3.example.com\n{s3_keys}"
+        );
+        crate::config::parse(std::path::Path::new("cluster.yml"), yaml).unwrap().cluster
+    }
+
+    #[test]
+    fn the_secret_key_file_gives_the_key_without_its_final_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "s3cr3t-from-a-file\n").unwrap();
+        let c = cluster("        access_key: AKIAYML\n        secret_key: yml-secret\n");
+        let flags = S3Flags { secret_key_file: Some(file.clone()), ..Default::default() };
+        let (access, secret, _) = credentials(&flags, c.configured_s3()).unwrap();
+        assert_eq!((access.expose(), secret.expose()), ("AKIAYML", "s3cr3t-from-a-file"));
+        assert_eq!(key_sources(&flags, &c), (KeyFrom::ClusterYml("access_key"), KeyFrom::File(file.clone())));
+        assert!(command_line_secret_warning(&flags).is_none());
+        std::fs::write(&file, "two\nlines\n").unwrap();
+        let e = credentials(&flags, None).unwrap_err().to_string();
+        assert!(e.contains("does not hold one S3 secret key on one line") && !e.contains("two"), "{e}");
+        let gone = S3Flags { secret_key_file: Some(dir.path().join("gone")), ..Default::default() };
+        let e = credentials(&gone, None).unwrap_err().to_string();
+        assert!(e.starts_with("cannot read --secret-key-file ") && e.contains("gone"), "{e}");
+    }
+
+    #[test]
+    fn errors_about_the_keys_say_where_each_came_from() {
+        let flags = S3Flags { access_key: Some("AKIAFLAG".into()), secret_key: Some("flag-secret".into()), ..Default::default() };
+        let help = key_sources_help(&flags, &cluster(""));
+        assert_eq!(help, "the S3 access key came from --access-key, the secret key from --secret-key");
+        assert!(command_line_secret_warning(&flags).is_some_and(|w| w.contains("--secret-key-file")));
+        let configured = key_sources_help(&S3Flags::default(), &cluster("        access_key: A\n        secret_key: S\n"));
+        assert_eq!(
+            configured,
+            "the S3 access key came from cluster.yml (s3backupconfig.access_key), the secret key from cluster.yml (s3backupconfig.secret_key)"
+        );
+        assert!(key_sources_help(&S3Flags::default(), &cluster("")).starts_with("the S3 keys came from the AWS credentials chain"));
+    }
 }

@@ -2,7 +2,7 @@
 //! the copies agree.
 
 use super::args::{Common, S3Flags};
-use super::{CliError, connector, inputs, load_config, redact_refusal};
+use super::{CliError, connector, inputs, keys_hint, load_config, redact_refusal};
 use crate::config::LoadedConfig;
 use crate::plan::observed::Seen;
 use crate::plan::step::{Checksum, SnapshotFormat, SnapshotName, human_bytes};
@@ -72,7 +72,10 @@ async fn observe_snapshots(
     let secrets: Vec<Secret> = s3.iter().flat_map(|s| [s.access_key.clone(), s.secret_key.clone()]).collect();
     let hash = if verify { Hashing::Full } else { Hashing::Checksum };
     let needs = Needs { snapshots: Some(SnapshotNeeds::All { hash }), certs: false, members: false, agents: false };
-    refresh::refresh(&cfg.cluster, &pool, &needs, s3.as_ref(), &[]).await.map_err(|e| redact_refusal(e, &secrets))
+    refresh::refresh(&cfg.cluster, &pool, &needs, s3.as_ref(), &[]).await.map_err(|e| {
+        let hint = keys_hint(e.s3(), inputs::key_sources_help(s3_flags, &cfg.cluster));
+        redact_refusal(e, &secrets, hint)
+    })
 }
 
 /// One row per snapshot name, with every copy seen on a host or in S3.

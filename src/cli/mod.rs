@@ -145,6 +145,9 @@ pub fn main() -> ExitCode {
         };
     }
     let json = json_output(&cli.command);
+    if let Some(w) = command_s3_flags(&cli.command).into_iter().find_map(inputs::command_line_secret_warning) {
+        eprintln!("WARN[0000] {w}");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match rt.block_on(dispatch(cli.command)) {
         Ok(traffic) => {
@@ -324,14 +327,35 @@ fn action_spec(action: &Action, cluster: &Cluster) -> Result<(ActionSpec, Option
 /// The S3 flags of an action, when it has them.
 fn s3_flags(action: &Action) -> Option<&S3Flags> {
     let Action::Etcd { command } = action else { return None };
-    Some(match &**command {
+    Some(etcd_s3_flags(command))
+}
+
+fn etcd_s3_flags(command: &EtcdAction) -> &S3Flags {
+    match command {
         EtcdAction::SnapshotSave { s3, .. }
         | EtcdAction::SnapshotRestore { s3, .. }
         | EtcdAction::SnapshotDrill { s3, .. }
         | EtcdAction::SnapshotDelete { s3, .. }
         | EtcdAction::SnapshotPrune { s3, .. }
         | EtcdAction::SnapshotList { s3, .. } => s3,
-    })
+    }
+}
+
+/// Every set of S3 flags on the command line.
+fn command_s3_flags(cmd: &Command) -> Vec<&S3Flags> {
+    match cmd {
+        Command::Etcd { command, .. } => vec![etcd_s3_flags(command)],
+        Command::Plan { action, .. } => s3_flags(action).into_iter().collect(),
+        Command::Apply { action, s3, .. } => action.iter().filter_map(s3_flags).chain([s3]).collect(),
+        Command::Up { .. } | Command::Cleanup { .. } | Command::Completions { .. } | Command::Man | Command::Agent { .. } => {
+            Vec::new()
+        }
+    }
+}
+
+/// For a refusal of the S3 keys: where they came from, so that the help says what to fix.
+fn keys_hint(refused: Option<&crate::s3::S3Error>, help: String) -> Option<String> {
+    matches!(refused, Some(crate::s3::S3Error::Credentials { .. })).then_some(help)
 }
 
 /// What an apply locks: this cluster.yml's lock file, then each host as it is dialed.
@@ -368,6 +392,7 @@ async fn prepare(
     let state_passphrase = s3_flags(action).map(inputs::state_passphrase).transpose()?.flatten();
     let secrets: Vec<Secret> =
         s3.iter().flat_map(|s| [s.access_key.clone(), s.secret_key.clone()]).chain(state_passphrase.clone()).collect();
+    let keys_from = inputs::key_sources_help(s3_flags(action).unwrap_or(&S3Flags::default()), &cfg.cluster);
     let input = crate::prepare::PrepareInput {
         connector: connector(common, &cfg.cluster),
         cfg,
@@ -379,15 +404,22 @@ async fn prepare(
         lock_nodes,
         now: time::OffsetDateTime::now_utc().unix_timestamp(),
     };
-    crate::prepare::prepare(input).await.map_err(|e| redact_refusal(e, &secrets))
+    crate::prepare::prepare(input).await.map_err(|e| {
+        let hint = keys_hint(e.s3(), keys_from);
+        redact_refusal(e, &secrets, hint)
+    })
 }
 
-/// A refusal whose text may quote an S3 key back (a server's error message): redacted.
-fn redact_refusal(e: impl Diagnostic + Send + Sync + 'static, secrets: &[Secret]) -> CliError {
-    if secrets.is_empty() {
+/// A refusal whose text may quote an S3 key back (a server's error message): redacted;
+/// `hint` is added to its help.
+fn redact_refusal(e: impl Diagnostic + Send + Sync + 'static, secrets: &[Secret], hint: Option<String>) -> CliError {
+    if secrets.is_empty() && hint.is_none() {
         return CliError::refused(e);
     }
     let text = redact(&e.to_string(), &secrets.iter().collect::<Vec<_>>());
-    let help = e.help().map(|h| h.to_string());
+    let help = match (e.help().map(|h| h.to_string()), hint) {
+        (Some(help), Some(hint)) => Some(format!("{help}; {hint}")),
+        (help, hint) => help.or(hint),
+    };
     CliError::refused(Refusal { message: text, help })
 }

@@ -265,6 +265,7 @@ async fn prepare_again(
     // PKI (the plan may have written it from the snapshot's).
     let use_local_state = crate::rke::state::path_for(&cfg.path).exists();
     let connector = connector(common, &cfg.cluster);
+    let keys_from = inputs::key_sources_help(s3_flags, &cfg.cluster);
     let input = crate::prepare::PrepareInput {
         cfg,
         spec: plan.action.clone(),
@@ -276,7 +277,10 @@ async fn prepare_again(
         connector,
         now: plan.made_at,
     };
-    crate::prepare::prepare(input).await.map_err(|e| redact_refusal(e, &secrets))
+    crate::prepare::prepare(input).await.map_err(|e| {
+        let hint = keys_hint(e.s3(), keys_from);
+        redact_refusal(e, &secrets, hint)
+    })
 }
 
 /// Refuses a saved plan when what it was based on changed, naming where.

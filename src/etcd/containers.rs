@@ -10,7 +10,7 @@ use crate::agent::{AgentCommand, S3Args, Tls};
 use crate::config::{Cluster, Node, S3Settings};
 use crate::host::{ContainerSpec, RestartPolicy};
 use crate::model::{RollingSettings, SnapshotName};
-use crate::plan::observed::{ContainerFacts, env_value_hash};
+use crate::plan::observed::{ContainerFacts, EnvValue};
 
 /// Label holding the hash of the spec a service container was made from.
 pub const SPEC_HASH_LABEL: &str = "io.rkectl.spec-hash";
@@ -454,11 +454,14 @@ pub fn rke_rolling_mismatch(cluster: &Cluster, running: &ContainerFacts) -> Opti
                     s3.folder.as_deref().unwrap_or("-")
                 ));
             }
-            for (env, key) in [("S3_ACCESS_KEY", &s3.access_key), ("S3_SECRET_KEY", &s3.secret_key)] {
-                use base64::Engine;
-                let want = (!key.is_empty())
-                    .then(|| env_value_hash(&base64::engine::general_purpose::STANDARD.encode(key.expose())));
-                if running.env.get(env) != want.as_ref() {
+            for (env, key) in rke_rolling_keys(s3) {
+                // Refresh compared the value with rke_rolling_env's; without a key there, the
+                // service must have none either (it then uses the node's IAM role).
+                let same = match running.env.get(env) {
+                    Some(seen) => *seen == EnvValue::Matches,
+                    None => key.is_empty(),
+                };
+                if !same {
                     why.push(format!("its {env} is not the key in cluster.yml"));
                 }
             }
@@ -468,6 +471,21 @@ pub fn rke_rolling_mismatch(cluster: &Cluster, running: &ContainerFacts) -> Opti
         _ => {}
     }
     (!why.is_empty()).then(|| why.join("; "))
+}
+
+/// The environment RKE gives its `etcd-rolling-snapshots` for cluster.yml's S3 keys
+/// (rke-tools reads them base64-encoded), which refresh compares the running one's with.
+pub fn rke_rolling_env(cluster: &Cluster) -> Vec<String> {
+    use base64::Engine;
+    let Some(s3) = &cluster.etcd.s3 else { return Vec::new() };
+    rke_rolling_keys(s3)
+        .filter(|(_, key)| !key.is_empty())
+        .map(|(env, key)| format!("{env}={}", base64::engine::general_purpose::STANDARD.encode(key.expose())))
+        .collect()
+}
+
+fn rke_rolling_keys(s3: &S3Settings) -> impl Iterator<Item = (&'static str, &crate::secret::Secret)> {
+    [("S3_ACCESS_KEY", &s3.access_key), ("S3_SECRET_KEY", &s3.secret_key)].into_iter()
 }
 
 fn show(d: Option<crate::config::GoDuration>) -> String {

@@ -12,7 +12,7 @@ use super::{CLIENT_PORT, CLUSTER_TOKEN, PEER_PORT, listen_address, member_name, 
 use crate::config::{Cluster, Node};
 use crate::host::{ContainerSpec, RestartPolicy};
 use crate::model::ClusterState;
-use crate::plan::observed::{ContainerFacts, env_value_hash};
+use crate::plan::observed::{ContainerFacts, EnvValue};
 use crate::rke::pki::{CA_NAME, cert_path, etcd_cert_name, key_path};
 use std::collections::BTreeSet;
 
@@ -191,10 +191,12 @@ pub fn differences(cluster: &Cluster, node: &Node, arch: &str, running: &Contain
         out.push(format!("drops {f}"));
     }
     // Docker adds the image's own environment (PATH…); only what rkectl sets must match.
+    // Refresh compared each value with this same environment (`expected_env`): the facts
+    // hold how each compared, never the values.
     for e in env(cluster, node, arch) {
-        let (k, v) = e.split_once('=').unwrap_or((&e, ""));
+        let k = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
         match running.env.get(k) {
-            Some(h) if *h == env_value_hash(v) => {}
+            Some(EnvValue::Matches) => {}
             Some(_) => out.push(format!("changes {k}")),
             None => out.push(format!("adds {k}")),
         }
@@ -213,7 +215,7 @@ pub fn differences(cluster: &Cluster, node: &Node, arch: &str, running: &Contain
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::observed::{MadeBy, hashed_env};
+    use crate::plan::observed::{MadeBy, compare_env};
     use std::path::Path;
 
     fn cluster(extra: &str) -> Cluster {
@@ -230,7 +232,8 @@ mod tests {
             spec_hash: None,
             made_by: MadeBy::Rke,
             args: spec.cmd.clone(),
-            env: hashed_env(&spec.env),
+            // Observed against its own environment: every value as rkectl would set it.
+            env: compare_env(&spec.env, &spec.env),
             binds: spec.binds.clone(),
         }
     }
@@ -276,7 +279,7 @@ mod tests {
         let s = spec(&c, n, "etcd-a=https://x:2380", ClusterState::Existing, "x86_64");
         let mut f = facts(&s);
         f.args[1..].reverse();
-        f.env.insert("PATH".into(), "image's own".into());
+        f.env.insert("PATH".into(), EnvValue::NotCompared);
         assert_eq!(differences(&c, n, "x86_64", &f), Vec::<String>::new());
     }
 

@@ -9,6 +9,18 @@ pub mod member;
 
 use crate::config::{Cluster, Node};
 
+/// What refresh compares the environment of the running container `name` on `node` with:
+/// the member's own for `etcd`, the S3 keys cluster.yml gives RKE's recurring service for
+/// `etcd-rolling-snapshots` (rkectl's own is told by its spec hash); nothing for the others.
+/// `arch` is the host's, as Docker names it.
+pub fn expected_env(cluster: &Cluster, node: &Node, name: &str, arch: &str) -> Vec<String> {
+    match name {
+        names::ETCD => member::env(cluster, node, arch),
+        names::ROLLING_SNAPSHOTS => containers::rke_rolling_env(cluster),
+        _ => Vec::new(),
+    }
+}
+
 /// Container names, as the reference document spells them.
 pub mod names {
     /// The etcd member.

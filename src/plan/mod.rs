@@ -27,8 +27,9 @@ use std::collections::HashMap;
 use step::SnapshotName;
 
 /// Version of the plan file and journal format this build writes and reads. 2: what a plan
-/// is based on is `offline` or `{"online": …}` (1 had an `offline` flag beside the facts).
-pub const FORMAT: u32 = 2;
+/// is based on is `offline` or `{"online": …}` (1 had an `offline` flag beside the facts). 3:
+/// a container's environment is kept as how each value compares, no longer a hash of it.
+pub const FORMAT: u32 = 3;
 
 /// What the user asked for, with no secret in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -113,9 +113,10 @@ pub struct ContainerFacts {
     /// Entrypoint then command.
     #[serde(default)]
     pub args: Vec<String>,
-    /// Its environment: each name with a short hash of its value (values may be secrets).
+    /// Its environment: each name, with how its value compares with what rkectl checks it
+    /// against (see [`EnvValue`]).
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, EnvValue>,
     /// Its bind mounts.
     #[serde(default)]
     pub binds: Vec<String>,
@@ -157,18 +158,38 @@ impl MadeBy {
     }
 }
 
-/// A short, stable hash of an environment value, so that plans can tell values apart
-/// without holding them.
-pub fn env_value_hash(value: &str) -> String {
-    blake3::hash(value.as_bytes()).to_hex()[..12].to_string()
+/// One environment variable of a container, as a plan keeps it: never its value nor a hash
+/// of it (RKE hands its recurring service the S3 keys this way, and a plan, the journal and
+/// `--json` travel further than cluster.yml: a short unsalted hash would let anyone who sees
+/// one confirm a guessed key offline), only how it compares with the value rkectl checks it
+/// against, for the cluster.yml refresh read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EnvValue {
+    /// The value rkectl would set (or, for RKE's service, the one cluster.yml's keys give).
+    Matches,
+    /// Another value than that one.
+    Differs,
+    /// rkectl checks no value for this name (the image's own `PATH`…).
+    NotCompared,
 }
 
-/// An environment as name → hash of value.
-pub fn hashed_env<'a>(env: impl IntoIterator<Item = &'a String>) -> BTreeMap<String, String> {
+/// An environment (`NAME=value` entries) as name → how its value compares with `expected`
+/// (entries of the same form).
+pub fn compare_env<'a>(env: impl IntoIterator<Item = &'a String>, expected: &[String]) -> BTreeMap<String, EnvValue> {
+    fn split(e: &str) -> (&str, &str) {
+        e.split_once('=').unwrap_or((e, ""))
+    }
+    let expected: BTreeMap<&str, &str> = expected.iter().map(|e| split(e)).collect();
     env.into_iter()
-        .map(|e| match e.split_once('=') {
-            Some((k, v)) => (k.to_string(), env_value_hash(v)),
-            None => (e.clone(), env_value_hash("")),
+        .map(|e| {
+            let (k, v) = split(e);
+            let seen = match expected.get(k) {
+                Some(want) if *want == v => EnvValue::Matches,
+                Some(_) => EnvValue::Differs,
+                None => EnvValue::NotCompared,
+            };
+            (k.to_string(), seen)
         })
         .collect()
 }

@@ -120,7 +120,7 @@ impl Kind for StartEtcd {
                 spec_hash: None,
                 made_by: crate::plan::observed::MadeBy::of(&c.labels, &c.args),
                 args: c.args.clone(),
-                env: crate::plan::observed::hashed_env(&c.env),
+                env: crate::plan::observed::compare_env(&c.env, &crate::etcd::member::env(&ex.cluster, node, &arch)),
                 binds: c.binds.clone(),
             };
             crate::etcd::member::differences(&ex.cluster, node, &arch, &facts).is_empty()

@@ -11,7 +11,7 @@ use rkectl::exec::RunOptions;
 use rkectl::exec::events::Reporter;
 use rkectl::host::fake::{FakeConnector, FakeWorld};
 use rkectl::host::{Connector, HostPool};
-use rkectl::plan::observed::{ContainerFacts, HostFacts, MadeBy, Observed, Seen, SnapshotCopy, hashed_env};
+use rkectl::plan::observed::{ContainerFacts, HostFacts, MadeBy, Observed, Seen, SnapshotCopy, compare_env};
 use rkectl::plan::step::{Checksum, SnapshotFormat, SnapshotName};
 use rkectl::plan::{self, ActionSpec, Plan, RestoreSearch};
 use rkectl::prepare::{PrepareInput, Prepared, prepare};
@@ -91,7 +91,7 @@ pub fn observed_for(cluster: &Cluster, world: &FakeWorld, snapshot: &str) -> See
                     spec_hash: None,
                     made_by: MadeBy::of(&c.labels, &c.args),
                     args: c.args.clone(),
-                    env: hashed_env(&c.env),
+                    env: compare_env(&c.env, &rkectl::etcd::expected_env(cluster, n, names::ETCD, &f.arch)),
                     binds: c.binds.clone(),
                 },
             );

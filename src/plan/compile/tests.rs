@@ -1,6 +1,6 @@
 use super::*;
 use crate::etcd;
-use crate::plan::observed::{CertFiles, ContainerFacts, HostFacts, MadeBy, hashed_env};
+use crate::plan::observed::{CertFiles, ContainerFacts, HostFacts, MadeBy, compare_env};
 use crate::plan::step::ClusterState;
 use crate::rke::pki::{Pki, SanSet};
 
@@ -25,7 +25,7 @@ fn observed(cluster: &Cluster, pki: &Pki) -> Observed {
             spec_hash: None,
             made_by: MadeBy::Rkectl,
             args: spec.cmd.clone(),
-            env: hashed_env(&spec.env),
+            env: compare_env(&spec.env, &spec.env),
             binds: spec.binds.clone(),
         };
         let cert = &pki.member(n).unwrap().cert;
