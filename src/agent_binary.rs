@@ -26,6 +26,8 @@ pub struct AgentBinary {
     pub local: PathBuf,
     pub size: u64,
     pub checksum: Checksum,
+    /// Its SHA-256 (lowercase hex), which nodes can compute with their own `sha256sum`.
+    pub sha256: String,
     /// It has no program interpreter: it runs in an image without libraries.
     pub is_static: bool,
 }
@@ -59,6 +61,7 @@ impl AgentBinary {
             local: path.to_path_buf(),
             size: bytes.len() as u64,
             checksum: Checksum::of(&bytes),
+            sha256: sha256_hex(&bytes),
             is_static: is_static_elf(&bytes),
         })
     }
@@ -100,6 +103,12 @@ impl AgentBinary {
     pub fn remote_path(&self) -> String {
         format!("{}/rkectl", self.remote_dir())
     }
+}
+
+/// SHA-256 of `bytes`, as `sha256sum` prints it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The path helpers run the agent from: the current binary's on a node. Engine tests that
@@ -156,7 +165,13 @@ mod tests {
 
     #[test]
     fn the_remote_folder_carries_version_and_checksum() {
-        let b = AgentBinary { local: "x".into(), size: 1, checksum: Checksum::of(b"binary"), is_static: true };
+        let b = AgentBinary {
+            local: "x".into(),
+            size: 1,
+            checksum: Checksum::of(b"binary"),
+            sha256: sha256_hex(b"binary"),
+            is_static: true,
+        };
         let dir = b.remote_dir();
         assert!(dir.starts_with(&format!("{REMOTE_ROOT}/{}-", env!("CARGO_PKG_VERSION"))), "{dir}");
         assert_eq!(dir.len(), REMOTE_ROOT.len() + 1 + env!("CARGO_PKG_VERSION").len() + 1 + 16);

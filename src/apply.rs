@@ -186,9 +186,7 @@ fn pool_for(
         None => {
             let cluster = &prepared.cfg.cluster;
             let removed = crate::prepare::removed_members(cluster, &prepared.state, prepared.rke_state.as_ref());
-            let install = prepared.plan.action != ActionSpec::Cleanup;
-            crate::prepare::pool(connector, cluster, &removed, install, Some(lock_holder))
-                .map_err(ApplyError::refused)?
+            crate::prepare::pool(connector, cluster, &removed, Some(lock_holder)).map_err(ApplyError::refused)?
         }
     };
     Ok(pool)

@@ -149,8 +149,9 @@ pub async fn prepare(input: PrepareInput) -> Result<Prepared, PrepareError> {
     let (observed, pool) = if offline {
         (Observed::Offline, None)
     } else {
-        // Cleanup removes the binaries: it must not copy one first (nor, without one, lock).
-        let pool = pool(connector, &cfg.cluster, &removed, spec != ActionSpec::Cleanup, lock_nodes)?;
+        // Cleanup too copies the binary first: the node lock is held by it, and cleanup
+        // takes the node locks as any apply does (it removes what another's helpers run).
+        let pool = pool(connector, &cfg.cluster, &removed, lock_nodes)?;
         let observed = refresh::refresh(&cfg.cluster, &pool, &Needs::for_action(&spec), s3.as_ref(), &removed).await?;
         (Observed::Online(observed), Some(pool))
     };
@@ -313,10 +314,9 @@ pub fn pool(
     connector: Arc<dyn Connector>,
     cluster: &Cluster,
     removed: &[RemovedMember],
-    install_agent: bool,
     lock: Option<String>,
 ) -> Result<Arc<HostPool>, crate::agent_binary::AgentBinaryError> {
-    let agent = if install_agent { Some(crate::agent_binary::AgentBinary::usable()?) } else { None };
+    let agent = crate::agent_binary::AgentBinary::usable()?;
     let mut nodes: Vec<Node> = cluster.nodes.clone();
     if let Some(template) = cluster.etcd_nodes().next() {
         for m in removed {
@@ -330,11 +330,10 @@ pub fn pool(
             }
         }
     }
-    let pool = HostPool::new(connector, nodes);
-    Ok(Arc::new(match (agent, lock) {
-        (Some(a), Some(holder)) => pool.with_agent(a).with_lock(holder),
-        (Some(a), None) => pool.with_agent(a),
-        (None, _) => pool,
+    let pool = HostPool::new(connector, nodes).with_agent(agent);
+    Ok(Arc::new(match lock {
+        Some(holder) => pool.with_lock(holder),
+        None => pool,
     }))
 }
 

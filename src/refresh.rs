@@ -9,7 +9,7 @@
 use crate::agent::report::{self, HealthReport, SnapshotReport};
 use crate::config::{Cluster, HostAddr, Node, S3Settings};
 use crate::etcd::{containers, names, paths};
-use crate::host::{Host, HostError, HostPool, run_once};
+use crate::host::{Host, HostError, HostPool, Owner, run_once};
 use crate::plan::observed::{
     CertFiles, ContainerFacts, HostFacts, MadeBy, S3Copy, S3Facts, Seen, SnapshotCopy, compare_env,
 };
@@ -219,22 +219,25 @@ async fn observe_host(cluster: &Cluster, pool: &HostPool, node: &Node, needs: &N
         f.certs = Some(CertFiles { ca, cert: present(&t.cert), key: present(&t.key), cert_sans });
     }
     if needs.agents {
-        f.agents = host.list_dirs(crate::agent_binary::REMOTE_ROOT).await?;
+        // Hidden folders there are not binaries (the invocations' claims live in one).
+        let dirs = host.list_dirs(crate::agent_binary::REMOTE_ROOT).await?;
+        f.agents = dirs.into_iter().filter(|d| !d.starts_with('.')).collect();
     }
     if let Some(want) = &needs.snapshots {
-        f.snapshots = observe_snapshots(cluster, host.as_ref(), want).await?;
+        f.snapshots = observe_snapshots(cluster, pool.owner(), host.as_ref(), want).await?;
     }
     Ok(f)
 }
 
 async fn observe_snapshots(
     cluster: &Cluster,
+    owner: &Owner,
     host: &dyn Host,
     want: &SnapshotNeeds,
 ) -> Result<BTreeMap<SnapshotName, SnapshotCopy>, Failure> {
     let mut out = list_snapshots(host, want).await?;
     let recorded = read_records(host, want, &mut out).await;
-    check_snapshots(cluster, host, want, &mut out, &recorded).await?;
+    check_snapshots(cluster, owner, host, want, &mut out, &recorded).await?;
     Ok(out)
 }
 
@@ -307,9 +310,12 @@ async fn read_records(
 }
 
 /// Hashes the listed copies with the checksum checker, and checks them too unless only
-/// checksums are wanted; nothing runs when no hashing is wanted.
+/// checksums are wanted; nothing runs when no hashing is wanted. The checker is this
+/// invocation's own (see [`Owner::helper`]): an apply running beside a read-only look
+/// keeps its own.
 async fn check_snapshots(
     cluster: &Cluster,
+    owner: &Owner,
     host: &dyn Host,
     want: &SnapshotNeeds,
     out: &mut BTreeMap<SnapshotName, SnapshotCopy>,
@@ -322,11 +328,11 @@ async fn check_snapshots(
     };
     if !to_hash.is_empty() {
         let files: Vec<String> = to_hash.iter().map(|(n, f)| f.file_name(n)).collect();
-        let spec = if quick {
+        let spec = owner.helper(if quick {
             containers::checksum_only(cluster, &files)
         } else {
             containers::checksum_checker(cluster, &files)
-        };
+        });
         let out_run = run_once(host, &spec).await?;
         let reports: Vec<SnapshotReport> = report::parse_all(&out_run.logs);
         for (name, _) in &to_hash {
@@ -375,7 +381,7 @@ async fn observe_members(cluster: &Cluster, pool: &HostPool, observed: &mut Seen
         .collect();
     for via in &running {
         let Ok(host) = pool.get(&via.address).await else { continue };
-        let spec = containers::health_check(cluster, via, &[via]);
+        let spec = pool.owner().helper(containers::health_check(cluster, via, &[via]));
         let Ok(out) = run_once(host.as_ref(), &spec).await else { continue };
         if let Ok(r) = report::parse::<HealthReport>(&out.logs)
             && !r.member_names.is_empty()

@@ -169,6 +169,7 @@ fn final_states(world: &FakeWorld, hosts: &[HostAddr]) -> Vec<FakeHostState> {
                 images: s.images.clone(),
                 containers: s.containers.clone(),
                 files: files.map(|(p, c)| (p.clone(), c.clone())).collect(),
+                ..Default::default()
             }
             .comparable()
         })

@@ -57,10 +57,15 @@ impl AgentCommand {
                 flag(&mut a, "data-dir", p(data_dir));
                 flag(&mut a, "staging", staging.clone());
             }
-            AgentCommand::HoldLock { holder } => {
+            AgentCommand::HoldLock { owner, holder, lease_secs } => {
                 a.push("hold-lock".into());
-                flag(&mut a, "holder", holder.clone());
+                flag(&mut a, "owner", owner.clone());
+                if let Some(h) = holder {
+                    flag(&mut a, "holder", h.clone());
+                }
+                flag(&mut a, "lease-secs", lease_secs.to_string());
             }
+            AgentCommand::Owners => a.push("owners".into()),
             AgentCommand::LinkLogs { container, id, docker_root, log_dir } => {
                 a.push("link-logs".into());
                 flag(&mut a, "container", container.clone());
@@ -242,7 +247,13 @@ mod tests {
         vec![
             AgentCommand::Clean { data_dir: d("/var/lib/rancher/etcd") },
             AgentCommand::RestoreFinish { data_dir: d("/data"), staging: "restore-staging".into() },
-            AgentCommand::HoldLock { holder: "pid 1 on ws".into() },
+            AgentCommand::HoldLock {
+                owner: "0123456789abcdef".into(),
+                holder: Some("pid 1 on ws".into()),
+                lease_secs: 60,
+            },
+            AgentCommand::HoldLock { owner: "0123456789abcdef".into(), holder: None, lease_secs: 5 },
+            AgentCommand::Owners,
             AgentCommand::LinkLogs {
                 container: "etcd".into(),
                 id: "abc".into(),

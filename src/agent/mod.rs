@@ -100,12 +100,21 @@ pub enum AgentCommand {
         #[arg(long)]
         staging: String,
     },
-    /// Holds rkectl's lock of this node until standard input closes (runs on the node).
+    /// Holds an invocation's claim on this node, and with `--holder` the node's lock, while
+    /// standard input keeps talking (runs on the node).
     HoldLock {
-        /// Who holds it (shown to an apply that finds it taken).
+        /// The invocation's id.
         #[arg(long)]
-        holder: String,
+        owner: String,
+        /// Takes the node lock too, for this holder (shown to an apply that finds it taken).
+        #[arg(long)]
+        holder: Option<String>,
+        /// Lets go when nothing arrived on standard input for this long.
+        #[arg(long, default_value_t = node_lock::LEASE_SECS)]
+        lease_secs: u64,
     },
+    /// Reports which invocations' claims on this node are held (runs on the node).
+    Owners,
     /// Links a container's log file into RKE's log folder (`rke-log-linker`).
     LinkLogs {
         #[arg(long)]
@@ -356,7 +365,10 @@ pub async fn run(cmd: AgentCommand) -> Result<(), AgentError> {
     match cmd {
         AgentCommand::Clean { data_dir } => files::clean(&data_dir),
         AgentCommand::RestoreFinish { data_dir, staging } => files::restore_finish(&data_dir, &staging),
-        AgentCommand::HoldLock { holder } => node_lock::hold(&holder),
+        AgentCommand::HoldLock { owner, holder, lease_secs } => {
+            node_lock::hold(&owner, holder.as_deref(), std::time::Duration::from_secs(lease_secs))
+        }
+        AgentCommand::Owners => node_lock::print_live_owners(),
         AgentCommand::LinkLogs { container, id, docker_root, log_dir } => {
             files::link_logs(&container, &id, &docker_root, &log_dir)
         }

@@ -67,8 +67,8 @@ async fn observe_snapshots(
 ) -> Result<Seen, CliError> {
     // As RKE's own commands do, cluster.yml's s3backupconfig counts without --s3.
     let (s3, _) = inputs::s3_or_configured(s3_flags, &cfg.cluster)?;
-    let pool = crate::prepare::pool(connector(common, &cfg.cluster), &cfg.cluster, &[], true, None)
-        .map_err(CliError::refused)?;
+    let pool =
+        crate::prepare::pool(connector(common, &cfg.cluster), &cfg.cluster, &[], None).map_err(CliError::refused)?;
     let secrets: Vec<Secret> = s3.iter().flat_map(|s| [s.access_key.clone(), s.secret_key.clone()]).collect();
     let hash = if verify { Hashing::Full } else { Hashing::Checksum };
     let needs = Needs { snapshots: Some(SnapshotNeeds::All { hash }), certs: false, members: false, agents: false };

@@ -304,7 +304,8 @@ pub fn health_check(cluster: &Cluster, via: &Node, members: &[&Node]) -> Contain
     spec
 }
 
-/// A member change (`member add` / `member remove`) through a running member.
+/// `etcd-member-change`: a member change (`member add` / `member remove`) through a
+/// running member; its own name, so that it never meets a health check through that member.
 pub fn member_change(cluster: &Cluster, via: &Node, change: MemberChange<'_>) -> ContainerSpec {
     let cmd = match change {
         MemberChange::Add { member, peer_url } => AgentCommand::MemberAdd {
@@ -317,7 +318,7 @@ pub fn member_change(cluster: &Cluster, via: &Node, change: MemberChange<'_>) ->
             AgentCommand::MemberRemove { member: member.into(), endpoint: client_url(via), tls: tls(via) }
         }
     };
-    let mut spec = agent(names::HEALTH_CHECK, cluster, cmd);
+    let mut spec = agent(names::MEMBER_CHANGE, cluster, cmd);
     spec.binds.extend([format!("{0}:{0}:ro", paths::CERT_DIR)]);
     spec.network_host = true;
     spec

@@ -47,6 +47,8 @@ pub mod names {
     pub const SNAPSHOT_PRUNE: &str = "etcd-snapshot-prune";
     /// Queries the members' health (tools image's etcdctl).
     pub const HEALTH_CHECK: &str = "etcd-health-check";
+    /// Adds or removes a member through a running one.
+    pub const MEMBER_CHANGE: &str = "etcd-member-change";
     /// Fetches a snapshot another etcd host serves (the destination of a host-to-host copy).
     pub const FETCH_SNAPSHOT: &str = "etcd-fetch-snapshot";
     /// Serves a snapshot to one other etcd host; one per destination, named by
@@ -78,6 +80,7 @@ pub mod names {
         UNPACK,
         SNAPSHOT_PRUNE,
         HEALTH_CHECK,
+        MEMBER_CHANGE,
     ];
 }
 

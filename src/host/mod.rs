@@ -9,12 +9,14 @@
 
 #[cfg(any(test, feature = "testing"))]
 pub mod fake;
+pub mod owner;
 pub mod registry_pull;
 pub mod run;
 pub mod ssh;
 pub mod ssh_config;
 
 use crate::config::registries::PrivateRegistry;
+pub use owner::{OWNER_LABEL, Owner, OwnerId};
 pub use run::{RunOutput, Silence, run_once, run_watched};
 
 use crate::config::{HostAddr, Node};
@@ -129,6 +131,14 @@ pub struct ContainerInfo {
     pub binds: Vec<String>,
 }
 
+/// A container as Docker lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedContainer {
+    pub name: String,
+    pub running: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
 /// What Docker says about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DockerInfo {
@@ -225,9 +235,17 @@ pub trait Host: Send + Sync {
     /// The container's stdout and stderr from its start, followed: the stream ends when
     /// the container stops.
     async fn follow_logs(&self, name: &str) -> HostResult<LogStream>;
-    /// Takes rkectl's lock of the node with its helper binary `agent`, held as long as this
-    /// connection lives; fails with [`HostError::Locked`] when another apply holds it.
-    async fn lock_node(&self, agent: &str, holder: &str) -> HostResult<()>;
+    /// Takes `owner`'s claim on the node with its helper binary `agent`, and the node lock
+    /// when `owner` is an apply, held as long as this connection lives (and talks: see
+    /// [`crate::agent::node_lock`]); fails with [`HostError::Locked`] when another apply
+    /// holds the node lock.
+    async fn claim(&self, agent: &str, owner: &Owner) -> HostResult<()>;
+    /// The invocations whose claim on the node is held, asked with the helper binary `agent`.
+    async fn live_owners(&self, agent: &str) -> HostResult<crate::agent::node_lock::LiveOwners>;
+    /// Every container (running or not) that carries the label `label`.
+    async fn list_containers(&self, label: &str) -> HostResult<Vec<ListedContainer>>;
+    /// The SHA-256 of a file (lowercase hex), or `None` if it does not exist.
+    async fn sha256_file(&self, path: &str) -> HostResult<Option<String>>;
     /// Stops a running container (used before replacing a service).
     async fn stop_container(&self, name: &str) -> HostResult<()>;
     /// Removes a container, running or not; `Ok(false)` if there was none.
@@ -270,8 +288,9 @@ pub struct HostPool {
     nodes: HashMap<HostAddr, Node>,
     cells: Mutex<HashMap<HostAddr, SharedConnection>>,
     agent: Option<&'static crate::agent_binary::AgentBinary>,
-    /// Who holds the node locks this pool takes (applies lock every host they dial).
-    lock: Option<String>,
+    /// The invocation this pool is: its claim is held on every host it dials (with the
+    /// binary), and its node lock when it is an apply's.
+    owner: Owner,
 }
 
 impl HostPool {
@@ -282,15 +301,25 @@ impl HostPool {
             nodes: nodes.into_iter().map(|n| (n.address.clone(), n)).collect(),
             cells: Mutex::new(HashMap::new()),
             agent: None,
-            lock: None,
+            owner: Owner::read_only(),
         }
     }
 
     /// Locks every host when it is first dialed (needs [`HostPool::with_agent`]), for
     /// `holder`, until the pool is dropped.
     pub fn with_lock(mut self, holder: String) -> Self {
-        self.lock = Some(holder);
+        self.owner.node_lock = Some(holder);
         self
+    }
+
+    /// The invocation this pool dials for.
+    pub fn owner(&self) -> &Owner {
+        &self.owner
+    }
+
+    /// The helper binary it installs, if it does.
+    pub fn agent(&self) -> Option<&'static crate::agent_binary::AgentBinary> {
+        self.agent
     }
 
     /// Installs `agent` on every host when it is first dialed.
@@ -311,9 +340,7 @@ impl HostPool {
             let host = self.connector.connect(node).await?;
             if let Some(agent) = self.agent {
                 ensure_agent(host.as_ref(), agent).await?;
-                if let Some(holder) = &self.lock {
-                    host.lock_node(&agent.remote_path(), holder).await?;
-                }
+                host.claim(&agent.remote_path(), &self.owner).await?;
             }
             Ok(host)
         })
@@ -327,12 +354,15 @@ impl HostPool {
     }
 }
 
-/// Makes sure rkectl's helper binary is on the host; whether it had to be uploaded. A file
-/// of the right size in the folder named after its checksum is that binary: uploads are
-/// atomic (temporary file, byte count checked, rename).
+/// Makes sure rkectl's helper binary is on the host; whether it had to be uploaded. The
+/// file in the folder named after its checksum is that binary only when its SHA-256 (the
+/// node's own `sha256sum`, not the binary's word) is the one of the binary here: a file of
+/// the right size with other bytes (a disk error, a hand edit) is replaced.
 pub async fn ensure_agent(host: &dyn Host, agent: &crate::agent_binary::AgentBinary) -> HostResult<bool> {
     let dir = agent.remote_dir();
-    if host.list_dir(&dir).await?.iter().any(|e| e.name == "rkectl" && e.size == agent.size) {
+    if host.list_dir(&dir).await?.iter().any(|e| e.name == "rkectl" && e.size == agent.size)
+        && host.sha256_file(&agent.remote_path()).await?.as_deref() == Some(agent.sha256.as_str())
+    {
         return Ok(false);
     }
     let file = tokio::fs::File::open(&agent.local).await.map_err(|e| HostError::Io {

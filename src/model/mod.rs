@@ -7,6 +7,6 @@ pub mod snapshot;
 
 pub use member::{ClusterState, InitialCluster};
 pub use snapshot::{
-    Checksum, RollingSettings, SnapshotFacts, SnapshotFormat, SnapshotLocation, SnapshotName, SnapshotNameError,
-    is_recurring_name, name_time,
+    Checksum, PARTIAL_SUFFIX, RollingSettings, SnapshotFacts, SnapshotFormat, SnapshotLocation, SnapshotName,
+    SnapshotNameError, TEMP_MARK, is_partial_file, is_recurring_name, name_time,
 };

@@ -109,13 +109,28 @@ impl SnapshotFormat {
         }
     }
 
-    /// The snapshot a file name stands for: `x.zip` is snapshot `x` as an archive.
+    /// The snapshot a file name stands for: `x.zip` is snapshot `x` as an archive. A file
+    /// being written ([`is_partial_file`]) stands for none.
     pub fn parse_file_name(file: &str) -> Option<(SnapshotName, SnapshotFormat)> {
+        if is_partial_file(file) {
+            return None;
+        }
         match file.strip_suffix(ARCHIVE_SUFFIX) {
             Some(stem) => SnapshotName::new(stem).ok().map(|n| (n, SnapshotFormat::Zip)),
             None => SnapshotName::new(file).ok().map(|n| (n, SnapshotFormat::Raw)),
         }
     }
+}
+
+/// What rkectl (or etcdctl) writes beside a file before renaming it into place.
+pub const PARTIAL_SUFFIX: &str = ".part";
+/// The mark in the temporary name of a file written over SSH (`<file>.rkectl-tmp.<hex>`).
+pub const TEMP_MARK: &str = ".rkectl-tmp.";
+
+/// Whether a file name is one of a file still being written, or left by a writer that died:
+/// `<file>.part`, `<file>.rkectl-tmp.<hex>`, or a hidden `.<file>.<hex>.tmp`.
+pub fn is_partial_file(file: &str) -> bool {
+    file.ends_with(PARTIAL_SUFFIX) || file.contains(TEMP_MARK) || (file.starts_with('.') && file.ends_with(".tmp"))
 }
 
 impl fmt::Display for SnapshotFormat {
@@ -206,4 +221,20 @@ pub enum RollingSettings {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         drill: bool,
     },
+}
+
+#[cfg(test)]
+mod partial_tests {
+    use super::*;
+
+    #[test]
+    fn a_file_being_written_is_no_snapshot() {
+        for partial in ["snap.zip.rkectl-tmp.00aa11bb22cc33dd", "snap.rkectl-tmp.0123", "snap.zip.part", "snap.part"] {
+            assert_eq!(SnapshotFormat::parse_file_name(partial), None, "{partial}");
+        }
+        assert!(is_partial_file(".snap.json.0011.tmp"));
+        let (name, format) = SnapshotFormat::parse_file_name("snap.zip").unwrap();
+        assert_eq!((name.as_str(), format), ("snap", SnapshotFormat::Zip));
+        assert!(SnapshotFormat::parse_file_name("snap.tmp").is_some(), "a name is a name");
+    }
 }

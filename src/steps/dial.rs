@@ -1,5 +1,5 @@
-//! `dial`: opens the SSH session and the Docker tunnel to a host, checks Docker, and
-//! removes temporary containers an earlier, killed run left there.
+//! `dial`: opens the SSH session and the Docker tunnel to a host (taking its node lock),
+//! checks Docker, and sweeps what earlier, killed runs left there ([`super::sweep`]).
 
 use super::{Executor, Kind};
 use crate::config::HostAddr;
@@ -41,11 +41,16 @@ impl Kind for Dial {
         host.docker_info().await?;
         ctx.log("dialer", format!("Setup tunnel for host [{addr}]"));
         // A temporary container left by an earlier, killed run must never be mistaken for
-        // ours, nor block a new one with its name.
-        for name in crate::etcd::temporary_containers(&ex.cluster) {
-            if host.remove_container(&name).await? {
-                ctx.warn("cleanup", format!("Removed container [{name}] left by an earlier run on host [{addr}]"));
-            }
+        // ours, nor block a new one with its name; its secrets must not stay behind.
+        let agent = ex.pool.agent().map(|a| a.remote_path());
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let sweeper = super::sweep::Sweeper { owner: ex.pool.owner(), agent: agent.as_deref(), now };
+        let swept = sweeper.sweep(host.as_ref(), &crate::etcd::temporary_containers(&ex.cluster)).await?;
+        for name in swept.containers {
+            ctx.warn("cleanup", format!("Removed container [{name}] left by an earlier run on host [{addr}]"));
+        }
+        for file in swept.files {
+            ctx.warn("cleanup", format!("Removed [{file}] left by an earlier run on host [{addr}]"));
         }
         Ok(())
     }

@@ -47,7 +47,7 @@ impl Executor {
         if !is_ip(source.internal_address()) || !is_ip(dest.internal_address()) {
             return Ok(Direct::Unavailable("the hosts' cluster addresses are not IP addresses".into()));
         }
-        let serve = containers::serve_snapshot(&self.cluster, source, dest, c.source_file);
+        let serve = self.own(&containers::serve_snapshot(&self.cluster, source, dest, c.source_file));
         let (port_tx, port_rx) = tokio::sync::oneshot::channel::<u16>();
         let port_tx = Mutex::new(Some(port_tx));
         let mut on_serve_output = |lines: &str| {
@@ -72,7 +72,7 @@ impl Executor {
             }
             port = port_rx => port.expect("the sender lives as long as this function"),
         };
-        let fetch = containers::fetch_snapshot(&self.cluster, dest, source, port, c.target, c.want);
+        let fetch = self.own(&containers::fetch_snapshot(&self.cluster, dest, source, port, c.target, c.want));
         let mut forward = |lines: &str| {
             let last = lines.lines().rev().find_map(|l| l.strip_prefix(crate::agent::snapshot::PROGRESS));
             if let Some(bytes) = last.and_then(|b| b.trim().parse().ok()) {

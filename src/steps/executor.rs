@@ -48,9 +48,16 @@ impl Executor {
         self.cluster.node(addr).ok_or_else(|| StepError::fatal(format!("host {addr} is not in cluster.yml")))
     }
 
+    /// `spec` labelled as this apply's helper. An apply holds the node lock, so its helpers
+    /// keep the reference's names (see [`crate::host::owner`]).
+    pub(super) fn own(&self, spec: &ContainerSpec) -> ContainerSpec {
+        self.pool.owner().label(spec.clone())
+    }
+
     /// Runs a temporary helper to completion; a non-zero exit is retried a few times and
     /// then reported with the helper's output. The helper is removed either way.
     pub(super) async fn helper(&self, host: &dyn Host, spec: &ContainerSpec) -> Result<RunOutput, StepError> {
+        let spec = &self.own(spec);
         let mut last = None;
         for attempt in 1..=self.helper_attempts.max(1) {
             let out = run_once(host, spec).await?;
@@ -88,6 +95,7 @@ impl Executor {
                 ctx.bytes(bytes, None);
             }
         };
+        let spec = &self.own(spec);
         let out = run_watched(host, spec, Silence::HELPER, &mut forward).await?;
         if out.exit_code != 0 {
             return Err(StepError::fatal(format!(
@@ -157,7 +165,7 @@ impl Executor {
         ctx: &StepCtx<'_>,
     ) -> Result<HealthReport, StepError> {
         let host = self.host(&via.address).await?;
-        let spec = containers::health_check(&self.cluster, via, members);
+        let spec = self.own(&containers::health_check(&self.cluster, via, members));
         let start = Instant::now();
         loop {
             let out = run_once(host.as_ref(), &spec).await?;

@@ -43,7 +43,7 @@ impl Kind for MemberAdd {
             "add/etcd",
             format!("Adding member [{member}] ({peer}) to the etcd cluster through host [{}]", via.address),
         );
-        let spec = containers::member_change(&ex.cluster, via, MemberChange::Add { member, peer_url: peer });
+        let spec = ex.own(&containers::member_change(&ex.cluster, via, MemberChange::Add { member, peer_url: peer }));
         // etcd refuses a new member until every current one has been connected for a few
         // seconds (the helper exits EXIT_NOT_READY): right after members start, a wait.
         let start = Instant::now();

@@ -16,6 +16,7 @@
 mod direct_copy;
 mod executor;
 mod records;
+pub mod sweep;
 
 pub use executor::Executor;
 pub use records::{archive_state, read_record, read_record_quiet, s3_error};

@@ -52,17 +52,38 @@ impl Kind for RemoveAgent {
 
     async fn run(&self, ex: &Executor, step: &Step, ctx: &StepCtx<'_>) -> Result<(), StepError> {
         let host = ex.host(ex.on(step)?).await?;
+        let in_use = used_by_others(ex, host.as_ref()).await?;
+        let mut removed = Vec::new();
         for v in &self.versions {
             // Names come from a listing of the folder; refuse anything that would leave it.
             if v.is_empty() || v.contains('/') || v.starts_with('.') {
                 return Err(StepError::fatal(format!("`{v}` is not a folder of rkectl's binaries")));
             }
+            if in_use.contains(v) {
+                ctx.warn(
+                    "cleanup",
+                    format!("Kept rkectl's helper binary {v} on host [{}]: another rkectl is running it", host.addr()),
+                );
+                continue;
+            }
             host.remove_tree(&format!("{}/{v}", crate::agent_binary::REMOTE_ROOT)).await?;
+            removed.push(v.as_str());
         }
-        ctx.log(
-            "cleanup",
-            format!("Removed rkectl's helper binaries from host [{}]: {}", host.addr(), self.versions.join(", ")),
-        );
+        ctx.log("cleanup", format!("Removed rkectl's helper binaries from host [{}]: {}", host.addr(), removed.join(", ")));
         Ok(())
     }
+}
+
+/// The binary folders other invocations on the host (a read-only look from another
+/// workstation: applies are kept out by the node lock) are running from.
+async fn used_by_others(ex: &Executor, host: &dyn crate::host::Host) -> Result<Vec<String>, StepError> {
+    let Some(agent) = ex.pool.agent() else { return Ok(Vec::new()) };
+    let live = host.live_owners(&agent.remote_path()).await?;
+    let root = format!("{}/", crate::agent_binary::REMOTE_ROOT);
+    Ok(live
+        .owners
+        .iter()
+        .filter(|(id, _)| id.as_str() != ex.pool.owner().id.as_str())
+        .filter_map(|(_, r)| r.agent.strip_prefix(&root)?.split('/').next().map(str::to_string))
+        .collect())
 }

@@ -83,7 +83,7 @@ impl Kind for Restore {
         ex.helper(host.as_ref(), &containers::cleaner(&ex.cluster)).await?;
         let mut tool = RestoreTool::Etcdutl;
         let out = loop {
-            let spec = containers::restore(&ex.cluster, node, &file, &initial_cluster, tool);
+            let spec = ex.own(&containers::restore(&ex.cluster, node, &file, &initial_cluster, tool));
             match run_once(host.as_ref(), &spec).await {
                 Ok(out) => break out,
                 // etcd 3.4 images have no etcdutl; their etcdctl restores.

@@ -143,6 +143,7 @@ fn agent(
         AgentCommand::FetchSnapshot { .. }
         | AgentCommand::LinkLogs { .. }
         | AgentCommand::HoldLock { .. }
+        | AgentCommand::Owners
         | AgentCommand::RollingSnapshots { .. } => (0, String::new()),
     }
 }

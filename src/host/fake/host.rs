@@ -4,8 +4,8 @@ use super::{FakeContainer, FakeHostState, FakeWorld};
 use crate::config::HostAddr;
 use crate::config::registries::{PrivateRegistry, RegistryAuth, registry_key};
 use crate::host::{
-    ByteStream, ContainerInfo, ContainerSpec, DirEntry, DockerInfo, Host, HostError, HostResult, LogStream,
-    RestartPolicy,
+    ByteStream, ContainerInfo, ContainerSpec, DirEntry, DockerInfo, Host, HostError, HostResult, ListedContainer,
+    LogStream, Owner, RestartPolicy,
 };
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -18,12 +18,14 @@ use tokio::io::AsyncReadExt;
 pub struct FakeHost {
     addr: HostAddr,
     world: Arc<FakeWorld>,
+    /// The invocation whose claim this connection holds: it ends with the connection.
+    claimed: std::sync::Mutex<Option<String>>,
 }
 
 impl FakeHost {
     /// The host at `addr` of `world`.
     pub(super) fn new(addr: HostAddr, world: Arc<FakeWorld>) -> Self {
-        FakeHost { addr, world }
+        FakeHost { addr, world, claimed: std::sync::Mutex::new(None) }
     }
 
     async fn with<R>(&self, op: &str, f: impl FnOnce(&mut FakeHostState) -> HostResult<R>) -> HostResult<R> {
@@ -332,9 +334,56 @@ impl Host for FakeHost {
         Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })))
     }
 
-    async fn lock_node(&self, _agent: &str, _holder: &str) -> HostResult<()> {
-        // The fake world has a single workstation: there is nobody to exclude.
+    async fn claim(&self, agent: &str, owner: &Owner) -> HostResult<()> {
+        let id = owner.id.to_string();
+        self.with("claim", |s| {
+            if owner.holds_node_lock() {
+                match &s.node_lock {
+                    // The same invocation dialing again (after a dropped link) is itself.
+                    Some(other) if *other != id => {
+                        return Err(HostError::Locked {
+                            host: self.addr.clone(),
+                            holder: format!("invocation {other} (fake)"),
+                        });
+                    }
+                    _ => s.node_lock = Some(id.clone()),
+                }
+            }
+            s.claims.entry(id.clone()).or_insert_with(|| (agent.to_string(), 0)).1 += 1;
+            Ok(())
+        })
+        .await?;
+        *self.claimed.lock().expect("claim lock") = Some(id);
         Ok(())
+    }
+
+    async fn live_owners(&self, _agent: &str) -> HostResult<crate::agent::node_lock::LiveOwners> {
+        use crate::agent::node_lock::{LiveOwners, OwnerRecord};
+        self.with("owners", |s| {
+            let owners = s
+                .claims
+                .iter()
+                .map(|(id, (agent, _))| (id.clone(), OwnerRecord { agent: agent.clone(), pid: 0 }))
+                .collect();
+            Ok(LiveOwners { owners })
+        })
+        .await
+    }
+
+    async fn list_containers(&self, label: &str) -> HostResult<Vec<ListedContainer>> {
+        self.with("list containers", |s| {
+            self.docker(s)?;
+            Ok(s.containers
+                .iter()
+                .filter(|(_, c)| c.labels.contains_key(label))
+                .map(|(name, c)| ListedContainer { name: name.clone(), running: c.running, labels: c.labels.clone() })
+                .collect())
+        })
+        .await
+    }
+
+    async fn sha256_file(&self, path: &str) -> HostResult<Option<String>> {
+        self.with("hash file", |s| Ok(s.files.get(path).map(|d| crate::agent_binary::sha256_hex(d)))).await
     }
 
     async fn stop_container(&self, name: &str) -> HostResult<()> {
@@ -368,7 +417,11 @@ impl Host for FakeHost {
     }
 
     async fn remove_file(&self, path: &str) -> HostResult<bool> {
-        self.with("remove file", |s| Ok(s.files.remove(path).is_some())).await
+        self.with("remove file", |s| {
+            s.modified.remove(path);
+            Ok(s.files.remove(path).is_some())
+        })
+        .await
     }
 
     async fn list_dir(&self, path: &str) -> HostResult<Vec<DirEntry>> {
@@ -381,7 +434,7 @@ impl Host for FakeHost {
                     (!rest.contains('/')).then(|| DirEntry {
                         name: rest.to_string(),
                         size: v.len() as u64,
-                        modified: 0,
+                        modified: s.modified.get(k).copied().unwrap_or(0),
                     })
                 })
                 .collect())
@@ -459,5 +512,30 @@ impl Host for FakeHost {
             Ok(n)
         })
         .await
+    }
+}
+
+impl Drop for FakeHost {
+    fn drop(&mut self) {
+        // A connection that goes takes its claim (and node lock) with it, as a session does.
+        let Some(id) = self.claimed.lock().map(|mut c| c.take()).unwrap_or(None) else { return };
+        if let Ok(mut hosts) = self.world.hosts.lock()
+            && let Some(s) = hosts.get_mut(&self.addr)
+        {
+            // Another connection of the same invocation may still hold it.
+            let last = match s.claims.get_mut(&id) {
+                Some((_, n)) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                _ => true,
+            };
+            if last {
+                s.claims.remove(&id);
+                if s.node_lock.as_deref() == Some(id.as_str()) {
+                    s.node_lock = None;
+                }
+            }
+        }
     }
 }

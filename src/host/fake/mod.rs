@@ -66,6 +66,14 @@ pub struct FakeHostState {
     pub containers: BTreeMap<String, FakeContainer>,
     /// Its files: absolute path → bytes (folders are implied by the paths).
     pub files: BTreeMap<String, Vec<u8>>,
+    /// When a file was last written (seconds since the epoch); a file not named here is
+    /// as old as the epoch.
+    pub modified: BTreeMap<String, i64>,
+    /// The invocations whose claim is held on it, by id: the binary each runs, and by how
+    /// many of its connections.
+    pub claims: BTreeMap<String, (String, usize)>,
+    /// The invocation holding its node lock.
+    pub node_lock: Option<String>,
 }
 
 impl FakeHostState {
@@ -90,7 +98,12 @@ impl FakeHostState {
         for c in s.containers.values_mut() {
             c.id.clear();
             c.logs.clear();
+            // Each run is another invocation.
+            c.labels.remove(crate::host::OWNER_LABEL);
         }
+        s.modified.clear();
+        s.claims.clear();
+        s.node_lock = None;
         s
     }
 }

@@ -6,8 +6,9 @@ use crate::config::registries::RegistryAuth;
 use crate::host::registry_pull::{self, PullAuth, PullError};
 use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy as DockerRestart, RestartPolicyNameEnum};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, InspectContainerOptions, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, StartContainerOptions, StopContainerOptions, WaitContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions, StopContainerOptions,
+    WaitContainerOptionsBuilder,
 };
 use futures::StreamExt;
 use openssh::ForwardType;
@@ -202,6 +203,24 @@ pub(super) async fn inspect_container(host: &SshHost, name: &str) -> HostResult<
         env: config.env.unwrap_or_default(),
         binds,
     }))
+}
+
+/// Every container carrying `label` ([`Host::list_containers`]).
+pub(super) async fn list_containers(host: &SshHost, label: &str) -> HostResult<Vec<ListedContainer>> {
+    let filters = std::collections::HashMap::from([("label", vec![label])]);
+    let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+    let listed = match host.docker.list_containers(Some(options)).await {
+        Ok(l) => l,
+        Err(e) => return Err(host.docker_err("list containers", e).await),
+    };
+    Ok(listed
+        .into_iter()
+        .filter_map(|c| {
+            let name = c.names?.into_iter().next()?.trim_start_matches('/').to_string();
+            let running = c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING);
+            Some(ListedContainer { name, running, labels: c.labels.unwrap_or_default().into_iter().collect() })
+        })
+        .collect())
 }
 
 /// Creates a container; returns its id ([`Host::create_container`]).

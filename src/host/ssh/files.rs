@@ -15,7 +15,13 @@ impl SshHost {
     /// Runs a node script to completion, feeding `input`; a non-zero exit is not an error here.
     /// One that does not finish within [`WaitLimits::script`] is an error: its local end is
     /// killed, which closes its channel.
-    async fn run(&self, op: &str, script: &str, args: &[&str], input: Option<&[u8]>) -> HostResult<Finished> {
+    pub(super) async fn run(
+        &self,
+        op: &str,
+        script: &str,
+        args: &[&str],
+        input: Option<&[u8]>,
+    ) -> HostResult<Finished> {
         let limit = self.waits.script;
         match tokio::time::timeout(limit, self.run_unbounded(op, script, args, input)).await {
             Ok(finished) => finished,
@@ -100,6 +106,24 @@ pub(super) async fn read_file(host: &SshHost, path: &str) -> HostResult<Option<V
         EXIT_ABSENT => Ok(None),
         _ if f.stderr.contains("No such file or directory") => Ok(None),
         _ => Err(host.script_failed("read file", path, &f)),
+    }
+}
+
+/// The SHA-256 of a file, or `None` if it does not exist ([`Host::sha256_file`]).
+pub(super) async fn sha256_file(host: &SshHost, path: &str) -> HostResult<Option<String>> {
+    let f = host.run("hash file", SHA256_SCRIPT, &[path], None).await?;
+    match f.code {
+        0 => {
+            let out = String::from_utf8_lossy(&f.stdout);
+            let hex = out.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+            if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                Ok(Some(hex))
+            } else {
+                Err(host.io_err("hash file", format!("{path}: unexpected output of sha256sum"), false))
+            }
+        }
+        EXIT_ABSENT => Ok(None),
+        _ => Err(host.script_failed("hash file", path, &f)),
     }
 }
 

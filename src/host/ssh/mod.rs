@@ -20,8 +20,8 @@
 
 use super::ssh_config::{self, BastionSettings, Proxy, Unwritable};
 use super::{
-    ByteStream, Connector, ContainerInfo, ContainerSpec, DirEntry, DockerInfo, Host, HostError, HostResult, LogStream,
-    RestartPolicy,
+    ByteStream, Connector, ContainerInfo, ContainerSpec, DirEntry, DockerInfo, Host, HostError, HostResult,
+    ListedContainer, LogStream, Owner, RestartPolicy,
 };
 use crate::config::registries::PrivateRegistry;
 use crate::config::{Bastion, CertSource, HostAddr, Node, SshAuth, SshCert};
@@ -109,9 +109,10 @@ pub struct SshHost {
     /// A `cat` that never ends: it keeps the master busy, so the master's idle timeout only
     /// fires once this process is gone (and an orphaned master then exits by itself).
     _keepalive: Mutex<Child<ConnRef>>,
-    /// `rkectl agent hold-lock` while this apply holds the node: its input is this
-    /// connection, so the lock goes when the connection does.
-    node_lock: Mutex<Option<Child<ConnRef>>>,
+    /// `rkectl agent hold-lock` while this invocation holds its claim (and an apply the
+    /// node lock), and the task that keeps telling it the workstation is there: its input
+    /// is this connection, so the claims go when the connection does, or falls silent.
+    claim: Mutex<Option<session::HeldClaim>>,
     /// Dropped last: closing the master needs its control socket, inside the private folder.
     conn: ConnRef,
 }
@@ -187,8 +188,20 @@ impl Host for SshHost {
         docker::follow_logs(self, name).await
     }
 
-    async fn lock_node(&self, agent: &str, holder: &str) -> HostResult<()> {
-        session::lock_node(self, agent, holder).await
+    async fn claim(&self, agent: &str, owner: &Owner) -> HostResult<()> {
+        session::claim(self, agent, owner).await
+    }
+
+    async fn live_owners(&self, agent: &str) -> HostResult<crate::agent::node_lock::LiveOwners> {
+        session::live_owners(self, agent).await
+    }
+
+    async fn list_containers(&self, label: &str) -> HostResult<Vec<ListedContainer>> {
+        docker::list_containers(self, label).await
+    }
+
+    async fn sha256_file(&self, path: &str) -> HostResult<Option<String>> {
+        files::sha256_file(self, path).await
     }
 
     async fn stop_container(&self, name: &str) -> HostResult<()> {

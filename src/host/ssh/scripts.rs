@@ -50,6 +50,16 @@ pub(super) const RANGE_SCRIPT: &str = node_script!(
 tail -c "+$(($2 + 1))" -- "$1" | head -c "$3""#
 );
 
+/// Prints a file's SHA-256 (`sha256sum`, GNU's and busybox's; `openssl` where neither is);
+/// exit 3 when it does not exist.
+pub(super) const SHA256_SCRIPT: &str = node_script!(
+    r#"[ -e "$1" ] || missing "$1"
+if command -v sha256sum >/dev/null 2>&1; then exec sha256sum -- "$1"; fi
+if command -v openssl >/dev/null 2>&1; then exec openssl dgst -sha256 -r "$1"; fi
+echo "neither sha256sum nor openssl is on this node" >&2
+exit 4"#
+);
+
 /// Removes a file; exit 3 when there was none.
 pub(super) const REMOVE_SCRIPT: &str = node_script!(
     r#"[ -e "$1" ] || [ -L "$1" ] || missing "$1"
@@ -243,7 +253,7 @@ pub(super) fn remote_command(script: &str, args: &[&str]) -> String {
 
 /// A temporary name next to `path`, so the final rename stays on one filesystem.
 pub(super) fn temp_name(path: &str) -> String {
-    format!("{path}.rkectl-tmp.{:016x}", random_u64())
+    format!("{path}{}{:016x}", crate::model::TEMP_MARK, random_u64())
 }
 
 /// Unpredictable enough for temporary names (std's hasher keys are seeded randomly).

@@ -51,7 +51,7 @@ impl SshHost {
             docker_local: socket,
             waits: WaitLimits::default(),
             _keepalive: Mutex::new(keepalive),
-            node_lock: Mutex::new(None),
+            claim: Mutex::new(None),
             conn,
         })
     }
@@ -183,12 +183,33 @@ async fn keep_alive(conn: &ConnRef, addr: &HostAddr) -> HostResult<Child<ConnRef
         })
 }
 
-/// Takes the node's lock and holds it while the connection lives ([`Host::lock_node`]).
-pub(super) async fn lock_node(host: &SshHost, agent: &str, holder: &str) -> HostResult<()> {
-    use crate::agent::node_lock::{HELD, LOCKED};
+/// `rkectl agent hold-lock` on the node, and the task that beats on its input.
+pub(super) struct HeldClaim {
+    _child: Child<ConnRef>,
+    beat: JoinHandle<()>,
+}
+
+impl Drop for HeldClaim {
+    fn drop(&mut self) {
+        // Its input closes with the task: the claims end now, not at the lease.
+        self.beat.abort();
+    }
+}
+
+/// Takes `owner`'s claim (and an apply's node lock) and holds it while the connection lives
+/// ([`Host::claim`]).
+pub(super) async fn claim(host: &SshHost, agent: &str, owner: &Owner) -> HostResult<()> {
+    use crate::agent::node_lock::{BEAT, HELD, LEASE_SECS, LOCKED};
     use tokio::io::AsyncBufReadExt;
-    let op = "lock the node";
-    let mut cmd = host.script(r#"exec "$1" agent hold-lock --holder "$2""#, &[agent, holder]);
+    let op = if owner.holds_node_lock() { "lock the node" } else { "claim the node for this invocation" };
+    let hold = crate::agent::AgentCommand::HoldLock {
+        owner: owner.id.to_string(),
+        holder: owner.node_lock.clone(),
+        lease_secs: LEASE_SECS,
+    };
+    let rendered = hold.to_args();
+    let args: Vec<&str> = [agent, "agent"].into_iter().chain(rendered.iter().map(String::as_str)).collect();
+    let mut cmd = host.script(r#"exec "$@""#, &args);
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = match cmd.spawn().await {
         Ok(c) => c,
@@ -198,18 +219,24 @@ pub(super) async fn lock_node(host: &SshHost, agent: &str, holder: &str) -> Host
     let mut first = String::new();
     let mut reader = tokio::io::BufReader::new(stdout);
     let read = reader.read_line(&mut first);
-    match tokio::time::timeout(Duration::from_secs(DOCKER_TIMEOUT_SECS), read).await {
+    // The same invocation coming back after a cut waits there for its old lease to end.
+    let answer = Duration::from_secs(DOCKER_TIMEOUT_SECS + LEASE_SECS);
+    match tokio::time::timeout(answer, read).await {
         Ok(Ok(_)) if first.trim_end() == LOCKED => {
-            *host.node_lock.lock().expect("node lock") = Some(child);
+            let mut stdin = child.stdin().take().expect("piped stdin");
+            let beat = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(BEAT).await;
+                    if stdin.write_all(b"\n").await.is_err() || stdin.flush().await.is_err() {
+                        return;
+                    }
+                }
+            });
+            *host.claim.lock().expect("claim") = Some(HeldClaim { _child: child, beat });
             Ok(())
         }
         Ok(Ok(_)) if first.starts_with(HELD) => {
-            let record = first[HELD.len()..].trim();
-            let holder = match serde_json::from_str::<crate::state::lock::Holder>(record) {
-                Ok(h) => format!("pid {} on {}, since {}: {}", h.pid, h.host, h.since, h.command),
-                Err(_) => "its record is unreadable".to_string(),
-            };
-            Err(HostError::Locked { host: host.addr.clone(), holder })
+            Err(HostError::Locked { host: host.addr.clone(), holder: describe_holder(first[HELD.len()..].trim()) })
         }
         Ok(Ok(_)) => {
             let mut err = String::new();
@@ -221,4 +248,41 @@ pub(super) async fn lock_node(host: &SshHost, agent: &str, holder: &str) -> Host
         Ok(Err(e)) => Err(host.io_err(op, e.to_string(), transient_io(&e))),
         Err(_) => Err(host.io_err(op, "no answer from rkectl agent hold-lock", true)),
     }
+}
+
+/// Who holds a node's lock, from its record, and how that lock ends.
+fn describe_holder(record: &str) -> String {
+    use crate::agent::node_lock::{LEASE_SECS, NodeLockRecord};
+    use crate::state::lock::Holder;
+    let (holder, node_pid) = match serde_json::from_str::<NodeLockRecord>(record) {
+        Ok(r) => (serde_json::from_str::<Holder>(&r.holder).ok(), Some(r.pid)),
+        // An older rkectl's record is the holder alone.
+        Err(_) => (serde_json::from_str::<Holder>(record).ok(), None),
+    };
+    let who = match holder {
+        Some(h) => format!("pid {} on {}, since {}: {}", h.pid, h.host, h.since, h.command),
+        None => "its record is unreadable".to_string(),
+    };
+    match node_pid {
+        Some(pid) => format!(
+            "{who}; held on the node by `rkectl agent hold-lock`, process {pid}, which lets go {LEASE_SECS} s after that workstation falls silent"
+        ),
+        None => who,
+    }
+}
+
+/// The invocations whose claim on the node is held ([`Host::live_owners`]).
+pub(super) async fn live_owners(host: &SshHost, agent: &str) -> HostResult<crate::agent::node_lock::LiveOwners> {
+    let op = "read the invocations' claims";
+    let args = [agent, "agent", "owners"];
+    let f = host.run(op, r#"exec "$@""#, &args, None).await?;
+    let out = String::from_utf8_lossy(&f.stdout);
+    if f.code != 0 {
+        return Err(host.io_err(
+            op,
+            format!("rkectl agent owners: {}", crate::secret::printable(f.stderr.trim())),
+            false,
+        ));
+    }
+    crate::agent::report::parse(&out).map_err(|e| host.io_err(op, format!("rkectl agent owners: {e}"), false))
 }
