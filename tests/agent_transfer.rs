@@ -165,7 +165,8 @@ async fn a_certificate_of_the_cluster_ca_that_is_not_a_member_one_gets_nothing()
     for (what, theirs) in others {
         let (port, server) = serve(src.clone(), ours.clone(), LOOPBACK).await;
         let out = dir.path().join("copy.zip");
-        let got = transfer::fetch(SocketAddr::new(LOOPBACK, port), &out, &files(&theirs), &facts(b"secret bytes")).await;
+        let got =
+            transfer::fetch(SocketAddr::new(LOOPBACK, port), &out, &files(&theirs), &facts(b"secret bytes")).await;
         assert!(matches!(got, Err(FetchError::Unreachable(ref why)) if why.contains("TLS")), "{what}: {got:?}");
         assert!(!out.exists() && !dir.path().join("copy.zip.part").exists(), "{what}");
         let served = server.await.unwrap();

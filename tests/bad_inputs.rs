@@ -295,6 +295,15 @@ fn cases() -> Vec<Case> {
             .edit(&[("hostname_override: node2", "hostname_override: node2\n    internal_address: 10.77.0.12:2380")])
             .says(&["`10.77.0.12:2380` is not a host address"])
             .at(11, 23),
+        // Spliced into etcd's URLs without brackets, an IPv6 address names another host:port.
+        case("address-ipv6")
+            .edit(&[("address: 10.77.0.12", "address: fd00::12")])
+            .says(&["`fd00::12` is not a host address: rkectl does not support IPv6 node addresses yet"])
+            .at(9, 14),
+        case("internal-address-ipv6")
+            .edit(&[("hostname_override: node2", "hostname_override: node2\n    internal_address: fd00::12")])
+            .says(&["`fd00::12` is not a host address: rkectl does not support IPv6"])
+            .at(11, 23),
         // ssh would read it as an option (and etcd's flags would carry it).
         case("address-as-an-ssh-option")
             .edit(&[("address: 10.77.0.12", "address: -oProxyCommand=id")])

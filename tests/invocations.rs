@@ -56,6 +56,7 @@ async fn look(cfg: rkectl::config::LoadedConfig, world: &Arc<FakeWorld>, spec: A
         offline: false,
         lock_nodes: None,
         connector: connector(world),
+        now: 1_800_000_000,
     };
     prepare(input).await.unwrap_or_else(|e| panic!("plan: {e}"));
 }
@@ -109,6 +110,7 @@ async fn cleanup_takes_the_node_locks_as_any_apply_and_keeps_a_binary_another_lo
         offline: false,
         lock_nodes: Some(HOLDER.into()),
         connector: connector(&world),
+        now: 1_800_000_000,
     };
     let refused = match prepare(input(config_in(dir.path(), &etcd_cluster_yaml(3)))).await {
         Ok(_) => panic!("cleanup was planned on a node another apply holds"),

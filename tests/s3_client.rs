@@ -860,8 +860,11 @@ async fn env_chain_child(endpoint: String, expect: String) {
 /// rke-tools' archive of a database that passes etcd's check (its SHA-256 trailer).
 fn valid_archive(name: &str, data: &[u8]) -> Vec<u8> {
     use sha2::Digest;
+    // etcd's database is whole 512-byte pages; its trailer follows them.
     let mut db = data.to_vec();
-    db.extend_from_slice(&sha2::Sha256::digest(data));
+    db.resize(data.len().div_ceil(512) * 512, 0);
+    let trailer = sha2::Sha256::digest(&db);
+    db.extend_from_slice(&trailer);
     let mut w = rkectl::rke::archive::ArchiveWriter::start(Vec::new(), name).unwrap();
     w.write_db(&db).unwrap();
     w.finish(None).unwrap()

@@ -315,7 +315,9 @@ mod tests {
                 wait_secs: 7,
                 tls: tls(),
             },
-            AgentCommand::FetchSnapshot { from: "[fd00::1]:4000".parse().unwrap(), out: d("/o"),
+            AgentCommand::FetchSnapshot {
+                from: "[fd00::1]:4000".parse().unwrap(),
+                out: d("/o"),
                 size: 12,
                 checksum: "blake3:cd".into(),
                 tls: tls(),

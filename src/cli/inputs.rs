@@ -123,12 +123,9 @@ pub fn credentials(flags: &S3Flags, base: Option<&S3Settings>) -> Result<(Secret
         flags.access_key.clone().map(Secret::new).or_else(|| base.map(|b| b.access_key.clone())).unwrap_or_default();
     let secret_key = match &flags.secret_key_file {
         Some(p) => secret_key_file(p)?,
-        None => flags
-            .secret_key
-            .clone()
-            .map(Secret::new)
-            .or_else(|| base.map(|b| b.secret_key.clone()))
-            .unwrap_or_default(),
+        None => {
+            flags.secret_key.clone().map(Secret::new).or_else(|| base.map(|b| b.secret_key.clone())).unwrap_or_default()
+        }
     };
     Ok((access_key, secret_key, custom_ca))
 }
@@ -442,15 +439,23 @@ mod tests {
 
     #[test]
     fn errors_about_the_keys_say_where_each_came_from() {
-        let flags = S3Flags { access_key: Some("AKIAFLAG".into()), secret_key: Some("flag-secret".into()), ..Default::default() };
+        let flags = S3Flags {
+            access_key: Some("AKIAFLAG".into()),
+            secret_key: Some("flag-secret".into()),
+            ..Default::default()
+        };
         let help = key_sources_help(&flags, &cluster(""));
         assert_eq!(help, "the S3 access key came from --access-key, the secret key from --secret-key");
         assert!(command_line_secret_warning(&flags).is_some_and(|w| w.contains("--secret-key-file")));
-        let configured = key_sources_help(&S3Flags::default(), &cluster("        access_key: A\n        secret_key: S\n"));
+        let configured =
+            key_sources_help(&S3Flags::default(), &cluster("        access_key: A\n        secret_key: S\n"));
         assert_eq!(
             configured,
             "the S3 access key came from cluster.yml (s3backupconfig.access_key), the secret key from cluster.yml (s3backupconfig.secret_key)"
         );
-        assert!(key_sources_help(&S3Flags::default(), &cluster("")).starts_with("the S3 keys came from the AWS credentials chain"));
+        assert!(
+            key_sources_help(&S3Flags::default(), &cluster(""))
+                .starts_with("the S3 keys came from the AWS credentials chain")
+        );
     }
 }

@@ -347,9 +347,11 @@ fn command_s3_flags(cmd: &Command) -> Vec<&S3Flags> {
         Command::Etcd { command, .. } => vec![etcd_s3_flags(command)],
         Command::Plan { action, .. } => s3_flags(action).into_iter().collect(),
         Command::Apply { action, s3, .. } => action.iter().filter_map(s3_flags).chain([s3]).collect(),
-        Command::Up { .. } | Command::Cleanup { .. } | Command::Completions { .. } | Command::Man | Command::Agent { .. } => {
-            Vec::new()
-        }
+        Command::Up { .. }
+        | Command::Cleanup { .. }
+        | Command::Completions { .. }
+        | Command::Man
+        | Command::Agent { .. } => Vec::new(),
     }
 }
 

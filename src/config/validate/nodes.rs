@@ -233,14 +233,22 @@ impl Validator<'_> {
     }
 }
 
-const HOST_ADDRESS_HELP: &str = "an IP address, or a host name of letters, digits, `-`, `_` and `.`";
+const HOST_ADDRESS_HELP: &str = "an IPv4 address, or a host name of letters, digits, `-`, `_` and `.`";
 
 /// Why `a` is not an IP address or a host name, if it is not. Addresses become ssh's
 /// destination and parts of etcd's flags (`--initial-cluster=etcd-a=https://ADDR:2380,…`),
 /// so anything else could add an option or a member.
 fn host_address(a: &str) -> Result<(), &'static str> {
-    if a.parse::<std::net::IpAddr>().is_ok() {
-        return Ok(());
+    match a.parse::<std::net::IpAddr>() {
+        // Refused until every URL, flag and socket address rkectl builds brackets it: spliced
+        // as it is, `https://fd00::1:2379` names another host and port.
+        Ok(std::net::IpAddr::V6(_)) => {
+            return Err(
+                "rkectl does not support IPv6 node addresses yet (etcd's URLs and the host-to-host copies take IPv4 addresses and host names); give the node's IPv4 address or a host name that resolves to it",
+            );
+        }
+        Ok(std::net::IpAddr::V4(_)) => return Ok(()),
+        Err(_) => {}
     }
     if a.len() > 253 {
         return Err("a host name is at most 253 characters long");

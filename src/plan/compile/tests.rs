@@ -132,6 +132,7 @@ fn automatic_names_carry_their_time_as_rke_tools_reads_it() {
 fn a_prune_by_age_compiled_again_with_the_clock_it_was_made_with_has_the_same_steps() {
     let c = cluster("node2");
     let recurring = SnapshotName::new("1970-01-01T00:00:10Z_etcd").unwrap();
+    let newest = SnapshotName::new("1970-01-01T00:59:50Z_etcd").unwrap();
     let copy = SnapshotCopy {
         format: SnapshotFormat::Raw,
         size: 1,
@@ -145,7 +146,10 @@ fn a_prune_by_age_compiled_again_with_the_clock_it_was_made_with_has_the_same_st
     };
     let mut seen = crate::plan::observed::Seen::default();
     for n in c.etcd_nodes() {
-        let facts = HostFacts { snapshots: [(recurring.clone(), copy.clone())].into(), ..Default::default() };
+        // A newer recurring snapshot beside it: prune never takes the newest.
+        let snapshots =
+            [(recurring.clone(), copy.clone()), (newest.clone(), SnapshotCopy { modified: 3_590, ..copy.clone() })];
+        let facts = HostFacts { snapshots: snapshots.into(), ..Default::default() };
         seen.hosts.insert(n.address.clone(), facts);
     }
     let observed = Observed::Online(seen);
