@@ -39,3 +39,81 @@ fn the_man_page_is_roff_and_lists_the_commands() {
     let unknown = Command::new(env!("CARGO_BIN_EXE_rkectl")).args(["completions", "tcsh"]).output().unwrap();
     assert_eq!(unknown.status.code(), Some(2), "an unknown shell is bad input");
 }
+
+/// Every command but the hidden agent, by its whole name (`rkectl etcd snapshot-save`),
+/// with the long flags it takes.
+fn commands() -> Vec<(String, Vec<String>)> {
+    fn walk(cmd: &clap::Command, name: String, out: &mut Vec<(String, Vec<String>)>) {
+        let flags = cmd.get_arguments().filter(|a| !a.is_hide_set()).filter_map(|a| a.get_long()).map(String::from);
+        out.push((name.clone(), flags.collect()));
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
+            walk(sub, format!("{name} {}", sub.get_name()), out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&<rkectl::cli::args::Cli as clap::CommandFactory>::command(), "rkectl".into(), &mut out);
+    out
+}
+
+#[test]
+fn every_command_and_every_flag_has_a_help_line() {
+    let mut cmd = <rkectl::cli::args::Cli as clap::CommandFactory>::command();
+    cmd.build();
+    let mut missing = Vec::new();
+    fn walk(cmd: &clap::Command, name: &str, missing: &mut Vec<String>) {
+        if cmd.get_about().is_none() && name != "rkectl" {
+            missing.push(format!("{name} (the command)"));
+        }
+        for a in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+            if a.get_help().is_none() && !matches!(a.get_id().as_str(), "help" | "version") {
+                missing.push(format!(
+                    "{name} {}",
+                    a.get_long().map(|l| format!("--{l}")).unwrap_or(a.get_id().to_string())
+                ));
+            }
+        }
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
+            walk(sub, &format!("{name} {}", sub.get_name()), missing);
+        }
+    }
+    walk(&cmd, "rkectl", &mut missing);
+    assert!(missing.is_empty(), "without a help line:\n{}", missing.join("\n"));
+}
+
+#[test]
+fn man_writes_a_page_per_command_with_every_flag_and_prints_any_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("man1");
+    rkectl(&["man", "--out", out.to_str().unwrap()]);
+    let commands = commands();
+    assert!(commands.len() > 10, "{commands:?}");
+    for (name, flags) in &commands {
+        let file = out.join(format!("{}.1", name.replace(' ', "-")));
+        let page = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        // roff escapes the dashes of flags (`\-\-name`).
+        let plain = page.replace("\\-", "-");
+        for flag in flags {
+            assert!(plain.contains(&format!("--{flag}")), "{} lacks --{flag}", file.display());
+        }
+        let args: Vec<&str> = name.split(' ').skip(1).collect();
+        let printed = rkectl(&[&["man"][..], &args].concat());
+        assert_eq!(printed, page, "rkectl man {} prints another page than {}", args.join(" "), file.display());
+    }
+    assert!(!out.join("rkectl-agent.1").exists(), "the hidden agent got a page");
+    let unknown = Command::new(env!("CARGO_BIN_EXE_rkectl")).args(["man", "etcd", "snapshot-sav"]).output().unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&unknown.stderr);
+    assert!(said.contains("`etcd snapshot-sav` is not a command") && said.contains("snapshot-save"), "{said}");
+}
+
+#[test]
+fn no_color_turns_colours_off_even_on_a_terminal() {
+    // One process: the variable is read when asked.
+    unsafe { std::env::remove_var("NO_COLOR") };
+    assert!(rkectl::cli::logging::colours(true));
+    assert!(!rkectl::cli::logging::colours(false));
+    unsafe { std::env::set_var("NO_COLOR", "1") };
+    assert!(!rkectl::cli::logging::colours(true), "NO_COLOR=1 on a terminal");
+    unsafe { std::env::set_var("NO_COLOR", "") };
+    assert!(rkectl::cli::logging::colours(true), "an empty NO_COLOR means unset (no-color.org)");
+}

@@ -159,6 +159,7 @@ pub enum EtcdAction {
     },
     /// Delete a snapshot from every etcd host (and S3 with --s3).
     SnapshotDelete {
+        /// Specify snapshot name: deleted from every etcd host, and from S3 with --s3.
         #[arg(long)]
         name: String,
         #[command(flatten)]
@@ -238,11 +239,18 @@ pub enum Command {
     },
     /// Print a shell's completion script (bash, zsh, fish…).
     Completions {
+        /// The shell whose script to print.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff; `rkectl man | man -l -`).
-    Man,
+    /// Print a manual page (roff; `rkectl man etcd snapshot-save | man -l -`), or write them all.
+    Man {
+        /// Write a page per command (rkectl.1, rkectl-etcd-snapshot-save.1…) into this folder.
+        #[arg(long, value_name = "DIR", conflicts_with = "command")]
+        out: Option<PathBuf>,
+        /// The command whose page to print (e.g. `etcd snapshot-save`); the top page when none.
+        command: Vec<String>,
+    },
     /// The node-side agent (runs inside the etcd image on a node).
     #[command(hide = true)]
     Agent {

@@ -25,6 +25,12 @@ pub fn info(secs: u64, message: impl std::fmt::Display) {
     }
 }
 
+/// Whether output to a stream that `is_terminal` may be coloured: never where `NO_COLOR`
+/// is set to anything but the empty string (no-color.org).
+pub fn colours(is_terminal: bool) -> bool {
+    is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Installs the stderr subscriber for `verbose` (`-v` count) or `quiet` unless `RUST_LOG`
 /// says otherwise.
 pub fn init(verbose: u8, quiet: bool) {
@@ -36,7 +42,7 @@ pub fn init(verbose: u8, quiet: bool) {
         .unwrap_or_else(|| Targets::new().with_default(default));
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(colours(std::io::stderr().is_terminal()))
         .with_target(false)
         .without_time();
     // A second init (tests calling main twice) keeps the first subscriber.

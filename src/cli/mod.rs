@@ -12,6 +12,7 @@ pub mod inputs;
 mod interrupts;
 pub mod list;
 pub mod logging;
+mod manual;
 pub mod reporter;
 mod run;
 
@@ -100,37 +101,12 @@ fn refuse(message: impl Into<String>, help: impl Into<String>) -> CliError {
     CliError::refused(Refusal { message: message.into(), help: Some(help.into()) })
 }
 
-/// Writes generated text to stdout; a reader that stops early (`| head`) is not an error.
-fn print_generated(what: &str, text: &[u8]) -> ExitCode {
-    use std::io::Write;
-    match std::io::stdout().lock().write_all(text) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("rkectl {what}: {e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
-        Command::Completions { shell } => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
-            let mut script = Vec::new();
-            clap_complete::generate(*shell, &mut cmd, "rkectl", &mut script);
-            return print_generated("completions", &script);
-        }
-        Command::Man => {
-            let mut page = Vec::new();
-            if let Err(e) = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut page) {
-                eprintln!("rkectl man: {e}");
-                return ExitCode::from(1);
-            }
-            return print_generated("man", &page);
-        }
+        Command::Completions { shell } => return manual::completions(*shell),
+        Command::Man { out, command } => return manual::man(out.as_deref(), command),
         _ => {}
     }
     logging::init(cli.verbose, cli.quiet);
@@ -187,7 +163,7 @@ fn json_output(cmd: &Command) -> bool {
         | Command::Cleanup { common }
         | Command::Plan { common, .. }
         | Command::Apply { common, .. } => common.json,
-        Command::Completions { .. } | Command::Man | Command::Agent { .. } => false,
+        Command::Completions { .. } | Command::Man { .. } | Command::Agent { .. } => false,
     }
 }
 
@@ -237,7 +213,7 @@ async fn dispatch(cmd: Command) -> Result<Moved, CliError> {
         Command::Apply { file: Some(file), abandon: false, s3, common, .. } => apply_file(&common, &file, &s3).await,
         Command::Apply { action: Some(action), abandon: false, common, .. } => act(&common, &action).await,
         Command::Apply { abandon, s3, common, .. } => resume(&common, &s3, abandon).await,
-        Command::Agent { .. } | Command::Completions { .. } | Command::Man => {
+        Command::Agent { .. } | Command::Completions { .. } | Command::Man { .. } => {
             unreachable!("handled before the runtime")
         }
     }
@@ -350,7 +326,7 @@ fn command_s3_flags(cmd: &Command) -> Vec<&S3Flags> {
         Command::Up { .. }
         | Command::Cleanup { .. }
         | Command::Completions { .. }
-        | Command::Man
+        | Command::Man { .. }
         | Command::Agent { .. } => Vec::new(),
     }
 }

@@ -10,7 +10,7 @@ pub(super) fn show(plan: &Plan, common: &Common) {
         drop(out);
         json_line("plan", plan);
     } else {
-        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let color = logging::colours(std::io::stdout().is_terminal());
         let _ = write!(out, "{}", render(plan, RenderOptions { color }));
     }
 }
