@@ -69,6 +69,9 @@ pub struct Needs {
 pub enum SnapshotNeeds {
     /// One snapshot, hashed and checked where present.
     One(SnapshotName),
+    /// Every name, with the one snapshot named hashed and checked where present (delete:
+    /// a name that is not there is refused with the near ones).
+    Named(SnapshotName),
     /// All of them.
     All { hash: Hashing },
 }
@@ -92,12 +95,16 @@ impl Needs {
             ActionSpec::EtcdSnapshotRestore { name, .. } => {
                 Needs { snapshots: Some(SnapshotNeeds::One(name.clone())), certs: true, members: false, agents: false }
             }
-            ActionSpec::EtcdSnapshotSave { name, .. }
-            | ActionSpec::EtcdSnapshotDelete { name, .. }
-            | ActionSpec::EtcdSnapshotDrill { name, .. } => {
+            ActionSpec::EtcdSnapshotSave { name, .. } | ActionSpec::EtcdSnapshotDrill { name, .. } => {
                 Needs { snapshots: Some(SnapshotNeeds::One(name.clone())), certs: false, members: false, agents: false }
             }
             ActionSpec::Cleanup => Needs { snapshots: None, certs: false, members: false, agents: true },
+            ActionSpec::EtcdSnapshotDelete { name, .. } => Needs {
+                snapshots: Some(SnapshotNeeds::Named(name.clone())),
+                certs: false,
+                members: false,
+                agents: false,
+            },
             ActionSpec::EtcdSnapshotPrune { .. } => Needs {
                 snapshots: Some(SnapshotNeeds::All { hash: Hashing::None }),
                 certs: false,
@@ -255,7 +262,7 @@ async fn list_snapshots(
         let Some((name, format)) = SnapshotFormat::parse_file_name(&e.name) else { continue };
         let wanted = match want {
             SnapshotNeeds::One(n) => &name == n,
-            SnapshotNeeds::All { .. } => true,
+            SnapshotNeeds::Named(_) | SnapshotNeeds::All { .. } => true,
         };
         // A host with both keeps RKE's choice: the archive (rke-tools unpacks it over the
         // plain file when it serves a restore).
@@ -324,6 +331,7 @@ async fn check_snapshots(
     let quick = matches!(want, SnapshotNeeds::All { hash: Hashing::Checksum });
     let to_hash: Vec<(SnapshotName, SnapshotFormat)> = match want {
         SnapshotNeeds::All { hash: Hashing::None } => Vec::new(),
+        SnapshotNeeds::Named(named) => out.get(named).map(|c| (named.clone(), c.format)).into_iter().collect(),
         _ => out.iter().map(|(n, c)| (n.clone(), c.format)).collect(),
     };
     if !to_hash.is_empty() {

@@ -329,6 +329,17 @@ fn prune_and_delete_remove_rkes_zips_as_rke_does() {
     // in S3 (cluster.yml's s3backupconfig, with --s3).
     let s3_key = rke.get("S3_SNAPSHOT_KEY");
     assert!(String::from_utf8_lossy(&lab.lab(&["s3", "ls", "rke-snapshots/"]).stdout).contains(s3_key));
+    // A name one letter off is refused (exit 2), naming where it looked and the real one.
+    let typo = &one_time[..one_time.len() - 1];
+    let refused = lab.rkectl(&["etcd", "snapshot-delete", "--name", typo, "--s3", "--yes"]);
+    let said = text(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    let squashed: String = said.chars().filter(|c| !c.is_whitespace() && *c != '│').collect();
+    assert!(squashed.contains(&format!("nosnapshot{typo}todelete")), "{said}");
+    assert!(squashed.contains(&format!("didyoumean{one_time}")), "{said}");
+    for n in ["node1", "node2", "node3"] {
+        assert!(snapshot_files(&lab, n).contains(one_time), "{n}: a refused delete deleted");
+    }
     let out = lab.ok(&["etcd", "snapshot-delete", "--name", one_time, "--s3", "--yes"]);
     assert!(out.contains(&format!("Deleted snapshot [{one_time}]")), "{out}");
     for n in ["node1", "node2", "node3"] {

@@ -59,6 +59,14 @@ pub enum CompileError {
         help("check --bucket-name, --folder and the name; `rkectl etcd snapshot-list --s3` lists the bucket")
     )]
     S3SnapshotMissing { name: SnapshotName, target: String },
+    #[error("there is no snapshot {name} to delete (looked in {looked})")]
+    #[diagnostic(code(rkectl::plan::unknown_snapshot))]
+    UnknownSnapshot {
+        name: SnapshotName,
+        looked: String,
+        #[help]
+        nearest: String,
+    },
     #[error("the copies of snapshot {name} differ and no good copy can be chosen: {groups}")]
     #[diagnostic(
         code(rkectl::plan::snapshot_inconsistent),
@@ -415,6 +423,7 @@ impl<'a> Builder<'a> {
                 }
             }
             ActionSpec::EtcdSnapshotPrune { policy, s3 } => self.keep_newest_snapshot(policy, s3.is_some()),
+            ActionSpec::EtcdSnapshotDelete { name, s3 } => self.check_named_snapshot(name, s3.is_some())?,
             ActionSpec::Up => {
                 if let RecurringSnapshots::BackupConfig {
                     interval_hours,
@@ -453,6 +462,7 @@ pub use crate::model::{is_recurring_name, name_time};
 pub use prune::prune_candidates;
 
 mod changes;
+mod named_snapshot;
 mod prune;
 mod reference;
 #[cfg(test)]

@@ -175,3 +175,58 @@ fn a_prune_by_age_compiled_again_with_the_clock_it_was_made_with_has_the_same_st
     let later = crate::plan::saved::check_as_compiled(&saved, &at(3_600)).unwrap_err();
     assert!(matches!(later, crate::plan::saved::Difference::Missing { .. }), "{later}");
 }
+
+#[test]
+fn deleting_a_name_that_is_nowhere_is_refused_naming_where_it_looked_and_the_near_names() {
+    let c = cluster("node2");
+    let copy = SnapshotCopy {
+        format: SnapshotFormat::Zip,
+        size: 1,
+        modified: 10,
+        checksum: None,
+        etcd_ok: None,
+        problem: None,
+        db: None,
+        has_state: false,
+        identical_everywhere: false,
+    };
+    let mut seen = crate::plan::observed::Seen::default();
+    for n in c.etcd_nodes() {
+        let snapshots = [(SnapshotName::new("s3one").unwrap(), copy.clone())].into();
+        seen.hosts.insert(n.address.clone(), HostFacts { snapshots, ..Default::default() });
+    }
+    let observed = Observed::Online(seen);
+    let delete = |name: &str| {
+        let action = ActionSpec::EtcdSnapshotDelete { name: SnapshotName::new(name).unwrap(), s3: None };
+        compile(&CompileInput {
+            cluster: &c,
+            cluster_hash: "h",
+            action: &action,
+            observed: &observed,
+            removed_members: &[],
+            pki_ca: None,
+            now: 100,
+        })
+    };
+    let e = delete("no-such-snap").unwrap_err();
+    let (text, help) = (e.to_string(), miette::Diagnostic::help(&e).map(|h| h.to_string()).unwrap_or_default());
+    assert!(
+        text.contains("no snapshot no-such-snap to delete") && text.contains("/opt/rke/etcd-snapshots on 10.0.0.1"),
+        "{text}"
+    );
+    assert!(help.starts_with("did you mean s3one?"), "{help}");
+    let known = delete("s3one").unwrap();
+    assert!(known.has_changes(), "a snapshot that is there is deleted");
+    // Offline, nothing was seen: the name is not checked (the plan cannot be applied anyway).
+    let action = ActionSpec::EtcdSnapshotDelete { name: SnapshotName::new("anything").unwrap(), s3: None };
+    let offline = compile(&CompileInput {
+        cluster: &c,
+        cluster_hash: "h",
+        action: &action,
+        observed: &Observed::Offline,
+        removed_members: &[],
+        pki_ca: None,
+        now: 100,
+    });
+    assert!(offline.is_ok(), "{offline:?}");
+}
