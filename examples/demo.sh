@@ -12,11 +12,19 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/rkectl-target}"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-say "Building rkectl and bringing up the lab (first time: a few minutes)"
-cargo build --bin rkectl
+# RKECTL_BIN=/path/to/rkectl runs the demo with that binary (an installed release) instead
+# of building one.
+if [[ -n "${RKECTL_BIN:-}" ]]; then
+  RKECTL="$RKECTL_BIN"
+  say "Bringing up the lab (first time: a few minutes); rkectl is $RKECTL"
+else
+  say "Building rkectl and bringing up the lab (first time: a few minutes)"
+  cargo build --bin rkectl
+  RKECTL="$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/debug/rkectl"
+fi
+"$RKECTL" --version
 eval "$(tests/lab/lab up --nodes 3)"
 tests/lab/lab reset
-RKECTL="$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/debug/rkectl"
 export RKECTL_KNOWN_HOSTS="$KNOWN_HOSTS"
 
 work=$(mktemp -d /tmp/rkectl-demo.XXXXXX)

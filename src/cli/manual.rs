@@ -39,6 +39,10 @@ pub fn man(out: Option<&Path>, path: &[String]) -> ExitCode {
         };
         page_of = sub;
     }
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        let named: String = path.iter().map(|w| format!(" {w}")).collect();
+        eprintln!("rkectl man writes roff: read it with `rkectl man{named} | man -l -`");
+    }
     let mut page = Vec::new();
     if let Err(e) = clap_mangen::Man::new(page_of).render(&mut page) {
         eprintln!("rkectl man: {e}");
