@@ -133,17 +133,7 @@ fn a_prune_by_age_compiled_again_with_the_clock_it_was_made_with_has_the_same_st
     let c = cluster("node2");
     let recurring = SnapshotName::new("1970-01-01T00:00:10Z_etcd").unwrap();
     let newest = SnapshotName::new("1970-01-01T00:59:50Z_etcd").unwrap();
-    let copy = SnapshotCopy {
-        format: SnapshotFormat::Raw,
-        size: 1,
-        modified: 10,
-        checksum: None,
-        etcd_ok: None,
-        problem: None,
-        db: None,
-        has_state: false,
-        identical_everywhere: false,
-    };
+    let copy = listed_copy(SnapshotFormat::Raw);
     let mut seen = crate::plan::observed::Seen::default();
     for n in c.etcd_nodes() {
         // A newer recurring snapshot beside it: prune never takes the newest.
@@ -179,17 +169,7 @@ fn a_prune_by_age_compiled_again_with_the_clock_it_was_made_with_has_the_same_st
 #[test]
 fn deleting_a_name_that_is_nowhere_is_refused_naming_where_it_looked_and_the_near_names() {
     let c = cluster("node2");
-    let copy = SnapshotCopy {
-        format: SnapshotFormat::Zip,
-        size: 1,
-        modified: 10,
-        checksum: None,
-        etcd_ok: None,
-        problem: None,
-        db: None,
-        has_state: false,
-        identical_everywhere: false,
-    };
+    let copy = listed_copy(SnapshotFormat::Zip);
     let mut seen = crate::plan::observed::Seen::default();
     for n in c.etcd_nodes() {
         let snapshots = [(SnapshotName::new("s3one").unwrap(), copy.clone())].into();
@@ -229,4 +209,19 @@ fn deleting_a_name_that_is_nowhere_is_refused_naming_where_it_looked_and_the_nea
         now: 100,
     });
     assert!(offline.is_ok(), "{offline:?}");
+}
+
+/// A copy of a snapshot as a listing sees it (no hashes), written at second 10.
+fn listed_copy(format: SnapshotFormat) -> SnapshotCopy {
+    SnapshotCopy {
+        format,
+        size: 1,
+        modified: 10,
+        checksum: None,
+        etcd_ok: None,
+        problem: None,
+        db: None,
+        has_state: false,
+        identical_everywhere: false,
+    }
 }
