@@ -12,13 +12,6 @@ use std::process::{Child, Command};
 
 const NODES: [&str; 3] = ["node1", "node2", "node3"];
 
-fn prepare(lab: &Lab) {
-    lab.ok(&["up", "--yes", "--new-pki"]);
-    lab.write("node1", "before", "1");
-    lab.ok(&["etcd", "snapshot-save", "--name", "snap.db"]);
-    lab.write("node2", "after", "2");
-}
-
 fn assert_restored(lab: &Lab) {
     for n in NODES {
         assert_eq!(lab.read(n, "before").as_deref(), Some("1"), "{n}");
@@ -60,7 +53,7 @@ fn run_until(lab: &Lab, args: &[&str], mut at_line: impl FnMut(&str) -> bool) ->
 #[ignore = "needs the lab: tests/run brings it up"]
 fn a_node_lost_in_the_middle_of_a_restore_is_finished_after_it_returns() {
     let lab = Lab::get();
-    prepare(&lab);
+    lab.up_with_snapshot();
     let node3 = lab.addr("node3");
     let (_, lines) = run_until(&lab, &["etcd", "snapshot-restore", "--name", "snap.db", "--yes"], |l| {
         if l.contains(&format!("Successfully cleaned up host [{node3}]")) {
@@ -82,7 +75,7 @@ fn a_node_lost_in_the_middle_of_a_restore_is_finished_after_it_returns() {
 #[ignore = "needs the lab: tests/run brings it up"]
 fn a_stopped_docker_daemon_is_named_and_nothing_changes() {
     let lab = Lab::get();
-    prepare(&lab);
+    lab.up_with_snapshot();
     let before = lab.world_fingerprint(&NODES);
     // The node's dockerd is its PID 1; taking its socket away is what a stopped daemon looks
     // like to a client (connection refused at /var/run/docker.sock).
@@ -155,7 +148,7 @@ fn a_full_snapshot_folder_fails_the_copy_cleanly_and_apply_finishes_after_it_is_
 #[ignore = "needs the lab: tests/run brings it up"]
 fn a_corrupted_copy_is_replaced_from_a_good_one_before_the_restore() {
     let lab = Lab::get();
-    prepare(&lab);
+    lab.up_with_snapshot();
     // Sixteen bytes, not one: a single changed byte can land in the extra bits of a deflate
     // distance that points at zeros either way, and the archive then still holds the same
     // database (seen in the lab: the copy differed as a file and passed every check).
@@ -173,7 +166,7 @@ fn a_corrupted_copy_is_replaced_from_a_good_one_before_the_restore() {
 #[ignore = "needs the lab: tests/run brings it up"]
 fn an_ssh_connection_cut_once_does_not_fail_an_apply() {
     let lab = Lab::get();
-    prepare(&lab);
+    lab.up_with_snapshot();
     let node2 = lab.addr("node2");
     let mut cut = false;
     let (_, lines) = run_until(&lab, &["etcd", "snapshot-restore", "--name", "snap.db", "--yes"], |l| {
@@ -197,7 +190,7 @@ fn an_ssh_connection_cut_once_does_not_fail_an_apply() {
 #[ignore = "needs the lab: tests/run brings it up"]
 fn a_second_apply_is_refused_and_a_killed_ones_lock_is_taken_over() {
     let lab = Lab::get();
-    prepare(&lab);
+    lab.up_with_snapshot();
     let mut second = None;
     let (_, lines) = run_until(&lab, &["etcd", "snapshot-restore", "--name", "snap.db", "--yes"], |l| {
         if second.is_none() && l.contains("Cleaning up host") {
@@ -241,7 +234,7 @@ fn a_second_apply_is_refused_and_a_killed_ones_lock_is_taken_over() {
 #[ignore = "needs the lab: tests/run brings it up"]
 fn ctrl_c_lets_running_steps_finish_and_apply_finishes_the_rest() {
     let lab = Lab::get();
-    prepare(&lab);
+    lab.up_with_snapshot();
     lab.write("node1", "after", "2");
     let (mut c, mut lines) = (lab.spawn(&["etcd", "snapshot-restore", "--name", "snap.db", "--yes"]), Vec::new());
     let err = BufReader::new(c.stderr.take().unwrap());
@@ -275,7 +268,7 @@ fn ctrl_c_lets_running_steps_finish_and_apply_finishes_the_rest() {
 #[ignore = "needs the lab: tests/run brings it up"]
 fn two_workstations_never_act_on_the_same_nodes_at_once() {
     let lab = Lab::get();
-    prepare(&lab);
+    lab.up_with_snapshot();
     // A second workstation: its own copy of cluster.yml and the state beside it, so its
     // local lock file is another file; only the nodes are shared.
     let ws = tempfile::tempdir().unwrap();
@@ -351,7 +344,7 @@ fn a_changed_host_key_stops_the_apply_with_a_clear_message() {
 #[ignore = "needs the lab: tests/run brings it up"]
 fn a_state_file_that_cannot_be_written_after_a_restore_fails_the_apply() {
     let lab = Lab::get();
-    prepare(&lab);
+    lab.up_with_snapshot();
     let state = lab.dir.path().join("cluster.rkectl-state");
     let mut blocked = false;
     let (_, lines) = run_until(&lab, &["etcd", "snapshot-restore", "--name", "snap.db", "--yes"], |l| {

@@ -16,13 +16,6 @@ use std::time::{Duration, Instant};
 
 const NODES: [&str; 3] = ["node1", "node2", "node3"];
 
-fn prepare(lab: &Lab) {
-    lab.ok(&["up", "--yes", "--new-pki"]);
-    lab.write("node1", "before", "1");
-    lab.ok(&["etcd", "snapshot-save", "--name", "snap.db"]);
-    lab.write("node2", "after", "2");
-}
-
 fn assert_restored(lab: &Lab) {
     for n in NODES {
         assert_eq!(lab.read(n, "before").as_deref(), Some("1"), "{n}");
@@ -84,7 +77,7 @@ fn follow(lab: &Lab, args: &[&str], mut at_line: impl FnMut(&str, u32)) -> (Opti
 #[ignore = "needs the lab: tests/run brings it up"]
 fn a_restore_runs_to_the_end_while_another_workstation_plans_lists_and_cleans_up() {
     let lab = Lab::get();
-    prepare(&lab);
+    lab.up_with_snapshot();
     let ws = Workstation::beside(&lab);
     let done = AtomicBool::new(false);
     let (restore, looks) = std::thread::scope(|s| {
@@ -134,7 +127,7 @@ fn a_restore_runs_to_the_end_while_another_workstation_plans_lists_and_cleans_up
 #[ignore = "needs the lab: tests/run brings it up"]
 fn an_apply_sweeps_what_killed_runs_left_and_snapshot_list_shows_no_partial_file() {
     let lab = Lab::get();
-    prepare(&lab);
+    lab.up_with_snapshot();
     let dead = "00000000000000dd";
     let checker = format!("etcd-checksum-checker-{dead}");
     let left = [
@@ -178,7 +171,7 @@ fn an_apply_sweeps_what_killed_runs_left_and_snapshot_list_shows_no_partial_file
 #[ignore = "needs the lab: tests/run brings it up"]
 fn a_helper_binary_of_the_right_size_but_other_bytes_is_replaced_on_the_node() {
     let lab = Lab::get();
-    prepare(&lab);
+    lab.up_with_snapshot();
     let local = PathBuf::from(env!("CARGO_BIN_EXE_rkectl"));
     let local_sum = String::from_utf8(Command::new("sha256sum").arg(&local).output().unwrap().stdout).unwrap();
     let local_sum = local_sum.split_whitespace().next().unwrap().to_string();
@@ -200,7 +193,7 @@ fn a_helper_binary_of_the_right_size_but_other_bytes_is_replaced_on_the_node() {
 #[ignore = "needs the lab: tests/run brings it up"]
 fn a_workstation_fallen_silent_loses_its_node_locks_after_the_lease() {
     let lab = Lab::get();
-    prepare(&lab);
+    lab.up_with_snapshot();
     let ws = Workstation::beside(&lab);
     let mut stopped = None;
     let mut refused_while_stopped = None;

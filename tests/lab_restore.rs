@@ -19,18 +19,11 @@ fn assert_snapshot_data(lab: &Lab, nodes: &[&str]) {
     }
 }
 
-fn prepare(lab: &Lab) {
-    lab.ok(&["up", "--yes", "--new-pki"]);
-    lab.write("node1", "before", "1");
-    lab.ok(&["etcd", "snapshot-save", "--name", "snap.db"]);
-    lab.write("node2", "after", "2");
-}
-
 #[test]
 #[ignore = "needs the lab: tests/run brings it up"]
 fn restore_on_three_nodes_brings_back_the_snapshot_everywhere() {
     let lab = Lab::get();
-    prepare(&lab);
+    lab.up_with_snapshot();
     let plan = lab.ok(&["plan", "etcd", "snapshot-restore", "--name", "snap.db"]);
     assert!(plan.contains("DESTRUCTIVE") && plan.contains("restored from snap.db"), "{plan}");
     // Without a terminal and without --yes, a destructive plan is not applied.
@@ -75,7 +68,7 @@ fn kill_restore_at(lab: &Lab, at: &str) {
 #[ignore = "needs the lab: tests/run brings it up"]
 fn a_restore_killed_at_several_points_is_finished_by_apply() {
     let lab = Lab::get();
-    prepare(&lab);
+    lab.up_with_snapshot();
     for at in [
         "Verified snapshot",
         "Successfully cleaned up host",
@@ -178,7 +171,7 @@ fn the_reference_example_node2_replaced_by_node3_restored_from_s3_on_a_new_works
 #[ignore = "needs the lab: tests/run brings it up"]
 fn restore_is_refused_with_nothing_changed_when_it_cannot_be_done_safely() {
     let lab = Lab::get();
-    prepare(&lab);
+    lab.up_with_snapshot();
     let before = lab.world_fingerprint(&NODES);
     let refused = |args: &[&str], words: &[&str]| {
         let out = lab.rkectl(args);
@@ -226,7 +219,7 @@ fn restore_is_refused_with_nothing_changed_when_it_cannot_be_done_safely() {
 #[ignore = "needs the lab: tests/run brings it up"]
 fn a_hand_edited_saved_plan_is_refused_with_nothing_changed() {
     let lab = Lab::get();
-    prepare(&lab);
+    lab.up_with_snapshot();
     lab.ok(&["plan", "etcd", "snapshot-restore", "--name", "snap.db", "--out", "plan.json"]);
     let path = lab.dir.path().join("plan.json");
     let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -285,7 +278,7 @@ fn a_hand_edited_saved_plan_is_refused_with_nothing_changed() {
 #[ignore = "needs the lab: tests/run brings it up"]
 fn a_record_left_beside_a_deleted_snapshot_stands_in_for_nothing() {
     let lab = Lab::get();
-    prepare(&lab);
+    lab.up_with_snapshot();
     let (file, record) = ("/opt/rke/etcd-snapshots/snap.db.zip", "/opt/rke/etcd-snapshots/.rkectl/snap.db.json");
     lab.sh("node2", &format!("rm {file}"));
     assert!(!lab.sh("node2", &format!("cat {record}")).is_empty(), "the record stays");

@@ -245,6 +245,15 @@ impl Lab {
         self.etcdctl(Some(node), &["put", key, value]).unwrap_or_else(|e| panic!("put via {node}: {e}"));
     }
 
+    /// The restore tests' starting point: the etcd plane up, `before=1` in snapshot
+    /// `snap.db`, then `after=2` written, which a restore of `snap.db` must take away.
+    pub fn up_with_snapshot(&self) {
+        self.ok(&["up", "--yes", "--new-pki"]);
+        self.write("node1", "before", "1");
+        self.ok(&["etcd", "snapshot-save", "--name", "snap.db"]);
+        self.write("node2", "after", "2");
+    }
+
     /// A shell command in a node; stdout.
     pub fn sh(&self, node: &str, script: &str) -> String {
         let out = self.lab(&["exec", node, "sh", "-c", script]);

@@ -145,18 +145,7 @@ fn a_prune_by_age_compiled_again_with_the_clock_it_was_made_with_has_the_same_st
     let observed = Observed::Online(seen);
     let action =
         ActionSpec::EtcdSnapshotPrune { policy: PrunePolicy::Age { seconds: 60, text: "1m".into() }, s3: None };
-    let at = |now| {
-        compile(&CompileInput {
-            cluster: &c,
-            cluster_hash: "h",
-            action: &action,
-            observed: &observed,
-            removed_members: &[],
-            pki_ca: None,
-            now,
-        })
-        .unwrap()
-    };
+    let at = |now| compile_at(&c, &action, &observed, now).unwrap();
     let saved = at(40);
     assert_eq!(saved.made_at, 40, "the plan records its clock");
     assert!(!saved.has_changes(), "the snapshot is 30s old: kept");
@@ -178,15 +167,7 @@ fn deleting_a_name_that_is_nowhere_is_refused_naming_where_it_looked_and_the_nea
     let observed = Observed::Online(seen);
     let delete = |name: &str| {
         let action = ActionSpec::EtcdSnapshotDelete { name: SnapshotName::new(name).unwrap(), s3: None };
-        compile(&CompileInput {
-            cluster: &c,
-            cluster_hash: "h",
-            action: &action,
-            observed: &observed,
-            removed_members: &[],
-            pki_ca: None,
-            now: 100,
-        })
+        compile_at(&c, &action, &observed, 100)
     };
     let e = delete("no-such-snap").unwrap_err();
     let (text, help) = (e.to_string(), miette::Diagnostic::help(&e).map(|h| h.to_string()).unwrap_or_default());
@@ -199,15 +180,7 @@ fn deleting_a_name_that_is_nowhere_is_refused_naming_where_it_looked_and_the_nea
     assert!(known.has_changes(), "a snapshot that is there is deleted");
     // Offline, nothing was seen: the name is not checked (the plan cannot be applied anyway).
     let action = ActionSpec::EtcdSnapshotDelete { name: SnapshotName::new("anything").unwrap(), s3: None };
-    let offline = compile(&CompileInput {
-        cluster: &c,
-        cluster_hash: "h",
-        action: &action,
-        observed: &Observed::Offline,
-        removed_members: &[],
-        pki_ca: None,
-        now: 100,
-    });
+    let offline = compile_at(&c, &action, &Observed::Offline, 100);
     assert!(offline.is_ok(), "{offline:?}");
 }
 
@@ -224,4 +197,9 @@ fn listed_copy(format: SnapshotFormat) -> SnapshotCopy {
         has_state: false,
         identical_everywhere: false,
     }
+}
+
+/// `action` compiled on `observed` at `now`, with nothing else to it (no PKI, no members removed).
+fn compile_at(c: &Cluster, action: &ActionSpec, observed: &Observed, now: i64) -> Result<Plan, CompileError> {
+    compile(&CompileInput { cluster: c, cluster_hash: "h", action, observed, removed_members: &[], pki_ca: None, now })
 }
