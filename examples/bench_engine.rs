@@ -7,12 +7,15 @@
 use async_trait::async_trait;
 use rkectl::config;
 use rkectl::exec::events::Recorder;
-use rkectl::exec::{self, RunOptions, StepCtx, StepError, StepRunner};
-use rkectl::plan::observed::{ContainerFacts, HostFacts, Observed, SnapshotCopy};
+use rkectl::exec::{self, RunOptions};
+use rkectl::model::action::ActionSpec;
+use rkectl::model::observed::{ContainerFacts, HostFacts, Observed, SnapshotCopy};
+use rkectl::model::{Checksum, SnapshotName};
 use rkectl::plan::render::{RenderOptions, render};
-use rkectl::plan::step::{Checksum, SnapshotName};
-use rkectl::plan::{self, ActionSpec, Plan, Step, StepKind};
+use rkectl::plan::{self, Plan};
 use rkectl::state::journal::JournalWriter;
+use rkectl::steps::context::{StepCtx, StepError, StepRunner};
+use rkectl::steps::{Step, StepKind};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -38,7 +41,7 @@ fn restore_plan(n: usize) -> Plan {
 fn restore_plan_for(cfg: &config::LoadedConfig) -> Plan {
     let name = SnapshotName::new("snap.db").unwrap();
     let sum = Checksum::of(b"snapshot");
-    let mut observed = rkectl::plan::observed::Seen::default();
+    let mut observed = rkectl::model::observed::Seen::default();
     for node in cfg.cluster.etcd_nodes() {
         let mut f = HostFacts::default();
         f.containers.insert(
@@ -47,7 +50,7 @@ fn restore_plan_for(cfg: &config::LoadedConfig) -> Plan {
                 image: cfg.cluster.etcd.image.clone(),
                 running: true,
                 spec_hash: None,
-                made_by: rkectl::plan::observed::MadeBy::Rkectl,
+                made_by: rkectl::model::observed::MadeBy::Rkectl,
                 args: Vec::new(),
                 env: Default::default(),
                 binds: Vec::new(),
@@ -56,7 +59,7 @@ fn restore_plan_for(cfg: &config::LoadedConfig) -> Plan {
         f.snapshots.insert(
             name.clone(),
             SnapshotCopy {
-                format: rkectl::plan::step::SnapshotFormat::Raw,
+                format: rkectl::model::SnapshotFormat::Raw,
                 size: 8,
                 modified: 0,
                 checksum: Some(sum.clone()),
@@ -69,8 +72,8 @@ fn restore_plan_for(cfg: &config::LoadedConfig) -> Plan {
         );
         observed.hosts.insert(node.address.clone(), f);
     }
-    let action = ActionSpec::EtcdSnapshotRestore { name, from: rkectl::plan::RestoreSearch::Hosts };
-    plan::compile(&plan::CompileInput {
+    let action = ActionSpec::EtcdSnapshotRestore { name, from: rkectl::model::action::RestoreSearch::Hosts };
+    plan::compile(&rkectl::steps::planning::CompileInput {
         cluster: &cfg.cluster,
         cluster_hash: &cfg.hash,
         action: &action,

@@ -13,7 +13,8 @@ use crate::etcd;
 use crate::exec::events::{ApplyEvent, ApplyEventKind, Reporter, Traffic, TrafficCounter};
 use crate::exec::{self, RunOptions, RunOutcome};
 use crate::host::{Connector, HostPool};
-use crate::plan::{ActionSpec, Plan};
+use crate::model::action::ActionSpec;
+use crate::plan::Plan;
 use crate::prepare::Prepared;
 use crate::rke::state::RkeState;
 use crate::secret::{Secret, redact};
@@ -132,7 +133,7 @@ impl Reporter for ChangeWatch {
 /// Applies a prepared plan (see the module's documentation for the order of things).
 pub async fn apply(req: ApplyRequest<'_>) -> Result<Applied, ApplyError> {
     let ApplyRequest { prepared, resume, connector, lock_holder, reporter, parallelism, stop } = req;
-    if matches!(prepared.plan.observed, crate::plan::Observed::Offline) {
+    if matches!(prepared.plan.observed, crate::model::observed::Observed::Offline) {
         return Err(ApplyError::Offline);
     }
     let pool = pool_for(&prepared, connector, lock_holder)?;

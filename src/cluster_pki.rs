@@ -14,7 +14,7 @@
 //! Only `--new-pki` lets a plan replace a CA, and such a plan says so and asks first.
 
 use crate::config::{Cluster, HostAddr};
-use crate::plan::observed::Observed;
+use crate::model::observed::Observed;
 use crate::rke::pki::{Fingerprint, Pki, PkiError};
 use crate::rke::state::{RkeState, RkeStateError};
 use miette::Diagnostic;
@@ -29,7 +29,7 @@ pub enum SnapshotStateOrigin {
     /// Inside the snapshot's archive in S3.
     S3Archive,
     /// Sealed in rkectl's manifest beside the snapshot in S3, bound to what it says.
-    S3Sealed(crate::state::seal::Bound),
+    S3Sealed(crate::rke::seal::Bound),
 }
 
 impl fmt::Display for SnapshotStateOrigin {
@@ -284,7 +284,7 @@ fn check_hosts(chosen: &ClusterPki, observed: &Observed) -> Result<(), ClusterPk
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::observed::{CertFiles, HostFacts};
+    use crate::model::observed::{CertFiles, HostFacts};
 
     fn cluster() -> Cluster {
         crate::config::parse(Path::new("cluster.yml"), "nodes:\n  - address: 10.0.0.1\n    user: u\n    role: [etcd]\n  - address: 10.0.0.2\n    user: u\n    role: [etcd]\n".into())
@@ -293,7 +293,7 @@ mod tests {
     }
 
     fn observed(cas: &[(&str, Option<&Fingerprint>)]) -> Observed {
-        let mut o = crate::plan::observed::Seen::default();
+        let mut o = crate::model::observed::Seen::default();
         for (h, ca) in cas {
             let certs = CertFiles { ca: ca.cloned(), cert: ca.is_some(), key: ca.is_some(), cert_sans: None };
             o.hosts.insert(HostAddr(h.to_string()), HostFacts { certs: Some(certs), ..Default::default() });

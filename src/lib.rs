@@ -24,29 +24,33 @@
 //! An interrupted apply is finished by `rkectl apply`, which reads the journal and runs
 //! what is left (every step is idempotent).
 //!
-//! # Where things are
-//! - [`model`]: the shared words at the bottom (snapshot names, formats, checksums, an etcd
-//!   member's start-up terms); every layer may use it, it uses none of them.
-//! - [`config`]: cluster.yml as RKE reads it, defaults, validation with located diagnostics.
-//! - [`rke`]: RKE's own formats: `cluster.rkestate`, its certificates (names, SANs), the
-//!   snapshot archives rke-tools writes.
-//! - [`cluster_pki`]: which PKI an action uses, and the rule that no CA is replaced silently.
-//! - [`prepare`]: inputs → refresh → PKI → plan, changing nothing.
-//! - [`resume`]: an unfinished apply made ready to finish (its journal held against
-//!   cluster.yml, the state files, the PKI it places), changing nothing.
-//! - [`plan`]: the compiler (it asks each step kind what it plans), the diff, plan files,
-//!   and what a plan is based on ([`plan::Observed`]: offline, or what refresh saw);
-//!   `plans/*.yml` are the templates (what each action does, in order, on which hosts,
-//!   with barriers).
-//! - [`exec`]: the scheduler and its events; [`state`]: journal, lock, rkectl's state file.
-//! - [`steps`]: one module per step kind (its parameters, when it is planned, its line in
-//!   the plan, its effect on the diff, how it runs); [`etcd`]: the etcd container as RKE runs
-//!   it, and every helper's container spec; [`layout`]: where snapshot files live on a node.
-//! - [`host`]: the narrow interface to a node (containers, files, streams) and its SSH +
-//!   Docker implementation; [`agent_binary`]: rkectl's own binary, copied to the nodes,
-//!   which helpers run inside the etcd image ([`agent`] is what it does there).
-//! - [`s3`]: S3 transfers (streaming multipart upload, resumable download, manifests).
-//! - [`secret`]: secrets that cannot be printed or serialised by accident.
+//! # Where things are, by layer (bottom up)
+//! A module uses its own layer and those below it, never one above (`tests/architecture.rs`
+//! holds the list and checks it).
+//! 0. Words: [`model`] (snapshot names and formats, addresses, what refresh saw, a step's
+//!    words, the action asked for; it uses nothing of rkectl), [`secret`] (secrets that
+//!    cannot be printed or serialised by accident), [`local`] (this machine's files and
+//!    clock).
+//! 1. Inputs: [`config`] (cluster.yml as RKE reads it, defaults, validation with located
+//!    diagnostics), [`layout`] (where snapshot files live on a node), [`rke`] (RKE's own
+//!    formats: `cluster.rkestate`, its certificates, the archives rke-tools writes, and the
+//!    sealed state rkectl stores beside an S3 copy).
+//! 2. Mechanisms: [`host`] (the narrow interface to a node and its SSH + Docker
+//!    implementation), [`etcd`] (the etcd container as RKE runs it, every helper's spec),
+//!    [`agent_binary`] (rkectl's own binary, copied to the nodes) and [`agent`] (what it
+//!    does there), [`s3`] (streaming multipart upload, resumable download, manifests).
+//! 3. [`steps`]: one module per step kind (its parameters, when it is planned, its line in
+//!    the plan, its effect on the diff, how it runs), and the contexts kinds are planned
+//!    in ([`steps::planning`]) and run in ([`steps::context`]).
+//! 4. Planning: [`refresh`] (hosts and S3, read-only), [`cluster_pki`] (which PKI an action
+//!    uses; no CA is replaced silently), [`plan`] (the compiler that asks each kind what it
+//!    plans and wires the steps into a graph, the diff, saved plans; `plans/*.yml` are the
+//!    templates).
+//! 5. Running: [`exec`] (the scheduler and its events), [`state`] (journal, lock, rkectl's
+//!    state file).
+//! 6. Driving: [`prepare`] (inputs → refresh → PKI → plan, changing nothing), [`resume`] (an
+//!    unfinished apply made ready to finish), [`apply`] (a plan to a finished run).
+//! 7. The edge: [`cli`].
 //!
 //! # Rules the design keeps
 //! - Nothing destructive runs before every pre-flight check on every host has passed (a
@@ -66,6 +70,7 @@ pub mod etcd;
 pub mod exec;
 pub mod host;
 pub mod layout;
+pub mod local;
 pub mod model;
 pub mod plan;
 pub mod prepare;

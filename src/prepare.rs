@@ -8,13 +8,16 @@
 use crate::cluster_pki::{self, ClusterPki, ClusterPkiError, PkiFlags, SnapshotStateOrigin};
 use crate::config::{Cluster, LoadedConfig, Node, Role, S3Settings};
 use crate::host::{Connector, HostPool};
-use crate::plan::step::{SnapshotFormat, SnapshotName};
-use crate::plan::{self, ActionSpec, CompileError, Observed, Plan, RemovedMember};
+use crate::model::action::{ActionSpec, RemovedMember};
+use crate::model::observed::Observed;
+use crate::model::{SnapshotFormat, SnapshotName};
+use crate::plan::{self, Plan};
 use crate::refresh::{self, Needs, RefreshError};
 use crate::rke::state::{RkeState, RkeStateError};
 use crate::secret::Secret;
 use crate::state::StatePaths;
 use crate::state::cluster_state::{RkectlState, StateError};
+use crate::steps::planning::CompileError;
 use miette::Diagnostic;
 use std::sync::Arc;
 
@@ -100,7 +103,7 @@ pub enum PrepareError {
             "nothing was changed. Give the passphrase used when the snapshot was saved, or put the cluster's cluster.rkestate beside cluster.yml and pass --use-local-state"
         )
     )]
-    SealedStateDoesNotOpen { name: SnapshotName, problem: crate::state::seal::SealError },
+    SealedStateDoesNotOpen { name: SnapshotName, problem: crate::rke::seal::SealError },
     #[error("a snapshot named {name} already exists on {place}")]
     #[diagnostic(code(rkectl::plan::name_taken), help("choose another --name (rkectl never overwrites a snapshot)"))]
     NameTaken { name: String, place: String },
@@ -170,7 +173,7 @@ pub async fn prepare(input: PrepareInput) -> Result<Prepared, PrepareError> {
         None
     };
     let pki_ca = pki.as_ref().map(|p| p.pki.ca_fingerprint());
-    let input = plan::CompileInput {
+    let input = crate::steps::planning::CompileInput {
         cluster: &cfg.cluster,
         cluster_hash: &cfg.hash,
         action: &spec,
@@ -199,8 +202,7 @@ fn pki_notes(p: &ClusterPki, applied: bool) -> Vec<String> {
             p.state.path().display()
         )),
     }
-    if p.source == cluster_pki::PkiSource::Snapshot(SnapshotStateOrigin::S3Sealed(crate::state::seal::Bound::NameOnly))
-    {
+    if p.source == cluster_pki::PkiSource::Snapshot(SnapshotStateOrigin::S3Sealed(crate::rke::seal::Bound::NameOnly)) {
         notes.push(
             "WARNING: the cluster state sealed beside this snapshot in S3 was sealed by an earlier rkectl, bound to the snapshot's name only, not to its archive: it does not prove that the archive in the bucket is the one it was saved with (whoever can write the bucket could have put another database beside it). Restore it only if you trust the bucket; snapshots saved by this rkectl bind both.".into(),
         );
@@ -285,7 +287,7 @@ async fn snapshot_state(
     let Some(blob) = &manifest.sealed_state else { return Ok(None) };
     // A passphrase given that does not open the state is a mistake to report, whether or
     // not another state exists: the user expects this one to be used.
-    let opened = crate::state::seal::open(passphrase, name, archive, blob)
+    let opened = crate::rke::seal::open(passphrase, name, archive, blob)
         .map_err(|problem| PrepareError::SealedStateDoesNotOpen { name: name.clone(), problem })?;
     Ok(parse(&opened.state).map(|state| (state, SnapshotStateOrigin::S3Sealed(opened.bound))))
 }
@@ -378,7 +380,7 @@ fn check_save_name(spec: &ActionSpec, observed: &Observed) -> Result<(), Prepare
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::seal::Bound;
+    use crate::rke::seal::Bound;
 
     fn pki_from(origin: SnapshotStateOrigin) -> ClusterPki {
         let yaml = "nodes:\n  - address: 10.0.0.1\n    user: root\n    role: [etcd]\n";

@@ -10,11 +10,11 @@ use crate::agent::report::{self, HealthReport, SnapshotReport};
 use crate::config::{Cluster, HostAddr, Node, S3Settings};
 use crate::etcd::{containers, names, paths};
 use crate::host::{Host, HostError, HostPool, Owner, run_once};
-use crate::plan::observed::{
+use crate::model::action::{ActionSpec, RemovedMember};
+use crate::model::observed::{
     CertFiles, ContainerFacts, HostFacts, MadeBy, S3Copy, S3Facts, Seen, SnapshotCopy, compare_env,
 };
-use crate::plan::step::{SnapshotFormat, SnapshotName};
-use crate::plan::{ActionSpec, RemovedMember};
+use crate::model::{SnapshotFormat, SnapshotName};
 use crate::rke::pki::Fingerprint;
 use futures::future::join_all;
 use miette::Diagnostic;
@@ -293,13 +293,13 @@ async fn read_records(
     host: &dyn Host,
     want: &SnapshotNeeds,
     out: &mut BTreeMap<SnapshotName, SnapshotCopy>,
-) -> BTreeMap<SnapshotName, crate::plan::step::Checksum> {
+) -> BTreeMap<SnapshotName, crate::model::Checksum> {
     // rkectl's records say which copies are one save copied everywhere; listings without
     // hashing take checksums from them. A record only describes a file that is there, of
     // the same format and size.
-    let mut recorded: BTreeMap<SnapshotName, crate::plan::step::Checksum> = BTreeMap::new();
+    let mut recorded: BTreeMap<SnapshotName, crate::model::Checksum> = BTreeMap::new();
     for (name, copy) in out.iter_mut() {
-        if let Some(r) = crate::steps::read_record_quiet(host, name).await
+        if let Some(r) = crate::host::records::read_quiet(host, name).await
             && r.format == copy.format
             && r.size == copy.size
         {
@@ -326,7 +326,7 @@ async fn check_snapshots(
     host: &dyn Host,
     want: &SnapshotNeeds,
     out: &mut BTreeMap<SnapshotName, SnapshotCopy>,
-    recorded: &BTreeMap<SnapshotName, crate::plan::step::Checksum>,
+    recorded: &BTreeMap<SnapshotName, crate::model::Checksum>,
 ) -> Result<(), Failure> {
     let quick = matches!(want, SnapshotNeeds::All { hash: Hashing::Checksum });
     let to_hash: Vec<(SnapshotName, SnapshotFormat)> = match want {
@@ -361,12 +361,7 @@ async fn check_snapshots(
 }
 
 /// Takes the checker's report of a copy: its checksum, and etcd's checks unless `quick`.
-fn take_report(
-    copy: &mut SnapshotCopy,
-    r: &SnapshotReport,
-    recorded: Option<&crate::plan::step::Checksum>,
-    quick: bool,
-) {
+fn take_report(copy: &mut SnapshotCopy, r: &SnapshotReport, recorded: Option<&crate::model::Checksum>, quick: bool) {
     if recorded != Some(&r.checksum) {
         // The record described other bytes: it says nothing about these.
         copy.identical_everywhere = false;

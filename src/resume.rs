@@ -4,7 +4,7 @@
 
 use crate::cluster_pki::{ClusterPki, PkiSource};
 use crate::config::{LoadedConfig, S3Settings};
-use crate::plan::ActionSpec;
+use crate::model::action::ActionSpec;
 use crate::prepare::{PrepareError, Prepared, local_state};
 use crate::rke::state::{RkeState, RkeStateError};
 use crate::secret::Secret;

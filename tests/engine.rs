@@ -24,9 +24,11 @@ use rkectl::config::HostAddr;
 use rkectl::etcd::names;
 use rkectl::exec::events::{ApplyEventKind, Recorder};
 use rkectl::host::fake::{ContainerBehaviour, FakeHostState, FakeWorld};
+use rkectl::model::action::ActionSpec;
+use rkectl::plan::Plan;
 use rkectl::plan::render::{RenderOptions, render};
-use rkectl::plan::{ActionSpec, Plan, StepKind};
 use rkectl::state::journal;
+use rkectl::steps::StepKind;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -58,8 +60,8 @@ fn assert_restore_shape(plan: &Plan, etcd_hosts: &[HostAddr]) {
         StepKind::RemoveLogLinker,
     ];
     for h in etcd_hosts {
-        let mine: Vec<&rkectl::plan::Step> = plan.steps.iter().filter(|s| s.host.as_ref() == Some(h)).collect();
-        let mut prev: Option<&rkectl::plan::Step> = None;
+        let mine: Vec<&rkectl::steps::Step> = plan.steps.iter().filter(|s| s.host.as_ref() == Some(h)).collect();
+        let mut prev: Option<&rkectl::steps::Step> = None;
         for kind in order {
             let found: Vec<_> = mine.iter().filter(|s| s.kind() == kind).collect();
             assert_eq!(found.len(), 1, "{kind} appears {} times on {h}", found.len());
@@ -70,7 +72,7 @@ fn assert_restore_shape(plan: &Plan, etcd_hosts: &[HostAddr]) {
         }
     }
     // No host is cleaned before every host passed its pre-flight.
-    let preflight: Vec<&rkectl::plan::Step> = plan
+    let preflight: Vec<&rkectl::steps::Step> = plan
         .steps
         .iter()
         .filter(|s| {
@@ -133,18 +135,18 @@ fn every_template_names_known_kinds_and_compiles_to_an_acyclic_graph() {
     }
     let world = running_world(&cfg.cluster, b"d", Some(("s.db", b"x")));
     let observed = observed_for(&cfg.cluster, &world, "s.db");
-    let name = rkectl::plan::step::SnapshotName::new("s.db").unwrap();
-    use rkectl::plan::{ActionSpec, PrunePolicy};
+    let name = rkectl::model::SnapshotName::new("s.db").unwrap();
+    use rkectl::model::action::{ActionSpec, PrunePolicy};
     for action in [
         ActionSpec::Up,
         ActionSpec::EtcdSnapshotSave {
-            name: rkectl::plan::step::SnapshotName::new("new.db").unwrap(),
+            name: rkectl::model::SnapshotName::new("new.db").unwrap(),
             generated_name: false,
             s3: None,
             include_state: false,
             seal_state: false,
         },
-        ActionSpec::EtcdSnapshotRestore { name: name.clone(), from: rkectl::plan::RestoreSearch::Hosts },
+        ActionSpec::EtcdSnapshotRestore { name: name.clone(), from: rkectl::model::action::RestoreSearch::Hosts },
         ActionSpec::EtcdSnapshotDelete { name: name.clone(), s3: None },
         ActionSpec::EtcdSnapshotPrune { policy: PrunePolicy::Count { keep: 1 }, s3: None },
     ] {
@@ -429,15 +431,15 @@ fn journal_tolerates_a_torn_last_line_and_refuses_corruption_and_newer_formats()
 struct QuotesASecret(std::sync::Mutex<HashSet<String>>);
 
 #[async_trait::async_trait]
-impl rkectl::exec::StepRunner for QuotesASecret {
+impl rkectl::steps::context::StepRunner for QuotesASecret {
     async fn run(
         &self,
-        step: &rkectl::plan::Step,
-        ctx: &rkectl::exec::StepCtx<'_>,
-    ) -> Result<(), rkectl::exec::StepError> {
+        step: &rkectl::steps::Step,
+        ctx: &rkectl::steps::context::StepCtx<'_>,
+    ) -> Result<(), rkectl::steps::context::StepError> {
         ctx.log("test", "the server said: bad key AKIASECRET1234");
         if self.0.lock().unwrap().insert(step.id.0.clone()) {
-            return Err(rkectl::exec::StepError::transient("S3 refused access key AKIASECRET1234"));
+            return Err(rkectl::steps::context::StepError::transient("S3 refused access key AKIASECRET1234"));
         }
         Ok(())
     }
@@ -509,7 +511,7 @@ async fn the_etcd_image_is_pulled_with_its_registrys_credentials_and_a_wrong_pas
 /// name again takes a new snapshot and gives every host a copy.
 #[tokio::test]
 async fn a_record_whose_file_is_gone_does_not_stand_in_for_it() {
-    use rkectl::plan::step::{SnapshotFormat, SnapshotName};
+    use rkectl::model::{SnapshotFormat, SnapshotName};
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_in(dir.path(), &etcd_cluster_yaml(3));
     let hosts = etcd_addrs(&cfg.cluster);
@@ -520,7 +522,7 @@ async fn a_record_whose_file_is_gone_does_not_stand_in_for_it() {
         name: "nightly".into(),
         format: SnapshotFormat::Zip,
         size: old.len() as u64,
-        checksum: rkectl::plan::step::Checksum::of(&old),
+        checksum: rkectl::model::Checksum::of(&old),
         etcd_ok: true,
         problem: None,
         etcd: None,
@@ -543,7 +545,7 @@ async fn a_record_whose_file_is_gone_does_not_stand_in_for_it() {
         assert_eq!(s.files.get(&format!("{}/nightly.zip", rkectl::layout::SNAPSHOT_DIR)), Some(&source), "{h}");
         let r: rkectl::agent::report::SnapshotReport =
             serde_json::from_slice(&s.files[&rkectl::layout::record(&SnapshotName::new("nightly").unwrap())]).unwrap();
-        assert_eq!(r.checksum, rkectl::plan::step::Checksum::of(&source), "{h}: the record describes the new file");
+        assert_eq!(r.checksum, rkectl::model::Checksum::of(&source), "{h}: the record describes the new file");
     }
 }
 
@@ -554,8 +556,9 @@ async fn a_record_whose_file_is_gone_does_not_stand_in_for_it() {
 #[tokio::test]
 async fn a_certificate_file_without_the_members_names_is_replaced_and_etcd_restarts_to_load_it() {
     use rkectl::etcd::member::{spec, tls_files};
-    use rkectl::plan::step::{ClusterState, InitialCluster, StepAction};
+    use rkectl::model::{ClusterState, InitialCluster};
     use rkectl::rke::pki::Pki;
+    use rkectl::steps::StepAction;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_in(dir.path(), &etcd_cluster_yaml(3));
     let cluster = cfg.cluster.clone();
@@ -584,7 +587,7 @@ async fn a_certificate_file_without_the_members_names_is_replaced_and_etcd_resta
         });
     }
     // Refresh reads the certificates on each host and the members etcd knows.
-    let p = prepare_action(cfg, &world, rkectl::plan::ActionSpec::Up).await;
+    let p = prepare_action(cfg, &world, rkectl::model::action::ActionSpec::Up).await;
     let plan = &p.plan;
     let node2 = HostAddr(addr(2));
     let on = |kind: StepKind| plan.steps.iter().filter(|s| s.kind() == kind).collect::<Vec<_>>();
@@ -844,7 +847,7 @@ async fn a_copy_that_is_not_the_pinned_bytes_never_lands_under_the_snapshots_nam
 fn rke_cluster_with_rolling_keys(dir: &Path, rolling_secret: &str) -> (rkectl::config::LoadedConfig, Arc<FakeWorld>) {
     use base64::Engine;
     use rkectl::etcd::member::spec;
-    use rkectl::plan::step::{ClusterState, InitialCluster};
+    use rkectl::model::{ClusterState, InitialCluster};
     let yaml = format!(
         "{}services:\n  etcd:\n    backup_config:\n      interval_hours: 12\n      retention: 6\n      s3backupconfig:\n        access_key: AKIATESTACCESS\n        secret_key: weak-secret\n        bucket_name: b\n        endpoint: s3.example.com\n",
         etcd_cluster_yaml(3)

@@ -15,13 +15,13 @@ use rkectl::config::{HostAddr, LoadedConfig, S3Settings};
 use rkectl::etcd::names;
 use rkectl::exec::events::Recorder;
 use rkectl::host::fake::{AgentSim, ContainerBehaviour, FakeHostState, FakeWorld};
-use rkectl::plan::step::{Checksum, SnapshotName};
-use rkectl::plan::{ActionSpec, RestoreSearch};
+use rkectl::model::action::{ActionSpec, RestoreSearch};
+use rkectl::model::{Checksum, SnapshotName};
 use rkectl::prepare::{PrepareError, PrepareInput, prepare};
 use rkectl::rke::pki::Pki;
+use rkectl::rke::seal::{Bound, SealError};
 use rkectl::s3::{Manifest, NoProgress, S3Client};
 use rkectl::secret::Secret;
-use rkectl::state::seal::{Bound, SealError};
 use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -280,7 +280,7 @@ async fn a_resumed_save_seals_the_state_its_first_attempt_did_not() {
     let m = s.manifest().await;
     let sealed = m.sealed_state.as_ref().expect("the resumed save sealed the state beside the snapshot");
     let name = SnapshotName::new(SNAPSHOT).unwrap();
-    let opened = rkectl::state::seal::open(&Secret::new(PASSPHRASE), &name, &m.checksum, sealed).unwrap();
+    let opened = rkectl::rke::seal::open(&Secret::new(PASSPHRASE), &name, &m.checksum, sealed).unwrap();
     assert_eq!(opened.bound, Bound::NameAndArchive);
     assert_pki_from_the_sealed_copy(&s.prepare_restore_elsewhere().await.unwrap(), &s.pki);
 }

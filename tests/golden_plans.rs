@@ -10,9 +10,9 @@ use rkectl::config::{HostAddr, LoadedConfig};
 use rkectl::etcd::paths;
 use rkectl::host::HostPool;
 use rkectl::host::fake::{FakeConnector, FakeWorld, archive};
+use rkectl::model::SnapshotName;
+use rkectl::model::action::{ActionSpec, PrunePolicy, RestoreSearch};
 use rkectl::plan::render::{RenderOptions, render};
-use rkectl::plan::step::SnapshotName;
-use rkectl::plan::{ActionSpec, PrunePolicy, RestoreSearch};
 use rkectl::refresh::{self, Needs};
 use std::sync::Arc;
 

@@ -12,7 +12,7 @@ use rkectl::etcd::{names, paths};
 use rkectl::exec::events::Recorder;
 use rkectl::host::fake::{FakeContainer, FakeWorld};
 use rkectl::host::{Connector, OWNER_LABEL, OwnerId};
-use rkectl::plan::ActionSpec;
+use rkectl::model::action::ActionSpec;
 use rkectl::prepare::{PrepareInput, prepare};
 use std::sync::Arc;
 

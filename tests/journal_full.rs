@@ -7,8 +7,8 @@ mod common;
 
 use common::*;
 use rkectl::exec::events::{ApplyEventKind, Recorder};
-use rkectl::plan::StepKind;
 use rkectl::state::journal::{self, JournalWriter};
+use rkectl::steps::StepKind;
 use std::collections::HashSet;
 
 /// Limits the size of files this process writes; `None` lifts the limit.

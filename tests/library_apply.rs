@@ -10,8 +10,8 @@ use rkectl::config::{HostAddr, LoadedConfig};
 use rkectl::etcd::names;
 use rkectl::exec::events::{ApplyEventKind, Recorder};
 use rkectl::host::fake::FakeWorld;
-use rkectl::plan::ActionSpec;
-use rkectl::plan::step::SnapshotName;
+use rkectl::model::SnapshotName;
+use rkectl::model::action::ActionSpec;
 use rkectl::prepare::Prepared;
 use std::path::Path;
 use std::sync::Arc;
@@ -100,7 +100,7 @@ async fn a_drill_reports_through_an_event_and_leaves_the_hosts_as_they_were() {
     let before = cluster_state(&world);
     let spec = ActionSpec::EtcdSnapshotDrill {
         name: SnapshotName::new("snap.db").unwrap(),
-        from: rkectl::plan::RestoreSearch::Hosts,
+        from: rkectl::model::action::RestoreSearch::Hosts,
         host: Some(HostAddr(addr(3))),
         compare_live: false,
     };

@@ -17,7 +17,7 @@
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use rkectl::config::S3Settings;
-use rkectl::plan::step::{Checksum, SnapshotName};
+use rkectl::model::{Checksum, SnapshotName};
 use rkectl::s3::{CredentialsFault, Manifest, NoProgress, S3Client, S3Error, TransferProgress};
 use rkectl::secret::Secret;
 use std::future::Future;
@@ -358,7 +358,7 @@ async fn round_trip(kind: Kind, len: u64, folder: Option<&str>, expect_parts: Op
 
     let passphrase = rkectl::secret::Secret::new("a passphrase for the test");
     let sealed =
-        rkectl::state::seal::seal(&passphrase, &snap, &uploaded.checksum, &rkectl::secret::Secret::new("{}")).unwrap();
+        rkectl::rke::seal::seal(&passphrase, &snap, &uploaded.checksum, &rkectl::secret::Secret::new("{}")).unwrap();
     let manifest = Manifest::new(snap.clone(), &uploaded, "lab", Some(sealed));
     assert_eq!(client.get_manifest(&snap).await.unwrap(), None, "no manifest before it is written");
     client.put_manifest(&snap, &manifest).await.unwrap();
@@ -876,7 +876,7 @@ fn valid_archive(name: &str, data: &[u8]) -> Vec<u8> {
 /// count as the host's own copy; nor is a part file left. The pinned bytes are kept.
 async fn a_download_of_other_bytes_than_the_pinned_ones_is_never_put_in_place(kind: Kind) {
     use rkectl::agent::snapshot::{DownloadRequest, download};
-    use rkectl::plan::step::SnapshotFormat;
+    use rkectl::model::SnapshotFormat;
     let server = Server::start(kind, "backups").await;
     let client = server.client(None).await;
     let settings = server.settings(None);

@@ -16,6 +16,8 @@
 //! [`live_owners_at`] tells a sweep which claims are still held: a claim whose file is
 //! free, or absent, belongs to an invocation that is gone.
 
+pub use crate::model::node_lock::{BEAT, HELD, LEASE_SECS, LOCKED, NodeLockRecord};
+
 use super::AgentError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -29,16 +31,6 @@ use std::time::{Duration, Instant};
 pub const LOCK_FILE: &str = "/opt/rke/rkectl/node.lock";
 /// The folder of the invocations' claims (hidden: it is not a folder of binaries).
 pub const OWNERS_DIR: &str = "/opt/rke/rkectl/.owners";
-/// The first line printed when the claims are taken.
-pub const LOCKED: &str = "locked";
-/// The start of the first line printed when another apply holds the node lock (its record
-/// follows).
-pub const HELD: &str = "held ";
-/// How long the claims outlive the workstation's last word.
-pub const LEASE_SECS: u64 = 60;
-/// How often the workstation speaks: several beats fit in a lease.
-pub const BEAT: Duration = Duration::from_secs(10);
-
 /// Where the claims live (a test's own folder, or the node's).
 #[derive(Debug, Clone)]
 pub struct Places {
@@ -56,17 +48,6 @@ impl Places {
     pub fn in_dir(dir: &Path) -> Places {
         Places { lock_file: dir.join("node.lock"), owners: dir.join(".owners") }
     }
-}
-
-/// What the node lock's file says of its holder.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeLockRecord {
-    /// The workstation's record (its pid, host, time and command).
-    pub holder: String,
-    /// The invocation holding it.
-    pub owner: String,
-    /// The `hold-lock` process on the node: killing it breaks the lock.
-    pub pid: u32,
 }
 
 /// What an invocation's claim says of it.

@@ -33,7 +33,7 @@ pub struct Settings {
 }
 
 fn now_rfc3339() -> String {
-    crate::state::journal::now_rfc3339()
+    crate::local::now_rfc3339()
 }
 
 fn log(level: &str, msg: &str, fields: &str) {

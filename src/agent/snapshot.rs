@@ -63,7 +63,7 @@ pub fn records_dir(dir: &Path) -> PathBuf {
 fn write_record(dir: &Path, r: &SnapshotReport) -> Result<(), AgentError> {
     let records = records_dir(dir);
     std::fs::create_dir_all(&records)?;
-    crate::state::cluster_state::write_private_atomic(
+    crate::local::write_private_atomic(
         &records.join(format!("{}.json", r.name)),
         &serde_json::to_vec(r).expect("report serialises"),
     )?;

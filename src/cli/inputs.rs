@@ -4,8 +4,8 @@
 use super::CliError;
 use super::args::{EtcdAction, S3Flags};
 use crate::config::{CertSource, Cluster, GoDuration, LoadedConfig, RecurringSnapshots, S3Settings, SshAuth};
-use crate::plan::step::SnapshotName;
-use crate::plan::{ActionSpec, PrunePolicy, RestoreSearch};
+use crate::model::SnapshotName;
+use crate::model::action::{ActionSpec, PrunePolicy, RestoreSearch};
 use crate::secret::Secret;
 
 /// A snapshot name from the command line.
@@ -235,7 +235,7 @@ pub fn state_passphrase(flags: &S3Flags) -> Result<Option<Secret>, CliError> {
             _ => return Ok(None),
         },
     };
-    crate::state::seal::check_passphrase(&passphrase).map_err(|e| {
+    crate::rke::seal::check_passphrase(&passphrase).map_err(|e| {
         CliError::input(
             format!("the state passphrase is too weak: {e}"),
             "it protects every private key of the cluster: use a long passphrase, kept where you keep your other recovery secrets",

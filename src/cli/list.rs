@@ -4,8 +4,9 @@
 use super::args::{Common, S3Flags};
 use super::{CliError, connector, inputs, keys_hint, load_config, redact_refusal};
 use crate::config::LoadedConfig;
-use crate::plan::observed::Seen;
-use crate::plan::step::{Checksum, SnapshotFormat, SnapshotName, human_bytes};
+use crate::model::observed::Seen;
+use crate::model::step::human_bytes;
+use crate::model::{Checksum, SnapshotFormat, SnapshotName};
 use crate::refresh::{self, Hashing, Needs, SnapshotNeeds};
 use crate::secret::Secret;
 use std::collections::BTreeMap;

@@ -22,8 +22,9 @@ use crate::exec::events::{Reporter, Traffic};
 
 use crate::host::Connector;
 use crate::host::ssh::{KnownHostsPolicy, SshConnector, SshOptions};
+use crate::model::action::ActionSpec;
 use crate::plan::render::{RenderOptions, render};
-use crate::plan::{self, ActionSpec, Plan, StepKind};
+use crate::plan::{self, Plan};
 use crate::prepare::Prepared;
 use crate::secret::{Secret, redact};
 use crate::state::StatePaths;
@@ -203,7 +204,7 @@ async fn dispatch(cmd: Command) -> Result<Moved, CliError> {
                     plan: prepared.plan.clone(),
                 })
                 .expect("plan serialises");
-                crate::state::cluster_state::write_private_atomic(&path, &json).map_err(|e| {
+                crate::local::write_private_atomic(&path, &json).map_err(|e| {
                     CliError::input(format!("cannot write {}: {e}", path.display()), "choose a writable path")
                 })?;
                 eprintln!("Plan saved to {}; apply it with `rkectl apply {}`", path.display(), path.display());

@@ -110,7 +110,7 @@ pub(super) fn unfinished(paths: &StatePaths) -> CliError {
             j.started_at,
             paths.journal.display(),
             j.finished.len(),
-            j.plan.steps.iter().filter(|s| s.kind() != StepKind::Barrier).count()
+            j.plan.steps.iter().filter(|s| !s.kind().is_order_only()).count()
         ),
         Err(e) => format!("an unfinished apply is recorded in {} ({e})", paths.journal.display()),
     };
@@ -238,7 +238,7 @@ fn check_plan_fits(plan: &Plan, cfg: &LoadedConfig, file: &std::path::Path) -> R
             "plan again with the current cluster.yml",
         ));
     }
-    if matches!(plan.observed, crate::plan::Observed::Offline) {
+    if matches!(plan.observed, crate::model::observed::Observed::Offline) {
         return Err(refuse(
             "an offline plan cannot be applied: it did not look at the hosts",
             "plan again without --offline",
@@ -286,7 +286,7 @@ async fn prepare_again(
 /// Refuses a saved plan when what it was based on changed, naming where.
 fn refuse_stale(plan: &Plan, fresh: &Plan, file: &std::path::Path) -> Result<(), CliError> {
     if fresh.observed_fingerprint != plan.observed_fingerprint {
-        let empty = crate::plan::observed::Seen::default();
+        let empty = crate::model::observed::Seen::default();
         let now = fresh.observed.seen().unwrap_or(&empty);
         let then = plan.observed.seen().unwrap_or(&empty);
         let changed: Vec<String> = now
@@ -362,8 +362,8 @@ fn abandon_journal(paths: &StatePaths) -> Result<(), CliError> {
 
 /// Tells what the unfinished apply has done, the steps left, and where it last stopped.
 fn print_steps_left(j: &JournalState) {
-    let left: Vec<&plan::Step> =
-        j.plan.steps.iter().filter(|s| s.kind() != StepKind::Barrier && !j.finished.contains(&s.id)).collect();
+    let left: Vec<&crate::steps::Step> =
+        j.plan.steps.iter().filter(|s| !s.kind().is_order_only() && !j.finished.contains(&s.id)).collect();
     eprintln!(
         "Resuming {} started {}: {} of {} steps done; {} left:",
         j.plan.title,

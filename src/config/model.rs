@@ -8,6 +8,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::model::{HostAddr, S3Target};
+
 /// Where snapshots live on every etcd host (the reference's folder).
 pub const SNAPSHOT_DIR: &str = "/opt/rke/etcd-snapshots";
 /// Default SSH port.
@@ -30,24 +32,6 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_INTERVAL_HOURS: u32 = 12;
 /// `backup_config.retention` default (RKE's).
 pub const DEFAULT_RETENTION_COUNT: u32 = 6;
-
-/// A node's address as written in cluster.yml (IP or resolvable name); it identifies a host.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub struct HostAddr(pub String);
-
-impl fmt::Display for HostAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl HostAddr {
-    /// The address as a string.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 /// A node role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
@@ -179,15 +163,6 @@ pub struct S3Settings {
     pub session_token: Option<Secret>,
 }
 
-/// What is safe to show of S3 settings in a plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct S3Target {
-    pub endpoint: String,
-    pub bucket: String,
-    pub region: Option<String>,
-    pub folder: Option<String>,
-}
-
 impl S3Settings {
     /// The public part, for plans and the journal.
     pub fn target(&self) -> S3Target {
@@ -197,16 +172,6 @@ impl S3Settings {
             region: self.region.clone(),
             folder: self.folder.clone(),
         }
-    }
-}
-
-impl fmt::Display for S3Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "s3://{}/", self.bucket)?;
-        if let Some(folder) = &self.folder {
-            write!(f, "{}/", folder.trim_matches('/'))?;
-        }
-        write!(f, " at {}", self.endpoint)
     }
 }
 

@@ -9,8 +9,9 @@ use super::{CLUSTER_TOKEN, client_url, member_name, names, paths, peer_url};
 use crate::agent::{AgentCommand, S3Args, Tls};
 use crate::config::{Cluster, Node, S3Settings};
 use crate::host::{ContainerSpec, RestartPolicy};
+use crate::model::observed::{ContainerFacts, EnvValue, MadeBy};
 use crate::model::{RollingSettings, SnapshotName};
-use crate::plan::observed::{ContainerFacts, EnvValue};
+use std::collections::BTreeMap;
 
 /// Label holding the hash of the spec a service container was made from.
 pub const SPEC_HASH_LABEL: &str = "io.rkectl.spec-hash";
@@ -507,4 +508,22 @@ pub fn spec_hash(spec: &ContainerSpec) -> String {
         h.update(blake3::hash(f.content.expose().as_bytes()).as_bytes());
     }
     h.finalize().to_hex()[..16].to_string()
+}
+
+// Who made a container is read from labels this module and `member` define.
+impl MadeBy {
+    /// Who made a container, from its labels and command.
+    pub fn of(labels: &BTreeMap<String, String>, args: &[String]) -> MadeBy {
+        if labels.contains_key(MANAGED_LABEL) {
+            MadeBy::Rkectl
+        } else if labels.contains_key(super::member::RKE_NAME_LABEL)
+            // RKE labels no snapshot container; they run rke-tools (after the image's own
+            // entrypoint script).
+            || args.iter().take(2).any(|a| a.starts_with("/opt/rke-tools/"))
+        {
+            MadeBy::Rke
+        } else {
+            MadeBy::Unknown
+        }
+    }
 }

@@ -12,7 +12,7 @@ use super::{CLIENT_PORT, CLUSTER_TOKEN, PEER_PORT, listen_address, member_name, 
 use crate::config::{Cluster, Node};
 use crate::host::{ContainerSpec, RestartPolicy};
 use crate::model::ClusterState;
-use crate::plan::observed::{ContainerFacts, EnvValue};
+use crate::model::observed::{ContainerFacts, EnvValue};
 use crate::rke::pki::{CA_NAME, cert_path, etcd_cert_name, key_path};
 use std::collections::BTreeSet;
 
@@ -215,7 +215,7 @@ pub fn differences(cluster: &Cluster, node: &Node, arch: &str, running: &Contain
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::observed::{MadeBy, compare_env};
+    use crate::model::observed::{MadeBy, compare_env};
     use std::path::Path;
 
     fn cluster(extra: &str) -> Cluster {

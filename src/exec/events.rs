@@ -3,19 +3,13 @@
 //! The scheduler and the steps emit [`ApplyEvent`]s; reporters (progress bars, plain log
 //! lines, `--json` lines) consume them. Nothing that runs steps writes to the terminal.
 
-use crate::config::HostAddr;
-use crate::plan::{StepId, StepKind};
+pub use crate::steps::context::{DataPath, Level};
+
+use crate::model::{HostAddr, StepId};
+use crate::steps::StepKind;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Severity of a step's log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    Info,
-    Warn,
-}
 
 /// Something that happened during an apply.
 #[derive(Debug, Clone, Serialize)]
@@ -67,17 +61,6 @@ pub enum ApplyEventKind {
     RunNote { level: Level, message: String },
     /// The run ended.
     RunFinished { ok: bool, finished: usize, skipped: usize, failed: usize, not_started: usize },
-}
-
-/// The way a step's bytes went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DataPath {
-    /// Through this workstation's link: read from one host, written to another (each byte
-    /// counted once each way).
-    Workstation,
-    /// Straight between two hosts over the cluster network.
-    HostToHost,
 }
 
 /// Bytes moved by an apply, by the way they went.
@@ -140,7 +123,7 @@ pub struct Redacting<'a> {
 
 impl Reporter for Redacting<'_> {
     fn event(&self, e: &ApplyEvent) {
-        let r = |t: &str| super::printable(&(self.redact)(t));
+        let r = |t: &str| crate::secret::printable(&(self.redact)(t));
         let kind = match &e.kind {
             ApplyEventKind::StepLog { id, host, level, topic, message } => ApplyEventKind::StepLog {
                 id: id.clone(),

@@ -4,7 +4,8 @@
 //! that carries its `finished` record has returned.
 
 use super::events::ApplyEventKind;
-use crate::state::journal::{Record, now_rfc3339};
+use crate::local::now_rfc3339;
+use crate::state::journal::Record;
 
 /// The record an event leaves in the journal, if it leaves one. Retries, log lines, byte
 /// counts and skips leave none: a resume needs to know what began, what finished and what
@@ -32,7 +33,8 @@ pub fn record_of(kind: &ApplyEventKind) -> Option<Record> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{StepId, StepKind};
+    use crate::model::step::StepId;
+    use crate::steps::StepKind;
 
     #[test]
     fn a_resume_reads_from_the_records_what_began_finished_and_failed() {

@@ -41,131 +41,34 @@ pub mod events;
 pub mod journaled;
 mod scheduler;
 
+pub use crate::secret::printable;
+pub use crate::steps::context::{StepCtx, StepError, StepRunner};
+
 use crate::config::HostAddr;
-use crate::host::HostError;
-use crate::plan::{Step, StepId, StepKind};
+use crate::model::StepId;
 use crate::state::journal::JournalError;
-use async_trait::async_trait;
-use events::{ApplyEvent, ApplyEventKind, Level, Reporter};
+use crate::steps::context::{StepOutput, StepReport};
+use crate::steps::{Step, StepKind};
+use events::{ApplyEvent, ApplyEventKind, Reporter};
 use std::time::{Duration, Instant};
 
-/// Why a step failed.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct StepError {
-    pub message: String,
-    /// Trying again may help.
-    pub transient: bool,
-    /// The helper container's output, when one failed.
-    pub logs: Option<String>,
-}
-
-impl StepError {
-    /// A permanent failure.
-    pub fn fatal(message: impl Into<String>) -> Self {
-        StepError { message: message.into(), transient: false, logs: None }
-    }
-
-    /// A failure worth retrying.
-    pub fn transient(message: impl Into<String>) -> Self {
-        StepError { message: message.into(), transient: true, logs: None }
-    }
-
-    /// Attaches a container's logs.
-    pub fn with_logs(mut self, logs: impl Into<String>) -> Self {
-        let logs = printable(&logs.into());
-        if !logs.trim().is_empty() {
-            self.logs = Some(logs);
-        }
-        self
-    }
-
-    /// The message with the logs' last lines, as shown to users.
-    pub fn full(&self) -> String {
-        match &self.logs {
-            Some(l) => {
-                let tail: Vec<&str> = l.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect();
-                format!("{}\n  its output:\n    {}", self.message, tail.join("\n    "))
-            }
-            None => self.message.clone(),
-        }
-    }
-}
-
-pub use crate::secret::printable;
-
-impl From<HostError> for StepError {
-    fn from(e: HostError) -> Self {
-        StepError { transient: e.is_transient(), message: e.to_string(), logs: None }
-    }
-}
-
-/// What a running step can report.
-pub struct StepCtx<'a> {
-    pub step: &'a Step,
-    pub attempt: u32,
+/// Turns what a running step reports into the run's events.
+struct Emitter<'a> {
     started: Instant,
     reporter: &'a dyn Reporter,
 }
 
-impl StepCtx<'_> {
-    fn emit(&self, kind: ApplyEventKind) {
+impl StepOutput for Emitter<'_> {
+    fn report(&self, step: &Step, what: StepReport) {
+        let (id, host) = (step.id.clone(), step.host.clone());
+        let kind = match what {
+            StepReport::Log { level, topic, message } => ApplyEventKind::StepLog { id, host, level, topic, message },
+            StepReport::Moved { via, bytes } => ApplyEventKind::BytesMoved { id, host, via, bytes },
+            StepReport::Drill { origin, report } => ApplyEventKind::DrillReport { id, host, origin, report },
+            StepReport::Bytes { bytes, total } => ApplyEventKind::BytesTransferred { id, host, bytes, total },
+        };
         self.reporter.event(&ApplyEvent { elapsed: self.started.elapsed(), kind });
     }
-
-    /// A log line under a topic, like the reference's `[etcd] Saving snapshot …`.
-    pub fn log(&self, topic: &str, message: impl Into<String>) {
-        self.emit(ApplyEventKind::StepLog {
-            id: self.step.id.clone(),
-            host: self.step.host.clone(),
-            level: Level::Info,
-            topic: topic.to_string(),
-            message: message.into(),
-        });
-    }
-
-    /// A warning line.
-    pub fn warn(&self, topic: &str, message: impl Into<String>) {
-        self.emit(ApplyEventKind::StepLog {
-            id: self.step.id.clone(),
-            host: self.step.host.clone(),
-            level: Level::Warn,
-            topic: topic.to_string(),
-            message: message.into(),
-        });
-    }
-
-    /// Bytes of a snapshot this step moved, and the way they went.
-    pub fn moved(&self, via: events::DataPath, bytes: u64) {
-        self.emit(ApplyEventKind::BytesMoved { id: self.step.id.clone(), host: self.step.host.clone(), via, bytes });
-    }
-
-    /// What a snapshot drill found.
-    pub fn drill_report(&self, report: crate::agent::drill::DrillReport, origin: &str) {
-        self.emit(ApplyEventKind::DrillReport {
-            id: self.step.id.clone(),
-            host: self.step.host.clone(),
-            origin: origin.to_string(),
-            report: Box::new(report),
-        });
-    }
-
-    /// Progress of a transfer.
-    pub fn bytes(&self, bytes: u64, total: Option<u64>) {
-        self.emit(ApplyEventKind::BytesTransferred {
-            id: self.step.id.clone(),
-            host: self.step.host.clone(),
-            bytes,
-            total,
-        });
-    }
-}
-
-/// What each step kind does.
-#[async_trait]
-pub trait StepRunner: Send + Sync {
-    /// Runs one step; must be idempotent.
-    async fn run(&self, step: &Step, ctx: &StepCtx<'_>) -> Result<(), StepError>;
 }
 
 /// How to run.

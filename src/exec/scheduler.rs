@@ -4,8 +4,10 @@
 use super::events::{self, ApplyEvent, ApplyEventKind, Reporter};
 use super::{Failure, RunOptions, RunOutcome, StepCtx, StepError, StepRunner, journaled};
 use crate::config::HostAddr;
-use crate::plan::{Plan, Step, StepId, StepKind};
+use crate::model::step::StepId;
+use crate::plan::Plan;
 use crate::state::journal::{JournalError, JournalWriter};
+use crate::steps::Step;
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -131,7 +133,7 @@ impl<'a> Scheduler<'a> {
     fn next_to_run(&mut self) -> Option<usize> {
         while let Some(i) = self.ready.pop_front() {
             let step = &self.plan.steps[i];
-            if step.kind() == StepKind::Barrier {
+            if step.kind().is_order_only() {
                 self.release(i);
                 continue;
             }
@@ -228,7 +230,7 @@ impl<'a> Scheduler<'a> {
     /// Counts what never started, writes the run's end, and says it ended.
     async fn finish(mut self) -> RunOutcome {
         let o = &mut self.outcome;
-        let real_steps = self.plan.steps.iter().filter(|s| s.kind() != StepKind::Barrier).count();
+        let real_steps = self.plan.steps.iter().filter(|s| !s.kind().is_order_only()).count();
         o.not_started = real_steps - o.finished - o.skipped - o.failures.len();
         // The end is the one event the journal takes apart from the others: its record must
         // be durable before the run says it ended, and a failure to make it so fails the run.
@@ -300,7 +302,8 @@ async fn run_step<'a>(
                 },
             });
         }
-        let ctx = StepCtx { step, attempt, started, reporter };
+        let out = super::Emitter { started, reporter };
+        let ctx = StepCtx::new(step, attempt, &out);
         match runner.run(step, &ctx).await {
             Ok(()) => return (i, Ok(()), t0.elapsed()),
             Err(e) if e.transient && attempt < opts.max_attempts => {

@@ -10,6 +10,7 @@
 #[cfg(any(test, feature = "testing"))]
 pub mod fake;
 pub mod owner;
+pub mod records;
 pub mod registry_pull;
 pub mod run;
 pub mod ssh;

@@ -1,6 +1,6 @@
 //! An etcd member's start-up terms as plans and containers share them.
 
-use crate::config::HostAddr;
+use super::address::HostAddr;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 

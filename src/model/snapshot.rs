@@ -1,7 +1,7 @@
 //! Snapshots as every layer names them: the name, the file format, where a file sits on a
 //! node, its checksum, and which names are recurring ones.
 
-use crate::config::S3Target;
+use super::address::S3Target;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -236,5 +236,29 @@ mod partial_tests {
         let (name, format) = SnapshotFormat::parse_file_name("snap.zip").unwrap();
         assert_eq!((name.as_str(), format), ("snap", SnapshotFormat::Zip));
         assert!(SnapshotFormat::parse_file_name("snap.tmp").is_some(), "a name is a name");
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_names_refuse_paths_and_control_characters() {
+        assert!(SnapshotName::new("snapshot.db").is_ok());
+        assert!(SnapshotName::new("rke_etcd_snapshot_2018-05-17T23:32:08+02:00").is_ok());
+        assert_eq!(SnapshotName::new("a/b"), Err(SnapshotNameError::Slash));
+        assert_eq!(SnapshotName::new(".."), Err(SnapshotNameError::Dots));
+        assert_eq!(SnapshotName::new("../x"), Err(SnapshotNameError::Slash));
+        assert_eq!(SnapshotName::new("a\0b"), Err(SnapshotNameError::Control));
+        assert_eq!(SnapshotName::new("x".repeat(300)), Err(SnapshotNameError::TooLong(300)));
+        assert_eq!(SnapshotName::new(""), Err(SnapshotNameError::Empty));
+        assert_eq!(SnapshotName::new("--data-dir"), Err(SnapshotNameError::Dash));
+    }
+
+    #[test]
+    fn default_name_is_rfc3339_like_the_reference() {
+        let t = time::macros::datetime!(2018-05-17 21:32:08.5 UTC);
+        assert_eq!(SnapshotName::timestamped(t).as_str(), "rke_etcd_snapshot_2018-05-17T21:32:08Z");
     }
 }

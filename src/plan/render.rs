@@ -5,7 +5,6 @@
 //! added only when the caller says the output is a terminal; the text is otherwise
 //! identical, which is what the golden tests compare.
 
-use super::step::StepKind;
 use super::{HostChange, Plan};
 use similar::{ChangeTag, TextDiff};
 use std::fmt::Write;
@@ -46,12 +45,12 @@ pub fn render(plan: &Plan, opts: RenderOptions) -> String {
     for c in &plan.changes {
         render_change(&mut out, c, opts);
     }
-    let _ = writeln!(out, "\nSteps ({}):", plan.steps.iter().filter(|s| s.kind() != StepKind::Barrier).count());
+    let _ = writeln!(out, "\nSteps ({}):", plan.steps.iter().filter(|s| !s.kind().is_order_only()).count());
     let width = plan.steps.iter().map(|s| s.kind().name().len()).max().unwrap_or(0);
     let mut n = 0;
     for s in &plan.steps {
-        if let super::StepAction::Barrier(crate::steps::Barrier { reason }) = &s.action {
-            let _ = writeln!(out, "  ── barrier: {reason} ──");
+        if s.kind().is_order_only() {
+            let _ = writeln!(out, "  ── {} ──", s.action.describe());
             continue;
         }
         n += 1;

@@ -161,8 +161,10 @@ fn shown(v: Option<&serde_json::Value>) -> String {
 mod tests {
     use super::*;
     use crate::config::HostAddr;
-    use crate::plan::step::{Checksum, SnapshotFacts, SnapshotFormat, SnapshotName};
-    use crate::plan::{ActionSpec, Observed, RestoreSearch, StepAction};
+    use crate::model::action::{ActionSpec, RestoreSearch};
+    use crate::model::observed::Observed;
+    use crate::model::{Checksum, SnapshotFacts, SnapshotFormat, SnapshotName};
+    use crate::steps::StepAction;
     use crate::steps::{Barrier, CleanHost, Dial, VerifySnapshot};
 
     fn step(id: &str, host: Option<&str>, after: &[&str], action: StepAction) -> Step {

@@ -5,7 +5,8 @@
 //! and the barriers between phases. The compiler fills in the parameters; it never adds a
 //! kind the template does not name.
 
-use super::step::StepKind;
+use crate::steps::StepKind;
+pub use crate::steps::planning::TemplateError;
 use serde::Deserialize;
 
 /// Which hosts a phase runs on.
@@ -75,14 +76,6 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ("etcd-snapshot-prune.yml", include_str!("../../plans/etcd-snapshot-prune.yml")),
     ("cleanup.yml", include_str!("../../plans/cleanup.yml")),
 ];
-
-/// Why a template could not be used (a bug in `plans/`, caught by tests).
-#[derive(Debug, thiserror::Error)]
-#[error("template plans/{file} is invalid: {reason}")]
-pub struct TemplateError {
-    pub file: String,
-    pub reason: String,
-}
 
 /// Parses the template of `action` (e.g. `etcd-snapshot-restore`).
 pub fn load(action: &str) -> Result<Template, TemplateError> {

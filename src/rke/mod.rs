@@ -9,4 +9,5 @@
 
 pub mod archive;
 pub mod pki;
+pub mod seal;
 pub mod state;

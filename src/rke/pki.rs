@@ -8,6 +8,7 @@
 //! RKE writes them. Certificates are public; private keys are [`Secret`]s.
 
 use crate::config::{Cluster, Node};
+pub use crate::model::pki::{Fingerprint, SanSet};
 use crate::secret::Secret;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -15,7 +16,6 @@ use rcgen::{
 };
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::IpAddr;
 
 /// Where RKE keeps certificates on a node.
@@ -69,17 +69,8 @@ impl From<rcgen::Error> for PkiError {
     }
 }
 
-/// A certificate's SHA-256 fingerprint, as `openssl x509 -fingerprint -sha256` prints it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub struct Fingerprint(pub String);
-
-impl fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
+// Fingerprint and SanSet are shared words (model::pki); how they are read from a
+// certificate is here, where certificates are parsed.
 impl Fingerprint {
     /// The fingerprint of the first certificate in `pem`; `None` if there is none.
     pub fn of_pem(pem: &[u8]) -> Option<Fingerprint> {
@@ -173,14 +164,6 @@ pub fn member_names(node: &Node) -> Vec<String> {
         names.push(node.hostname().to_string());
     }
     names
-}
-
-/// A certificate's subject alternative names as RKE compares them: DNS names and IP
-/// addresses, each list sorted.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SanSet {
-    pub dns: Vec<String>,
-    pub ips: Vec<String>,
 }
 
 impl SanSet {

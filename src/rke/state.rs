@@ -216,7 +216,7 @@ impl RkeState {
 
     /// Writes the file atomically, mode 0600.
     pub fn save(&self) -> Result<(), RkeStateError> {
-        crate::state::cluster_state::write_private_atomic(&self.path, self.to_text().expose().as_bytes())
+        crate::local::write_private_atomic(&self.path, self.to_text().expose().as_bytes())
             .map_err(|source| RkeStateError::Io { path: self.path.clone(), source })
     }
 }

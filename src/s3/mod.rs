@@ -103,7 +103,7 @@ pub struct Manifest {
     pub cluster: String,
     /// RKE's state, sealed with the user's passphrase (never with the S3 keys).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sealed_state: Option<crate::state::seal::SealedState>,
+    pub sealed_state: Option<crate::rke::seal::SealedState>,
 }
 
 impl Manifest {
@@ -112,7 +112,7 @@ impl Manifest {
         name: SnapshotName,
         uploaded: &Uploaded,
         cluster: impl Into<String>,
-        sealed_state: Option<crate::state::seal::SealedState>,
+        sealed_state: Option<crate::rke::seal::SealedState>,
     ) -> Self {
         Manifest {
             format: MANIFEST_FORMAT,

@@ -7,7 +7,6 @@
 
 use crate::config::HostAddr;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Version of the state file this build writes.
@@ -93,33 +92,6 @@ impl RkectlState {
             pki: None,
         };
         let json = serde_json::to_vec_pretty(&d).expect("state serialises");
-        write_private_atomic(path, &json).map_err(io)
+        crate::local::write_private_atomic(path, &json).map_err(io)
     }
-}
-
-/// Writes `data` to `path` via a temporary file, fsync and rename; mode 0600.
-pub fn write_private_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    // An unpredictable name, created only if nothing is there (O_EXCL: not even a symlink
-    // an attacker placed, which would otherwise be followed).
-    let mut nonce = [0u8; 8];
-    crate::secret::random_bytes(&mut nonce);
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-        nonce.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    ));
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }

@@ -11,7 +11,8 @@
 //! A torn last line (the process died mid-write) is ignored on reading; any other line that
 //! does not parse makes the journal corrupt, which is refused rather than guessed at.
 
-use crate::plan::{FORMAT, Plan, StepId};
+use crate::model::step::StepId;
+use crate::plan::{FORMAT, Plan};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -170,7 +171,7 @@ impl JournalWriter {
         w.push(&Record::Header {
             format: FORMAT,
             rkectl: env!("CARGO_PKG_VERSION").to_string(),
-            started_at: now_rfc3339(),
+            started_at: crate::local::now_rfc3339(),
             config: config.to_string(),
             plan: Box::new(plan.clone()),
         });
@@ -280,12 +281,6 @@ fn open_private(path: &Path, create_new: bool) -> std::io::Result<File> {
     o.open(path)
 }
 
-/// Now as RFC 3339 (UTC, seconds).
-pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    now.replace_nanosecond(0).unwrap_or(now).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
-}
-
 /// Moves a finished journal aside (kept as `.last` for the record).
 pub fn retire(path: &Path) -> std::io::Result<()> {
     let mut last = path.as_os_str().to_owned();
@@ -303,12 +298,12 @@ mod tests {
         let path = dir.path().join("j");
         let plan = crate::plan::Plan {
             format: crate::plan::FORMAT,
-            action: crate::plan::ActionSpec::Up,
+            action: crate::model::action::ActionSpec::Up,
             title: "t".into(),
             cluster_name: "c".into(),
             cluster_hash: "h".into(),
             made_at: 0,
-            observed: crate::plan::Observed::Offline,
+            observed: crate::model::observed::Observed::Offline,
             observed_fingerprint: String::new(),
             notes: Vec::new(),
             steps: Vec::new(),

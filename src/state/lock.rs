@@ -6,34 +6,22 @@
 //! and an apply that finds a record without a live holder knows the previous one was
 //! killed (its journal will say where it stopped).
 
-use serde::{Deserialize, Serialize};
+pub use crate::model::node_lock::Holder;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-/// Who holds (or last held) the lock.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Holder {
-    pub pid: u32,
-    pub host: String,
-    pub since: String,
-    pub command: String,
-}
-
+// The holder's record is a shared word (the node lock carries it too); who this process is,
+// is read here.
 impl Holder {
     /// This process, doing `command`.
     pub fn me(command: &str) -> Holder {
         Holder {
             pid: std::process::id(),
             host: hostname(),
-            since: super::journal::now_rfc3339(),
+            since: crate::local::now_rfc3339(),
             command: command.to_string(),
         }
-    }
-
-    /// As one line of JSON (the record in lock files).
-    pub fn to_line(&self) -> String {
-        serde_json::to_string(self).expect("holder serialises")
     }
 }
 

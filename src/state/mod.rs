@@ -5,7 +5,6 @@
 pub mod cluster_state;
 pub mod journal;
 pub mod lock;
-pub mod seal;
 
 use std::path::{Path, PathBuf};
 

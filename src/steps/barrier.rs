@@ -2,8 +2,8 @@
 //! barriers where a template says so.
 
 use super::{Executor, Kind};
-use crate::exec::{StepCtx, StepError};
-use crate::plan::step::Step;
+use crate::steps::context::{StepCtx, StepError};
+use crate::steps::Step;
 use serde::{Deserialize, Serialize};
 
 /// Waits for every step before it; does nothing itself.
@@ -15,9 +15,11 @@ pub struct Barrier {
 
 impl Kind for Barrier {
     const CHANGES_CLUSTER: bool = false;
+    const ONLY_LOOKS: bool = true;
+    const ORDER_ONLY: bool = true;
 
     fn describe(&self) -> String {
-        format!("wait: {}", self.reason)
+        format!("barrier: {}", self.reason)
     }
 
     async fn run(&self, _: &Executor, _: &Step, _: &StepCtx<'_>) -> Result<(), StepError> {

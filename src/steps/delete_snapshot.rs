@@ -6,11 +6,13 @@ use super::records::s3_error;
 use super::{Executor, Kind};
 use crate::config::HostAddr;
 use crate::etcd::containers;
-use crate::exec::{StepCtx, StepError};
-use crate::plan::ActionSpec;
-use crate::plan::compile::{Builder, CompileError, prune_candidates};
-use crate::plan::step::{DeleteFrom, SnapshotFormat, SnapshotName, Step};
-use crate::plan::view::{Effect, Resource};
+use crate::steps::context::{StepCtx, StepError};
+use crate::model::action::ActionSpec;
+use crate::steps::planning::{Builder, CompileError, prune_candidates};
+use crate::model::{SnapshotFormat, SnapshotName};
+use crate::model::step::DeleteFrom;
+use crate::steps::Step;
+use crate::steps::effect::{Effect, Resource};
 use serde::{Deserialize, Serialize};
 
 /// Deletes a snapshot from the host or from S3.

@@ -5,10 +5,11 @@
 use super::{Executor, Kind};
 use crate::config::{HostAddr, Node};
 use crate::etcd;
-use crate::exec::{StepCtx, StepError};
-use crate::plan::compile::{Builder, CompileError};
-use crate::plan::step::{Replacement, Step};
-use crate::plan::view::{Effect, Resource};
+use crate::steps::context::{StepCtx, StepError};
+use crate::steps::planning::{Builder, CompileError};
+use crate::model::step::Replacement;
+use crate::steps::Step;
+use crate::steps::effect::{Effect, Resource};
 use serde::{Deserialize, Serialize};
 
 /// Places the member's certificates and the CA on the host.

@@ -4,10 +4,10 @@
 use super::{Executor, Kind};
 use crate::config::HostAddr;
 use crate::etcd::names;
-use crate::exec::{StepCtx, StepError};
-use crate::plan::compile::{Builder, CompileError};
-use crate::plan::step::Step;
-use crate::plan::view::{Effect, Resource};
+use crate::steps::context::{StepCtx, StepError};
+use crate::steps::planning::{Builder, CompileError};
+use crate::steps::Step;
+use crate::steps::effect::{Effect, Resource};
 use serde::{Deserialize, Serialize};
 
 /// Opens the SSH session and the Docker tunnel; checks Docker.
@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 pub struct Dial {}
 
 impl Kind for Dial {
+    const ONLY_LOOKS: bool = true;
     const CHANGES_CLUSTER: bool = false;
     // The SSH session is process-local state: a resumed apply dials again.
     const SKIPPABLE_ON_RESUME: bool = false;

@@ -8,9 +8,9 @@ use crate::agent::report;
 use crate::agent::transfer::{EXIT_UNREACHABLE, FetchReport, LISTENING};
 use crate::config::HostAddr;
 use crate::etcd::containers;
-use crate::exec::{StepCtx, StepError};
 use crate::host::Host;
 use crate::host::run::{RunOutput, Silence, run_watched};
+use crate::steps::context::{StepCtx, StepError};
 use std::sync::Mutex;
 
 /// How a direct copy went, when it did not fail outright.

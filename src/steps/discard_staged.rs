@@ -3,11 +3,12 @@
 
 use super::{Executor, Kind};
 use crate::config::HostAddr;
-use crate::exec::{StepCtx, StepError};
+use crate::steps::context::{StepCtx, StepError};
 use crate::layout;
-use crate::plan::compile::{Builder, CompileError};
-use crate::plan::step::{SnapshotFormat, SnapshotLocation, SnapshotName, Step, StepAction, StepKind};
-use crate::plan::view::{Effect, Resource};
+use crate::steps::planning::{Builder, CompileError};
+use crate::model::{SnapshotFormat, SnapshotLocation, SnapshotName};
+use crate::steps::{Step, StepAction, StepKind};
+use crate::steps::effect::{Effect, Resource};
 use serde::{Deserialize, Serialize};
 
 /// Removes what the restore staged (copies and unpacked databases).

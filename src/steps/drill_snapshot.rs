@@ -7,11 +7,12 @@ use super::{Executor, Kind};
 use crate::agent::drill::DrillReport;
 use crate::config::HostAddr;
 use crate::etcd::containers;
-use crate::exec::{StepCtx, StepError};
+use crate::steps::context::{StepCtx, StepError};
 use crate::layout;
-use crate::plan::ActionSpec;
-use crate::plan::compile::{Builder, CompileError};
-use crate::plan::step::{SnapshotFormat, SnapshotLocation, SnapshotName, Step, StepAction};
+use crate::model::action::ActionSpec;
+use crate::steps::planning::{Builder, CompileError};
+use crate::model::{SnapshotFormat, SnapshotLocation, SnapshotName};
+use crate::steps::{Step, StepAction};
 use serde::{Deserialize, Serialize};
 
 /// Restores the snapshot into scratch space inside a helper container and reports what

@@ -5,11 +5,11 @@
 use crate::agent::report::{self, HealthReport, SnapshotReport};
 use crate::config::{Cluster, HostAddr, Node, S3Settings};
 use crate::etcd::{containers, names};
-use crate::exec::{StepCtx, StepError, StepRunner};
 use crate::host::{ContainerSpec, Host, HostPool, RunOutput, Silence, run_once, run_watched};
-use crate::plan::Step;
 use crate::rke::pki::Pki;
 use crate::secret::Secret;
+use crate::steps::Step;
+use crate::steps::context::{StepCtx, StepError, StepRunner};
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

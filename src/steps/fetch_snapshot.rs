@@ -8,16 +8,16 @@ use super::{Executor, Kind};
 use crate::agent::report::SnapshotReport;
 use crate::config::HostAddr;
 use crate::etcd::containers;
-use crate::exec::events::DataPath;
-use crate::exec::{StepCtx, StepError};
+use crate::steps::context::DataPath;
+use crate::steps::context::{StepCtx, StepError};
 use crate::host::{ByteStream, Host};
 use crate::layout;
-use crate::plan::ActionSpec;
-use crate::plan::compile::{Builder, CompileError};
-use crate::plan::step::{
-    Checksum, Pin, SnapshotFacts, SnapshotFormat, SnapshotLocation, SnapshotName, SnapshotSource, Step,
-};
-use crate::plan::view::{Effect, Resource};
+use crate::model::action::ActionSpec;
+use crate::steps::planning::{Builder, CompileError};
+use crate::model::{Checksum, SnapshotFacts, SnapshotFormat, SnapshotLocation, SnapshotName};
+use crate::model::step::{Pin, SnapshotSource};
+use crate::steps::Step;
+use crate::steps::effect::{Effect, Resource};
 use serde::{Deserialize, Serialize};
 use std::pin::Pin as StdPin;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -3,10 +3,10 @@
 
 use super::{Executor, Kind};
 use crate::config::{HostAddr, Node};
-use crate::exec::{StepCtx, StepError};
-use crate::plan::ActionSpec;
-use crate::plan::compile::{Builder, CompileError};
-use crate::plan::step::{Step, StepKind};
+use crate::steps::context::{StepCtx, StepError};
+use crate::model::action::ActionSpec;
+use crate::steps::planning::{Builder, CompileError};
+use crate::steps::{Step, StepKind};
 use serde::{Deserialize, Serialize};
 
 /// Checks that every member is healthy and, after a restore, holds the same data.
@@ -17,6 +17,7 @@ pub struct HealthCheck {
 }
 
 impl Kind for HealthCheck {
+    const ONLY_LOOKS: bool = true;
     const CHANGES_CLUSTER: bool = false;
 
     fn plan_cluster(b: &mut Builder<'_>) -> Result<Vec<Self>, CompileError> {

@@ -4,9 +4,9 @@
 use super::{Executor, Kind};
 use crate::config::HostAddr;
 use crate::etcd::{containers, names};
-use crate::exec::{StepCtx, StepError};
-use crate::plan::compile::{Builder, CompileError};
-use crate::plan::step::{Step, StepKind};
+use crate::steps::context::{StepCtx, StepError};
+use crate::steps::planning::{Builder, CompileError};
+use crate::steps::{Step, StepKind};
 use serde::{Deserialize, Serialize};
 
 /// Runs `rke-log-linker` for a container.

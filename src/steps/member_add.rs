@@ -6,10 +6,10 @@ use super::{Executor, Kind};
 use crate::agent::report::Done;
 use crate::config::HostAddr;
 use crate::etcd::{self, containers, containers::MemberChange};
-use crate::exec::{StepCtx, StepError};
+use crate::steps::context::{StepCtx, StepError};
 use crate::host::run_once;
-use crate::plan::compile::{Builder, CompileError};
-use crate::plan::step::Step;
+use crate::steps::planning::{Builder, CompileError};
+use crate::steps::Step;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 

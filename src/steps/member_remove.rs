@@ -5,9 +5,9 @@ use super::{Executor, Kind};
 use crate::agent::report::Done;
 use crate::config::HostAddr;
 use crate::etcd::containers::{self, MemberChange};
-use crate::exec::{StepCtx, StepError};
-use crate::plan::compile::{Builder, CompileError};
-use crate::plan::step::Step;
+use crate::steps::context::{StepCtx, StepError};
+use crate::steps::planning::{Builder, CompileError};
+use crate::steps::Step;
 use serde::{Deserialize, Serialize};
 
 /// Removes a member from the running cluster (`etcdctl member remove`).

@@ -13,19 +13,24 @@
 //!
 //! [`Host`]: crate::host::Host
 
+pub mod context;
 mod direct_copy;
+pub mod effect;
 mod executor;
+pub mod planning;
 mod records;
+mod step;
 pub mod sweep;
 
 pub use executor::Executor;
-pub use records::{archive_state, read_record, read_record_quiet, s3_error};
+pub use records::{archive_state, read_record, s3_error};
+pub use step::Step;
 
 use crate::config::HostAddr;
-use crate::exec::{StepCtx, StepError};
-use crate::plan::compile::{Builder, CompileError};
-use crate::plan::step::{Replacement, Step};
-use crate::plan::view::Effect;
+use crate::model::step::Replacement;
+use context::{StepCtx, StepError};
+use effect::Effect;
+use planning::{Builder, CompileError};
 
 /// One kind of step. The constants say how the engine treats it; the functions are the
 /// kind's planning, description, effect and execution.
@@ -40,6 +45,12 @@ pub(crate) trait Kind: Sized {
     /// A finished record of it may be skipped on resume (not so for what builds
     /// process-local state, like the SSH session).
     const SKIPPABLE_ON_RESUME: bool = true;
+    /// It only looks or waits (dialing, checks): a plan of nothing else has no changes.
+    const ONLY_LOOKS: bool = false;
+    /// It is a point of order, not work: the scheduler passes it once what it waits for
+    /// is done, and it is neither counted nor numbered as a step (the plan draws it as a
+    /// rule between steps, with its description).
+    const ORDER_ONLY: bool = false;
 
     /// The steps of this kind a template's line adds on `host`.
     fn plan_host(_b: &mut Builder<'_>, _host: &HostAddr) -> Result<Vec<Self>, CompileError> {
@@ -108,6 +119,16 @@ macro_rules! step_kinds {
             /// Whether the step changes the cluster; see [`Kind::CHANGES_CLUSTER`].
             pub fn changes_cluster(self) -> bool {
                 match self { $( StepKind::$kind => <$kind as Kind>::CHANGES_CLUSTER, )* }
+            }
+
+            /// Whether it only looks or waits; see [`Kind::ONLY_LOOKS`].
+            pub fn only_looks(self) -> bool {
+                match self { $( StepKind::$kind => <$kind as Kind>::ONLY_LOOKS, )* }
+            }
+
+            /// Whether it is a point of order, not work; see [`Kind::ORDER_ONLY`].
+            pub fn is_order_only(self) -> bool {
+                match self { $( StepKind::$kind => <$kind as Kind>::ORDER_ONLY, )* }
             }
 
             /// Whether re-running after a finished record may be skipped on resume.

@@ -3,18 +3,12 @@
 
 use crate::agent::report::SnapshotReport;
 use crate::config::HostAddr;
-use crate::exec::StepError;
 use crate::host::Host;
 use crate::layout;
-use crate::plan::step::{SnapshotFormat, SnapshotLocation, SnapshotName};
+use crate::model::{SnapshotFormat, SnapshotLocation, SnapshotName};
 use crate::secret::Secret;
+use crate::steps::context::StepError;
 use std::sync::Arc;
-
-/// rkectl's record of a snapshot on a host, if there is one, whether or not its file is
-/// still there: callers match it to the file themselves.
-async fn read_record_file(host: &dyn Host, name: &SnapshotName) -> Result<Option<SnapshotReport>, StepError> {
-    Ok(host.read_file(&layout::record(name)).await?.and_then(|b| serde_json::from_slice(&b).ok()))
-}
 
 /// Whether a record describes a file of the snapshot folder's listing: the record's
 /// format, under the snapshot's name, of the record's size.
@@ -27,7 +21,7 @@ fn record_describes(record: &SnapshotReport, name: &SnapshotName, listing: &[cra
 /// outlives its file when the file is deleted by hand, by RKE's retention or by `rke etcd
 /// snapshot-remove`: what is on disk decides, and a record never stands in for a file.
 pub async fn read_record(host: &dyn Host, name: &SnapshotName) -> Result<Option<SnapshotReport>, StepError> {
-    let Some(r) = read_record_file(host, name).await? else { return Ok(None) };
+    let Some(r) = crate::host::records::read(host, name).await? else { return Ok(None) };
     let listing = host.list_dir(layout::SNAPSHOT_DIR).await?;
     Ok(record_describes(&r, name, &listing).then_some(r))
 }
@@ -62,12 +56,6 @@ pub async fn archive_state(host: Arc<dyn Host>, name: &SnapshotName) -> Result<O
         .await
         .map_err(|e| StepError::fatal(format!("cannot read the archive of {name}: {e}")))?;
     Ok(state.map(|b| Secret::new(String::from_utf8_lossy(&b).into_owned())))
-}
-
-/// rkectl's record of a snapshot on a host, ignoring any error, whether or not its file is
-/// there: for refresh, which holds the listing and matches each record to the file it saw.
-pub async fn read_record_quiet(host: &dyn Host, name: &SnapshotName) -> Option<SnapshotReport> {
-    read_record_file(host, name).await.ok().flatten()
 }
 
 /// A copy that is not what the plan pinned.

@@ -4,11 +4,11 @@
 use super::{Executor, Kind};
 use crate::config::HostAddr;
 use crate::etcd::names;
-use crate::exec::{StepCtx, StepError};
-use crate::plan::compile::{Builder, CompileError};
-use crate::plan::observed::MadeBy;
-use crate::plan::step::Step;
-use crate::plan::view::{Effect, Resource};
+use crate::steps::context::{StepCtx, StepError};
+use crate::steps::planning::{Builder, CompileError};
+use crate::model::observed::MadeBy;
+use crate::steps::Step;
+use crate::steps::effect::{Effect, Resource};
 use serde::{Deserialize, Serialize};
 
 /// Removes rkectl's helper binaries (their folders under `/opt/rke/rkectl`).

@@ -4,10 +4,10 @@
 use super::{Executor, Kind};
 use crate::config::HostAddr;
 use crate::etcd::names;
-use crate::exec::{StepCtx, StepError};
-use crate::plan::compile::{Builder, CompileError};
-use crate::plan::step::Step;
-use crate::plan::view::{Effect, Resource};
+use crate::steps::context::{StepCtx, StepError};
+use crate::steps::planning::{Builder, CompileError};
+use crate::steps::Step;
+use crate::steps::effect::{Effect, Resource};
 use serde::{Deserialize, Serialize};
 
 /// Stops and removes the `etcd` container of a member that leaves.

@@ -3,9 +3,9 @@
 use super::{Executor, Kind};
 use crate::config::HostAddr;
 use crate::etcd::names;
-use crate::exec::{StepCtx, StepError};
-use crate::plan::compile::{Builder, CompileError};
-use crate::plan::step::{Step, StepKind};
+use crate::steps::context::{StepCtx, StepError};
+use crate::steps::planning::{Builder, CompileError};
+use crate::steps::{Step, StepKind};
 use serde::{Deserialize, Serialize};
 
 /// Removes `rke-log-linker`.

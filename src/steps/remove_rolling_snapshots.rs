@@ -4,11 +4,12 @@
 use super::{Executor, Kind};
 use crate::config::HostAddr;
 use crate::etcd::{containers, names};
-use crate::exec::{StepCtx, StepError};
-use crate::plan::compile::{Builder, CompileError};
-use crate::plan::observed::MadeBy;
-use crate::plan::step::{Replacement, Step};
-use crate::plan::view::{Effect, Resource};
+use crate::steps::context::{StepCtx, StepError};
+use crate::steps::planning::{Builder, CompileError};
+use crate::model::observed::MadeBy;
+use crate::model::step::Replacement;
+use crate::steps::Step;
+use crate::steps::effect::{Effect, Resource};
 use serde::{Deserialize, Serialize};
 
 /// Removes `etcd-rolling-snapshots`.

@@ -6,13 +6,15 @@ use crate::agent::report::Done;
 use crate::config::HostAddr;
 use crate::etcd::containers::{self, RestoreTool};
 use crate::etcd::{self, member_name, names};
-use crate::exec::{StepCtx, StepError};
+use crate::steps::context::{StepCtx, StepError};
 use crate::host::{HostError, run_once};
 use crate::layout;
-use crate::plan::ActionSpec;
-use crate::plan::compile::{Builder, CompileError};
-use crate::plan::step::{InitialCluster, Pin, RestoreFile, SnapshotFacts, SnapshotFormat, SnapshotName, Step};
-use crate::plan::view::{Effect, Resource};
+use crate::model::action::ActionSpec;
+use crate::steps::planning::{Builder, CompileError};
+use crate::model::{InitialCluster, SnapshotFacts, SnapshotFormat, SnapshotName};
+use crate::model::step::{Pin, RestoreFile};
+use crate::steps::Step;
+use crate::steps::effect::{Effect, Resource};
 use serde::{Deserialize, Serialize};
 
 /// Restores the snapshot into a fresh data folder (`etcd-restore`).

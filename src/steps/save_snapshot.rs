@@ -7,12 +7,13 @@ use super::{Executor, Kind};
 use crate::agent::report::SnapshotReport;
 use crate::config::{HostAddr, S3Target};
 use crate::etcd::containers;
-use crate::exec::{StepCtx, StepError};
+use crate::steps::context::{StepCtx, StepError};
 use crate::layout;
-use crate::plan::ActionSpec;
-use crate::plan::compile::{Builder, CompileError};
-use crate::plan::step::{SnapshotFormat, SnapshotName, Step};
-use crate::plan::view::{Effect, Resource};
+use crate::model::action::ActionSpec;
+use crate::steps::planning::{Builder, CompileError};
+use crate::model::{SnapshotFormat, SnapshotName};
+use crate::steps::Step;
+use crate::steps::effect::{Effect, Resource};
 use serde::{Deserialize, Serialize};
 
 /// Takes a snapshot on this host (`etcd-snapshot-once`) as rke-tools' archive,
@@ -154,7 +155,7 @@ async fn attach_state(
         return Ok(());
     }
     let sealed =
-        crate::state::seal::seal(passphrase, name, archive, state).map_err(|e| StepError::fatal(e.to_string()))?;
+        crate::rke::seal::seal(passphrase, name, archive, state).map_err(|e| StepError::fatal(e.to_string()))?;
     manifest.sealed_state = Some(sealed);
     client.put_manifest(&object, &manifest).await.map_err(s3_error)?;
     ctx.log("etcd", format!("Sealed the cluster state beside snapshot [{name}.zip] in {}", s3.target()));

@@ -5,12 +5,14 @@
 use super::{Executor, Kind};
 use crate::config::{HostAddr, Node};
 use crate::etcd::{self, names};
-use crate::exec::{StepCtx, StepError};
-use crate::plan::ActionSpec;
-use crate::plan::compile::{Builder, CompileError};
-use crate::plan::observed::MadeBy;
-use crate::plan::step::{ClusterState, InitialCluster, Replacement, Step, StepKind};
-use crate::plan::view::{Effect, Resource};
+use crate::steps::context::{StepCtx, StepError};
+use crate::model::action::ActionSpec;
+use crate::steps::planning::{Builder, CompileError};
+use crate::model::observed::MadeBy;
+use crate::model::{ClusterState, InitialCluster};
+use crate::model::step::Replacement;
+use crate::steps::{Step, StepKind};
+use crate::steps::effect::{Effect, Resource};
 use serde::{Deserialize, Serialize};
 
 /// Creates and starts the `etcd` container (replacing one that differs), or restarts one
@@ -114,13 +116,13 @@ impl Kind for StartEtcd {
         let arch = host.docker_info().await?.architecture;
         let spec = crate::etcd::member::spec(&ex.cluster, node, &initial_cluster, state, &arch);
         let same = |c: &crate::host::ContainerInfo| {
-            let facts = crate::plan::observed::ContainerFacts {
+            let facts = crate::model::observed::ContainerFacts {
                 image: c.image.clone(),
                 running: c.running,
                 spec_hash: None,
-                made_by: crate::plan::observed::MadeBy::of(&c.labels, &c.args),
+                made_by: crate::model::observed::MadeBy::of(&c.labels, &c.args),
                 args: c.args.clone(),
-                env: crate::plan::observed::compare_env(&c.env, &crate::etcd::member::env(&ex.cluster, node, &arch)),
+                env: crate::model::observed::compare_env(&c.env, &crate::etcd::member::env(&ex.cluster, node, &arch)),
                 binds: c.binds.clone(),
             };
             crate::etcd::member::differences(&ex.cluster, node, &arch, &facts).is_empty()

@@ -5,11 +5,13 @@
 use super::{Executor, Kind};
 use crate::config::{HostAddr, Node};
 use crate::etcd::{containers, names};
-use crate::exec::{StepCtx, StepError};
-use crate::plan::compile::{Builder, CompileError};
-use crate::plan::observed::{ContainerFacts, MadeBy};
-use crate::plan::step::{Replacement, RollingSettings, Step, describe_rolling};
-use crate::plan::view::{Effect, Resource};
+use crate::steps::context::{StepCtx, StepError};
+use crate::steps::planning::{Builder, CompileError};
+use crate::model::observed::{ContainerFacts, MadeBy};
+use crate::model::RollingSettings;
+use crate::model::step::{Replacement, describe_rolling};
+use crate::steps::Step;
+use crate::steps::effect::{Effect, Resource};
 use serde::{Deserialize, Serialize};
 
 /// Starts or replaces `etcd-rolling-snapshots`.

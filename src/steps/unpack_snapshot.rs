@@ -6,11 +6,12 @@ use super::{Executor, Kind};
 use crate::agent::report::SnapshotReport;
 use crate::config::HostAddr;
 use crate::etcd::containers;
-use crate::exec::{StepCtx, StepError};
+use crate::steps::context::{StepCtx, StepError};
 use crate::layout;
-use crate::plan::ActionSpec;
-use crate::plan::compile::{Builder, CompileError};
-use crate::plan::step::{SnapshotFacts, SnapshotFormat, SnapshotLocation, SnapshotName, Step};
+use crate::model::action::ActionSpec;
+use crate::steps::planning::{Builder, CompileError};
+use crate::model::{SnapshotFacts, SnapshotFormat, SnapshotLocation, SnapshotName};
+use crate::steps::Step;
 use serde::{Deserialize, Serialize};
 
 /// Unpacks the database from the snapshot's archive for the restore, verified.

@@ -6,9 +6,11 @@ use super::{Executor, Kind};
 use crate::agent::report::SnapshotReport;
 use crate::config::HostAddr;
 use crate::etcd::containers;
-use crate::exec::{StepCtx, StepError};
-use crate::plan::compile::{Builder, CompileError};
-use crate::plan::step::{Pin, SnapshotFacts, SnapshotFormat, SnapshotName, Step, human_bytes};
+use crate::steps::context::{StepCtx, StepError};
+use crate::steps::planning::{Builder, CompileError};
+use crate::model::{SnapshotFacts, SnapshotFormat, SnapshotName};
+use crate::model::step::{Pin, human_bytes};
+use crate::steps::Step;
 use serde::{Deserialize, Serialize};
 
 /// Checks that the host's own copy of a snapshot is still the one the plan pinned.
@@ -21,6 +23,7 @@ pub struct VerifySnapshot {
 }
 
 impl Kind for VerifySnapshot {
+    const ONLY_LOOKS: bool = true;
     const CHANGES_CLUSTER: bool = false;
 
     fn plan_host(b: &mut Builder<'_>, host: &HostAddr) -> Result<Vec<Self>, CompileError> {

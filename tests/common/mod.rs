@@ -11,9 +11,10 @@ use rkectl::exec::RunOptions;
 use rkectl::exec::events::Reporter;
 use rkectl::host::fake::{FakeConnector, FakeWorld};
 use rkectl::host::{Connector, HostPool};
-use rkectl::plan::observed::{ContainerFacts, HostFacts, MadeBy, Observed, Seen, SnapshotCopy, compare_env};
-use rkectl::plan::step::{Checksum, SnapshotFormat, SnapshotName};
-use rkectl::plan::{self, ActionSpec, Plan, RestoreSearch};
+use rkectl::model::action::{ActionSpec, RestoreSearch};
+use rkectl::model::observed::{ContainerFacts, HostFacts, MadeBy, Observed, Seen, SnapshotCopy, compare_env};
+use rkectl::model::{Checksum, SnapshotFormat, SnapshotName};
+use rkectl::plan::{self, Plan};
 use rkectl::prepare::{PrepareInput, Prepared, prepare};
 use rkectl::rke::pki::Pki;
 use rkectl::rke::state::RkeState;
@@ -128,7 +129,7 @@ pub fn restore_plan(cfg: &LoadedConfig, world: &FakeWorld, snapshot: &str) -> Pl
 /// Compiles an action against what was seen.
 pub fn compile(cfg: &LoadedConfig, action: &ActionSpec, seen: &Seen) -> Plan {
     let observed = &Observed::Online(seen.clone());
-    plan::compile(&plan::CompileInput {
+    plan::compile(&rkectl::steps::planning::CompileInput {
         cluster: &cfg.cluster,
         cluster_hash: &cfg.hash,
         action,

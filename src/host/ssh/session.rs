@@ -199,7 +199,7 @@ impl Drop for HeldClaim {
 /// Takes `owner`'s claim (and an apply's node lock) and holds it while the connection lives
 /// ([`Host::claim`]).
 pub(super) async fn claim(host: &SshHost, agent: &str, owner: &Owner) -> HostResult<()> {
-    use crate::agent::node_lock::{BEAT, HELD, LEASE_SECS, LOCKED};
+    use crate::model::node_lock::{BEAT, HELD, LEASE_SECS, LOCKED};
     use tokio::io::AsyncBufReadExt;
     let op = if owner.holds_node_lock() { "lock the node" } else { "claim the node for this invocation" };
     let hold = crate::agent::AgentCommand::HoldLock {
@@ -252,8 +252,7 @@ pub(super) async fn claim(host: &SshHost, agent: &str, owner: &Owner) -> HostRes
 
 /// Who holds a node's lock, from its record, and how that lock ends.
 fn describe_holder(record: &str) -> String {
-    use crate::agent::node_lock::{LEASE_SECS, NodeLockRecord};
-    use crate::state::lock::Holder;
+    use crate::model::node_lock::{Holder, LEASE_SECS, NodeLockRecord};
     let (holder, node_pid) = match serde_json::from_str::<NodeLockRecord>(record) {
         Ok(r) => (serde_json::from_str::<Holder>(&r.holder).ok(), Some(r.pid)),
         // An older rkectl's record is the holder alone.

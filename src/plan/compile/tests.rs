@@ -1,8 +1,14 @@
 use super::*;
+use crate::config::Cluster;
 use crate::etcd;
-use crate::plan::observed::{CertFiles, ContainerFacts, HostFacts, MadeBy, compare_env};
-use crate::plan::step::ClusterState;
+use crate::etcd::names;
+use crate::model::ClusterState;
+use crate::model::action::PrunePolicy;
+use crate::model::observed::{CertFiles, ContainerFacts, HostFacts, MadeBy, compare_env};
+use crate::model::observed::{Observed, SnapshotCopy};
+use crate::model::{SnapshotFormat, is_recurring_name, name_time};
 use crate::rke::pki::{Pki, SanSet};
+use crate::steps::planning::prune_candidates;
 
 fn cluster(node2: &str) -> Cluster {
     let mut yaml = String::from("nodes:\n");
@@ -16,7 +22,7 @@ fn cluster(node2: &str) -> Cluster {
 
 /// Every member running as `cluster` asks, with the certificates of `pki` on its host.
 fn observed(cluster: &Cluster, pki: &Pki) -> Observed {
-    let mut o = crate::plan::observed::Seen::default();
+    let mut o = crate::model::observed::Seen::default();
     for n in cluster.etcd_nodes() {
         let spec = crate::etcd::member::spec(cluster, n, "", ClusterState::Existing, "x86_64");
         let etcd = ContainerFacts {
@@ -134,7 +140,7 @@ fn a_prune_by_age_compiled_again_with_the_clock_it_was_made_with_has_the_same_st
     let recurring = SnapshotName::new("1970-01-01T00:00:10Z_etcd").unwrap();
     let newest = SnapshotName::new("1970-01-01T00:59:50Z_etcd").unwrap();
     let copy = listed_copy(SnapshotFormat::Raw);
-    let mut seen = crate::plan::observed::Seen::default();
+    let mut seen = crate::model::observed::Seen::default();
     for n in c.etcd_nodes() {
         // A newer recurring snapshot beside it: prune never takes the newest.
         let snapshots =
@@ -159,7 +165,7 @@ fn a_prune_by_age_compiled_again_with_the_clock_it_was_made_with_has_the_same_st
 fn deleting_a_name_that_is_nowhere_is_refused_naming_where_it_looked_and_the_near_names() {
     let c = cluster("node2");
     let copy = listed_copy(SnapshotFormat::Zip);
-    let mut seen = crate::plan::observed::Seen::default();
+    let mut seen = crate::model::observed::Seen::default();
     for n in c.etcd_nodes() {
         let snapshots = [(SnapshotName::new("s3one").unwrap(), copy.clone())].into();
         seen.hosts.insert(n.address.clone(), HostFacts { snapshots, ..Default::default() });

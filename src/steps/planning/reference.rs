@@ -2,6 +2,7 @@
 //! hosts already hold it, and where the others get theirs.
 
 use super::*;
+use crate::model::{Checksum, SnapshotLocation};
 
 impl Builder<'_> {
     /// The copy every member is restored from, and which hosts already hold it.

@@ -1,10 +1,11 @@
 //! What refresh saw on the hosts and in S3: the "before" of a plan.
 //!
-//! Pure data, gathered read-only by [`crate::refresh`] and serialised into the plan, so a
+//! Pure data, gathered read-only by `refresh` and serialised into the plan, so a
 //! saved plan can tell whether the world changed since it was made (its fingerprint).
 
-use super::step::{Checksum, SnapshotFacts, SnapshotFormat, SnapshotName};
-use crate::config::{HostAddr, S3Target};
+use super::address::{HostAddr, S3Target};
+use super::pki::{Fingerprint, SanSet};
+use super::snapshot::{Checksum, SnapshotFacts, SnapshotFormat, SnapshotName};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -83,7 +84,7 @@ pub struct HostFacts {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertFiles {
     /// The fingerprint of `kube-ca.pem`, when the host has one.
-    pub ca: Option<crate::rke::pki::Fingerprint>,
+    pub ca: Option<Fingerprint>,
     /// The member's `kube-etcd-<address>.pem` is there.
     pub cert: bool,
     /// The member's `kube-etcd-<address>-key.pem` is there.
@@ -91,7 +92,7 @@ pub struct CertFiles {
     /// The subject alternative names of the member's certificate; `None` when it is not
     /// there or holds no certificate.
     #[serde(default)]
-    pub cert_sans: Option<crate::rke::pki::SanSet>,
+    pub cert_sans: Option<SanSet>,
 }
 
 impl CertFiles {
@@ -139,21 +140,6 @@ impl MadeBy {
             MadeBy::Rke => "that RKE made",
             MadeBy::Rkectl => "that rkectl made",
             MadeBy::Unknown => "that neither RKE nor rkectl made",
-        }
-    }
-
-    /// Who made a container, from its labels and command.
-    pub fn of(labels: &BTreeMap<String, String>, args: &[String]) -> MadeBy {
-        if labels.contains_key(crate::etcd::containers::MANAGED_LABEL) {
-            MadeBy::Rkectl
-        } else if labels.contains_key(crate::etcd::member::RKE_NAME_LABEL)
-            // RKE labels no snapshot container; they run rke-tools (after the image's own
-            // entrypoint script).
-            || args.iter().take(2).any(|a| a.starts_with("/opt/rke-tools/"))
-        {
-            MadeBy::Rke
-        } else {
-            MadeBy::Unknown
         }
     }
 }

@@ -1,21 +1,10 @@
-//! Steps: the typed units of work a plan is made of.
-//!
-//! A [`Step`] is data: an id, the host it runs on (none for barriers and cluster-wide
-//! checks), the ids it waits for, and a [`StepAction`] with the parameters that make it
-//! idempotent (which snapshot, which checksum, which initial cluster). It serialises to the
-//! plan file and the journal, so it holds no secret: S3 keys and private keys are looked up
-//! at run time.
+//! The words a plan's steps are written in: ids, which copy a step pins, what it replaces.
+//! The steps themselves (their kinds and parameters) are `steps`'.
 
-use crate::config::{HostAddr, S3Target};
+use super::address::{HostAddr, S3Target};
+use super::snapshot::{Checksum, RollingSettings, SnapshotFacts, SnapshotLocation};
 use serde::{Deserialize, Serialize};
 use std::fmt;
-
-pub use crate::steps::{StepAction, StepKind};
-
-pub use crate::model::{
-    Checksum, ClusterState, InitialCluster, RollingSettings, SnapshotFacts, SnapshotFormat, SnapshotLocation,
-    SnapshotName, SnapshotNameError,
-};
 
 /// A step's id, unique in its plan: `<kind>@<host>` or `<kind>#<n>` for cluster-wide steps.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -150,62 +139,4 @@ pub fn human_bytes(n: u64) -> String {
         u += 1;
     }
     if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
-}
-
-/// One step of a plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Step {
-    pub id: StepId,
-    /// The host it acts on; `None` for barriers and cluster-wide steps.
-    pub host: Option<HostAddr>,
-    /// Steps that must finish first.
-    pub after: Vec<StepId>,
-    #[serde(flatten)]
-    pub action: StepAction,
-}
-
-impl Step {
-    /// The step's kind.
-    pub fn kind(&self) -> StepKind {
-        self.action.kind()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn snapshot_names_refuse_paths_and_control_characters() {
-        assert!(SnapshotName::new("snapshot.db").is_ok());
-        assert!(SnapshotName::new("rke_etcd_snapshot_2018-05-17T23:32:08+02:00").is_ok());
-        assert_eq!(SnapshotName::new("a/b"), Err(SnapshotNameError::Slash));
-        assert_eq!(SnapshotName::new(".."), Err(SnapshotNameError::Dots));
-        assert_eq!(SnapshotName::new("../x"), Err(SnapshotNameError::Slash));
-        assert_eq!(SnapshotName::new("a\0b"), Err(SnapshotNameError::Control));
-        assert_eq!(SnapshotName::new("x".repeat(300)), Err(SnapshotNameError::TooLong(300)));
-        assert_eq!(SnapshotName::new(""), Err(SnapshotNameError::Empty));
-        assert_eq!(SnapshotName::new("--data-dir"), Err(SnapshotNameError::Dash));
-    }
-
-    #[test]
-    fn default_name_is_rfc3339_like_the_reference() {
-        let t = time::macros::datetime!(2018-05-17 21:32:08.5 UTC);
-        assert_eq!(SnapshotName::timestamped(t).as_str(), "rke_etcd_snapshot_2018-05-17T21:32:08Z");
-    }
-
-    #[test]
-    fn steps_serialise_with_kebab_case_kinds() {
-        let s = Step {
-            id: StepId("clean-host@10.0.0.1".into()),
-            host: Some(HostAddr("10.0.0.1".into())),
-            after: vec![StepId("barrier#1".into())],
-            action: StepAction::CleanHost(crate::steps::CleanHost {}),
-        };
-        let v = serde_json::to_value(&s).unwrap();
-        assert_eq!(v["kind"], "clean-host");
-        assert_eq!(v["after"][0], "barrier#1");
-        let back: Step = serde_json::from_value(v).unwrap();
-        assert_eq!(back, s);
-    }
 }

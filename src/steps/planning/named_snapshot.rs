@@ -2,7 +2,7 @@
 //! "no changes", and the refusal says where rkectl looked and which names are near.
 
 use super::{Builder, CompileError};
-use crate::plan::step::SnapshotName;
+use crate::model::SnapshotName;
 
 /// How many near names a refusal offers.
 const NEAREST: usize = 3;

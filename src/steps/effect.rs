@@ -3,10 +3,11 @@
 //! The "before" comes from observation; the "after" is derived by folding each planned
 //! step's effect over it, so the diff can never disagree with the steps.
 
-use super::observed::{HostFacts, Observed};
-use super::step::{SnapshotFormat, SnapshotName, Step, human_bytes};
-use crate::config::HostAddr;
+use super::Step;
 use crate::etcd::names;
+use crate::model::observed::{HostFacts, Observed};
+use crate::model::step::human_bytes;
+use crate::model::{HostAddr, SnapshotFormat, SnapshotName};
 use std::collections::BTreeMap;
 use std::fmt;
 
