@@ -31,7 +31,7 @@
 //! helpers in, no longer used; and `services.etcd.backup_config.rkectl_drill`, a drill of each
 //! recurring snapshot.
 
-use serde_yaml::{Mapping, Value};
+use super::yaml::{Mapping, Value};
 
 /// A key RKE knows, and what its value holds.
 #[derive(Debug, Clone, Copy)]
@@ -923,7 +923,7 @@ mod tests {
     use super::*;
 
     fn unknown(yaml: &str) -> Vec<(String, Option<&'static str>)> {
-        let doc: Value = serde_yaml::from_str(yaml).unwrap();
+        let doc: Value = crate::config::yaml::from_str(yaml).unwrap();
         unknown_keys(&doc).into_iter().map(|u| (u.path, u.suggestion)).collect()
     }
 
