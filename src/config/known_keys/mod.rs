@@ -31,8 +31,9 @@
 //! helpers in, no longer used; and `services.etcd.backup_config.rkectl_drill`, a drill of each
 //! recurring snapshot.
 //!
-//! The table is one file per section of cluster.yml ([`nodes`], [`etcd`], [`services`],
-//! [`network`]…), in the order RKE declares its fields; [`unknown`] walks a document with it.
+//! The table is one file per section of cluster.yml (`nodes.rs`, `etcd.rs`, `services.rs`,
+//! `network.rs`…), in the order RKE declares its fields; `unknown.rs` walks a document with
+//! it.
 
 mod access;
 mod addons;
