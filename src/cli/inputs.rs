@@ -365,7 +365,7 @@ fn check_cert_file(cfg: &LoadedConfig, who: &str, auth: &SshAuth) -> Result<(), 
 
 /// Whether the key at `path` is written in cluster.yml itself (not only defaulted).
 fn written(cfg: &LoadedConfig, path: &[&str]) -> bool {
-    let doc = serde_yaml::from_str::<serde_yaml::Value>(&cfg.source).ok();
+    let doc = crate::config::yaml::from_str::<crate::config::yaml::Value>(&cfg.source).ok();
     path.iter().try_fold(doc, |v, k| Some(v?.get(k).cloned())).flatten().is_some()
 }
 
@@ -401,7 +401,7 @@ fn check_node_keys(cfg: &LoadedConfig) -> Result<(), CliError> {
 
 fn node_key_present(cfg: &LoadedConfig, index: usize) -> bool {
     // Whether the node itself names a key (else the top-level ssh_key_path applies).
-    serde_yaml::from_str::<serde_yaml::Value>(&cfg.source)
+    crate::config::yaml::from_str::<crate::config::yaml::Value>(&cfg.source)
         .ok()
         .and_then(|v| v.get("nodes")?.get(index)?.get("ssh_key_path").cloned())
         .is_some()

@@ -1,9 +1,9 @@
 //! Scalars read the way RKE's Go YAML decoder reads them.
 //!
 //! RKE's decoder turns `port: 22` into the string `"22"` and `snapshot: yes` into `true`;
-//! serde_yaml alone is stricter. These newtypes accept what RKE accepts, so that real
+//! The serde reading ([`super::yaml`]) alone is stricter. These newtypes accept what RKE accepts, so that real
 //! cluster.yml files parse unchanged, while wrong types (a list where a string belongs)
-//! are still refused with serde_yaml's located error.
+//! are still refused with its located error.
 
 use serde::de::{self, Deserializer, Visitor};
 use std::fmt;

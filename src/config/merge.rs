@@ -1,5 +1,5 @@
 //! YAML merge keys (`<<: *anchor`) applied as RKE's YAML decoder, gopkg.in/yaml.v2, applies
-//! them, on the document serde_yaml parsed (serde_yaml 0.9 does not apply them itself).
+//! them, on the document [`super::yaml`] parsed (it does not apply them itself).
 //!
 //! yaml.v2 decodes a mapping onto its target key by key, in document order. `<<` decodes the
 //! merged mapping onto the same target at that point (for a list of mappings, the last
@@ -9,7 +9,7 @@
 //! stay), a map keeps its entries and gets the new ones (each replaced whole), anything else
 //! (a string, a list) is replaced. The Go types are those of [`super::known_keys`].
 //!
-//! serde_yaml's `Value::apply_merge` differs from this: keys written beside `<<` win even when
+//! The YAML crate's `Value::apply_merge` differs from this: keys written beside `<<` win even when
 //! they come before it, an anchor that itself merges another leaves a stray `<<` behind, and
 //! nothing is merged below the first level.
 //!
@@ -18,8 +18,7 @@
 //! was.
 
 use super::known_keys::{Shape, join, key_text};
-use serde_yaml::value::TaggedValue;
-use serde_yaml::{Mapping, Value};
+use super::yaml::{Mapping, TaggedValue, Value};
 
 /// A `<<` whose value is not a mapping or a list of mappings (yaml.v2 refuses it too).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,11 +111,11 @@ mod tests {
     use super::*;
 
     fn merged(yaml: &str) -> Value {
-        apply(serde_yaml::from_str(yaml).unwrap()).unwrap()
+        apply(crate::config::yaml::from_str(yaml).unwrap()).unwrap()
     }
 
     fn yaml(v: &Value) -> String {
-        serde_yaml::to_string(v).unwrap()
+        crate::config::yaml::to_string(v).unwrap()
     }
 
     #[test]
@@ -164,9 +163,9 @@ mod tests {
 
     #[test]
     fn a_merge_of_a_scalar_is_refused_where_it_is() {
-        let doc = serde_yaml::from_str("nodes:\n  - <<: root\n").unwrap();
+        let doc = crate::config::yaml::from_str("nodes:\n  - <<: root\n").unwrap();
         assert_eq!(apply(doc), Err(MergeError { path: "nodes[0].<<".into() }));
-        let doc = serde_yaml::from_str("a: &a {x: 1}\n<<: [*a, 2]\n").unwrap();
+        let doc = crate::config::yaml::from_str("a: &a {x: 1}\n<<: [*a, 2]\n").unwrap();
         assert_eq!(apply(doc), Err(MergeError { path: "<<".into() }));
     }
 }

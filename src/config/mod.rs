@@ -1,14 +1,15 @@
 //! cluster.yml: reading RKE's file unchanged, applying the reference's defaults, and
 //! refusing what cannot work with a diagnostic that points at the line.
 //!
-//! Flow: serde_yaml parses the text into a document, whose merge keys (`<<: *anchor`) are
-//! applied as RKE's YAML decoder applies them ([`merge`]); the document is then
-//! deserialised into [`raw::RawConfig`] (RKE's field names, everything optional). serde_yaml's
-//! own errors carry a location. Keys that neither RKE nor rkectl reads are named, with the
-//! key probably meant ([`known_keys`]): warnings, or problems with [`Options::strict`]. The
-//! raw config is then validated into a typed [`Cluster`]; each problem found is located
-//! through a [`spans::SpanIndex`] built from the same text. All problems are reported at
-//! once, so a user fixes the file in one pass. Nothing here touches the network.
+//! Flow: libyaml ([`yaml`], the one YAML parser) parses the text into a document, whose
+//! merge keys (`<<: *anchor`) are applied as RKE's YAML decoder applies them ([`merge`]);
+//! the document is then deserialised into [`raw::RawConfig`] (RKE's field names, everything
+//! optional). The parser's own errors carry a location. Keys that neither RKE nor rkectl
+//! reads are named, with the key probably meant ([`known_keys`]): warnings, or problems with
+//! [`Options::strict`]. The raw config is then validated into a typed [`Cluster`]; each
+//! problem found is located through a [`spans::SpanIndex`] built from the same parser's
+//! events. All problems are reported at once, so a user fixes the file in one pass. Nothing
+//! here touches the network.
 //!
 //! Reading the text is `read`'s job; checking it and building the [`Cluster`], `validate`'s;
 //! pointing a problem at its place in the text, `locate`'s.
@@ -26,6 +27,7 @@ pub mod registries;
 pub mod spans;
 mod ssh_access;
 mod validate;
+pub mod yaml;
 
 pub use duration::GoDuration;
 pub use model::*;

@@ -1,9 +1,9 @@
 //! Reading cluster.yml's text as RKE reads it (merge keys applied) into [`RawConfig`], with
-//! serde_yaml's errors and the keys nobody reads turned into located problems.
+//! the YAML parser's errors and the keys nobody reads turned into located problems.
 
 use super::locate::{Locator, char_span, line_col};
 use super::raw::RawConfig;
-use super::{ConfigProblem, known_keys, merge};
+use super::{ConfigProblem, known_keys, merge, yaml};
 
 /// The document as RKE reads it (merge keys applied) in RKE's field names, and the keys of
 /// it that neither RKE nor rkectl reads.
@@ -14,16 +14,16 @@ pub(super) fn read_raw(
     if text.trim().is_empty() {
         return Ok((RawConfig::default(), Vec::new()));
     }
-    // Read straight from the text, serde_yaml's errors say where they are in it; read from
+    // Read straight from the text, the parser's errors say where they are in it; read from
     // the document, they do not. The direct reading does not apply merge keys, so it is
     // only used to place an error that the document has too.
-    let direct = serde_yaml::from_str::<RawConfig>(text);
-    let doc: serde_yaml::Value = match serde_yaml::from_str(text) {
+    let direct = yaml::from_str::<RawConfig>(text);
+    let doc: yaml::Value = match yaml::from_str(text) {
         Ok(doc) => doc,
         Err(e) => {
             // At the same place, the direct reading says it in RKE's terms ("nodes[2]:
             // duplicate field `user`" rather than "duplicate entry with key \"user\"").
-            let at = |e: &serde_yaml::Error| e.location().map(|l| l.index());
+            let at = |e: &yaml::Error| e.location().map(|l| l.index());
             let same = direct.as_ref().err().filter(|d| at(d) == at(&e));
             return Err(Box::new(yaml_problem(same.unwrap_or(&e), text)));
         }
@@ -37,14 +37,14 @@ pub(super) fn read_raw(
         ))
     })?;
     let unknown = known_keys::unknown_keys(&doc);
-    match serde_yaml::from_value::<RawConfig>(doc.clone()) {
+    match yaml::from_value::<RawConfig>(doc.clone()) {
         Ok(raw) => Ok((raw, unknown)),
         Err(e) => {
-            // The same error, with the path serde_yaml gives when it reads text: the merged
+            // The same error, with the path the parser gives when it reads text: the merged
             // document written out and read again.
-            let message = serde_yaml::to_string(&doc)
+            let message = yaml::to_string(&doc)
                 .ok()
-                .and_then(|t| serde_yaml::from_str::<RawConfig>(&t).err())
+                .and_then(|t| yaml::from_str::<RawConfig>(&t).err())
                 .map_or_else(|| yaml_message(&e), |again| yaml_message(&again));
             match direct {
                 Err(d) if yaml_message(&d) == message => Err(Box::new(yaml_problem(&d, text))),
@@ -79,10 +79,10 @@ pub(super) fn unknown_key(loc: &Locator, u: &known_keys::UnknownKey) -> ConfigPr
     loc.at_key(&u.path, format!("unknown key `{}` {place}: rkectl and RKE ignore it", u.key), "unknown key", Some(help))
 }
 
-/// serde_yaml's message without the " at line L column C" it appends (the pointer says
+/// The parser's message without the " at line L column C" it appends (the pointer says
 /// that already); libyaml's context after it, e.g. ", while scanning a quoted scalar at
 /// line 5 column 24", is kept.
-fn yaml_message(e: &serde_yaml::Error) -> String {
+fn yaml_message(e: &yaml::Error) -> String {
     let message = e.to_string();
     match message.find(" at line ") {
         Some(i) => message[..i].to_string() + message[i..].find(", ").map_or("", |j| &message[i + j..]),
@@ -100,7 +100,7 @@ fn yaml_help(message: &str) -> Option<String> {
     })
 }
 
-fn yaml_problem(e: &serde_yaml::Error, text: &str) -> ConfigProblem {
+fn yaml_problem(e: &yaml::Error, text: &str) -> ConfigProblem {
     let message = yaml_message(e);
     // Line and column come from the span, as for every other problem, so that the numbers
     // and the pointer can never disagree (libyaml counts line breaks miette does not).
@@ -181,7 +181,7 @@ mod tests {
     }
 
     #[test]
-    fn type_errors_written_in_the_file_keep_serde_yamls_place() {
+    fn type_errors_written_in_the_file_keep_the_parsers_place() {
         let text = "nodes:\n  - address: 10.0.0.1\n    user: [a, b]\n    role: [etcd]\n";
         let err = parse_text(text, false).unwrap_err();
         let [p] = err.problems() else { panic!("{:?}", err.problems()) };
@@ -200,7 +200,7 @@ mod tests {
 
     #[test]
     fn a_repeated_key_is_refused_where_rkectl_reads_and_where_it_does_not() {
-        // serde_yaml points at the mapping that holds the key twice (line 1: the whole file).
+        // The parser points at the mapping that holds the key twice (line 1: the whole file).
         for (text, line) in [
             (format!("{NODE}network: {{plugin: canal}}\nnetwork: {{plugin: flannel}}\n"), 1),
             (format!("{NODE}    labels: {{a: '1', a: '2'}}\n"), 5),

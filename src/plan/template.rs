@@ -90,8 +90,8 @@ pub fn load(action: &str) -> Result<Template, TemplateError> {
 
 /// Parses template text.
 pub fn parse(file: &str, text: &str) -> Result<Template, TemplateError> {
-    let t: Template =
-        serde_yaml::from_str(text).map_err(|e| TemplateError { file: file.to_string(), reason: e.to_string() })?;
+    let t: Template = crate::config::yaml::from_str(text)
+        .map_err(|e| TemplateError { file: file.to_string(), reason: e.to_string() })?;
     if t.action != file.trim_end_matches(".yml") {
         return Err(TemplateError { file: file.to_string(), reason: format!("declares action `{}`", t.action) });
     }

@@ -1,5 +1,29 @@
-//! Checking the raw config against what RKE and rkectl accept, and building the typed
-//! [`Cluster`] from it.
+//! Validation: checking the raw config against what RKE and rkectl accept, and building
+//! the typed [`Cluster`] from it.
+//!
+//! # What it owns
+//! Every rule about a value of cluster.yml once it has parsed: a node needs an address, a
+//! user and a role, names are DNS-1123 and unique, durations and counts are positive, the
+//! recurring snapshots' S3 target is complete. It does not read the text (that is
+//! `config::read`'s job, whose YAML and type errors never reach here) and does no I/O:
+//! whether an `ssh_key_path` can be read is checked later, through
+//! [`LoadedConfig::problem_at`](super::LoadedConfig::problem_at).
+//!
+//! # How data flows through it
+//! 1. cluster.yml's text is parsed by [`super::yaml`] and, merge keys applied, deserialised
+//!    into [`RawConfig`] (RKE's field names, everything optional, scalars as written);
+//!    alongside, [`super::spans::SpanIndex`] records where every value sits in the text.
+//! 2. [`Validator::cluster`] walks the raw config section by section: `nodes.rs` for the
+//!    nodes, `etcd.rs` for `services.etcd` and its `backup_config` (with `s3backupconfig`),
+//!    this file for the rest it reads (service IP range, cluster domain, ignored keys). SSH
+//!    access and private registries are checked by `impl Validator` blocks in
+//!    `config/ssh_access.rs` and `config/registries.rs`.
+//! 3. Each check that fails names the path of the value (`nodes[2].role[1]`); the
+//!    [`Locator`] turns it into a [`ConfigProblem`] with span, line and column, through the
+//!    span index (the closest parent when the value is missing). Problems and warnings are
+//!    collected, never returned early, so one run reports them all.
+//! 4. With no problem, the typed [`Cluster`] comes out, RKE's defaults applied; with any,
+//!    `None`, and the caller reports every problem at once.
 
 mod etcd;
 mod nodes;

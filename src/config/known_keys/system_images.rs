@@ -1,0 +1,51 @@
+//! `system_images`: the image of every container RKE runs.
+
+use super::Shape::*;
+use super::{Key, k};
+
+/// `RKESystemImages`.
+pub(super) const RKE_SYSTEM_IMAGES: &[Key] = &[
+    k("etcd", Value),
+    k("alpine", Value),
+    k("nginx_proxy", Value),
+    k("cert_downloader", Value),
+    k("kubernetes_services_sidecar", Value),
+    k("kubedns", Value),
+    k("dnsmasq", Value),
+    k("kubedns_sidecar", Value),
+    k("kubedns_autoscaler", Value),
+    k("coredns", Value),
+    k("coredns_autoscaler", Value),
+    k("nodelocal", Value),
+    k("kubernetes", Value),
+    k("flannel", Value),
+    k("flannel_cni", Value),
+    k("calico_node", Value),
+    k("calico_cni", Value),
+    k("calico_controllers", Value),
+    k("calico_ctl", Value),
+    k("calico_flexvol", Value),
+    k("canal_node", Value),
+    k("canal_cni", Value),
+    k("canal_controllers", Value),
+    k("canal_flannel", Value),
+    k("canal_flexvol", Value),
+    k("weave_node", Value),
+    k("weave_cni", Value),
+    k("pod_infra_container", Value),
+    k("ingress", Value),
+    k("ingress_backend", Value),
+    k("ingress_webhook", Value),
+    k("metrics_server", Value),
+    k("windows_pod_infra_container", Value),
+    k("aci_cni_deploy_container", Value),
+    k("aci_host_container", Value),
+    k("aci_opflex_container", Value),
+    k("aci_mcast_container", Value),
+    k("aci_ovs_container", Value),
+    k("aci_controller_container", Value),
+    k("aci_gbp_server_container", Value),
+    k("aci_opflex_server_container", Value),
+    // rkectl's former helper image (RKE ignores the key; config warns it is unused).
+    k("rkectl_tools", Value),
+];
