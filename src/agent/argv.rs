@@ -6,82 +6,108 @@ use super::stall::StallLimit;
 use super::{AgentCommand, FormatArg, S3Args, Tls};
 use std::path::Path;
 
-fn p(path: &Path) -> String {
-    path.to_string_lossy().into_owned()
-}
+/// An argv being written: the subcommand, then its flags in the order the agent documents.
+struct Argv(Vec<String>);
 
-/// Appends `--flag value`.
-fn flag(args: &mut Vec<String>, name: &str, value: impl Into<String>) {
-    args.push(format!("--{name}"));
-    args.push(value.into());
-}
-
-impl Tls {
-    fn push(&self, args: &mut Vec<String>) {
-        flag(args, "cacert", p(&self.cacert));
-        flag(args, "cert", p(&self.cert));
-        flag(args, "key", p(&self.key));
+impl Argv {
+    fn new(subcommand: &str) -> Self {
+        Argv(vec![subcommand.to_string()])
     }
-}
 
-impl S3Args {
-    fn push(&self, args: &mut Vec<String>) {
-        let fields = [("s3-endpoint", &self.s3_endpoint), ("bucket", &self.bucket), ("region", &self.region)];
-        for (name, value) in fields.into_iter().chain([("folder", &self.folder)]) {
-            if let Some(v) = value {
-                flag(args, name, v.clone());
-            }
+    /// `--name value`.
+    fn flag(mut self, name: &str, value: impl ToString) -> Self {
+        self.0.push(format!("--{name}"));
+        self.0.push(value.to_string());
+        self
+    }
+
+    /// `--name path`.
+    fn path(self, name: &str, path: &Path) -> Self {
+        let value = path.to_string_lossy().into_owned();
+        self.flag(name, value)
+    }
+
+    /// `--name value` when there is a value.
+    fn opt(self, name: &str, value: Option<impl ToString>) -> Self {
+        match value {
+            Some(v) => self.flag(name, v),
+            None => self,
         }
     }
-}
 
-/// `--stall-limit` only when it is not the default (the argv of a service is part of its
-/// spec hash: what was never written must not start being written).
-fn stall(args: &mut Vec<String>, limit: StallLimit) {
-    if limit != StallLimit::DEFAULT {
-        flag(args, "stall-limit", format!("{}s", limit.0.as_secs()));
+    /// `--name` when `on`.
+    fn switch(mut self, name: &str, on: bool) -> Self {
+        if on {
+            self.0.push(format!("--{name}"));
+        }
+        self
+    }
+
+    /// `--name value` for each value.
+    fn each<T: ToString>(self, name: &str, values: impl IntoIterator<Item = T>) -> Self {
+        values.into_iter().fold(self, |a, v| a.flag(name, v))
+    }
+
+    fn tls(self, tls: &Tls) -> Self {
+        self.path("cacert", &tls.cacert).path("cert", &tls.cert).path("key", &tls.key)
+    }
+
+    fn s3(self, s3: &S3Args) -> Self {
+        self.opt("s3-endpoint", s3.s3_endpoint.as_ref())
+            .opt("bucket", s3.bucket.as_ref())
+            .opt("region", s3.region.as_ref())
+            .opt("folder", s3.folder.as_ref())
+    }
+
+    /// `--stall-limit` only when it is not the default (the argv of a service is part of
+    /// its spec hash: what was never written must not start being written).
+    fn stall(self, limit: StallLimit) -> Self {
+        let given = (limit != StallLimit::DEFAULT).then(|| format!("{}s", limit.0.as_secs()));
+        self.opt("stall-limit", given)
     }
 }
 
 impl AgentCommand {
     /// The command's argv after `rkectl agent`, as the agent parses it.
     pub fn to_args(&self) -> Vec<String> {
-        let mut a: Vec<String> = Vec::new();
-        match self {
-            AgentCommand::Clean { data_dir } => {
-                a.push("clean".into());
-                flag(&mut a, "data-dir", p(data_dir));
-            }
+        let argv = self.node_argv().or_else(|| self.snapshot_argv()).or_else(|| self.cluster_argv());
+        argv.expect("every agent command has its argv in one of the groups").0
+    }
+
+    /// The node's own housekeeping, and the snapshot files on it.
+    fn node_argv(&self) -> Option<Argv> {
+        let paths = |ps: &[std::path::PathBuf]| ps.iter().map(|p| p.to_string_lossy().into_owned()).collect::<Vec<_>>();
+        Some(match self {
+            AgentCommand::Clean { data_dir } => Argv::new("clean").path("data-dir", data_dir),
             AgentCommand::RestoreFinish { data_dir, staging } => {
-                a.push("restore-finish".into());
-                flag(&mut a, "data-dir", p(data_dir));
-                flag(&mut a, "staging", staging.clone());
+                Argv::new("restore-finish").path("data-dir", data_dir).flag("staging", staging)
             }
-            AgentCommand::HoldLock { owner, holder, lease_secs } => {
-                a.push("hold-lock".into());
-                flag(&mut a, "owner", owner.clone());
-                if let Some(h) = holder {
-                    flag(&mut a, "holder", h.clone());
-                }
-                flag(&mut a, "lease-secs", lease_secs.to_string());
+            AgentCommand::HoldLock { owner, holder, lease_secs } => Argv::new("hold-lock")
+                .flag("owner", owner)
+                .opt("holder", holder.as_ref())
+                .flag("lease-secs", lease_secs),
+            AgentCommand::Owners => Argv::new("owners"),
+            AgentCommand::LinkLogs { container, id, docker_root, log_dir } => Argv::new("link-logs")
+                .flag("container", container)
+                .flag("id", id)
+                .path("docker-root", docker_root)
+                .path("log-dir", log_dir),
+            AgentCommand::SnapshotVerify { paths: ps, checksum_only } => {
+                Argv::new("snapshot-verify").switch("checksum-only", *checksum_only).each("path", paths(ps))
             }
-            AgentCommand::Owners => a.push("owners".into()),
-            AgentCommand::LinkLogs { container, id, docker_root, log_dir } => {
-                a.push("link-logs".into());
-                flag(&mut a, "container", container.clone());
-                flag(&mut a, "id", id.clone());
-                flag(&mut a, "docker-root", p(docker_root));
-                flag(&mut a, "log-dir", p(log_dir));
+            AgentCommand::SnapshotUnpack { archive, out } => {
+                Argv::new("snapshot-unpack").path("archive", archive).path("out", out)
             }
-            AgentCommand::SnapshotVerify { paths, checksum_only } => {
-                a.push("snapshot-verify".into());
-                if *checksum_only {
-                    a.push("--checksum-only".into());
-                }
-                for path in paths {
-                    flag(&mut a, "path", p(path));
-                }
+            AgentCommand::SnapshotDelete { dir, names } => {
+                Argv::new("snapshot-delete").path("dir", dir).each("name", names)
             }
+            _ => return None,
+        })
+    }
+
+    /// Saving, downloading, drilling and the recurring service.
+    fn snapshot_argv(&self) -> Option<Argv> {
+        Some(match self {
             AgentCommand::SnapshotSave {
                 endpoint,
                 dir,
@@ -91,93 +117,30 @@ impl AgentCommand {
                 stall_limit,
                 tls,
                 s3,
-            } => {
-                a.push("snapshot-save".into());
-                flag(&mut a, "endpoint", endpoint.clone());
-                flag(&mut a, "dir", p(dir));
-                flag(&mut a, "name", name.clone());
-                if *copied_to_every_host {
-                    a.push("--copied-to-every-host".into());
-                }
-                if let Some(f) = state_file {
-                    flag(&mut a, "state-file", p(f));
-                }
-                stall(&mut a, *stall_limit);
-                tls.push(&mut a);
-                s3.push(&mut a);
-            }
+            } => Argv::new("snapshot-save")
+                .flag("endpoint", endpoint)
+                .path("dir", dir)
+                .flag("name", name)
+                .switch("copied-to-every-host", *copied_to_every_host)
+                .opt("state-file", state_file.as_ref().map(|f| f.to_string_lossy().into_owned()))
+                .stall(*stall_limit)
+                .tls(tls)
+                .s3(s3),
             AgentCommand::S3Download { name, format, into, etag, checksum, s3 } => {
-                a.push("s3-download".into());
-                flag(&mut a, "name", name.clone());
                 let format = match format {
                     FormatArg::Raw => "raw",
                     FormatArg::Zip => "zip",
                 };
-                flag(&mut a, "format", format);
-                flag(&mut a, "into", p(into));
-                if let Some(e) = etag {
-                    flag(&mut a, "etag", e.clone());
-                }
-                if let Some(c) = checksum {
-                    flag(&mut a, "checksum", c.clone());
-                }
-                s3.push(&mut a);
-            }
-            AgentCommand::SnapshotUnpack { archive, out } => {
-                a.push("snapshot-unpack".into());
-                flag(&mut a, "archive", p(archive));
-                flag(&mut a, "out", p(out));
-            }
-            AgentCommand::SnapshotDelete { dir, names } => {
-                a.push("snapshot-delete".into());
-                flag(&mut a, "dir", p(dir));
-                for n in names {
-                    flag(&mut a, "name", n.clone());
-                }
-            }
-            AgentCommand::Health { endpoints, tls } => {
-                a.push("health".into());
-                flag(&mut a, "endpoints", endpoints.clone());
-                tls.push(&mut a);
-            }
-            AgentCommand::MemberAdd { member, peer_url, endpoint, tls } => {
-                a.push("member-add".into());
-                flag(&mut a, "member", member.clone());
-                flag(&mut a, "peer-url", peer_url.clone());
-                flag(&mut a, "endpoint", endpoint.clone());
-                tls.push(&mut a);
-            }
-            AgentCommand::MemberRemove { member, endpoint, tls } => {
-                a.push("member-remove".into());
-                flag(&mut a, "member", member.clone());
-                flag(&mut a, "endpoint", endpoint.clone());
-                tls.push(&mut a);
-            }
-            AgentCommand::ServeSnapshot { file, listen, peer, wait_secs, tls } => {
-                a.push("serve-snapshot".into());
-                flag(&mut a, "file", p(file));
-                flag(&mut a, "listen", listen.to_string());
-                flag(&mut a, "peer", peer.to_string());
-                if *wait_secs != super::SERVE_WAIT_SECS {
-                    flag(&mut a, "wait-secs", wait_secs.to_string());
-                }
-                tls.push(&mut a);
-            }
-            AgentCommand::FetchSnapshot { from, out, size, checksum, tls } => {
-                a.push("fetch-snapshot".into());
-                flag(&mut a, "from", from.to_string());
-                flag(&mut a, "out", p(out));
-                flag(&mut a, "size", size.to_string());
-                flag(&mut a, "checksum", checksum.clone());
-                tls.push(&mut a);
+                Argv::new("s3-download")
+                    .flag("name", name)
+                    .flag("format", format)
+                    .path("into", into)
+                    .opt("etag", etag.as_ref())
+                    .opt("checksum", checksum.as_ref())
+                    .s3(s3)
             }
             AgentCommand::SnapshotDrill { file, live_endpoint, tls } => {
-                a.push("snapshot-drill".into());
-                flag(&mut a, "file", p(file));
-                if let Some(e) = live_endpoint {
-                    flag(&mut a, "live-endpoint", e.clone());
-                }
-                tls.push(&mut a);
+                Argv::new("snapshot-drill").path("file", file).opt("live-endpoint", live_endpoint.as_ref()).tls(tls)
             }
             AgentCommand::RollingSnapshots {
                 endpoint,
@@ -189,26 +152,46 @@ impl AgentCommand {
                 stall_limit,
                 s3,
                 drill,
-            } => {
-                a.push("rolling-snapshots".into());
-                flag(&mut a, "endpoint", endpoint.clone());
-                flag(&mut a, "dir", p(dir));
-                tls.push(&mut a);
-                flag(&mut a, "creation", creation.clone());
-                if let Some(r) = retention {
-                    flag(&mut a, "retention", r.clone());
-                }
-                if let Some(k) = keep {
-                    flag(&mut a, "keep", k.to_string());
-                }
-                stall(&mut a, *stall_limit);
-                s3.push(&mut a);
-                if *drill {
-                    a.push("--drill".into());
-                }
+            } => Argv::new("rolling-snapshots")
+                .flag("endpoint", endpoint)
+                .path("dir", dir)
+                .tls(tls)
+                .flag("creation", creation)
+                .opt("retention", retention.as_ref())
+                .opt("keep", keep.as_ref())
+                .stall(*stall_limit)
+                .s3(s3)
+                .switch("drill", *drill),
+            _ => return None,
+        })
+    }
+
+    /// The members, their health, and copies between them.
+    fn cluster_argv(&self) -> Option<Argv> {
+        Some(match self {
+            AgentCommand::Health { endpoints, tls } => Argv::new("health").flag("endpoints", endpoints).tls(tls),
+            AgentCommand::MemberAdd { member, peer_url, endpoint, tls } => Argv::new("member-add")
+                .flag("member", member)
+                .flag("peer-url", peer_url)
+                .flag("endpoint", endpoint)
+                .tls(tls),
+            AgentCommand::MemberRemove { member, endpoint, tls } => {
+                Argv::new("member-remove").flag("member", member).flag("endpoint", endpoint).tls(tls)
             }
-        }
-        a
+            AgentCommand::ServeSnapshot { file, listen, peer, wait_secs, tls } => Argv::new("serve-snapshot")
+                .path("file", file)
+                .flag("listen", listen)
+                .flag("peer", peer)
+                .opt("wait-secs", (*wait_secs != super::SERVE_WAIT_SECS).then_some(wait_secs))
+                .tls(tls),
+            AgentCommand::FetchSnapshot { from, out, size, checksum, tls } => Argv::new("fetch-snapshot")
+                .flag("from", from)
+                .path("out", out)
+                .flag("size", size)
+                .flag("checksum", checksum)
+                .tls(tls),
+            _ => return None,
+        })
     }
 }
 
@@ -241,9 +224,17 @@ mod tests {
         }
     }
 
+    fn d(s: &str) -> PathBuf {
+        PathBuf::from(s)
+    }
+
     /// One of every command, with its optional parts both present and absent.
     fn every_command() -> Vec<AgentCommand> {
-        let d = |s: &str| PathBuf::from(s);
+        [node_commands(), snapshot_commands(), cluster_commands()].concat()
+    }
+
+    /// The node's own housekeeping.
+    fn node_commands() -> Vec<AgentCommand> {
         vec![
             AgentCommand::Clean { data_dir: d("/var/lib/rancher/etcd") },
             AgentCommand::RestoreFinish { data_dir: d("/data"), staging: "restore-staging".into() },
@@ -260,6 +251,12 @@ mod tests {
                 docker_root: d("/var/lib/docker"),
                 log_dir: d("/var/lib/rancher/rke/log"),
             },
+        ]
+    }
+
+    /// Snapshots: saving, moving, checking, deleting, drilling.
+    fn snapshot_commands() -> Vec<AgentCommand> {
+        vec![
             AgentCommand::SnapshotVerify { paths: vec![d("/a.zip"), d("/b name.db")], checksum_only: true },
             AgentCommand::SnapshotVerify { paths: vec![d("/a.zip")], checksum_only: false },
             AgentCommand::SnapshotSave {
@@ -300,6 +297,18 @@ mod tests {
             },
             AgentCommand::SnapshotUnpack { archive: d("/a.zip"), out: d("/o.db") },
             AgentCommand::SnapshotDelete { dir: d("/s"), names: vec!["a".into(), "b".into()] },
+            AgentCommand::SnapshotDrill { file: d("/s/x.zip"), live_endpoint: None, tls: tls() },
+            AgentCommand::SnapshotDrill {
+                file: d("/s/x.db"),
+                live_endpoint: Some("https://10.0.0.1:2379".into()),
+                tls: tls(),
+            },
+        ]
+    }
+
+    /// The cluster: members, their health, copies between them, the recurring service.
+    fn cluster_commands() -> Vec<AgentCommand> {
+        vec![
             AgentCommand::Health { endpoints: "https://a:2379,https://b:2379".into(), tls: tls() },
             AgentCommand::MemberAdd {
                 member: "etcd-n".into(),
@@ -320,12 +329,6 @@ mod tests {
                 out: d("/o"),
                 size: 12,
                 checksum: "blake3:cd".into(),
-                tls: tls(),
-            },
-            AgentCommand::SnapshotDrill { file: d("/s/x.zip"), live_endpoint: None, tls: tls() },
-            AgentCommand::SnapshotDrill {
-                file: d("/s/x.db"),
-                live_endpoint: Some("https://10.0.0.1:2379".into()),
                 tls: tls(),
             },
             AgentCommand::RollingSnapshots {
