@@ -1,8 +1,21 @@
 //! What is specific to etcd and RKE's layout on a node: container names, folders, member
 //! names, the initial-cluster string, and the container specs of every helper.
 //!
-//! Everything here is pure: it builds [`ContainerSpec`](crate::host::ContainerSpec)s and
-//! strings; the steps run them.
+//! # What it owns
+//! - here: the names RKE gives containers and folders ([`names`], [`paths`]), a member's
+//!   name and URLs, the `--initial-cluster` string, and the environment refresh compares a
+//!   running container with ([`expected_env`]);
+//! - [`member`]: the `etcd` container exactly as RKE runs it (flags, binds, labels), and
+//!   whether a running one matches what cluster.yml asks;
+//! - [`containers`]: the spec of every helper (`etcd-restore`, `kube-cleaner`, the agent's
+//!   one-shot containers, `etcd-rolling-snapshots`), and who made a container
+//!   ([`MadeBy`](crate::model::observed::MadeBy)`::of`, from the labels defined here).
+//!
+//! # How data flows
+//! A [`Cluster`] and a node come in from `config`; [`ContainerSpec`](crate::host::ContainerSpec)s
+//! and strings go out. The step kinds hand the specs to a host to run; refresh compares
+//! what it saw ([`ContainerFacts`](crate::model::observed::ContainerFacts)) with them. Nothing
+//! here does I/O.
 
 pub mod containers;
 pub mod member;
