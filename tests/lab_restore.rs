@@ -183,6 +183,12 @@ fn restore_is_refused_with_nothing_changed_when_it_cannot_be_done_safely() {
         assert!(!lab.dir.path().join("cluster.rkectl-journal").exists());
     };
     refused(&["etcd", "snapshot-restore", "--name", "nowhere.db", "--yes"], &["nowhere.db", "not on any etcd host"]);
+    // A typo is answered with the names there are.
+    refused(
+        &["etcd", "snapshot-restore", "--name", "snap.bd", "--yes"],
+        &["not on any etcd host", "did you mean snap.db?"],
+    );
+    refused(&["etcd", "snapshot-drill", "--name", "snap.bd"], &["not on any etcd host", "did you mean snap.db?"]);
     refused(&["etcd", "snapshot-restore", "--name", "../etc/passwd", "--yes"], &["cannot contain `/`"]);
     refused(&["etcd", "snapshot-restore", "--name", "..", "--yes"], &["`..`"]);
     assert_eq!(lab.world_fingerprint(&NODES), before);

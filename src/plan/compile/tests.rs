@@ -209,3 +209,46 @@ fn listed_copy(format: SnapshotFormat) -> SnapshotCopy {
 fn compile_at(c: &Cluster, action: &ActionSpec, observed: &Observed, now: i64) -> Result<Plan, CompileError> {
     compile(&CompileInput { cluster: c, cluster_hash: "h", action, observed, removed_members: &[], pki_ca: None, now })
 }
+
+#[test]
+fn restoring_or_drilling_a_name_that_is_nowhere_offers_the_near_names() {
+    let c = cluster("node2");
+    let copy = listed_copy(SnapshotFormat::Zip);
+    let mut seen = crate::model::observed::Seen::default();
+    for n in c.etcd_nodes() {
+        let snapshots = [(SnapshotName::new("before-upgrade").unwrap(), copy.clone())].into();
+        seen.hosts.insert(n.address.clone(), HostFacts { snapshots, ..Default::default() });
+    }
+    let target =
+        crate::model::S3Target { endpoint: "s3.example".into(), bucket: "b".into(), region: None, folder: None };
+    let in_bucket = crate::model::observed::S3Copy {
+        format: SnapshotFormat::Zip,
+        size: 1,
+        etag: "e".into(),
+        modified: 10,
+        checksum: None,
+        has_sealed_state: false,
+        has_state: false,
+    };
+    let snapshots = [(SnapshotName::new("nightly-s3").unwrap(), in_bucket)].into();
+    seen.s3 = Some(crate::model::observed::S3Facts { target: target.clone(), snapshots });
+    let observed = Observed::Online(seen);
+    let name = SnapshotName::new("before-upgrad").unwrap();
+    let help = |e: CompileError| miette::Diagnostic::help(&e).map(|h| h.to_string()).unwrap_or_default();
+    let hosts = crate::model::action::RestoreSearch::Hosts;
+    for action in [
+        ActionSpec::EtcdSnapshotRestore { name: name.clone(), from: hosts.clone() },
+        ActionSpec::EtcdSnapshotDrill { name: name.clone(), from: hosts, host: None, compare_live: false },
+    ] {
+        let e = compile_at(&c, &action, &observed, 100).unwrap_err();
+        assert!(matches!(e, CompileError::SnapshotMissing { .. }), "{e}");
+        let help = help(e);
+        assert!(help.starts_with("did you mean before-upgrade?") && help.contains("--s3"), "{help}");
+    }
+    let from_s3 = crate::model::action::RestoreSearch::S3 { target };
+    let action = ActionSpec::EtcdSnapshotRestore { name: SnapshotName::new("nightly-s4").unwrap(), from: from_s3 };
+    let e = compile_at(&c, &action, &observed, 100).unwrap_err();
+    assert!(matches!(e, CompileError::S3SnapshotMissing { .. }), "{e}");
+    let help = help(e);
+    assert!(help.starts_with("did you mean nightly-s3?") && help.contains("--bucket-name"), "{help}");
+}

@@ -41,17 +41,24 @@ pub enum CompileError {
     #[diagnostic(code(rkectl::plan::template))]
     Template(#[from] TemplateError),
     #[error("snapshot {name} is not on any etcd host (looked for {name} and {name}.zip in {dir} on {hosts})")]
-    #[diagnostic(
-        code(rkectl::plan::snapshot_missing),
-        help("run `rkectl etcd snapshot-list` to see the snapshots there are, or restore from S3 with --s3")
-    )]
-    SnapshotMissing { name: SnapshotName, dir: &'static str, hosts: String },
+    #[diagnostic(code(rkectl::plan::snapshot_missing))]
+    SnapshotMissing {
+        name: SnapshotName,
+        dir: &'static str,
+        hosts: String,
+        /// The nearest names there are, and where else to look.
+        #[help]
+        nearest: String,
+    },
     #[error("snapshot {name} is not in {target}")]
-    #[diagnostic(
-        code(rkectl::plan::s3_snapshot_missing),
-        help("check --bucket-name, --folder and the name; `rkectl etcd snapshot-list --s3` lists the bucket")
-    )]
-    S3SnapshotMissing { name: SnapshotName, target: String },
+    #[diagnostic(code(rkectl::plan::s3_snapshot_missing))]
+    S3SnapshotMissing {
+        name: SnapshotName,
+        target: String,
+        /// The nearest names in the bucket, and what else to check.
+        #[help]
+        nearest: String,
+    },
     #[error("there is no snapshot {name} to delete (looked in {looked})")]
     #[diagnostic(code(rkectl::plan::unknown_snapshot))]
     UnknownSnapshot {

@@ -35,7 +35,7 @@ impl Builder<'_> {
 }
 
 /// The help of an unknown name: the names nearest to it, best first.
-fn nearest<'a>(typed: &str, known: impl Iterator<Item = &'a str>) -> String {
+pub(super) fn nearest<'a>(typed: &str, known: impl Iterator<Item = &'a str>) -> String {
     let mut scored: Vec<(f64, &str)> = known.map(|k| (strsim::normalized_damerau_levenshtein(typed, k), k)).collect();
     if scored.is_empty() {
         return "there are no snapshots there; `rkectl etcd snapshot-list` lists what there is".into();

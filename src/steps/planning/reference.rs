@@ -51,7 +51,13 @@ impl Builder<'_> {
                 }))
             }
             (RestoreSearch::S3 { target }, None) => {
-                Err(CompileError::S3SnapshotMissing { name: name.clone(), target: target.to_string() })
+                let in_bucket = obs.s3().into_iter().flat_map(|s| s.snapshots.keys());
+                let near = super::named_snapshot::nearest(name.as_str(), in_bucket.map(|n| n.as_str()));
+                Err(CompileError::S3SnapshotMissing {
+                    name: name.clone(),
+                    target: target.to_string(),
+                    nearest: format!("{near}; check --bucket-name and --folder too"),
+                })
             }
             (RestoreSearch::S3ThenHosts { target }, None) => {
                 let mut r = self.reference_on_hosts(name, &copies)?;
@@ -74,10 +80,21 @@ impl Builder<'_> {
         copies: &[(HostAddr, &SnapshotCopy)],
     ) -> Result<Chosen, CompileError> {
         if copies.is_empty() {
+            let nodes = self.etcd_nodes();
+            let obs = self.input.observed;
+            let mut there: Vec<&str> = nodes
+                .iter()
+                .filter_map(|n| obs.host(&n.address))
+                .flat_map(|f| f.snapshots.keys().map(|k| k.as_str()))
+                .collect();
+            there.sort();
+            there.dedup();
+            let near = super::named_snapshot::nearest(name.as_str(), there.into_iter());
             return Err(CompileError::SnapshotMissing {
                 name: name.clone(),
                 dir: crate::layout::SNAPSHOT_DIR,
-                hosts: self.etcd_nodes().iter().map(|n| n.address.to_string()).collect::<Vec<_>>().join(", "),
+                hosts: nodes.iter().map(|n| n.address.to_string()).collect::<Vec<_>>().join(", "),
+                nearest: format!("{near}; to restore from S3, add --s3"),
             });
         }
         let mut groups: Vec<((SnapshotFormat, Checksum), Vec<HostAddr>)> = Vec::new();
