@@ -130,6 +130,23 @@ fn snapshot_prune_keeps_the_newest_recurring_ones() {
 }
 
 #[test]
+fn a_prune_with_nothing_due_says_so_and_what_it_never_prunes() {
+    let cfg = three();
+    let world = running_world(&cfg.cluster, b"data", None);
+    with_snapshots(
+        &cfg,
+        &world,
+        &[
+            ("2026-11-29T00:00:00Z_etcd.zip", &archive("2026-11-29T00:00:00Z_etcd", b"c", None)),
+            ("before-upgrade.zip", &archive("before-upgrade", b"d", None)),
+            ("manual.zip", &archive("manual", b"e", None)),
+        ],
+    );
+    let action = ActionSpec::EtcdSnapshotPrune { policy: PrunePolicy::Count { keep: 1 }, s3: None };
+    check("prune-nothing-due", &cfg, &world, action);
+}
+
+#[test]
 fn cleanup_of_helper_binaries() {
     let cfg = three();
     let world = running_world(&cfg.cluster, b"data", None);

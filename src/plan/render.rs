@@ -6,6 +6,7 @@
 //! identical, which is what the golden tests compare.
 
 use super::{HostChange, Plan};
+use crate::model::action::ActionSpec;
 use similar::{ChangeTag, TextDiff};
 use std::fmt::Write;
 
@@ -38,7 +39,7 @@ pub fn render(plan: &Plan, opts: RenderOptions) -> String {
         let _ = writeln!(out, "note: {n}");
     }
     if !plan.has_changes() {
-        let _ = writeln!(out, "\nNo changes. The hosts already match cluster.yml.");
+        let _ = writeln!(out, "\nNo changes. {}", no_changes_because(&plan.action));
         return out;
     }
     let _ = writeln!(out, "\nState (- before, + after):");
@@ -83,5 +84,14 @@ fn render_change(out: &mut String, c: &HostChange, opts: RenderOptions) {
             ChangeTag::Equal => format!("      {line}"),
         };
         let _ = writeln!(out, "{text}");
+    }
+}
+
+/// Why a plan without changes has none, in the action's terms.
+fn no_changes_because(action: &ActionSpec) -> &'static str {
+    match action {
+        ActionSpec::EtcdSnapshotPrune { .. } => "No snapshot is past its retention.",
+        ActionSpec::EtcdSnapshotDelete { .. } => "The snapshot is already gone.",
+        _ => "The hosts already match cluster.yml.",
     }
 }

@@ -251,7 +251,10 @@ impl<'a> Builder<'a> {
                     );
                 }
             }
-            ActionSpec::EtcdSnapshotPrune { policy, s3 } => self.keep_newest_snapshot(policy, s3.is_some()),
+            ActionSpec::EtcdSnapshotPrune { policy, s3 } => {
+                self.keep_newest_snapshot(policy, s3.is_some());
+                self.note_one_time_snapshots(s3.is_some());
+            }
             ActionSpec::EtcdSnapshotDelete { name, s3 } => self.check_named_snapshot(name, s3.is_some())?,
             ActionSpec::Up => {
                 if let RecurringSnapshots::BackupConfig {

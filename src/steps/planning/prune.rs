@@ -45,6 +45,26 @@ pub fn newest_recurring<'a>(listed: impl Iterator<Item = (&'a SnapshotName, i64)
 }
 
 impl Builder<'_> {
+    /// Says which snapshots a prune never takes because they are one-time ones: a prune
+    /// that leaves them, by design, must not read as if there were nothing to prune.
+    pub(super) fn note_one_time_snapshots(&mut self, in_s3: bool) {
+        let obs = self.input.observed;
+        let on_hosts =
+            self.etcd_nodes().into_iter().filter_map(|n| obs.host(&n.address)).flat_map(|f| f.snapshots.keys());
+        let in_bucket = obs.s3().filter(|_| in_s3).into_iter().flat_map(|s| s.snapshots.keys());
+        let mut one_time: Vec<&str> =
+            on_hosts.chain(in_bucket).filter(|n| !is_recurring_name(n)).map(|n| n.as_str()).collect();
+        one_time.sort();
+        one_time.dedup();
+        let (n, names) = (one_time.len(), one_time.join(", "));
+        if n > 0 {
+            let them = if n == 1 { "1 one-time snapshot is" } else { &format!("{n} one-time snapshots are") };
+            self.notes.push(format!(
+                "{them} never pruned ({names}): a prune, like rke-tools' retention, takes only recurring snapshots (`<time>_etcd`). Delete one with `rkectl etcd snapshot-delete --name NAME`."
+            ));
+        }
+    }
+
     /// Chooses the snapshot a prune keeps whatever its policy says: the newest recurring
     /// one over the etcd hosts (copies not known to be bad) and, when the prune covers it,
     /// S3. Says so in the plan when the policy would have deleted it somewhere.
