@@ -125,3 +125,25 @@ async fn a_drill_reports_through_an_event_and_leaves_the_hosts_as_they_were() {
     };
     assert!(before == after, "the drill changed a host: {:?} became {:?}", files(&before), files(&after));
 }
+
+#[tokio::test]
+async fn the_apply_counts_the_steps_the_plan_numbered() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_of(dir.path(), 3);
+    let world = running_world(&cfg.cluster, b"the cluster's data", None);
+    let p = prepare_action(cfg, &world, save_spec("count.db")).await;
+    let rendered = rkectl::plan::render::render(&p.plan, Default::default());
+    let numbered = rendered
+        .lines()
+        .filter(|l| l.trim_start().split_once(". ").is_some_and(|(n, _)| n.parse::<u32>().is_ok()))
+        .count();
+    assert!(rendered.contains(&format!("Steps ({numbered}):")), "{rendered}");
+    assert!(rendered.contains("── barrier"), "the plan has barriers, which are not steps: {rendered}");
+    let rec = Recorder::default();
+    apply_prepared(p, &world, &rec).await.unwrap_or_else(|e| panic!("apply: {e}"));
+    let started = rec.events().into_iter().find_map(|e| match e.kind {
+        ApplyEventKind::RunStarted { steps, .. } => Some(steps),
+        _ => None,
+    });
+    assert_eq!(started, Some(numbered), "the apply says it runs as many steps as the plan numbered");
+}

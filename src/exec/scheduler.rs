@@ -93,9 +93,11 @@ impl<'a> Scheduler<'a> {
             .collect();
         let n = plan.steps.len();
         let ready = (0..n).filter(|&i| waiting[i] == 0).collect();
-        let already_done = plan.steps.iter().filter(|s| done.contains(&s.id)).count();
+        // Counted as the plan numbers them: points of order (barriers) are not steps.
+        let work = || plan.steps.iter().filter(|s| !s.kind().is_order_only());
+        let already_done = work().filter(|s| done.contains(&s.id)).count();
         let hosts: HashSet<&HostAddr> = plan.steps.iter().filter_map(|s| s.host.as_ref()).collect();
-        out.emit(ApplyEventKind::RunStarted { steps: n, already_done, hosts: hosts.len() });
+        out.emit(ApplyEventKind::RunStarted { steps: work().count(), already_done, hosts: hosts.len() });
         let outcome = RunOutcome {
             finished: 0,
             skipped: 0,
