@@ -210,7 +210,11 @@ fn write_rke_state(pki: Option<&ClusterPki>, reporter: &dyn Reporter) -> Result<
             elapsed: Duration::ZERO,
             kind: ApplyEventKind::RunNote {
                 level: crate::exec::events::Level::Info,
-                message: format!("Wrote the cluster's PKI to {}", p.state.path().display()),
+                message: format!(
+                    "Wrote the cluster's PKI (CA {}) to {}",
+                    p.pki.ca_fingerprint(),
+                    p.state.path().display()
+                ),
             },
         });
     }

@@ -196,6 +196,12 @@ fn pki_notes(p: &ClusterPki, applied: bool) -> Vec<String> {
     let mut notes = Vec::new();
     match &p.source {
         cluster_pki::PkiSource::LocalState(_) => {}
+        // A new CA is made each time a plan is prepared: the fingerprint of this one would
+        // not be the one a later apply deploys, so the plan does not show it.
+        cluster_pki::PkiSource::New => notes.push(format!(
+            "A new CA and new certificates are generated (--new-pki) and written to {} before anything else; the apply prints the new CA's fingerprint when it writes them.",
+            p.state.path().display()
+        )),
         source => notes.push(format!(
             "The cluster's PKI comes from {source} (CA {}); it will be written to {} before anything else.",
             p.pki.ca_fingerprint(),

@@ -147,3 +147,23 @@ async fn the_apply_counts_the_steps_the_plan_numbered() {
     });
     assert_eq!(started, Some(numbered), "the apply says it runs as many steps as the plan numbered");
 }
+
+#[tokio::test]
+async fn a_new_pki_plan_shows_no_fingerprint_the_apply_would_not_deploy_and_the_apply_names_the_one_it_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_of(dir.path(), 3);
+    let world = running_world(&cfg.cluster, b"the cluster's data", None);
+    let p = prepare_action(cfg, &world, ActionSpec::Up).await;
+    let ca = p.pki.as_ref().expect("a new PKI").pki.ca_fingerprint().to_string();
+    let notes = p.plan.notes.join("\n");
+    assert!(notes.contains("A new CA and new certificates are generated (--new-pki)"), "{notes}");
+    let rendered = rkectl::plan::render::render(&p.plan, Default::default());
+    assert!(!rendered.contains(&ca), "the plan shows a CA that is made again at apply:\n{rendered}");
+    let rec = Recorder::default();
+    apply_prepared(p, &world, &rec).await.unwrap_or_else(|e| panic!("apply: {e}"));
+    let wrote = rec.events().into_iter().find_map(|e| match e.kind {
+        ApplyEventKind::RunNote { message, .. } if message.starts_with("Wrote the cluster's PKI") => Some(message),
+        _ => None,
+    });
+    assert!(wrote.as_deref().is_some_and(|m| m.contains(&ca)), "{wrote:?}");
+}
