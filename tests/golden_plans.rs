@@ -26,6 +26,11 @@ fn check(name: &str, cfg: &LoadedConfig, world: &Arc<FakeWorld>, action: ActionS
     let plan = compile(cfg, &action, &observed);
     plan.graph().expect("acyclic");
     common::golden::check(&format!("{name}.txt"), &render(&plan, RenderOptions::default()));
+    // The restore's plan also as `-v` shows it: every line, the unchanged ones too.
+    if name == "restore" {
+        let verbose = render(&plan, RenderOptions { verbose: true, ..Default::default() });
+        common::golden::check(&format!("{name}-verbose.txt"), &verbose);
+    }
     common::golden::check(&format!("{name}.json"), &(serde_json::to_string_pretty(&plan).unwrap() + "\n"));
 }
 

@@ -48,6 +48,9 @@ pub struct Common {
     /// Refuse a cluster.yml with keys that RKE and rkectl ignore (by default, warnings).
     #[arg(long, global = true)]
     pub strict: bool,
+    /// Show in a plan what does not change too (by default only a count of it).
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
 }
 
 /// S3 flags of snapshot commands.

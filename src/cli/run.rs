@@ -11,7 +11,7 @@ pub(super) fn show(plan: &Plan, common: &Common) {
         json_line("plan", plan);
     } else {
         let color = logging::colours(std::io::stdout().is_terminal());
-        let _ = write!(out, "{}", render(plan, RenderOptions { color }));
+        let _ = write!(out, "{}", render(plan, RenderOptions { color, verbose: common.verbose }));
     }
 }
 

@@ -15,6 +15,9 @@ use std::fmt::Write;
 pub struct RenderOptions {
     /// ANSI colours for `-`/`+` lines.
     pub color: bool,
+    /// Show what does not change too (`-v`); by default a host's unchanged lines are
+    /// counted, not listed, as Terraform hides unchanged attributes.
+    pub verbose: bool,
 }
 
 fn paint(color: bool, code: &str, text: &str) -> String {
@@ -66,13 +69,19 @@ fn render_change(out: &mut String, c: &HostChange, opts: RenderOptions) {
     let before = c.before.join("\n") + "\n";
     let after = c.after.join("\n") + "\n";
     if before == after {
-        for l in &c.before {
-            let _ = writeln!(out, "      {l}");
+        if opts.verbose {
+            for l in &c.before {
+                let _ = writeln!(out, "      {l}");
+            }
+            let _ = writeln!(out, "      (unchanged)");
+        } else {
+            let n = c.before.len();
+            let _ = writeln!(out, "      (unchanged: {n} {}; -v shows {})", items(n), them(n));
         }
-        let _ = writeln!(out, "      (unchanged)");
         return;
     }
     let diff = TextDiff::from_lines(&before, &after);
+    let mut hidden = 0;
     for change in diff.iter_all_changes() {
         let line = change.value().trim_end_matches('\n');
         if line.is_empty() {
@@ -81,10 +90,25 @@ fn render_change(out: &mut String, c: &HostChange, opts: RenderOptions) {
         let text = match change.tag() {
             ChangeTag::Delete => paint(opts.color, "31", &format!("    - {line}")),
             ChangeTag::Insert => paint(opts.color, "32", &format!("    + {line}")),
+            ChangeTag::Equal if !opts.verbose => {
+                hidden += 1;
+                continue;
+            }
             ChangeTag::Equal => format!("      {line}"),
         };
         let _ = writeln!(out, "{text}");
     }
+    if hidden > 0 {
+        let _ = writeln!(out, "      (and {hidden} unchanged {}; -v shows {})", items(hidden), them(hidden));
+    }
+}
+
+fn items(n: usize) -> &'static str {
+    if n == 1 { "item" } else { "items" }
+}
+
+fn them(n: usize) -> &'static str {
+    if n == 1 { "it" } else { "them" }
 }
 
 /// Why a plan without changes has none, in the action's terms.
