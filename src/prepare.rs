@@ -104,6 +104,14 @@ pub enum PrepareError {
         )
     )]
     SealedStateDoesNotOpen { name: SnapshotName, problem: crate::rke::seal::SealError },
+    #[error("{source}")]
+    #[diagnostic(code(rkectl::refresh::auth_after_ignored_key))]
+    AuthAfterIgnoredKey {
+        source: RefreshError,
+        /// The refusal's own help, then the ignored keys that may be why.
+        #[help]
+        help: String,
+    },
     #[error("a snapshot named {name} already exists on {place}")]
     #[diagnostic(code(rkectl::plan::name_taken), help("choose another --name (rkectl never overwrites a snapshot)"))]
     NameTaken { name: String, place: String },
@@ -155,7 +163,9 @@ pub async fn prepare(input: PrepareInput) -> Result<Prepared, PrepareError> {
         // Cleanup too copies the binary first: the node lock is held by it, and cleanup
         // takes the node locks as any apply does (it removes what another's helpers run).
         let pool = pool(connector, &cfg.cluster, &removed, lock_nodes)?;
-        let observed = refresh::refresh(&cfg.cluster, &pool, &Needs::for_action(&spec), s3.as_ref(), &removed).await?;
+        let observed = refresh::refresh(&cfg.cluster, &pool, &Needs::for_action(&spec), s3.as_ref(), &removed)
+            .await
+            .map_err(|e| after_ignored_keys(e, &cfg))?;
         (Observed::Online(observed), Some(pool))
     };
     check_save_name(&spec, &observed)?;
@@ -388,6 +398,27 @@ mod tests {
     use super::*;
     use crate::rke::seal::Bound;
 
+    #[test]
+    fn a_login_refused_after_an_ignored_ssh_key_says_which_key_was_ignored() {
+        let yaml = "nodes:\n  - address: 10.0.0.1\n    user: root\n    role: [etcd]\n    ssh_key_pth: /k\n";
+        let cfg = crate::config::parse(std::path::Path::new("cluster.yml"), yaml.into()).unwrap();
+        let refused = || {
+            RefreshError::Host(crate::host::HostError::Auth {
+                host: crate::model::HostAddr("10.0.0.1".into()),
+                reason: "Permission denied (publickey)".into(),
+            })
+        };
+        let e = after_ignored_keys(refused(), &cfg);
+        let help = miette::Diagnostic::help(&e).map(|h| h.to_string()).unwrap_or_default();
+        assert!(help.contains("nodes[0].ssh_key_pth (line 5, did you mean ssh_key_path?)"), "{help}");
+        assert!(help.starts_with("nothing was changed on any host"), "the refusal's own help stays first: {help}");
+        // Without an ignored key about SSH, the refusal is as it was.
+        let plain =
+            crate::config::parse(std::path::Path::new("cluster.yml"), yaml.replace("ssh_key_pth: /k", "usr: x"))
+                .unwrap();
+        assert!(matches!(after_ignored_keys(refused(), &plain), PrepareError::Refresh(_)));
+    }
+
     fn pki_from(origin: SnapshotStateOrigin) -> ClusterPki {
         let yaml = "nodes:\n  - address: 10.0.0.1\n    user: root\n    role: [etcd]\n";
         let cfg = crate::config::parse(std::path::Path::new("cluster.yml"), yaml.into()).unwrap();
@@ -411,4 +442,24 @@ mod tests {
         let bound = pki_notes(&pki_from(SnapshotStateOrigin::S3Sealed(Bound::NameAndArchive)), true);
         assert!(!warned(&bound) && bound.iter().any(|n| n.contains("sealed copy")), "{bound:?}");
     }
+}
+
+/// An SSH login that failed while cluster.yml had keys rkectl ignored about SSH: the help
+/// says which, since a misspelt `ssh_key_path` is the likely reason the login failed.
+fn after_ignored_keys(e: RefreshError, cfg: &LoadedConfig) -> PrepareError {
+    let about_ssh: Vec<String> = cfg
+        .ignored_keys
+        .iter()
+        .filter(|k| k.path.contains("ssh") || k.suggestion.is_some_and(|s| s.contains("ssh")))
+        .map(|k| k.describe())
+        .collect();
+    if !e.auth_failed() || about_ssh.is_empty() {
+        return e.into();
+    }
+    let own = miette::Diagnostic::help(&e).map(|h| h.to_string()).unwrap_or_default();
+    let help = format!(
+        "{own}. cluster.yml has keys rkectl ignored (see the warnings above), and the login may have failed because of them: {}",
+        about_ssh.join("; ")
+    );
+    PrepareError::AuthAfterIgnoredKey { source: e, help }
 }

@@ -44,6 +44,16 @@ pub enum RefreshError {
 }
 
 impl RefreshError {
+    /// Whether a host refused the SSH login (a key, a user, an agent).
+    pub fn auth_failed(&self) -> bool {
+        let auth = |e: &HostError| matches!(e, HostError::Auth { .. });
+        match self {
+            RefreshError::Host(e) => auth(e),
+            RefreshError::Hosts(es) => es.iter().any(auth),
+            _ => false,
+        }
+    }
+
     /// The S3 error refresh met, when that is why it failed.
     pub fn s3(&self) -> Option<&crate::s3::S3Error> {
         match self {

@@ -107,7 +107,35 @@ pub struct LoadedConfig {
     pub hash: String,
     /// Things that are valid but probably not what the user meant, located in the file.
     pub warnings: Vec<ConfigProblem>,
+    /// The keys RKE and rkectl ignored (each also a warning): a later failure may follow
+    /// from one (an SSH key path under a misspelt key was never used).
+    pub ignored_keys: Vec<IgnoredKey>,
     spans: SpanIndex,
+}
+
+/// A key of cluster.yml that was ignored, as a later error names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IgnoredKey {
+    /// Where it is: `nodes[1].ssh_key_pth`.
+    pub path: String,
+    /// The known key it probably meant.
+    pub suggestion: Option<&'static str>,
+    /// 1-based line.
+    pub line: Option<usize>,
+}
+
+impl IgnoredKey {
+    /// `nodes[0].ssh_key_pth (line 4, did you mean ssh_key_path?)`.
+    pub fn describe(&self) -> String {
+        let mut about = Vec::new();
+        if let Some(l) = self.line {
+            about.push(format!("line {l}"));
+        }
+        if let Some(s) = self.suggestion {
+            about.push(format!("did you mean {s}?"));
+        }
+        if about.is_empty() { self.path.clone() } else { format!("{} ({})", self.path, about.join(", ")) }
+    }
 }
 
 impl LoadedConfig {
@@ -207,7 +235,13 @@ pub fn parse_with(path: &Path, text: String, options: Options) -> Result<LoadedC
         Ok(read) => read,
         Err(p) => return Err(invalid(vec![*p], &text)),
     };
-    let unknown: Vec<ConfigProblem> = unknown.iter().map(|u| unknown_key(&locator, u)).collect();
+    let problems_of_unknown: Vec<ConfigProblem> = unknown.iter().map(|u| unknown_key(&locator, u)).collect();
+    let ignored_keys = unknown
+        .iter()
+        .zip(&problems_of_unknown)
+        .map(|(u, p)| IgnoredKey { path: u.path.clone(), suggestion: u.suggestion, line: p.line })
+        .collect();
+    let unknown = problems_of_unknown;
     let mut v = Validator { loc: &locator, problems: Vec::new(), warnings: Vec::new() };
     let cluster = v.cluster(raw);
     let Validator { problems, mut warnings, .. } = v;
@@ -226,6 +260,7 @@ pub fn parse_with(path: &Path, text: String, options: Options) -> Result<LoadedC
         source: text,
         hash,
         warnings,
+        ignored_keys,
         spans,
     })
 }
