@@ -393,6 +393,26 @@ fn check_save_name(spec: &ActionSpec, observed: &Observed) -> Result<(), Prepare
     Ok(())
 }
 
+/// An SSH login that failed while cluster.yml had keys rkectl ignored about SSH: the help
+/// says which, since a misspelt `ssh_key_path` is the likely reason the login failed.
+fn after_ignored_keys(e: RefreshError, cfg: &LoadedConfig) -> PrepareError {
+    let about_ssh: Vec<String> = cfg
+        .ignored_keys
+        .iter()
+        .filter(|k| k.path.contains("ssh") || k.suggestion.is_some_and(|s| s.contains("ssh")))
+        .map(|k| k.describe())
+        .collect();
+    if !e.auth_failed() || about_ssh.is_empty() {
+        return e.into();
+    }
+    let own = miette::Diagnostic::help(&e).map(|h| h.to_string()).unwrap_or_default();
+    let help = format!(
+        "{own}. cluster.yml has keys rkectl ignored (see the warnings above), and the login may have failed because of them: {}",
+        about_ssh.join("; ")
+    );
+    PrepareError::AuthAfterIgnoredKey { source: e, help }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -442,24 +462,4 @@ mod tests {
         let bound = pki_notes(&pki_from(SnapshotStateOrigin::S3Sealed(Bound::NameAndArchive)), true);
         assert!(!warned(&bound) && bound.iter().any(|n| n.contains("sealed copy")), "{bound:?}");
     }
-}
-
-/// An SSH login that failed while cluster.yml had keys rkectl ignored about SSH: the help
-/// says which, since a misspelt `ssh_key_path` is the likely reason the login failed.
-fn after_ignored_keys(e: RefreshError, cfg: &LoadedConfig) -> PrepareError {
-    let about_ssh: Vec<String> = cfg
-        .ignored_keys
-        .iter()
-        .filter(|k| k.path.contains("ssh") || k.suggestion.is_some_and(|s| s.contains("ssh")))
-        .map(|k| k.describe())
-        .collect();
-    if !e.auth_failed() || about_ssh.is_empty() {
-        return e.into();
-    }
-    let own = miette::Diagnostic::help(&e).map(|h| h.to_string()).unwrap_or_default();
-    let help = format!(
-        "{own}. cluster.yml has keys rkectl ignored (see the warnings above), and the login may have failed because of them: {}",
-        about_ssh.join("; ")
-    );
-    PrepareError::AuthAfterIgnoredKey { source: e, help }
 }
