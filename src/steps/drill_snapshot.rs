@@ -85,8 +85,9 @@ impl Kind for DrillSnapshot {
         ctx.log(
             "etcd",
             format!(
-                "Snapshot [{shown}] restores: {} keys at revision {} (restore {:.1}s)",
+                "Snapshot [{shown}] restores: {} key{} at revision {} (restore {:.1}s)",
                 report.restored.keys,
+                if report.restored.keys == 1 { "" } else { "s" },
                 report.restored.revision,
                 report.restore_millis as f64 / 1000.0
             ),
