@@ -16,7 +16,7 @@ mod manual;
 pub mod reporter;
 mod run;
 
-use crate::cluster_pki::{PkiFlags, PkiSource};
+use crate::cluster_pki::PkiFlags;
 use crate::config::{self, Cluster, ConfigError, LoadedConfig, S3Settings};
 use crate::exec::events::{Reporter, Traffic};
 
@@ -192,20 +192,8 @@ async fn dispatch(cmd: Command) -> Result<Moved, CliError> {
             let prepared = prepare(cfg, &common, &action, offline, None).await?;
             show(&prepared.plan, &common);
             if let Some(path) = out {
-                if prepared.pki.as_ref().is_some_and(|p| p.source == PkiSource::New) {
-                    return Err(CliError::input(
-                        "a plan that makes a new PKI cannot be saved: its private keys cannot go into a plan file",
-                        "run the action itself (`rkectl up --new-pki`), which shows the plan and asks before applying",
-                    ));
-                }
-                let json = serde_json::to_vec_pretty(&PlanFile {
-                    config: common.config.display().to_string(),
-                    plan: prepared.plan.clone(),
-                })
-                .expect("plan serialises");
-                crate::state::cluster_state::write_private_atomic(&path, &json).map_err(|e| {
-                    CliError::input(format!("cannot write {}: {e}", path.display()), "choose a writable path")
-                })?;
+                plan::file::write(&path, &common.config, &prepared.plan, prepared.pki.as_ref())
+                    .map_err(CliError::refused)?;
                 eprintln!("Plan saved to {}; apply it with `rkectl apply {}`", path.display(), path.display());
             }
             Ok(None)
@@ -217,13 +205,6 @@ async fn dispatch(cmd: Command) -> Result<Moved, CliError> {
             unreachable!("handled before the runtime")
         }
     }
-}
-
-/// A saved plan.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct PlanFile {
-    config: String,
-    plan: Plan,
 }
 
 /// cluster.yml read and validated (`--strict` refuses unknown keys), its warnings shown, and

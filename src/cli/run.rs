@@ -170,9 +170,9 @@ pub(super) async fn apply(
 }
 
 pub(super) async fn apply_file(common: &Common, file: &std::path::Path, s3_flags: &S3Flags) -> Result<Moved, CliError> {
-    let saved = read_plan_file(file)?;
+    let saved = plan::file::read(file).map_err(CliError::refused)?;
     let cfg = load_config(common)?;
-    check_plan_fits(&saved, &cfg, file)?;
+    plan::file::check_fits(&saved, &cfg, file).map_err(CliError::refused)?;
     let paths = StatePaths::beside(&cfg.dir(), &cfg.stem());
     let locks = lock_cluster(&paths, saved.action.template_name())?;
     if paths.journal.exists() {
@@ -181,70 +181,13 @@ pub(super) async fn apply_file(common: &Common, file: &std::path::Path, s3_flags
     // The file's steps are never run as written: its inputs are compiled again, and what
     // runs is that plan, once the file is proven to hold exactly its steps.
     let fresh = prepare_again(common, cfg, &saved, s3_flags, &locks).await?;
-    refuse_stale(&saved, &fresh.plan, file)?;
-    plan::saved::check_as_compiled(&saved, &fresh.plan)
-        .map_err(|difference| CliError::refused(plan::saved::NotAsCompiled { file: file.to_path_buf(), difference }))?;
+    plan::file::check_unchanged(&saved, &fresh.plan, file).map_err(CliError::refused)?;
     show(&fresh.plan, common);
     if !fresh.plan.has_changes() {
         return Ok(None);
     }
     confirm(&fresh.plan, common, &describe_destruction(&fresh.plan))?;
     apply(fresh, common, None, locks).await
-}
-
-/// Reads a plan file written by `rkectl plan … --out FILE`, refusing another format or a
-/// graph that is not one.
-fn read_plan_file(file: &std::path::Path) -> Result<Plan, CliError> {
-    let text = std::fs::read_to_string(file).map_err(|e| {
-        CliError::input(
-            format!("cannot read plan file {}: {e}", file.display()),
-            "give the file written by `rkectl plan … --out FILE`",
-        )
-    })?;
-    let not_a_plan = |e: serde_json::Error| {
-        CliError::input(
-            format!("{} is not a plan file: {e}", file.display()),
-            "give the file written by `rkectl plan … --out FILE`",
-        )
-    };
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(not_a_plan)?;
-    // Read before the rest: another version's plan would not parse, and should say why.
-    let format = value.pointer("/plan/format").and_then(|f| f.as_u64()).unwrap_or(0);
-    if format != u64::from(plan::FORMAT) {
-        return Err(CliError::input(
-            format!(
-                "{} was written by another rkectl (plan format {format}, this one reads {})",
-                file.display(),
-                plan::FORMAT
-            ),
-            "plan again with this rkectl, or apply the file with the version that wrote it",
-        ));
-    }
-    let pf: PlanFile = serde_json::from_value(value).map_err(not_a_plan)?;
-    let plan = pf.plan;
-    plan.graph().map_err(|e| CliError::input(format!("{} is not a valid plan: {e}", file.display()), "plan again"))?;
-    Ok(plan)
-}
-
-/// Refuses a saved plan made for another cluster.yml, or one made offline.
-fn check_plan_fits(plan: &Plan, cfg: &LoadedConfig, file: &std::path::Path) -> Result<(), CliError> {
-    if plan.cluster_hash != cfg.hash {
-        return Err(refuse(
-            format!(
-                "the plan in {} was made for another cluster.yml (or {} changed since)",
-                file.display(),
-                cfg.path.display()
-            ),
-            "plan again with the current cluster.yml",
-        ));
-    }
-    if matches!(plan.observed, crate::plan::Observed::Offline) {
-        return Err(refuse(
-            "an offline plan cannot be applied: it did not look at the hosts",
-            "plan again without --offline",
-        ));
-    }
-    Ok(())
 }
 
 /// Prepares a saved plan's action again, under the locks already held and with the clock
@@ -261,48 +204,13 @@ async fn prepare_again(
     let state_passphrase = inputs::state_passphrase(s3_flags)?;
     let secrets: Vec<Secret> =
         s3.iter().flat_map(|s| [s.access_key.clone(), s.secret_key.clone()]).chain(state_passphrase.clone()).collect();
-    // The same preparation as when the plan was made; a local state file, once there, is the
-    // PKI (the plan may have written it from the snapshot's).
-    let use_local_state = crate::rke::state::path_for(&cfg.path).exists();
-    let connector = connector(common, &cfg.cluster);
     let keys_from = inputs::key_sources_help(s3_flags, &cfg.cluster);
-    let input = crate::prepare::PrepareInput {
-        cfg,
-        spec: plan.action.clone(),
-        s3,
-        state_passphrase,
-        pki_flags: PkiFlags { new_pki: false, use_local_state },
-        offline: false,
-        lock_nodes: Some(locks.holder.clone()),
-        connector,
-        now: plan.made_at,
-    };
+    let connector = connector(common, &cfg.cluster);
+    let input = crate::prepare::PrepareInput::again(cfg, plan, s3, state_passphrase, connector, locks.holder.clone());
     crate::prepare::prepare(input).await.map_err(|e| {
         let hint = keys_hint(e.s3(), keys_from);
         redact_refusal(e, &secrets, hint)
     })
-}
-
-/// Refuses a saved plan when what it was based on changed, naming where.
-fn refuse_stale(plan: &Plan, fresh: &Plan, file: &std::path::Path) -> Result<(), CliError> {
-    if fresh.observed_fingerprint != plan.observed_fingerprint {
-        let empty = crate::plan::observed::Seen::default();
-        let now = fresh.observed.seen().unwrap_or(&empty);
-        let then = plan.observed.seen().unwrap_or(&empty);
-        let changed: Vec<String> = now
-            .hosts
-            .iter()
-            .filter(|(h, f)| then.hosts.get(*h) != Some(*f))
-            .map(|(h, _)| h.to_string())
-            .chain(then.hosts.keys().filter(|h| !now.hosts.contains_key(*h)).map(|h| h.to_string()))
-            .chain((now.s3 != then.s3).then(|| "S3".to_string()))
-            .collect();
-        return Err(refuse(
-            format!("the plan in {} is stale: what it was based on changed on {}", file.display(), changed.join(", ")),
-            "plan again; rkectl applies a saved plan only to the state it was made for",
-        ));
-    }
-    Ok(())
 }
 
 /// S3 settings for a plan made earlier: its target, keys from flags, env or cluster.yml.

@@ -9,6 +9,7 @@
 //! Nothing in this module does I/O.
 
 pub mod compile;
+pub mod file;
 pub mod observed;
 pub mod render;
 pub mod saved;
