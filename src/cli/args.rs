@@ -88,6 +88,23 @@ pub struct S3Flags {
     pub state_passphrase_file: Option<PathBuf>,
 }
 
+impl S3Flags {
+    /// The library's view of these flags.
+    pub fn library(&self) -> crate::config::S3Flags {
+        crate::config::S3Flags {
+            s3: self.s3,
+            endpoint: self.s3_endpoint.clone(),
+            access_key: self.access_key.clone(),
+            secret_key: self.secret_key.clone(),
+            secret_key_file: self.secret_key_file.clone(),
+            bucket: self.bucket_name.clone(),
+            region: self.region.clone(),
+            folder: self.folder.clone(),
+            endpoint_ca: self.s3_endpoint_ca.clone(),
+        }
+    }
+}
+
 /// How the cluster's PKI may be chosen.
 #[derive(Debug, Clone, Copy, Default, Args)]
 pub struct PkiArgs {

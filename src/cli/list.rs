@@ -66,7 +66,7 @@ async fn observe_snapshots(
     s3_flags: &S3Flags,
 ) -> Result<Seen, CliError> {
     // As RKE's own commands do, cluster.yml's s3backupconfig counts without --s3.
-    let (s3, _) = inputs::s3_or_configured(s3_flags, &cfg.cluster)?;
+    let s3 = inputs::s3(crate::config::S3Use::FlagsOrConfigured, s3_flags, &cfg.cluster)?;
     let pool =
         crate::prepare::pool(connector(common, &cfg.cluster), &cfg.cluster, &[], None).map_err(CliError::refused)?;
     let secrets: Vec<Secret> = s3.iter().flat_map(|s| [s.access_key.clone(), s.secret_key.clone()]).collect();

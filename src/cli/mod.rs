@@ -87,6 +87,12 @@ impl CliError {
     }
 }
 
+impl From<crate::config::BadInput> for CliError {
+    fn from(e: crate::config::BadInput) -> Self {
+        CliError::Input { message: e.message, help: e.help }
+    }
+}
+
 /// A plain refusal with help, for conditions found by the CLI itself.
 #[derive(Debug, thiserror::Error, Diagnostic)]
 #[error("{message}")]
@@ -121,7 +127,8 @@ pub fn main() -> ExitCode {
         };
     }
     let json = json_output(&cli.command);
-    if let Some(w) = command_s3_flags(&cli.command).into_iter().find_map(inputs::command_line_secret_warning) {
+    if let Some(w) = command_s3_flags(&cli.command).into_iter().find_map(|f| f.library().command_line_secret_warning())
+    {
         eprintln!("WARN[0000] {w}");
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");

@@ -200,7 +200,7 @@ async fn prepare_again(
     s3_flags: &S3Flags,
     locks: &Locks,
 ) -> Result<Prepared, CliError> {
-    let s3 = s3_for_plan(&plan.action, s3_flags, &cfg.cluster)?;
+    let s3 = inputs::s3_for_plan(&plan.action, s3_flags, &cfg.cluster)?;
     let state_passphrase = inputs::state_passphrase(s3_flags)?;
     let secrets: Vec<Secret> =
         s3.iter().flat_map(|s| [s.access_key.clone(), s.secret_key.clone()]).chain(state_passphrase.clone()).collect();
@@ -211,26 +211,6 @@ async fn prepare_again(
         let hint = keys_hint(e.s3(), keys_from);
         redact_refusal(e, &secrets, hint)
     })
-}
-
-/// S3 settings for a plan made earlier: its target, keys from flags, env or cluster.yml.
-pub(super) fn s3_for_plan(
-    spec: &ActionSpec,
-    flags: &S3Flags,
-    cluster: &Cluster,
-) -> Result<Option<S3Settings>, CliError> {
-    let Some(target) = spec.s3() else { return Ok(None) };
-    let (access_key, secret_key, custom_ca) = inputs::credentials(flags, cluster.configured_s3())?;
-    Ok(Some(S3Settings {
-        endpoint: target.endpoint.clone(),
-        bucket: target.bucket.clone(),
-        region: target.region.clone(),
-        folder: target.folder.clone(),
-        custom_ca,
-        access_key,
-        secret_key,
-        session_token: None,
-    }))
 }
 
 pub(super) async fn resume(common: &Common, s3_flags: &S3Flags, abandon: bool) -> Result<Moved, CliError> {
@@ -250,7 +230,7 @@ pub(super) async fn resume(common: &Common, s3_flags: &S3Flags, abandon: bool) -
     }
     let j = crate::resume::read_unfinished(&cfg).map_err(CliError::refused)?;
     print_steps_left(&j);
-    let s3 = s3_for_plan(&j.plan.action, s3_flags, &cfg.cluster)?;
+    let s3 = inputs::s3_for_plan(&j.plan.action, s3_flags, &cfg.cluster)?;
     let state_passphrase = inputs::state_passphrase(s3_flags)?;
     let prepared = crate::resume::prepare_resume(cfg, &j, s3, state_passphrase).map_err(CliError::refused)?;
     let plan = &prepared.plan;

@@ -23,13 +23,16 @@ pub mod raw;
 mod read;
 pub mod redact;
 pub mod registries;
+mod s3;
 pub mod spans;
 mod ssh_access;
 mod validate;
 
 pub use duration::GoDuration;
 pub use model::*;
+pub use s3::{KeyFrom, S3Environment, S3Flags, S3Use};
 pub use ssh_access::is_openssh_cert;
+pub use validate::flags::{BadInput, read_secret_file, retention};
 
 use locate::{Locator, char_span};
 use miette::{Diagnostic, NamedSource, SourceSpan};

@@ -2,6 +2,7 @@
 //! [`Cluster`] from it.
 
 mod etcd;
+pub(super) mod flags;
 mod nodes;
 
 use super::ConfigProblem;
