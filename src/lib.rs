@@ -31,6 +31,8 @@
 //! - [`rke`]: RKE's own formats: `cluster.rkestate`, its certificates (names, SANs), the
 //!   snapshot archives rke-tools writes.
 //! - [`cluster_pki`]: which PKI an action uses, and the rule that no CA is replaced silently.
+//! - [`invocation`]: what one invocation asks for (an action, its flags) decided once
+//!   into the library's inputs: the action, its S3 settings, PKI flags, state passphrase.
 //! - [`prepare`]: inputs → refresh → PKI → plan, changing nothing.
 //! - [`resume`]: an unfinished apply made ready to finish (its journal held against
 //!   cluster.yml, the state files, the PKI it places), changing nothing.
@@ -65,6 +67,7 @@ pub mod config;
 pub mod etcd;
 pub mod exec;
 pub mod host;
+pub mod invocation;
 pub mod layout;
 pub mod model;
 pub mod plan;

@@ -73,7 +73,7 @@ async fn observe_snapshots(
     let hash = if verify { Hashing::Full } else { Hashing::Checksum };
     let needs = Needs { snapshots: Some(SnapshotNeeds::All { hash }), certs: false, members: false, agents: false };
     refresh::refresh(&cfg.cluster, &pool, &needs, s3.as_ref(), &[]).await.map_err(|e| {
-        let hint = keys_hint(e.s3(), inputs::key_sources_help(s3_flags, &cfg.cluster));
+        let hint = keys_hint(e.s3(), s3_flags.library().key_sources_help(cfg.cluster.configured_s3()));
         redact_refusal(e, &secrets, hint)
     })
 }

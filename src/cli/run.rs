@@ -63,12 +63,12 @@ pub(super) fn done_line(spec: &ActionSpec) -> String {
 pub(super) async fn act(common: &Common, action: &Action) -> Result<Moved, CliError> {
     let cfg = load_config(common)?;
     let paths = StatePaths::beside(&cfg.dir(), &cfg.stem());
-    let (spec, _, _) = action_spec(action, &cfg.cluster)?;
-    let locks = lock_cluster(&paths, spec.template_name())?;
+    let resolved = inputs::resolve(action, &cfg.cluster)?;
+    let locks = lock_cluster(&paths, resolved.spec.template_name())?;
     if paths.journal.exists() {
         return Err(unfinished(&paths));
     }
-    let prepared = prepare(cfg, common, action, false, Some(locks.holder.clone())).await?;
+    let prepared = prepare(cfg, common, resolved, false, Some(locks.holder.clone())).await?;
     show(&prepared.plan, common);
     if !prepared.plan.has_changes() {
         return Ok(None);
@@ -200,17 +200,12 @@ async fn prepare_again(
     s3_flags: &S3Flags,
     locks: &Locks,
 ) -> Result<Prepared, CliError> {
-    let s3 = inputs::s3_for_plan(&plan.action, s3_flags, &cfg.cluster)?;
-    let state_passphrase = inputs::state_passphrase(s3_flags)?;
-    let secrets: Vec<Secret> =
-        s3.iter().flat_map(|s| [s.access_key.clone(), s.secret_key.clone()]).chain(state_passphrase.clone()).collect();
-    let keys_from = inputs::key_sources_help(s3_flags, &cfg.cluster);
+    let r = inputs::for_plan(&plan.action, s3_flags, &cfg.cluster)?;
+    let (secrets, keys_from) = (r.secrets(), r.keys_from);
     let connector = connector(common, &cfg.cluster);
-    let input = crate::prepare::PrepareInput::again(cfg, plan, s3, state_passphrase, connector, locks.holder.clone());
-    crate::prepare::prepare(input).await.map_err(|e| {
-        let hint = keys_hint(e.s3(), keys_from);
-        redact_refusal(e, &secrets, hint)
-    })
+    let input =
+        crate::prepare::PrepareInput::again(cfg, plan, r.s3, r.state_passphrase, connector, locks.holder.clone());
+    prepare_input(input, &secrets, keys_from).await
 }
 
 pub(super) async fn resume(common: &Common, s3_flags: &S3Flags, abandon: bool) -> Result<Moved, CliError> {
@@ -230,9 +225,8 @@ pub(super) async fn resume(common: &Common, s3_flags: &S3Flags, abandon: bool) -
     }
     let j = crate::resume::read_unfinished(&cfg).map_err(CliError::refused)?;
     print_steps_left(&j);
-    let s3 = inputs::s3_for_plan(&j.plan.action, s3_flags, &cfg.cluster)?;
-    let state_passphrase = inputs::state_passphrase(s3_flags)?;
-    let prepared = crate::resume::prepare_resume(cfg, &j, s3, state_passphrase).map_err(CliError::refused)?;
+    let r = inputs::for_plan(&j.plan.action, s3_flags, &cfg.cluster)?;
+    let prepared = crate::resume::prepare_resume(cfg, &j, r.s3, r.state_passphrase).map_err(CliError::refused)?;
     let plan = &prepared.plan;
     confirm(plan, common, &format!("Finish: {}", describe_destruction(plan)))?;
     apply(prepared, common, Some(j), locks).await

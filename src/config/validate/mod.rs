@@ -4,6 +4,7 @@
 mod etcd;
 pub(super) mod flags;
 mod nodes;
+pub(super) mod ssh_keys;
 
 use super::ConfigProblem;
 use super::lenient::ScalarString;
