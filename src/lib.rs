@@ -34,6 +34,7 @@
 //! - [`invocation`]: what one invocation asks for (an action, its flags) decided once
 //!   into the library's inputs: the action, its S3 settings, PKI flags, state passphrase.
 //! - [`prepare`]: inputs → refresh → PKI → plan, changing nothing.
+//! - [`inventory`]: every snapshot copy on the hosts and in S3, and whether they agree.
 //! - [`resume`]: an unfinished apply made ready to finish (its journal held against
 //!   cluster.yml, the state files, the PKI it places), changing nothing.
 //! - [`plan`]: the compiler (it asks each step kind what it plans), the diff, plan files,
@@ -67,6 +68,7 @@ pub mod config;
 pub mod etcd;
 pub mod exec;
 pub mod host;
+pub mod inventory;
 pub mod invocation;
 pub mod layout;
 pub mod model;
