@@ -36,85 +36,22 @@ pub(super) fn confirm(plan: &Plan, common: &Common, what: &str) -> Result<(), Cl
     }
 }
 
-pub(super) fn start_line(spec: &ActionSpec) -> &'static str {
-    match spec {
-        ActionSpec::Up => "Building up etcd plane..",
-        ActionSpec::EtcdSnapshotSave { .. } => "Starting saving snapshot on etcd hosts",
-        ActionSpec::EtcdSnapshotRestore { .. } => "Starting restore on etcd hosts",
-        ActionSpec::EtcdSnapshotDrill { .. } => "Starting snapshot drill on an etcd host",
-        ActionSpec::EtcdSnapshotDelete { .. } => "Starting deleting snapshot on etcd hosts",
-        ActionSpec::EtcdSnapshotPrune { .. } => "Starting pruning snapshots on etcd hosts",
-        ActionSpec::Cleanup => "Removing rkectl's helper binaries from the etcd hosts",
-    }
-}
-
-pub(super) fn done_line(spec: &ActionSpec) -> String {
-    match spec {
-        ActionSpec::Up => "Finished building up the etcd plane".into(),
-        ActionSpec::EtcdSnapshotSave { name, .. } => format!("Finished saving snapshot [{name}] on all etcd hosts"),
-        ActionSpec::EtcdSnapshotRestore { .. } => "Finished restoring on all etcd hosts".into(),
-        ActionSpec::EtcdSnapshotDrill { name, .. } => format!("Finished drilling snapshot [{name}]: it restores"),
-        ActionSpec::EtcdSnapshotDelete { name, .. } => format!("Finished deleting snapshot [{name}]"),
-        ActionSpec::EtcdSnapshotPrune { .. } => "Finished pruning snapshots".into(),
-        ActionSpec::Cleanup => "Finished removing rkectl's helper binaries".into(),
-    }
-}
-
 pub(super) async fn act(common: &Common, action: &Action) -> Result<Moved, CliError> {
     let cfg = load_config(common)?;
     let paths = StatePaths::beside(&cfg.dir(), &cfg.stem());
     let resolved = inputs::resolve(action, &cfg.cluster)?;
     let locks = lock_cluster(&paths, resolved.spec.template_name())?;
     if paths.journal.exists() {
-        return Err(unfinished(&paths));
+        return Err(CliError::refused(crate::resume::unfinished(&paths)));
     }
     let prepared = prepare(cfg, common, resolved, false, Some(locks.holder.clone())).await?;
     show(&prepared.plan, common);
     if !prepared.plan.has_changes() {
         return Ok(None);
     }
-    let what = describe_destruction(&prepared.plan);
+    let what = prepared.plan.destruction_summary();
     confirm(&prepared.plan, common, &what)?;
     apply(prepared, common, None, locks).await
-}
-
-pub(super) fn describe_destruction(plan: &Plan) -> String {
-    let hosts: HashSet<_> =
-        plan.steps.iter().filter(|s| s.kind().is_destructive()).filter_map(|s| s.host.as_ref()).collect();
-    let mut parts = Vec::new();
-    match &plan.action {
-        ActionSpec::EtcdSnapshotRestore { name, .. } => parts
-            .push(format!("Restore snapshot {name}: the current etcd data on {} host(s) will be deleted", hosts.len())),
-        _ if plan.is_destructive() => {
-            parts.push(format!("{}: data on {} host(s) will be deleted", plan.title, hosts.len().max(1)))
-        }
-        _ => {}
-    }
-    let replaced = plan.replacements();
-    if !replaced.is_empty() {
-        let on: HashSet<_> = replaced.iter().filter_map(|(s, _)| s.host.as_ref()).collect();
-        parts.push(format!(
-            "{} thing(s) rkectl did not make will be replaced on {} host(s) (see `replaces` above)",
-            replaced.len(),
-            on.len()
-        ));
-    }
-    parts.join("; ")
-}
-
-pub(super) fn unfinished(paths: &StatePaths) -> CliError {
-    let detail = match journal::read(&paths.journal) {
-        Ok(j) => format!(
-            "an unfinished {} (started {}) is recorded in {}: {} of {} steps done",
-            j.plan.title,
-            j.started_at,
-            paths.journal.display(),
-            j.finished.len(),
-            j.plan.steps.iter().filter(|s| s.kind() != StepKind::Barrier).count()
-        ),
-        Err(e) => format!("an unfinished apply is recorded in {} ({e})", paths.journal.display()),
-    };
-    refuse(detail, "run `rkectl apply` to finish it, or `rkectl apply --abandon` to set it aside")
 }
 
 pub(super) async fn apply(
@@ -132,7 +69,7 @@ pub(super) async fn apply(
         eprintln!("WARN[0000] Name of the snapshot is not specified using [{name}]");
     }
     let action = p.plan.action.clone();
-    logging::info(0, start_line(&action));
+    logging::info(0, action.start_line());
     let interrupts = Interrupts::listen();
     let request = crate::apply::ApplyRequest {
         connector: connector(common, &p.cfg.cluster),
@@ -164,7 +101,7 @@ pub(super) async fn apply(
             ),
         );
     }
-    logging::info(secs, done_line(&action));
+    logging::info(secs, action.done_line());
     drop(locks);
     Ok(Some(moved))
 }
@@ -176,7 +113,7 @@ pub(super) async fn apply_file(common: &Common, file: &std::path::Path, s3_flags
     let paths = StatePaths::beside(&cfg.dir(), &cfg.stem());
     let locks = lock_cluster(&paths, saved.action.template_name())?;
     if paths.journal.exists() {
-        return Err(unfinished(&paths));
+        return Err(CliError::refused(crate::resume::unfinished(&paths)));
     }
     // The file's steps are never run as written: its inputs are compiled again, and what
     // runs is that plan, once the file is proven to hold exactly its steps.
@@ -186,7 +123,7 @@ pub(super) async fn apply_file(common: &Common, file: &std::path::Path, s3_flags
     if !fresh.plan.has_changes() {
         return Ok(None);
     }
-    confirm(&fresh.plan, common, &describe_destruction(&fresh.plan))?;
+    confirm(&fresh.plan, common, &fresh.plan.destruction_summary())?;
     apply(fresh, common, None, locks).await
 }
 
@@ -220,46 +157,16 @@ pub(super) async fn resume(common: &Common, s3_flags: &S3Flags, abandon: bool) -
         ));
     }
     if abandon {
-        abandon_journal(&paths)?;
+        let aside = crate::resume::set_aside(&paths)
+            .map_err(|e| CliError::input(e.to_string(), "check the folder's permissions"))?;
+        eprintln!("The unfinished apply was set aside as {}", aside.display());
         return Ok(None);
     }
     let j = crate::resume::read_unfinished(&cfg).map_err(CliError::refused)?;
-    print_steps_left(&j);
+    eprint!("{}", crate::resume::steps_left(&j));
     let r = inputs::for_plan(&j.plan.action, s3_flags, &cfg.cluster)?;
     let prepared = crate::resume::prepare_resume(cfg, &j, r.s3, r.state_passphrase).map_err(CliError::refused)?;
     let plan = &prepared.plan;
-    confirm(plan, common, &format!("Finish: {}", describe_destruction(plan)))?;
+    confirm(plan, common, &format!("Finish: {}", plan.destruction_summary()))?;
     apply(prepared, common, Some(j), locks).await
-}
-
-/// `rkectl apply --abandon`: renames the unfinished apply's journal out of the way.
-fn abandon_journal(paths: &StatePaths) -> Result<(), CliError> {
-    let mut aside = paths.journal.as_os_str().to_owned();
-    aside.push(format!(".abandoned-{}", time::OffsetDateTime::now_utc().unix_timestamp()));
-    std::fs::rename(&paths.journal, &aside)
-        .map_err(|e| CliError::input(e.to_string(), "check the folder's permissions"))?;
-    eprintln!("The unfinished apply was set aside as {}", std::path::Path::new(&aside).display());
-    Ok(())
-}
-
-/// Tells what the unfinished apply has done, the steps left, and where it last stopped.
-fn print_steps_left(j: &JournalState) {
-    let left: Vec<&plan::Step> =
-        j.plan.steps.iter().filter(|s| s.kind() != StepKind::Barrier && !j.finished.contains(&s.id)).collect();
-    eprintln!(
-        "Resuming {} started {}: {} of {} steps done; {} left:",
-        j.plan.title,
-        j.started_at,
-        j.finished.len(),
-        j.finished.len() + left.len(),
-        left.len()
-    );
-    for s in &left {
-        let host = s.host.as_ref().map(|h| h.to_string()).unwrap_or_else(|| "(cluster)".into());
-        let again = if j.interrupted.contains(&s.id) { " (interrupted, runs again)" } else { "" };
-        eprintln!("  {:<20} {host:<15} {}{again}", s.kind().name(), s.action.describe());
-    }
-    if let Some((step, err)) = &j.last_failure {
-        eprintln!("The last run stopped at {step}: {err}");
-    }
 }

@@ -14,6 +14,7 @@ pub mod observed;
 pub mod render;
 pub mod saved;
 pub mod step;
+pub mod summary;
 pub mod template;
 pub mod view;
 
