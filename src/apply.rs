@@ -55,9 +55,9 @@ pub struct Applied {
 /// may have changed (the journal then lets `rkectl apply` finish it).
 #[derive(Debug, thiserror::Error, Diagnostic)]
 pub enum ApplyError {
-    #[error("an offline plan cannot be applied: it did not look at the hosts")]
-    #[diagnostic(code(rkectl::refused), help("plan again without --offline"))]
-    Offline,
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Offline(#[from] crate::plan::saved::OfflinePlan),
     /// Refused before any step ran (the pool, S3 keys, RKE's state file, the journal).
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -133,9 +133,7 @@ impl Reporter for ChangeWatch {
 /// Applies a prepared plan (see the module's documentation for the order of things).
 pub async fn apply(req: ApplyRequest<'_>) -> Result<Applied, ApplyError> {
     let ApplyRequest { prepared, resume, connector, lock_holder, reporter, parallelism, stop } = req;
-    if matches!(prepared.plan.observed, crate::model::observed::Observed::Offline) {
-        return Err(ApplyError::Offline);
-    }
+    crate::plan::saved::check_online(&prepared.plan)?;
     let pool = pool_for(&prepared, connector, lock_holder)?;
     // Keys from the AWS chain (a profile, SSO, a session token) are resolved here, once:
     // the helpers on the nodes cannot run this workstation's chain.

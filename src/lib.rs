@@ -48,8 +48,11 @@
 //!    templates).
 //! 5. Running: [`exec`] (the scheduler and its events), [`state`] (journal, lock, rkectl's
 //!    state file).
-//! 6. Driving: [`prepare`] (inputs → refresh → PKI → plan, changing nothing), [`resume`] (an
-//!    unfinished apply made ready to finish), [`apply`] (a plan to a finished run).
+//! 6. Driving: [`invocation`] (what one invocation asks for, decided once: the action, its S3
+//!    settings, PKI flags, state passphrase), [`prepare`] (inputs → refresh → PKI → plan,
+//!    changing nothing), [`inventory`] (every snapshot copy on the hosts and in S3, and
+//!    whether they agree), [`resume`] (an unfinished apply made ready to finish), [`apply`]
+//!    (a plan to a finished run).
 //! 7. The edge: [`cli`].
 //!
 //! # Rules the design keeps
@@ -69,6 +72,8 @@ pub mod config;
 pub mod etcd;
 pub mod exec;
 pub mod host;
+pub mod inventory;
+pub mod invocation;
 pub mod layout;
 pub mod local;
 pub mod model;

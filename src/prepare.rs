@@ -40,6 +40,33 @@ pub struct PrepareInput {
     pub now: i64,
 }
 
+impl PrepareInput {
+    /// The inputs a saved plan was made from, to compile it again: its action and clock,
+    /// under the node locks of `lock_holder`. A local state file, once there, is the PKI
+    /// (the plan may have written it from the snapshot's).
+    pub fn again(
+        cfg: LoadedConfig,
+        saved: &Plan,
+        s3: Option<S3Settings>,
+        state_passphrase: Option<Secret>,
+        connector: Arc<dyn Connector>,
+        lock_holder: String,
+    ) -> PrepareInput {
+        let use_local_state = crate::rke::state::path_for(&cfg.path).exists();
+        PrepareInput {
+            cfg,
+            spec: saved.action.clone(),
+            s3,
+            state_passphrase,
+            pki_flags: PkiFlags { new_pki: false, use_local_state },
+            offline: false,
+            lock_nodes: Some(lock_holder),
+            connector,
+            now: saved.made_at,
+        }
+    }
+}
+
 /// Everything needed to apply a plan.
 pub struct Prepared {
     pub plan: Plan,

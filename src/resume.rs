@@ -96,3 +96,84 @@ fn pki_for_resume(
         _ => Ok(None),
     }
 }
+
+/// An apply refused because an unfinished one is recorded beside cluster.yml.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("{detail}")]
+#[diagnostic(
+    code(rkectl::refused),
+    help("run `rkectl apply` to finish it, or `rkectl apply --abandon` to set it aside")
+)]
+pub struct Unfinished {
+    /// What is recorded, and where.
+    pub detail: String,
+}
+
+/// The refusal to start an apply while an unfinished one is recorded beside cluster.yml.
+pub fn unfinished(paths: &StatePaths) -> Unfinished {
+    let detail = match journal::read(&paths.journal) {
+        Ok(j) => format!(
+            "an unfinished {} (started {}) is recorded in {}: {} of {} steps done",
+            j.plan.title,
+            j.started_at,
+            paths.journal.display(),
+            j.finished.len(),
+            j.plan.steps.iter().filter(|s| !s.kind().is_order_only()).count()
+        ),
+        Err(e) => format!("an unfinished apply is recorded in {} ({e})", paths.journal.display()),
+    };
+    Unfinished { detail }
+}
+
+/// `rkectl apply --abandon`: renames the unfinished apply's journal out of the way, and
+/// says where it now is.
+pub fn set_aside(paths: &StatePaths) -> std::io::Result<PathBuf> {
+    let mut aside = paths.journal.as_os_str().to_owned();
+    aside.push(format!(".abandoned-{}", time::OffsetDateTime::now_utc().unix_timestamp()));
+    std::fs::rename(&paths.journal, &aside)?;
+    Ok(PathBuf::from(aside))
+}
+
+/// What the unfinished apply has done, the steps left, and where it last stopped, a line each.
+pub fn steps_left(j: &JournalState) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let left: Vec<&crate::steps::Step> =
+        j.plan.steps.iter().filter(|s| !s.kind().is_order_only() && !j.finished.contains(&s.id)).collect();
+    let _ = writeln!(
+        out,
+        "Resuming {} started {}: {} of {} steps done; {} left:",
+        j.plan.title,
+        j.started_at,
+        j.finished.len(),
+        j.finished.len() + left.len(),
+        left.len()
+    );
+    for s in &left {
+        let host = s.host.as_ref().map(|h| h.to_string()).unwrap_or_else(|| "(cluster)".into());
+        let again = if j.interrupted.contains(&s.id) { " (interrupted, runs again)" } else { "" };
+        let _ = writeln!(out, "  {:<20} {host:<15} {}{again}", s.kind().name(), s.action.describe());
+    }
+    if let Some((step, err)) = &j.last_failure {
+        let _ = writeln!(out, "The last run stopped at {step}: {err}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unfinished_apply_refuses_a_new_one_until_it_is_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = StatePaths::beside(dir.path(), "cluster");
+        std::fs::write(&paths.journal, "not a journal").unwrap();
+        let refused = unfinished(&paths);
+        assert!(refused.detail.starts_with("an unfinished apply is recorded in "), "{}", refused.detail);
+        assert!(refused.help().is_some_and(|h| h.to_string().contains("rkectl apply --abandon")));
+        let aside = set_aside(&paths).unwrap();
+        assert!(!paths.journal.exists() && aside.exists(), "{}", aside.display());
+        assert!(aside.display().to_string().contains(".abandoned-"));
+    }
+}

@@ -13,7 +13,8 @@
 //! 4. planning: `plan`, `refresh`, `cluster_pki`: what was seen, which PKI is used, and
 //!    the compiler that asks the kinds and wires their steps into a plan.
 //! 5. running: `exec`, `state`: the scheduler and what it keeps (the journal holds the plan).
-//! 6. driving: `prepare`, `resume`, `apply`: inputs to a plan, and a plan to a finished run.
+//! 6. driving: `invocation`, `prepare`, `inventory`, `resume`, `apply`: what was asked,
+//!    decided once; inputs to a plan (or to the snapshot inventory); a plan to a finished run.
 //! 7. edge: `cli`: arguments in, the library called, reports out.
 //!
 //! A plain reading of `use crate::…` and `crate::…::` paths in the source, which is what a
@@ -30,7 +31,7 @@ const TIERS: &[(&str, &[&str])] = &[
     ("steps", &["steps"]),
     ("planning", &["plan", "refresh", "cluster_pki"]),
     ("running", &["exec", "state"]),
-    ("driving", &["prepare", "resume", "apply"]),
+    ("driving", &["invocation", "prepare", "inventory", "resume", "apply"]),
     ("edge", &["cli"]),
 ];
 

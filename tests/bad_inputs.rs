@@ -83,7 +83,7 @@ enum Run {
     ApplyPlan(PlanFile),
     /// `apply --yes` (resume) and `up --yes` with a prepared journal.
     Resume(Journal),
-    /// Only `rkectl::cli::inputs::snapshot_name` (a NUL cannot be passed on a command line).
+    /// Only `rkectl::invocation::snapshot_name` (a NUL cannot be passed on a command line).
     SnapshotNameLib(&'static str),
 }
 
@@ -908,12 +908,8 @@ fn check_library(case: &Case, text: &str, fails: &mut Vec<String>) {
     let parsed = rkectl::config::parse(Path::new("cluster.yml"), text.to_string());
     let err = match parsed {
         Err(e) => e,
-        Ok(cfg) => match rkectl::cli::inputs::check_ssh_keys(&cfg) {
-            Err(rkectl::cli::CliError::Config(e)) => e,
-            Err(e) => {
-                fails.push(format!("library: SSH key check failed without a located problem: {e}"));
-                return;
-            }
+        Ok(cfg) => match rkectl::config::check_ssh_keys(&cfg) {
+            Err(e) => e,
             Ok(()) if case.code == 0 => return check_warning(case, &cfg.warnings, fails),
             Ok(()) => {
                 fails.push("library: rkectl::config::parse accepted it (and its SSH keys)".into());
@@ -1004,7 +1000,7 @@ fn run_case(case: &Case, w: &World) -> (Vec<String>, String) {
     // The library.
     if !w.lab {
         match (&case.run, &text) {
-            (Run::SnapshotNameLib(name), _) => match rkectl::cli::inputs::snapshot_name(name) {
+            (Run::SnapshotNameLib(name), _) => match rkectl::invocation::snapshot_name(name) {
                 Ok(_) => fails.push(format!("library: snapshot name {name:?} accepted")),
                 Err(e) => {
                     let m = e.to_string();

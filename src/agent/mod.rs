@@ -23,7 +23,6 @@ pub mod transfer;
 pub mod verify;
 
 use crate::config::S3Settings;
-use crate::secret::Secret;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 
@@ -54,31 +53,19 @@ pub struct S3Args {
 impl S3Args {
     /// The settings, when a bucket was given.
     pub fn settings(&self) -> Result<Option<S3Settings>, String> {
-        let Some(bucket) = self.bucket.clone() else { return Ok(None) };
-        let keys = Self::keys()?;
-        Ok(Some(S3Settings {
-            endpoint: self.s3_endpoint.clone().unwrap_or_else(|| crate::config::DEFAULT_S3_ENDPOINT.to_string()),
-            bucket,
+        if self.bucket.is_none() {
+            return Ok(None);
+        }
+        let flags = crate::config::S3Flags {
+            s3: true,
+            endpoint: self.s3_endpoint.clone(),
+            bucket: self.bucket.clone(),
             region: self.region.clone(),
             folder: self.folder.clone(),
-            custom_ca: std::env::var(crate::s3::CA_ENV).ok().filter(|s| !s.is_empty()),
-            access_key: keys.access_key,
-            secret_key: keys.secret_key,
-            session_token: keys.session_token,
-        }))
-    }
-
-    /// The S3 keys: from the file rkectl bound in, else none (the SDK's chain: the node's
-    /// IAM role).
-    fn keys() -> Result<crate::s3::FileCredentials, String> {
-        match std::env::var(crate::s3::CREDENTIALS_FILE_ENV) {
-            Ok(path) if !path.is_empty() => crate::s3::read_credentials_file(&path),
-            _ => Ok(crate::s3::FileCredentials {
-                access_key: Secret::default(),
-                secret_key: Secret::default(),
-                session_token: None,
-            }),
-        }
+            ..Default::default()
+        };
+        S3Settings::resolve(crate::config::S3Use::Flags, &flags, None, &crate::s3::environment::Node)
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-    /// Show more of rkectl's own diagnostics (-v info, -vv debug, -vvv trace; RUST_LOG overrides).
+    /// Show more: a plan's unchanged lines too, and rkectl's own diagnostics (-v info, -vv
+    /// debug, -vvv trace; RUST_LOG overrides).
     #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "quiet")]
     pub verbose: u8,
     /// Show only warnings and errors (no progress, no INFO lines); the plan and results stay.
@@ -48,9 +49,6 @@ pub struct Common {
     /// Refuse a cluster.yml with keys that RKE and rkectl ignore (by default, warnings).
     #[arg(long, global = true)]
     pub strict: bool,
-    /// Show in a plan what does not change too (by default only a count of it).
-    #[arg(long, short = 'v', global = true)]
-    pub verbose: bool,
 }
 
 /// S3 flags of snapshot commands.
@@ -89,6 +87,23 @@ pub struct S3Flags {
     /// it on restore (or the passphrase itself in RKECTL_STATE_PASSPHRASE).
     #[arg(long, env = "RKECTL_STATE_PASSPHRASE_FILE")]
     pub state_passphrase_file: Option<PathBuf>,
+}
+
+impl S3Flags {
+    /// The library's view of these flags.
+    pub fn library(&self) -> crate::config::S3Flags {
+        crate::config::S3Flags {
+            s3: self.s3,
+            endpoint: self.s3_endpoint.clone(),
+            access_key: self.access_key.clone(),
+            secret_key: self.secret_key.clone(),
+            secret_key_file: self.secret_key_file.clone(),
+            bucket: self.bucket_name.clone(),
+            region: self.region.clone(),
+            folder: self.folder.clone(),
+            endpoint_ca: self.s3_endpoint_ca.clone(),
+        }
+    }
 }
 
 /// How the cluster's PKI may be chosen.

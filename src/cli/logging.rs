@@ -32,9 +32,18 @@ pub fn colours(is_terminal: bool) -> bool {
 }
 
 /// Installs the stderr subscriber for `verbose` (`-v` count) or `quiet` unless `RUST_LOG`
+/// `-v` was given: plans list what does not change too.
+static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether `-v` was given.
+pub fn verbose() -> bool {
+    VERBOSE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// says otherwise.
 pub fn init(verbose: u8, quiet: bool) {
     QUIET.store(quiet, std::sync::atomic::Ordering::Relaxed);
+    VERBOSE.store(verbose > 0, std::sync::atomic::Ordering::Relaxed);
     let default = if quiet { LevelFilter::ERROR } else { level(verbose) };
     let filter = std::env::var("RUST_LOG")
         .ok()

@@ -16,9 +16,9 @@ mod manual;
 pub mod reporter;
 mod run;
 
-use crate::cluster_pki::{PkiFlags, PkiSource};
-use crate::config::{self, Cluster, ConfigError, LoadedConfig, S3Settings};
+use crate::config::{self, Cluster, ConfigError, LoadedConfig};
 use crate::exec::events::{Reporter, Traffic};
+use crate::invocation::Resolved;
 
 use crate::host::Connector;
 use crate::host::ssh::{KnownHostsPolicy, SshConnector, SshOptions};
@@ -28,13 +28,12 @@ use crate::plan::{self, Plan};
 use crate::prepare::Prepared;
 use crate::secret::{Secret, redact};
 use crate::state::StatePaths;
-use crate::state::journal::{self, JournalState};
+use crate::state::journal::JournalState;
 use crate::state::lock::ApplyLock;
 use args::{Action, Cli, Command, Common, EtcdAction, S3Flags};
 use clap::Parser;
 use miette::{Diagnostic, Report};
 use run::{act, apply_file, resume, show};
-use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -88,6 +87,12 @@ impl CliError {
     }
 }
 
+impl From<crate::config::BadInput> for CliError {
+    fn from(e: crate::config::BadInput) -> Self {
+        CliError::Input { message: e.message, help: e.help }
+    }
+}
+
 /// A plain refusal with help, for conditions found by the CLI itself.
 #[derive(Debug, thiserror::Error, Diagnostic)]
 #[error("{message}")]
@@ -122,7 +127,8 @@ pub fn main() -> ExitCode {
         };
     }
     let json = json_output(&cli.command);
-    if let Some(w) = command_s3_flags(&cli.command).into_iter().find_map(inputs::command_line_secret_warning) {
+    if let Some(w) = command_s3_flags(&cli.command).into_iter().find_map(|f| f.library().command_line_secret_warning())
+    {
         eprintln!("WARN[0000] {w}");
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
@@ -190,23 +196,12 @@ async fn dispatch(cmd: Command) -> Result<Moved, CliError> {
         Command::Etcd { command, common } => act(&common, &Action::Etcd { command: Box::new(command) }).await,
         Command::Plan { action, out, offline, common } => {
             let cfg = if offline { read_config(&common)? } else { load_config(&common)? };
-            let prepared = prepare(cfg, &common, &action, offline, None).await?;
+            let resolved = inputs::resolve(&action, &cfg.cluster)?;
+            let prepared = prepare(cfg, &common, resolved, offline, None).await?;
             show(&prepared.plan, &common);
             if let Some(path) = out {
-                if prepared.pki.as_ref().is_some_and(|p| p.source == PkiSource::New) {
-                    return Err(CliError::input(
-                        "a plan that makes a new PKI cannot be saved: its private keys cannot go into a plan file",
-                        "run the action itself (`rkectl up --new-pki`), which shows the plan and asks before applying",
-                    ));
-                }
-                let json = serde_json::to_vec_pretty(&PlanFile {
-                    config: common.config.display().to_string(),
-                    plan: prepared.plan.clone(),
-                })
-                .expect("plan serialises");
-                crate::local::write_private_atomic(&path, &json).map_err(|e| {
-                    CliError::input(format!("cannot write {}: {e}", path.display()), "choose a writable path")
-                })?;
+                plan::file::write(&path, &common.config, &prepared.plan, prepared.pki.as_ref())
+                    .map_err(CliError::refused)?;
                 eprintln!("Plan saved to {}; apply it with `rkectl apply {}`", path.display(), path.display());
             }
             Ok(None)
@@ -220,18 +215,11 @@ async fn dispatch(cmd: Command) -> Result<Moved, CliError> {
     }
 }
 
-/// A saved plan.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct PlanFile {
-    config: String,
-    plan: Plan,
-}
-
 /// cluster.yml read and validated (`--strict` refuses unknown keys), its warnings shown, and
 /// the SSH keys it names checked: everything before a host is dialed.
 fn load_config(common: &Common) -> Result<LoadedConfig, CliError> {
     let cfg = read_config(common)?;
-    inputs::check_ssh_keys(&cfg)?;
+    config::check_ssh_keys(&cfg)?;
     Ok(cfg)
 }
 
@@ -279,26 +267,6 @@ fn connector(common: &Common, cluster: &Cluster) -> Arc<dyn Connector> {
         bastion: cluster.bastion.clone(),
         ..SshOptions::default()
     }))
-}
-
-fn action_spec(action: &Action, cluster: &Cluster) -> Result<(ActionSpec, Option<S3Settings>, PkiFlags), CliError> {
-    match action {
-        Action::Up { pki } => Ok((ActionSpec::Up, None, PkiFlags { new_pki: pki.new_pki, use_local_state: false })),
-        Action::Cleanup => Ok((ActionSpec::Cleanup, None, PkiFlags::default())),
-        Action::Etcd { command } if matches!(**command, EtcdAction::SnapshotList { .. }) => {
-            Err(CliError::input("snapshot-list only reads; it has no plan", "run `rkectl etcd snapshot-list`"))
-        }
-        Action::Etcd { command } => {
-            let flags = match &**command {
-                EtcdAction::SnapshotRestore { use_local_state, pki, .. } => {
-                    PkiFlags { new_pki: pki.new_pki, use_local_state: *use_local_state }
-                }
-                _ => PkiFlags::default(),
-            };
-            let (spec, s3) = inputs::etcd_action(command, cluster)?;
-            Ok((spec, s3, flags))
-        }
-    }
 }
 
 /// The S3 flags of an action, when it has them.
@@ -360,32 +328,42 @@ fn lock_cluster(paths: &StatePaths, what: &str) -> Result<Locks, CliError> {
     Ok(Locks { _local: local, holder: crate::state::lock::Holder::me(&command).to_line() })
 }
 
+/// Prepares a resolved action (see [`crate::prepare`]), its refusals redacted of the secrets
+/// it was given.
 async fn prepare(
     cfg: LoadedConfig,
     common: &Common,
-    action: &Action,
+    resolved: Resolved,
     offline: bool,
     lock_nodes: Option<String>,
 ) -> Result<Prepared, CliError> {
-    let (spec, s3, pki_flags) = action_spec(action, &cfg.cluster)?;
-    let state_passphrase = s3_flags(action).map(inputs::state_passphrase).transpose()?.flatten();
-    let secrets: Vec<Secret> =
-        s3.iter().flat_map(|s| [s.access_key.clone(), s.secret_key.clone()]).chain(state_passphrase.clone()).collect();
-    let keys_from = inputs::key_sources_help(s3_flags(action).unwrap_or(&S3Flags::default()), &cfg.cluster);
+    let connector = connector(common, &cfg.cluster);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let (secrets, keys_from) = (resolved.secrets(), resolved.keys_from.clone());
     let input = crate::prepare::PrepareInput {
-        connector: connector(common, &cfg.cluster),
         cfg,
-        spec,
-        s3,
-        state_passphrase,
-        pki_flags,
+        spec: resolved.spec,
+        s3: resolved.s3,
+        state_passphrase: resolved.state_passphrase,
+        pki_flags: resolved.pki_flags,
         offline,
         lock_nodes,
-        now: time::OffsetDateTime::now_utc().unix_timestamp(),
+        connector,
+        now,
     };
+    prepare_input(input, &secrets, keys_from).await
+}
+
+/// Prepares `input`; a refusal is redacted of `secrets`, and one of the S3 keys says where
+/// they came from (`keys_from`).
+async fn prepare_input(
+    input: crate::prepare::PrepareInput,
+    secrets: &[Secret],
+    keys_from: String,
+) -> Result<Prepared, CliError> {
     crate::prepare::prepare(input).await.map_err(|e| {
         let hint = keys_hint(e.s3(), keys_from);
-        redact_refusal(e, &secrets, hint)
+        redact_refusal(e, secrets, hint)
     })
 }
 

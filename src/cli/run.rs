@@ -11,7 +11,7 @@ pub(super) fn show(plan: &Plan, common: &Common) {
         json_line("plan", plan);
     } else {
         let color = logging::colours(std::io::stdout().is_terminal());
-        let _ = write!(out, "{}", render(plan, RenderOptions { color, verbose: common.verbose }));
+        let _ = write!(out, "{}", render(plan, RenderOptions { color, verbose: logging::verbose() }));
     }
 }
 
@@ -36,85 +36,22 @@ pub(super) fn confirm(plan: &Plan, common: &Common, what: &str) -> Result<(), Cl
     }
 }
 
-pub(super) fn start_line(spec: &ActionSpec) -> &'static str {
-    match spec {
-        ActionSpec::Up => "Building up etcd plane..",
-        ActionSpec::EtcdSnapshotSave { .. } => "Starting saving snapshot on etcd hosts",
-        ActionSpec::EtcdSnapshotRestore { .. } => "Starting restore on etcd hosts",
-        ActionSpec::EtcdSnapshotDrill { .. } => "Starting snapshot drill on an etcd host",
-        ActionSpec::EtcdSnapshotDelete { .. } => "Starting deleting snapshot on etcd hosts",
-        ActionSpec::EtcdSnapshotPrune { .. } => "Starting pruning snapshots on etcd hosts",
-        ActionSpec::Cleanup => "Removing rkectl's helper binaries from the etcd hosts",
-    }
-}
-
-pub(super) fn done_line(spec: &ActionSpec) -> String {
-    match spec {
-        ActionSpec::Up => "Finished building up the etcd plane".into(),
-        ActionSpec::EtcdSnapshotSave { name, .. } => format!("Finished saving snapshot [{name}] on all etcd hosts"),
-        ActionSpec::EtcdSnapshotRestore { .. } => "Finished restoring on all etcd hosts".into(),
-        ActionSpec::EtcdSnapshotDrill { name, .. } => format!("Finished drilling snapshot [{name}]: it restores"),
-        ActionSpec::EtcdSnapshotDelete { name, .. } => format!("Finished deleting snapshot [{name}]"),
-        ActionSpec::EtcdSnapshotPrune { .. } => "Finished pruning snapshots".into(),
-        ActionSpec::Cleanup => "Finished removing rkectl's helper binaries".into(),
-    }
-}
-
 pub(super) async fn act(common: &Common, action: &Action) -> Result<Moved, CliError> {
     let cfg = load_config(common)?;
     let paths = StatePaths::beside(&cfg.dir(), &cfg.stem());
-    let (spec, _, _) = action_spec(action, &cfg.cluster)?;
-    let locks = lock_cluster(&paths, spec.template_name())?;
+    let resolved = inputs::resolve(action, &cfg.cluster)?;
+    let locks = lock_cluster(&paths, resolved.spec.template_name())?;
     if paths.journal.exists() {
-        return Err(unfinished(&paths));
+        return Err(CliError::refused(crate::resume::unfinished(&paths)));
     }
-    let prepared = prepare(cfg, common, action, false, Some(locks.holder.clone())).await?;
+    let prepared = prepare(cfg, common, resolved, false, Some(locks.holder.clone())).await?;
     show(&prepared.plan, common);
     if !prepared.plan.has_changes() {
         return Ok(None);
     }
-    let what = describe_destruction(&prepared.plan);
+    let what = prepared.plan.destruction_summary();
     confirm(&prepared.plan, common, &what)?;
     apply(prepared, common, None, locks).await
-}
-
-pub(super) fn describe_destruction(plan: &Plan) -> String {
-    let hosts: HashSet<_> =
-        plan.steps.iter().filter(|s| s.kind().is_destructive()).filter_map(|s| s.host.as_ref()).collect();
-    let mut parts = Vec::new();
-    match &plan.action {
-        ActionSpec::EtcdSnapshotRestore { name, .. } => parts
-            .push(format!("Restore snapshot {name}: the current etcd data on {} host(s) will be deleted", hosts.len())),
-        _ if plan.is_destructive() => {
-            parts.push(format!("{}: data on {} host(s) will be deleted", plan.title, hosts.len().max(1)))
-        }
-        _ => {}
-    }
-    let replaced = plan.replacements();
-    if !replaced.is_empty() {
-        let on: HashSet<_> = replaced.iter().filter_map(|(s, _)| s.host.as_ref()).collect();
-        parts.push(format!(
-            "{} thing(s) rkectl did not make will be replaced on {} host(s) (see `replaces` above)",
-            replaced.len(),
-            on.len()
-        ));
-    }
-    parts.join("; ")
-}
-
-pub(super) fn unfinished(paths: &StatePaths) -> CliError {
-    let detail = match journal::read(&paths.journal) {
-        Ok(j) => format!(
-            "an unfinished {} (started {}) is recorded in {}: {} of {} steps done",
-            j.plan.title,
-            j.started_at,
-            paths.journal.display(),
-            j.finished.len(),
-            j.plan.steps.iter().filter(|s| !s.kind().is_order_only()).count()
-        ),
-        Err(e) => format!("an unfinished apply is recorded in {} ({e})", paths.journal.display()),
-    };
-    refuse(detail, "run `rkectl apply` to finish it, or `rkectl apply --abandon` to set it aside")
 }
 
 pub(super) async fn apply(
@@ -132,7 +69,7 @@ pub(super) async fn apply(
         eprintln!("WARN[0000] Name of the snapshot is not specified using [{name}]");
     }
     let action = p.plan.action.clone();
-    logging::info(0, start_line(&action));
+    logging::info(0, action.start_line());
     let interrupts = Interrupts::listen();
     let request = crate::apply::ApplyRequest {
         connector: connector(common, &p.cfg.cluster),
@@ -164,87 +101,30 @@ pub(super) async fn apply(
             ),
         );
     }
-    logging::info(secs, done_line(&action));
+    logging::info(secs, action.done_line());
     drop(locks);
     Ok(Some(moved))
 }
 
 pub(super) async fn apply_file(common: &Common, file: &std::path::Path, s3_flags: &S3Flags) -> Result<Moved, CliError> {
-    let saved = read_plan_file(file)?;
+    let saved = plan::file::read(file).map_err(CliError::refused)?;
     let cfg = load_config(common)?;
-    check_plan_fits(&saved, &cfg, file)?;
+    plan::file::check_fits(&saved, &cfg, file).map_err(CliError::refused)?;
     let paths = StatePaths::beside(&cfg.dir(), &cfg.stem());
     let locks = lock_cluster(&paths, saved.action.template_name())?;
     if paths.journal.exists() {
-        return Err(unfinished(&paths));
+        return Err(CliError::refused(crate::resume::unfinished(&paths)));
     }
     // The file's steps are never run as written: its inputs are compiled again, and what
     // runs is that plan, once the file is proven to hold exactly its steps.
     let fresh = prepare_again(common, cfg, &saved, s3_flags, &locks).await?;
-    refuse_stale(&saved, &fresh.plan, file)?;
-    plan::saved::check_as_compiled(&saved, &fresh.plan)
-        .map_err(|difference| CliError::refused(plan::saved::NotAsCompiled { file: file.to_path_buf(), difference }))?;
+    plan::file::check_unchanged(&saved, &fresh.plan, file).map_err(CliError::refused)?;
     show(&fresh.plan, common);
     if !fresh.plan.has_changes() {
         return Ok(None);
     }
-    confirm(&fresh.plan, common, &describe_destruction(&fresh.plan))?;
+    confirm(&fresh.plan, common, &fresh.plan.destruction_summary())?;
     apply(fresh, common, None, locks).await
-}
-
-/// Reads a plan file written by `rkectl plan … --out FILE`, refusing another format or a
-/// graph that is not one.
-fn read_plan_file(file: &std::path::Path) -> Result<Plan, CliError> {
-    let text = std::fs::read_to_string(file).map_err(|e| {
-        CliError::input(
-            format!("cannot read plan file {}: {e}", file.display()),
-            "give the file written by `rkectl plan … --out FILE`",
-        )
-    })?;
-    let not_a_plan = |e: serde_json::Error| {
-        CliError::input(
-            format!("{} is not a plan file: {e}", file.display()),
-            "give the file written by `rkectl plan … --out FILE`",
-        )
-    };
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(not_a_plan)?;
-    // Read before the rest: another version's plan would not parse, and should say why.
-    let format = value.pointer("/plan/format").and_then(|f| f.as_u64()).unwrap_or(0);
-    if format != u64::from(plan::FORMAT) {
-        return Err(CliError::input(
-            format!(
-                "{} was written by another rkectl (plan format {format}, this one reads {})",
-                file.display(),
-                plan::FORMAT
-            ),
-            "plan again with this rkectl, or apply the file with the version that wrote it",
-        ));
-    }
-    let pf: PlanFile = serde_json::from_value(value).map_err(not_a_plan)?;
-    let plan = pf.plan;
-    plan.graph().map_err(|e| CliError::input(format!("{} is not a valid plan: {e}", file.display()), "plan again"))?;
-    Ok(plan)
-}
-
-/// Refuses a saved plan made for another cluster.yml, or one made offline.
-fn check_plan_fits(plan: &Plan, cfg: &LoadedConfig, file: &std::path::Path) -> Result<(), CliError> {
-    if plan.cluster_hash != cfg.hash {
-        return Err(refuse(
-            format!(
-                "the plan in {} was made for another cluster.yml (or {} changed since)",
-                file.display(),
-                cfg.path.display()
-            ),
-            "plan again with the current cluster.yml",
-        ));
-    }
-    if matches!(plan.observed, crate::model::observed::Observed::Offline) {
-        return Err(refuse(
-            "an offline plan cannot be applied: it did not look at the hosts",
-            "plan again without --offline",
-        ));
-    }
-    Ok(())
 }
 
 /// Prepares a saved plan's action again, under the locks already held and with the clock
@@ -257,72 +137,12 @@ async fn prepare_again(
     s3_flags: &S3Flags,
     locks: &Locks,
 ) -> Result<Prepared, CliError> {
-    let s3 = s3_for_plan(&plan.action, s3_flags, &cfg.cluster)?;
-    let state_passphrase = inputs::state_passphrase(s3_flags)?;
-    let secrets: Vec<Secret> =
-        s3.iter().flat_map(|s| [s.access_key.clone(), s.secret_key.clone()]).chain(state_passphrase.clone()).collect();
-    // The same preparation as when the plan was made; a local state file, once there, is the
-    // PKI (the plan may have written it from the snapshot's).
-    let use_local_state = crate::rke::state::path_for(&cfg.path).exists();
+    let r = inputs::for_plan(&plan.action, s3_flags, &cfg.cluster)?;
+    let (secrets, keys_from) = (r.secrets(), r.keys_from);
     let connector = connector(common, &cfg.cluster);
-    let keys_from = inputs::key_sources_help(s3_flags, &cfg.cluster);
-    let input = crate::prepare::PrepareInput {
-        cfg,
-        spec: plan.action.clone(),
-        s3,
-        state_passphrase,
-        pki_flags: PkiFlags { new_pki: false, use_local_state },
-        offline: false,
-        lock_nodes: Some(locks.holder.clone()),
-        connector,
-        now: plan.made_at,
-    };
-    crate::prepare::prepare(input).await.map_err(|e| {
-        let hint = keys_hint(e.s3(), keys_from);
-        redact_refusal(e, &secrets, hint)
-    })
-}
-
-/// Refuses a saved plan when what it was based on changed, naming where.
-fn refuse_stale(plan: &Plan, fresh: &Plan, file: &std::path::Path) -> Result<(), CliError> {
-    if fresh.observed_fingerprint != plan.observed_fingerprint {
-        let empty = crate::model::observed::Seen::default();
-        let now = fresh.observed.seen().unwrap_or(&empty);
-        let then = plan.observed.seen().unwrap_or(&empty);
-        let changed: Vec<String> = now
-            .hosts
-            .iter()
-            .filter(|(h, f)| then.hosts.get(*h) != Some(*f))
-            .map(|(h, _)| h.to_string())
-            .chain(then.hosts.keys().filter(|h| !now.hosts.contains_key(*h)).map(|h| h.to_string()))
-            .chain((now.s3 != then.s3).then(|| "S3".to_string()))
-            .collect();
-        return Err(refuse(
-            format!("the plan in {} is stale: what it was based on changed on {}", file.display(), changed.join(", ")),
-            "plan again; rkectl applies a saved plan only to the state it was made for",
-        ));
-    }
-    Ok(())
-}
-
-/// S3 settings for a plan made earlier: its target, keys from flags, env or cluster.yml.
-pub(super) fn s3_for_plan(
-    spec: &ActionSpec,
-    flags: &S3Flags,
-    cluster: &Cluster,
-) -> Result<Option<S3Settings>, CliError> {
-    let Some(target) = spec.s3() else { return Ok(None) };
-    let (access_key, secret_key, custom_ca) = inputs::credentials(flags, cluster.configured_s3())?;
-    Ok(Some(S3Settings {
-        endpoint: target.endpoint.clone(),
-        bucket: target.bucket.clone(),
-        region: target.region.clone(),
-        folder: target.folder.clone(),
-        custom_ca,
-        access_key,
-        secret_key,
-        session_token: None,
-    }))
+    let input =
+        crate::prepare::PrepareInput::again(cfg, plan, r.s3, r.state_passphrase, connector, locks.holder.clone());
+    prepare_input(input, &secrets, keys_from).await
 }
 
 pub(super) async fn resume(common: &Common, s3_flags: &S3Flags, abandon: bool) -> Result<Moved, CliError> {
@@ -337,47 +157,16 @@ pub(super) async fn resume(common: &Common, s3_flags: &S3Flags, abandon: bool) -
         ));
     }
     if abandon {
-        abandon_journal(&paths)?;
+        let aside = crate::resume::set_aside(&paths)
+            .map_err(|e| CliError::input(e.to_string(), "check the folder's permissions"))?;
+        eprintln!("The unfinished apply was set aside as {}", aside.display());
         return Ok(None);
     }
     let j = crate::resume::read_unfinished(&cfg).map_err(CliError::refused)?;
-    print_steps_left(&j);
-    let s3 = s3_for_plan(&j.plan.action, s3_flags, &cfg.cluster)?;
-    let state_passphrase = inputs::state_passphrase(s3_flags)?;
-    let prepared = crate::resume::prepare_resume(cfg, &j, s3, state_passphrase).map_err(CliError::refused)?;
+    eprint!("{}", crate::resume::steps_left(&j));
+    let r = inputs::for_plan(&j.plan.action, s3_flags, &cfg.cluster)?;
+    let prepared = crate::resume::prepare_resume(cfg, &j, r.s3, r.state_passphrase).map_err(CliError::refused)?;
     let plan = &prepared.plan;
-    confirm(plan, common, &format!("Finish: {}", describe_destruction(plan)))?;
+    confirm(plan, common, &format!("Finish: {}", plan.destruction_summary()))?;
     apply(prepared, common, Some(j), locks).await
-}
-
-/// `rkectl apply --abandon`: renames the unfinished apply's journal out of the way.
-fn abandon_journal(paths: &StatePaths) -> Result<(), CliError> {
-    let mut aside = paths.journal.as_os_str().to_owned();
-    aside.push(format!(".abandoned-{}", time::OffsetDateTime::now_utc().unix_timestamp()));
-    std::fs::rename(&paths.journal, &aside)
-        .map_err(|e| CliError::input(e.to_string(), "check the folder's permissions"))?;
-    eprintln!("The unfinished apply was set aside as {}", std::path::Path::new(&aside).display());
-    Ok(())
-}
-
-/// Tells what the unfinished apply has done, the steps left, and where it last stopped.
-fn print_steps_left(j: &JournalState) {
-    let left: Vec<&crate::steps::Step> =
-        j.plan.steps.iter().filter(|s| !s.kind().is_order_only() && !j.finished.contains(&s.id)).collect();
-    eprintln!(
-        "Resuming {} started {}: {} of {} steps done; {} left:",
-        j.plan.title,
-        j.started_at,
-        j.finished.len(),
-        j.finished.len() + left.len(),
-        left.len()
-    );
-    for s in &left {
-        let host = s.host.as_ref().map(|h| h.to_string()).unwrap_or_else(|| "(cluster)".into());
-        let again = if j.interrupted.contains(&s.id) { " (interrupted, runs again)" } else { "" };
-        eprintln!("  {:<20} {host:<15} {}{again}", s.kind().name(), s.action.describe());
-    }
-    if let Some((step, err)) = &j.last_failure {
-        eprintln!("The last run stopped at {step}: {err}");
-    }
 }

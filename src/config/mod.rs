@@ -24,6 +24,7 @@ pub mod raw;
 mod read;
 pub mod redact;
 pub mod registries;
+mod s3;
 pub mod spans;
 mod ssh_access;
 mod validate;
@@ -31,7 +32,10 @@ pub mod yaml;
 
 pub use duration::GoDuration;
 pub use model::*;
+pub use s3::{KeyFrom, S3Environment, S3Flags, S3Use};
 pub use ssh_access::is_openssh_cert;
+pub use validate::flags::{BadInput, read_secret_file, retention};
+pub use validate::ssh_keys::check_ssh_keys;
 
 use locate::{Locator, char_span};
 use miette::{Diagnostic, NamedSource, SourceSpan};
@@ -148,6 +152,15 @@ impl LoadedConfig {
             src: NamedSource::new(file_name(&self.path), redact::for_display(&self.source)),
             problems: vec![located.at(path, message, label, help)],
         }
+    }
+
+    /// Whether the value at `path` (e.g. `nodes[0].ssh_key_path`) is written in cluster.yml
+    /// itself, not only defaulted: from the index built when it was read, without parsing
+    /// the text again. (A path that is not written falls back to its parent's span.)
+    pub fn is_written(&self, path: &str) -> bool {
+        let parent = path.rfind(['.', '[']).map(|cut| &path[..cut]);
+        let own = self.spans.value(path);
+        own.is_some() && own != parent.and_then(|p| self.spans.value(p))
     }
 
     /// The directory cluster.yml is in: state, journal and lock files live next to it.

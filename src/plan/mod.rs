@@ -9,8 +9,10 @@
 //! Nothing in this module does I/O.
 
 pub mod compile;
+pub mod file;
 pub mod render;
 pub mod saved;
+pub mod summary;
 pub mod template;
 
 pub use compile::compile;

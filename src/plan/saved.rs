@@ -53,6 +53,20 @@ pub struct NotAsCompiled {
     pub difference: Difference,
 }
 
+/// A plan made with `--offline`: it did not look at the hosts, so nothing may apply it.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("an offline plan cannot be applied: it did not look at the hosts")]
+#[diagnostic(code(rkectl::refused), help("plan again without --offline"))]
+pub struct OfflinePlan;
+
+/// Refuses a plan made offline (read back from a file, or handed to the library's apply).
+pub fn check_online(plan: &Plan) -> Result<(), OfflinePlan> {
+    match plan.observed {
+        super::Observed::Offline => Err(OfflinePlan),
+        super::Observed::Online(_) => Ok(()),
+    }
+}
+
 /// Checks that `saved` has exactly the steps of `compiled` (the same inputs compiled
 /// again): each step's id, kind, host, parameters and the steps it waits for. The order
 /// of the list does not matter (the edges order a run); a step missing is reported
@@ -158,7 +172,7 @@ fn shown(v: Option<&serde_json::Value>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::config::HostAddr;
     use crate::model::action::{ActionSpec, RestoreSearch};
@@ -186,7 +200,7 @@ mod tests {
 
     /// Two hosts verified, a barrier, then both cleaned: a restore's pre-flight and its
     /// first destructive step.
-    fn restore() -> Plan {
+    pub(crate) fn restore() -> Plan {
         let steps = vec![
             step("dial@10.0.0.1", Some("10.0.0.1"), &[], StepAction::Dial(Dial {})),
             step("dial@10.0.0.2", Some("10.0.0.2"), &[], StepAction::Dial(Dial {})),

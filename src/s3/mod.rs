@@ -25,6 +25,7 @@
 mod connect;
 mod credentials_file;
 mod download;
+pub mod environment;
 mod error;
 pub mod roots;
 mod upload;

@@ -26,7 +26,9 @@
 //!    `None`, and the caller reports every problem at once.
 
 mod etcd;
+pub(super) mod flags;
 mod nodes;
+pub(super) mod ssh_keys;
 
 use super::ConfigProblem;
 use super::lenient::ScalarString;
