@@ -71,6 +71,26 @@ impl Builder<'_> {
         }
     }
 
+    /// The refusal of a snapshot that no etcd host holds, with the nearest names they do.
+    fn missing_on_hosts(&self, name: &SnapshotName) -> CompileError {
+        let nodes = self.etcd_nodes();
+        let obs = self.input.observed;
+        let mut there: Vec<&str> = nodes
+            .iter()
+            .filter_map(|n| obs.host(&n.address))
+            .flat_map(|f| f.snapshots.keys().map(|k| k.as_str()))
+            .collect();
+        there.sort();
+        there.dedup();
+        let near = super::named_snapshot::nearest(name.as_str(), there.into_iter());
+        CompileError::SnapshotMissing {
+            name: name.clone(),
+            dir: crate::layout::SNAPSHOT_DIR,
+            hosts: nodes.iter().map(|n| n.address.to_string()).collect::<Vec<_>>().join(", "),
+            nearest: format!("{near}; to restore from S3, add --s3"),
+        }
+    }
+
     /// The reference among the hosts' copies: the one copy they agree on, or, for copies
     /// that are each host's own snapshot (RKE's, recurring ones), the first etcd host's
     /// valid copy, as RKE's restore serves the first host's copy to the others.
@@ -80,22 +100,7 @@ impl Builder<'_> {
         copies: &[(HostAddr, &SnapshotCopy)],
     ) -> Result<Chosen, CompileError> {
         if copies.is_empty() {
-            let nodes = self.etcd_nodes();
-            let obs = self.input.observed;
-            let mut there: Vec<&str> = nodes
-                .iter()
-                .filter_map(|n| obs.host(&n.address))
-                .flat_map(|f| f.snapshots.keys().map(|k| k.as_str()))
-                .collect();
-            there.sort();
-            there.dedup();
-            let near = super::named_snapshot::nearest(name.as_str(), there.into_iter());
-            return Err(CompileError::SnapshotMissing {
-                name: name.clone(),
-                dir: crate::layout::SNAPSHOT_DIR,
-                hosts: nodes.iter().map(|n| n.address.to_string()).collect::<Vec<_>>().join(", "),
-                nearest: format!("{near}; to restore from S3, add --s3"),
-            });
+            return Err(self.missing_on_hosts(name));
         }
         let mut groups: Vec<((SnapshotFormat, Checksum), Vec<HostAddr>)> = Vec::new();
         let mut problems = Vec::new();
