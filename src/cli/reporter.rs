@@ -78,7 +78,8 @@ impl Reporter for Human {
                         stamp("INFO", e)
                     ));
                 } else {
-                    self.line(format!("{} Applying {steps} steps on {hosts} hosts", stamp("INFO", e)));
+                    let (s, h) = (if *steps == 1 { "" } else { "s" }, if *hosts == 1 { "" } else { "s" });
+                    self.line(format!("{} Applying {steps} step{s} on {hosts} host{h}", stamp("INFO", e)));
                 }
             }
             ApplyEventKind::RunNote { level, message } => {
@@ -177,7 +178,9 @@ pub fn drill_text(host: &str, origin: &str, r: &crate::agent::drill::DrillReport
         .unwrap_or_else(|_| r.snapshot.name.clone());
     let _ = writeln!(t, "Drill of snapshot {file} on host {host}:");
     let _ = writeln!(t, "  snapshot    {} bytes, {}, {origin}", r.snapshot.size, r.snapshot.checksum.0);
-    let _ = writeln!(t, "  etcd        revision {}, hash {}", r.restored.revision, r.hash);
+    let live_at = r.live.as_ref().map(|l| format!(" (the live cluster is at revision {})", l.revision));
+    let _ =
+        writeln!(t, "  etcd        revision {}, hash {}{}", r.restored.revision, r.hash, live_at.unwrap_or_default());
     if let Some(n) = &r.newest {
         let _ = writeln!(t, "  newest      {} (revision {})", n.key, n.mod_revision);
     }
@@ -190,13 +193,12 @@ pub fn drill_text(host: &str, origin: &str, r: &crate::agent::drill::DrillReport
     let live = r.live.as_ref();
     match live {
         Some(l) => {
-            let _ = writeln!(t, "  {:<40} {:>10} {:>10}", "keys", "snapshot", "live");
-            let _ = writeln!(t, "  {:<40} {:>10} {:>10}", "(all)", r.restored.keys, l.keys);
-            let _ = writeln!(t, "  {:<40} {:>10} {:>10}", "(revision)", r.restored.revision, l.revision);
+            let _ = writeln!(t, "  {:<40} {:>10} {:>10}", "keys, by resource", "snapshot", "live");
+            let _ = writeln!(t, "  {:<40} {:>10} {:>10}", "all keys", r.restored.keys, l.keys);
         }
         None => {
-            let _ = writeln!(t, "  {:<40} {:>10}", "keys", "snapshot");
-            let _ = writeln!(t, "  {:<40} {:>10}", "(all)", r.restored.keys);
+            let _ = writeln!(t, "  {:<40} {:>10}", "keys, by resource", "snapshot");
+            let _ = writeln!(t, "  {:<40} {:>10}", "all keys", r.restored.keys);
         }
     }
     let resources: std::collections::BTreeSet<&String> =
@@ -226,5 +228,26 @@ impl Reporter for JsonLines {
         let _ = out.write_all(b"{\"event\":");
         let _ = serde_json::to_writer(&mut out, e);
         let _ = out.write_all(b"}\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::drill_text;
+
+    #[test]
+    fn a_drill_report_says_its_revisions_in_words_not_as_a_row_of_keys() {
+        let report = serde_json::json!({
+            "snapshot": {"name": "s", "format": "zip", "size": 10, "checksum": "blake3:ab", "etcd_ok": true,
+                         "problem": null, "etcd": null, "uploaded": false},
+            "hash": 7,
+            "restored": {"revision": 10, "keys": 3, "by_resource": {"secrets": 2}},
+            "newest": null, "restore_millis": 100, "total_millis": 900,
+            "live": {"revision": 12, "keys": 4, "by_resource": {"secrets": 3}}
+        });
+        let text = drill_text("10.0.0.1", "host 10.0.0.1's own copy", &serde_json::from_value(report).unwrap());
+        assert!(text.contains("revision 10, hash 7 (the live cluster is at revision 12)"), "{text}");
+        assert!(!text.contains("(revision)") && !text.contains("(all)"), "{text}");
+        assert!(text.lines().any(|l| l.trim_start().starts_with("all keys") && l.ends_with(" 3          4")), "{text}");
     }
 }
