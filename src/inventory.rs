@@ -171,6 +171,14 @@ pub fn table(rows: &[Row], hosts: &[String]) -> String {
         out.push_str(&table_row(row, hosts));
         out.push('\n');
     }
+    // The marks a row may carry, said once in words under the table.
+    let unknown = rows.iter().any(|r| !r.consistent && r.copies.values().any(|c| c.checksum.is_none()));
+    if unknown {
+        out.push_str("(?): no checksum is known for that copy: rkectl did not write it and `--verify` was not given\n");
+    }
+    if rows.iter().any(|r| r.per_host) {
+        out.push_str("per-host: each host took its own snapshot at that time (RKE's and recurring ones), so their bytes differ\n");
+    }
     out
 }
 
@@ -274,5 +282,18 @@ mod tests {
             table.lines().nth(1).is_some_and(|l| l.contains("per-host") && l.ends_with("(not on 10.0.0.3)")),
             "{table}"
         );
+    }
+
+    #[test]
+    fn the_table_says_what_its_marks_mean_under_it() {
+        let mut unknown = copy(b"x", false, None);
+        unknown.checksum = None;
+        unknown.size = 4;
+        let rows = rows(&seen(copy(b"a", false, None), unknown));
+        let hosts = ["10.0.0.1".to_string(), "10.0.0.2".to_string()];
+        let t = table(&rows, &hosts);
+        assert!(t.contains("(?)") && t.contains("(?): no checksum is known for that copy"), "{t}");
+        let agreeing = table(&super::rows(&seen(copy(b"a", true, None), copy(b"a", true, None))), &hosts);
+        assert!(!agreeing.contains("(?):") && !agreeing.contains("per-host:"), "no legend without marks: {agreeing}");
     }
 }
