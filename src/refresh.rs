@@ -241,7 +241,7 @@ async fn observe_host(cluster: &Cluster, pool: &HostPool, node: &Node, needs: &N
         f.agents = dirs.into_iter().filter(|d| !d.starts_with('.')).collect();
     }
     if let Some(want) = &needs.snapshots {
-        f.snapshots = observe_snapshots(cluster, pool.owner(), host.as_ref(), want).await?;
+        (f.snapshots, f.other_snapshots) = observe_snapshots(cluster, pool.owner(), host.as_ref(), want).await?;
     }
     Ok(f)
 }
@@ -251,20 +251,22 @@ async fn observe_snapshots(
     owner: &Owner,
     host: &dyn Host,
     want: &SnapshotNeeds,
-) -> Result<BTreeMap<SnapshotName, SnapshotCopy>, Failure> {
-    let mut out = list_snapshots(host, want).await?;
+) -> Result<(BTreeMap<SnapshotName, SnapshotCopy>, Vec<SnapshotName>), Failure> {
+    let (mut out, others) = list_snapshots(host, want).await?;
     let recorded = read_records(host, want, &mut out).await;
     check_snapshots(cluster, owner, host, want, &mut out, &recorded).await?;
-    Ok(out)
+    Ok((out, others))
 }
 
-/// The wanted snapshots in the host's snapshot folder, one copy each, as listed.
+/// The wanted snapshots in the host's snapshot folder, one copy each, as listed, and the
+/// names of the others.
 async fn list_snapshots(
     host: &dyn Host,
     want: &SnapshotNeeds,
-) -> Result<BTreeMap<SnapshotName, SnapshotCopy>, Failure> {
+) -> Result<(BTreeMap<SnapshotName, SnapshotCopy>, Vec<SnapshotName>), Failure> {
     let listing = host.list_dir(crate::layout::SNAPSHOT_DIR).await?;
     let mut out: BTreeMap<SnapshotName, SnapshotCopy> = BTreeMap::new();
+    let mut others: Vec<SnapshotName> = Vec::new();
     for e in listing {
         if e.name.ends_with(".part") {
             continue;
@@ -276,7 +278,11 @@ async fn list_snapshots(
         };
         // A host with both keeps RKE's choice: the archive (rke-tools unpacks it over the
         // plain file when it serves a restore).
-        if !wanted || out.get(&name).is_some_and(|c| c.format == SnapshotFormat::Zip) {
+        if !wanted {
+            others.push(name);
+            continue;
+        }
+        if out.get(&name).is_some_and(|c| c.format == SnapshotFormat::Zip) {
             continue;
         }
         out.insert(
@@ -294,7 +300,9 @@ async fn list_snapshots(
             },
         );
     }
-    Ok(out)
+    others.sort();
+    others.dedup();
+    Ok((out, others))
 }
 
 /// Takes what rkectl's records say of the listed copies; returns the checksum each record
@@ -413,13 +421,18 @@ async fn observe_s3(s3: &S3Settings, needs: &Needs) -> Result<S3Facts, RefreshEr
     let client = crate::s3::S3Client::new(s3).await?;
     client.check().await?;
     let mut snapshots: BTreeMap<SnapshotName, S3Copy> = BTreeMap::new();
+    let mut others: Vec<SnapshotName> = Vec::new();
     for o in client.list().await? {
         let Some((name, format)) = SnapshotFormat::parse_file_name(o.name.as_str()) else { continue };
         let wanted = match &needs.snapshots {
             Some(SnapshotNeeds::One(n)) => &name == n,
             _ => true,
         };
-        if !wanted || snapshots.get(&name).is_some_and(|c| c.format == SnapshotFormat::Zip) {
+        if !wanted {
+            others.push(name);
+            continue;
+        }
+        if snapshots.get(&name).is_some_and(|c| c.format == SnapshotFormat::Zip) {
             continue;
         }
         let (checksum, has_sealed_state) = if o.has_manifest {
@@ -443,5 +456,7 @@ async fn observe_s3(s3: &S3Settings, needs: &Needs) -> Result<S3Facts, RefreshEr
             },
         );
     }
-    Ok(S3Facts { target: s3.target(), snapshots })
+    others.sort();
+    others.dedup();
+    Ok(S3Facts { target: s3.target(), snapshots, other_snapshots: others })
 }

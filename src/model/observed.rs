@@ -68,6 +68,11 @@ pub struct HostFacts {
     pub missing_images: Vec<String>,
     /// Snapshot files in `/opt/rke/etcd-snapshots`, when the action looks at them.
     pub snapshots: BTreeMap<SnapshotName, SnapshotCopy>,
+    /// The names of the other snapshots there, when the action looks at one only: for a
+    /// refusal's "did you mean". Not part of the plan (nor of its fingerprint, so a new
+    /// recurring snapshot does not make a saved plan stale).
+    #[serde(skip)]
+    pub other_snapshots: Vec<SnapshotName>,
     /// Whether `/var/lib/etcd` holds data.
     pub has_etcd_data: Option<bool>,
     /// The CA and member certificate files found on the host, when the action looks.
@@ -212,6 +217,10 @@ pub struct S3Facts {
     pub target: S3Target,
     /// Snapshots in the bucket (folder), with their recorded checksum.
     pub snapshots: BTreeMap<SnapshotName, S3Copy>,
+    /// The names of the other snapshots there, when the action looks at one only (as for
+    /// a host's, not part of the plan).
+    #[serde(skip)]
+    pub other_snapshots: Vec<SnapshotName>,
 }
 
 /// A snapshot stored in S3.

@@ -46,8 +46,11 @@ fn prune_plan(policy: PrunePolicy) -> Plan {
         has_sealed_state: false,
         has_state: false,
     };
-    seen.s3 =
-        Some(S3Facts { target: target.clone(), snapshots: [(n(OLD), s3_copy.clone()), (n(NEWEST), s3_copy)].into() });
+    seen.s3 = Some(S3Facts {
+        target: target.clone(),
+        snapshots: [(n(OLD), s3_copy.clone()), (n(NEWEST), s3_copy)].into(),
+        other_snapshots: Vec::new(),
+    });
     let week_later = name_time(&n(NEWEST)).unwrap() + 7 * 86_400;
     compile(&CompileInput {
         cluster: &cluster,

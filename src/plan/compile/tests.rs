@@ -213,11 +213,11 @@ fn compile_at(c: &Cluster, action: &ActionSpec, observed: &Observed, now: i64) -
 #[test]
 fn restoring_or_drilling_a_name_that_is_nowhere_offers_the_near_names() {
     let c = cluster("node2");
-    let copy = listed_copy(SnapshotFormat::Zip);
     let mut seen = crate::model::observed::Seen::default();
+    // As refresh sees them for a restore: the named one is not there, the others are names.
     for n in c.etcd_nodes() {
-        let snapshots = [(SnapshotName::new("before-upgrade").unwrap(), copy.clone())].into();
-        seen.hosts.insert(n.address.clone(), HostFacts { snapshots, ..Default::default() });
+        let other_snapshots = vec![SnapshotName::new("before-upgrade").unwrap()];
+        seen.hosts.insert(n.address.clone(), HostFacts { other_snapshots, ..Default::default() });
     }
     let target =
         crate::model::S3Target { endpoint: "s3.example".into(), bucket: "b".into(), region: None, folder: None };
@@ -231,7 +231,8 @@ fn restoring_or_drilling_a_name_that_is_nowhere_offers_the_near_names() {
         has_state: false,
     };
     let snapshots = [(SnapshotName::new("nightly-s3").unwrap(), in_bucket)].into();
-    seen.s3 = Some(crate::model::observed::S3Facts { target: target.clone(), snapshots });
+    let other_snapshots = vec![SnapshotName::new("weekly-s3").unwrap()];
+    seen.s3 = Some(crate::model::observed::S3Facts { target: target.clone(), snapshots, other_snapshots });
     let observed = Observed::Online(seen);
     let name = SnapshotName::new("before-upgrad").unwrap();
     let help = |e: CompileError| miette::Diagnostic::help(&e).map(|h| h.to_string()).unwrap_or_default();
@@ -250,5 +251,5 @@ fn restoring_or_drilling_a_name_that_is_nowhere_offers_the_near_names() {
     let e = compile_at(&c, &action, &observed, 100).unwrap_err();
     assert!(matches!(e, CompileError::S3SnapshotMissing { .. }), "{e}");
     let help = help(e);
-    assert!(help.starts_with("did you mean nightly-s3?") && help.contains("--bucket-name"), "{help}");
+    assert!(help.starts_with("did you mean nightly-s3, weekly-s3?") && help.contains("--bucket-name"), "{help}");
 }

@@ -51,7 +51,7 @@ impl Builder<'_> {
                 }))
             }
             (RestoreSearch::S3 { target }, None) => {
-                let in_bucket = obs.s3().into_iter().flat_map(|s| s.snapshots.keys());
+                let in_bucket = obs.s3().into_iter().flat_map(|s| s.snapshots.keys().chain(&s.other_snapshots));
                 let near = super::named_snapshot::nearest(name.as_str(), in_bucket.map(|n| n.as_str()));
                 Err(CompileError::S3SnapshotMissing {
                     name: name.clone(),
@@ -78,7 +78,7 @@ impl Builder<'_> {
         let mut there: Vec<&str> = nodes
             .iter()
             .filter_map(|n| obs.host(&n.address))
-            .flat_map(|f| f.snapshots.keys().map(|k| k.as_str()))
+            .flat_map(|f| f.snapshots.keys().chain(&f.other_snapshots).map(|k| k.as_str()))
             .collect();
         there.sort();
         there.dedup();
