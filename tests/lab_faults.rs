@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::lab::{Lab, text};
+use common::lab::{Lab, says, text};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command};
 
@@ -298,7 +298,7 @@ fn two_workstations_never_act_on_the_same_nodes_at_once() {
     let second = second.expect("the second workstation ran");
     let t = text(&second);
     assert_eq!(second.status.code(), Some(2), "{t}");
-    assert!(t.contains("is being changed by another rkectl apply"), "{t}");
+    assert!(says(&t, "is being changed by another rkectl apply"), "{t}");
     assert!(t.contains("rkectl etcd-snapshot-restore") && t.contains("pid "), "{t}");
     for n in NODES {
         assert!(!lab.sh(n, "ls /opt/rke/etcd-snapshots").contains("other.db"), "{n}");

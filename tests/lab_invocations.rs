@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::lab::{Lab, text};
+use common::lab::{Lab, says, text};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -112,7 +112,7 @@ fn a_restore_runs_to_the_end_while_another_workstation_plans_lists_and_cleans_up
     let ((code, lines), mid) = restore;
     let (mid_code, mid_said) = mid.expect("the restore cleaned a host");
     assert!(
-        mid_code == Some(2) && mid_said.contains("is being changed by another rkectl apply"),
+        mid_code == Some(2) && says(&mid_said, "is being changed by another rkectl apply"),
         "a cleanup in the middle of the restore must wait its turn, exit {mid_code:?}:\n{mid_said}"
     );
     let all = lines.join("\n");
@@ -124,7 +124,7 @@ fn a_restore_runs_to_the_end_while_another_workstation_plans_lists_and_cleans_up
         if cmd == "cleanup --yes" {
             match code {
                 Some(0) => {}
-                Some(2) if said.contains("is being changed by another rkectl apply") => cleanups_refused += 1,
+                Some(2) if says(said, "is being changed by another rkectl apply") => cleanups_refused += 1,
                 _ => panic!("{cmd} exited {code:?}:\n{said}"),
             }
         } else {
@@ -238,7 +238,7 @@ fn a_workstation_fallen_silent_loses_its_node_locks_after_the_lease() {
     let (first_code, first) = refused_while_stopped.unwrap();
     assert_eq!(first_code, Some(2), "{first}");
     let first = first.replace('│', " ").split_whitespace().collect::<Vec<_>>().join(" ");
-    assert!(first.contains("is being changed by another rkectl apply") && first.contains("lets go 60 s"), "{first}");
+    assert!(says(&first, "is being changed by another rkectl apply") && says(&first, "lets go 60 s"), "{first}");
     let after = took_over_after.unwrap_or_else(|| panic!("the silent workstation's locks were never released"));
     eprintln!("the other workstation took the nodes over {} s after the first fell silent", after.as_secs());
     assert!(after >= Duration::from_secs(30), "not before the lease: {after:?}");

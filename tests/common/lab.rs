@@ -353,6 +353,13 @@ pub fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
+/// Whether `text` says `phrase`, however miette wrapped it: whitespace and the diagnostic's
+/// gutter are ignored on both sides, since where a line breaks depends on what else it holds.
+pub fn says(text: &str, phrase: &str) -> bool {
+    let squash = |s: &str| s.chars().filter(|c| !c.is_whitespace() && *c != '│').collect::<String>();
+    squash(text).contains(&squash(phrase))
+}
+
 fn log_output(what: &str, out: &Output) {
     eprintln!("$ {what}  -> {:?}", out.status.code());
     let t = text(out);
