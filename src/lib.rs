@@ -1,6 +1,7 @@
 //! rkectl: back up and recover the etcd plane of Kubernetes clusters that RKE built.
 //!
-//! The library is the whole product; `main.rs` is thin glue over [`cli`].
+//! The library is the whole product; `main.rs` is thin glue over [`cli`], which is thin glue
+//! over [`session`].
 //!
 //! # What flows through it
 //! ```text
@@ -52,8 +53,11 @@
 //!    settings, PKI flags, state passphrase), [`prepare`] (inputs → refresh → PKI → plan,
 //!    changing nothing), [`inventory`] (every snapshot copy on the hosts and in S3, and
 //!    whether they agree), [`resume`] (an unfinished apply made ready to finish), [`apply`]
-//!    (a plan to a finished run).
-//! 7. The edge: [`cli`].
+//!    (a plan to a finished run), [`session`] (one command's whole way: cluster.yml read,
+//!    the cluster locked, the plan prepared, shown, confirmed and applied, through a
+//!    [`session::Console`]).
+//! 7. The edge: [`terminal`] (the session at a terminal: plans on stdout, log lines and
+//!    progress on stderr, `--json`, Ctrl-C), [`cli`] (the flags, turned into a session).
 //!
 //! # Rules the design keeps
 //! - Nothing destructive runs before every pre-flight check on every host has passed (a
@@ -84,5 +88,7 @@ pub mod resume;
 pub mod rke;
 pub mod s3;
 pub mod secret;
+pub mod session;
 pub mod state;
 pub mod steps;
+pub mod terminal;

@@ -39,6 +39,30 @@ impl fmt::Display for Secret {
     }
 }
 
+/// A refusal said in plain words: a message and what to do, for a condition found by the
+/// caller itself, or for another refusal whose text was redacted ([`Redacted::of`]).
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{message}")]
+#[diagnostic(code(rkectl::refused))]
+pub struct Redacted {
+    pub message: String,
+    #[help]
+    pub help: Option<String>,
+}
+
+impl Redacted {
+    /// `e`, whose text may quote one of `secrets` back (a server's error message), with
+    /// them taken out; `hint` is added to its help.
+    pub fn of(e: &dyn miette::Diagnostic, secrets: &[Secret], hint: Option<String>) -> Redacted {
+        let message = redact(&e.to_string(), &secrets.iter().collect::<Vec<_>>());
+        let help = match (e.help().map(|h| h.to_string()), hint) {
+            (Some(help), Some(hint)) => Some(format!("{help}; {hint}")),
+            (help, hint) => help.or(hint),
+        };
+        Redacted { message, help }
+    }
+}
+
 /// Replaces every occurrence of each known secret in `text` with `***`.
 ///
 /// The last line of defence for text that came from elsewhere (a remote error message, a

@@ -14,8 +14,9 @@
 //!    the compiler that asks the kinds and wires their steps into a plan.
 //! 5. running: `exec`, `state`: the scheduler and what it keeps (the journal holds the plan).
 //! 6. driving: `invocation`, `prepare`, `inventory`, `resume`, `apply`: what was asked,
-//!    decided once; inputs to a plan (or to the snapshot inventory); a plan to a finished run.
-//! 7. edge: `cli`: arguments in, the library called, reports out.
+//!    decided once; inputs to a plan (or to the snapshot inventory); a plan to a finished run;
+//!    one command's whole way through them (`session`).
+//! 7. edge: `terminal`, `cli`: a session shown and confirmed at a terminal; arguments in.
 //!
 //! A plain reading of `use crate::…` and `crate::…::` paths in the source, which is what a
 //! newcomer reads too. There is no list of exceptions: an arrow that runs up is a type in
@@ -31,8 +32,8 @@ const TIERS: &[(&str, &[&str])] = &[
     ("steps", &["steps"]),
     ("planning", &["plan", "refresh", "cluster_pki"]),
     ("running", &["exec", "state"]),
-    ("driving", &["invocation", "prepare", "inventory", "resume", "apply"]),
-    ("edge", &["cli"]),
+    ("driving", &["invocation", "prepare", "inventory", "resume", "apply", "session"]),
+    ("edge", &["terminal", "cli"]),
 ];
 
 /// The tier of a top-level module; `None` for one the list does not know.

@@ -110,10 +110,10 @@ fn man_writes_a_page_per_command_with_every_flag_and_prints_any_one() {
 fn no_color_turns_colours_off_even_on_a_terminal() {
     // One process: the variable is read when asked.
     unsafe { std::env::remove_var("NO_COLOR") };
-    assert!(rkectl::cli::logging::colours(true));
-    assert!(!rkectl::cli::logging::colours(false));
+    assert!(rkectl::terminal::logging::colours(true));
+    assert!(!rkectl::terminal::logging::colours(false));
     unsafe { std::env::set_var("NO_COLOR", "1") };
-    assert!(!rkectl::cli::logging::colours(true), "NO_COLOR=1 on a terminal");
+    assert!(!rkectl::terminal::logging::colours(true), "NO_COLOR=1 on a terminal");
     unsafe { std::env::set_var("NO_COLOR", "") };
-    assert!(rkectl::cli::logging::colours(true), "an empty NO_COLOR means unset (no-color.org)");
+    assert!(rkectl::terminal::logging::colours(true), "an empty NO_COLOR means unset (no-color.org)");
 }

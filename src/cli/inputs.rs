@@ -1,54 +1,60 @@
-//! Turning the command line into the library's inputs ([`crate::invocation`]), which
-//! decides what they mean and refuses bad ones before anything is dialed.
+//! The command line's actions as the library's requests ([`crate::invocation`] decides what
+//! they mean and refuses bad ones before anything is dialed).
 
-use super::CliError;
 use super::args::{Action, EtcdAction, S3Flags};
-use crate::config::{Cluster, S3Settings, S3Use};
-use crate::invocation::{self, Request, Resolved};
-use crate::model::action::ActionSpec;
+use crate::config::BadInput;
+use crate::invocation::Request;
 
-/// The library's request for an action of the command line, and the S3 flags it has.
-fn request(action: &Action) -> Result<(Request, Option<&S3Flags>), CliError> {
+/// The library's request for an action of the command line.
+pub fn request(action: &Action) -> Result<Request, BadInput> {
     let etcd = match action {
-        Action::Up { pki } => return Ok((Request::Up { new_pki: pki.new_pki }, None)),
-        Action::Cleanup => return Ok((Request::Cleanup, None)),
+        Action::Up { pki } => return Ok(Request::Up { new_pki: pki.new_pki }),
+        Action::Cleanup => return Ok(Request::Cleanup),
         Action::Etcd { command } => &**command,
     };
     Ok(match etcd {
-        EtcdAction::SnapshotSave { name, include_state, s3 } => {
-            (Request::Save { name: name.clone(), include_state: *include_state }, Some(s3))
+        EtcdAction::SnapshotSave { name, include_state, .. } => {
+            Request::Save { name: name.clone(), include_state: *include_state }
         }
-        EtcdAction::SnapshotRestore { name, use_local_state, pki, s3 } => {
-            let restore =
-                Request::Restore { name: name.clone(), use_local_state: *use_local_state, new_pki: pki.new_pki };
-            (restore, Some(s3))
+        EtcdAction::SnapshotRestore { name, use_local_state, pki, .. } => {
+            Request::Restore { name: name.clone(), use_local_state: *use_local_state, new_pki: pki.new_pki }
         }
-        EtcdAction::SnapshotDrill { name, host, compare_live, s3 } => {
-            (Request::Drill { name: name.clone(), host: host.clone(), compare_live: *compare_live }, Some(s3))
+        EtcdAction::SnapshotDrill { name, host, compare_live, .. } => {
+            Request::Drill { name: name.clone(), host: host.clone(), compare_live: *compare_live }
         }
-        EtcdAction::SnapshotDelete { name, s3 } => (Request::Delete { name: name.clone() }, Some(s3)),
-        EtcdAction::SnapshotPrune { retention, keep, s3 } => {
-            (Request::Prune { retention: retention.clone(), keep: *keep }, Some(s3))
+        EtcdAction::SnapshotDelete { name, .. } => Request::Delete { name: name.clone() },
+        EtcdAction::SnapshotPrune { retention, keep, .. } => {
+            Request::Prune { retention: retention.clone(), keep: *keep }
         }
         EtcdAction::SnapshotList { .. } => {
-            return Err(CliError::input("snapshot-list only reads; it has no plan", "run `rkectl etcd snapshot-list`"));
+            return Err(BadInput {
+                message: "snapshot-list only reads; it has no plan".into(),
+                help: "run `rkectl etcd snapshot-list`".into(),
+            });
         }
     })
 }
 
-/// An action of the command line, decided by the library (once per run).
-pub fn resolve(action: &Action, cluster: &Cluster) -> Result<Resolved, CliError> {
-    let (request, flags) = request(action)?;
-    let flags = flags.cloned().unwrap_or_default();
-    Ok(invocation::resolve(&request, &flags.library(), flags.state_passphrase_file.as_deref(), cluster)?)
+impl Action {
+    /// The S3 flags of an action, when it has them.
+    pub fn s3(&self) -> Option<&S3Flags> {
+        match self {
+            Action::Etcd { command } => Some(command.s3()),
+            Action::Up { .. } | Action::Cleanup => None,
+        }
+    }
 }
 
-/// What a plan made earlier is applied with (its S3 keys, the state passphrase).
-pub fn for_plan(spec: &ActionSpec, flags: &S3Flags, cluster: &Cluster) -> Result<Resolved, CliError> {
-    Ok(invocation::for_plan(spec, &flags.library(), flags.state_passphrase_file.as_deref(), cluster)?)
-}
-
-/// S3 settings for `wanted`: the flags over cluster.yml over this workstation's environment.
-pub fn s3(wanted: S3Use<'_>, flags: &S3Flags, cluster: &Cluster) -> Result<Option<S3Settings>, CliError> {
-    Ok(S3Settings::resolve(wanted, &flags.library(), cluster.configured_s3(), &crate::s3::environment::Workstation)?)
+impl EtcdAction {
+    /// The S3 flags of an etcd action.
+    pub fn s3(&self) -> &S3Flags {
+        match self {
+            EtcdAction::SnapshotSave { s3, .. }
+            | EtcdAction::SnapshotRestore { s3, .. }
+            | EtcdAction::SnapshotDrill { s3, .. }
+            | EtcdAction::SnapshotDelete { s3, .. }
+            | EtcdAction::SnapshotPrune { s3, .. }
+            | EtcdAction::SnapshotList { s3, .. } => s3,
+        }
+    }
 }

@@ -117,6 +117,21 @@ pub struct LoadedConfig {
     spans: SpanIndex,
 }
 
+/// A valid but doubtful setting in cluster.yml, shown as a warning with its line.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("{message}")]
+#[diagnostic(severity(Warning), code(rkectl::config::warning))]
+pub struct ConfigWarning {
+    message: String,
+    #[source_code]
+    src: NamedSource<String>,
+    #[label("{label}")]
+    span: Option<SourceSpan>,
+    label: String,
+    #[help]
+    help: Option<String>,
+}
+
 /// A key of cluster.yml that was ignored, as a later error names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IgnoredKey {
@@ -152,6 +167,19 @@ impl LoadedConfig {
             src: NamedSource::new(file_name(&self.path), redact::for_display(&self.source)),
             problems: vec![located.at(path, message, label, help)],
         }
+    }
+
+    /// Each warning about cluster.yml as a diagnostic that points at its line.
+    pub fn warning_reports(&self) -> Vec<ConfigWarning> {
+        let src = || NamedSource::new(file_name(&self.path), redact::for_display(&self.source));
+        let warning = |w: &ConfigProblem| ConfigWarning {
+            message: w.message.clone(),
+            src: src(),
+            span: w.span,
+            label: w.label.clone(),
+            help: w.help.clone(),
+        };
+        self.warnings.iter().map(warning).collect()
     }
 
     /// Whether the value at `path` (e.g. `nodes[0].ssh_key_path`) is written in cluster.yml

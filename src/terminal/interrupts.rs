@@ -5,15 +5,17 @@ use std::sync::Arc;
 /// SIGINT and SIGTERM during a run: the first stops scheduling (running steps finish, the
 /// journal stays consistent), a second one exits at once, which the journal survives as
 /// it survives a crash.
-pub(super) struct Interrupts {
-    pub(super) stop: tokio_util::sync::CancellationToken,
+pub struct Interrupts {
+    /// Cancelled by the first signal.
+    pub stop: tokio_util::sync::CancellationToken,
     /// The exit code of the first signal (130, 143), 0 while none came.
     exit: Arc<std::sync::atomic::AtomicU8>,
     listener: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Interrupts {
-    pub(super) fn listen() -> Interrupts {
+    /// Listens from now on; the first signal cancels [`Interrupts::stop`].
+    pub fn listen() -> Interrupts {
         use std::sync::atomic::Ordering;
         use tokio::signal::unix::{SignalKind, signal};
         let stop = tokio_util::sync::CancellationToken::new();
@@ -40,7 +42,7 @@ impl Interrupts {
     }
 
     /// Stops listening; the exit code of the signal that came, if one did.
-    pub(super) fn finish(mut self) -> Option<u8> {
+    pub fn finish(mut self) -> Option<u8> {
         if let Some(l) = self.listener.take() {
             l.abort();
         }

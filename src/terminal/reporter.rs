@@ -52,9 +52,7 @@ impl Human {
             bars.entry(host.clone())
                 .or_insert_with(|| {
                     let pb = mp.add(ProgressBar::new_spinner());
-                    pb.set_style(
-                        ProgressStyle::with_template("{spinner} {prefix:<16} {wide_msg}").expect("valid template"),
-                    );
+                    pb.set_style(ProgressStyle::with_template(STEP).expect("valid template"));
                     pb.set_prefix(host.as_ref().map(|h| h.to_string()).unwrap_or_else(|| "cluster".into()));
                     pb.enable_steady_tick(std::time::Duration::from_millis(120));
                     pb
@@ -70,37 +68,20 @@ fn stamp(level: &str, e: &ApplyEvent) -> String {
 
 impl Reporter for Human {
     fn event(&self, e: &ApplyEvent) {
+        if let Some(text) = line(e) {
+            self.line(text);
+        }
+        self.progress(e);
+    }
+}
+
+impl Human {
+    /// Moves the progress line of the event's host, on a terminal.
+    fn progress(&self, e: &ApplyEvent) {
         match &e.kind {
-            ApplyEventKind::RunStarted { steps, already_done, hosts } => {
-                if *already_done > 0 {
-                    self.line(format!(
-                        "{} Resuming: {already_done} of {steps} steps were done by an earlier run",
-                        stamp("INFO", e)
-                    ));
-                } else {
-                    let (s, h) = (if *steps == 1 { "" } else { "s" }, if *hosts == 1 { "" } else { "s" });
-                    self.line(format!("{} Applying {steps} step{s} on {hosts} host{h}", stamp("INFO", e)));
-                }
-            }
-            ApplyEventKind::RunNote { level, message } => {
-                let lvl = match level {
-                    Level::Info => "INFO",
-                    Level::Warn => "WARN",
-                };
-                self.line(format!("{} {message}", stamp(lvl, e)));
-            }
-            ApplyEventKind::StepLog { level, topic, message, .. } => {
-                let lvl = match level {
-                    Level::Info => "INFO",
-                    Level::Warn => "WARN",
-                };
-                self.line(format!("{} [{topic}] {message}", stamp(lvl, e)));
-            }
             ApplyEventKind::StepStarted { kind, host, attempt, .. } => {
                 if let Some(pb) = self.bar(host) {
-                    pb.set_style(
-                        ProgressStyle::with_template("{spinner} {prefix:<16} {wide_msg}").expect("valid template"),
-                    );
+                    pb.set_style(ProgressStyle::with_template(STEP).expect("valid template"));
                     let retry = if *attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
                     pb.set_message(format!("{kind}{retry}"));
                 }
@@ -110,51 +91,25 @@ impl Reporter for Human {
                     match total {
                         Some(t) if pb.length() != Some(*t) => {
                             pb.set_length(*t);
-                            pb.set_style(
-                                ProgressStyle::with_template(
-                                    "{spinner} {prefix:<16} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
-                                )
-                                .expect("valid template"),
-                            );
+                            pb.set_style(ProgressStyle::with_template(SIZED).expect("valid template"));
                         }
                         // Size not known in advance (a snapshot streamed while it is taken).
                         None if pb.length().is_some() || *bytes == 0 => {}
-                        None => pb.set_style(
-                            ProgressStyle::with_template("{spinner} {prefix:<16} {bytes} {bytes_per_sec} {msg}")
-                                .expect("valid template"),
-                        ),
+                        None => pb.set_style(ProgressStyle::with_template(UNSIZED).expect("valid template")),
                         _ => {}
                     }
                     pb.set_position(*bytes);
                 }
-            }
-            ApplyEventKind::StepRetrying { id, attempt, error, delay_ms, .. } => {
-                self.line(format!(
-                    "{} {id}: attempt {attempt} failed ({error}); retrying in {:.1}s",
-                    stamp("WARN", e),
-                    *delay_ms as f64 / 1000.0
-                ));
             }
             ApplyEventKind::StepFinished { host, kind, .. } => {
                 if let Some(pb) = self.bar(host) {
                     pb.set_message(format!("{kind} done"));
                 }
             }
-            ApplyEventKind::StepSkipped { .. } | ApplyEventKind::BytesMoved { .. } => {}
-            ApplyEventKind::DrillReport { host, report, origin, .. } => {
-                // The result of the command: shown even with -q.
-                let on = host.as_ref().map(|h| h.to_string()).unwrap_or_default();
-                self.line(drill_text(&on, origin, report).trim_end().to_string());
-            }
-            ApplyEventKind::StepFailed { kind, host, error, .. } => {
-                let on = host.as_ref().map(|h| format!(" on host [{h}]")).unwrap_or_default();
-                self.line(format!("{} [{kind}] failed{on}: {error}", stamp("ERRO", e)));
+            ApplyEventKind::StepFailed { kind, host, .. } => {
                 if let Some(pb) = self.bar(host) {
                     pb.set_message(format!("{kind} FAILED"));
                 }
-            }
-            ApplyEventKind::RunCancelling { reason } => {
-                self.line(format!("{} Stopping: {reason}", stamp("WARN", e)));
             }
             ApplyEventKind::RunFinished { .. } => {
                 if let Some((mp, bars)) = &self.bars {
@@ -164,8 +119,51 @@ impl Reporter for Human {
                     let _ = mp.clear();
                 }
             }
+            _ => {}
         }
     }
+}
+
+/// A host's progress line while a step runs; while bytes of known size move; of unknown size.
+const STEP: &str = "{spinner} {prefix:<16} {wide_msg}";
+const SIZED: &str = "{spinner} {prefix:<16} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {msg}";
+const UNSIZED: &str = "{spinner} {prefix:<16} {bytes} {bytes_per_sec} {msg}";
+
+/// The log line an event is shown as, in the reference's shape, if it is one.
+fn line(e: &ApplyEvent) -> Option<String> {
+    let level = |l: &Level| match l {
+        Level::Info => "INFO",
+        Level::Warn => "WARN",
+    };
+    Some(match &e.kind {
+        ApplyEventKind::RunStarted { steps, already_done, .. } if *already_done > 0 => {
+            format!("{} Resuming: {already_done} of {steps} steps were done by an earlier run", stamp("INFO", e))
+        }
+        ApplyEventKind::RunStarted { steps, hosts, .. } => {
+            let (s, h) = (if *steps == 1 { "" } else { "s" }, if *hosts == 1 { "" } else { "s" });
+            format!("{} Applying {steps} step{s} on {hosts} host{h}", stamp("INFO", e))
+        }
+        ApplyEventKind::RunNote { level: l, message } => format!("{} {message}", stamp(level(l), e)),
+        ApplyEventKind::StepLog { level: l, topic, message, .. } => {
+            format!("{} [{topic}] {message}", stamp(level(l), e))
+        }
+        ApplyEventKind::StepRetrying { id, attempt, error, delay_ms, .. } => format!(
+            "{} {id}: attempt {attempt} failed ({error}); retrying in {:.1}s",
+            stamp("WARN", e),
+            *delay_ms as f64 / 1000.0
+        ),
+        // The result of the command: shown even with -q.
+        ApplyEventKind::DrillReport { host, report, origin, .. } => {
+            let on = host.as_ref().map(|h| h.to_string()).unwrap_or_default();
+            drill_text(&on, origin, report).trim_end().to_string()
+        }
+        ApplyEventKind::StepFailed { kind, host, error, .. } => {
+            let on = host.as_ref().map(|h| format!(" on host [{h}]")).unwrap_or_default();
+            format!("{} [{kind}] failed{on}: {error}", stamp("ERRO", e))
+        }
+        ApplyEventKind::RunCancelling { reason } => format!("{} Stopping: {reason}", stamp("WARN", e)),
+        _ => return None,
+    })
 }
 
 /// A drill's report as a person reads it.

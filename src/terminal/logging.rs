@@ -31,7 +31,6 @@ pub fn colours(is_terminal: bool) -> bool {
     is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-/// Installs the stderr subscriber for `verbose` (`-v` count) or `quiet` unless `RUST_LOG`
 /// `-v` was given: plans list what does not change too.
 static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -40,6 +39,7 @@ pub fn verbose() -> bool {
     VERBOSE.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// Installs the stderr subscriber for `verbose` (`-v` count) or `quiet` unless `RUST_LOG`
 /// says otherwise.
 pub fn init(verbose: u8, quiet: bool) {
     QUIET.store(quiet, std::sync::atomic::Ordering::Relaxed);

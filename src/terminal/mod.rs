@@ -1,0 +1,134 @@
+//! A person at a terminal (or a script reading `--json`): how a [`crate::session`] is shown
+//! and confirmed there.
+//!
+//! Plans go to stdout (rendered, or one JSON line); everything about the run goes to stderr
+//! in the reference's shape (`INFO[0004] [etcd] …`), with progress bars on a terminal
+//! ([`reporter`]); `--json` turns events into JSON lines on stdout. Ctrl-C and SIGTERM
+//! during an apply stop scheduling ([`interrupts`]); the library's own diagnostics go
+//! through `tracing` ([`logging`]).
+
+pub mod interrupts;
+pub mod logging;
+pub mod reporter;
+
+use crate::config::LoadedConfig;
+use crate::exec::events::{Level, Reporter};
+use crate::plan::Plan;
+use crate::plan::render::{RenderOptions, render};
+use crate::secret::Redacted;
+use crate::session::Console;
+use interrupts::Interrupts;
+use miette::Report;
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+
+/// The terminal this process runs in.
+pub struct Terminal {
+    /// `--json`: one stream of JSON lines on stdout.
+    json: bool,
+    /// `--yes`: a destructive plan needs no answer.
+    yes: bool,
+    reporter: Box<dyn Reporter>,
+    /// Listening for signals while steps run.
+    interrupts: Mutex<Option<Interrupts>>,
+    /// The exit code of the signal that stopped the last apply (130, 143).
+    signal: Mutex<Option<u8>>,
+}
+
+impl Terminal {
+    /// A terminal for `--json` (or not) and `--yes` (or not).
+    pub fn new(json: bool, yes: bool) -> Terminal {
+        let reporter: Box<dyn Reporter> = if json {
+            Box::new(reporter::JsonLines)
+        } else {
+            Box::new(reporter::Human::new(std::io::stderr().is_terminal(), logging::quiet()))
+        };
+        Terminal { json, yes, reporter, interrupts: Mutex::new(None), signal: Mutex::new(None) }
+    }
+
+    /// The exit code of the signal that stopped the apply, if one did.
+    pub fn signal(&self) -> Option<u8> {
+        *self.signal.lock().expect("signal lock")
+    }
+}
+
+impl Console for Terminal {
+    fn show(&self, plan: &Plan) {
+        if self.json {
+            json_line("plan", plan);
+        } else {
+            let color = logging::colours(std::io::stdout().is_terminal());
+            let _ = write!(
+                std::io::stdout().lock(),
+                "{}",
+                render(plan, RenderOptions { color, verbose: logging::verbose() })
+            );
+        }
+    }
+
+    fn confirm(&self, what: &str) -> Result<(), Redacted> {
+        let refuse = |message: String, help: &str| Redacted { message, help: Some(help.into()) };
+        if self.yes {
+            return Ok(());
+        }
+        if !std::io::stdin().is_terminal() {
+            return Err(refuse(
+                format!("this plan needs confirmation ({what}) and there is no terminal to confirm it"),
+                "review the plan above, then re-run with --yes",
+            ));
+        }
+        eprint!("{what}. Type `yes` to continue: ");
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        match std::io::stdin().read_line(&mut answer) {
+            Ok(_) if answer.trim() == "yes" => Ok(()),
+            Ok(_) => Err(refuse("not confirmed; nothing was changed".into(), "type `yes` to apply, or use --yes")),
+            Err(e) => Err(refuse(format!("no answer could be read: {e}"), "answer yes or no, or use --yes")),
+        }
+    }
+
+    fn log(&self, level: Level, secs: u64, line: &str) {
+        match level {
+            Level::Info => logging::info(secs, line),
+            Level::Warn => eprintln!("WARN[{secs:04}] {line}"),
+        }
+    }
+
+    fn say(&self, text: &str) {
+        eprint!("{text}");
+    }
+
+    fn config_warnings(&self, cfg: &LoadedConfig) {
+        for w in cfg.warning_reports() {
+            eprintln!("{:?}", Report::new(w));
+        }
+    }
+
+    fn reporter(&self) -> &dyn Reporter {
+        self.reporter.as_ref()
+    }
+
+    fn applying(&self) -> Option<tokio_util::sync::CancellationToken> {
+        let listening = Interrupts::listen();
+        let stop = listening.stop.clone();
+        *self.interrupts.lock().expect("interrupts lock") = Some(listening);
+        Some(stop)
+    }
+
+    fn applied(&self) {
+        if let Some(listening) = self.interrupts.lock().expect("interrupts lock").take() {
+            *self.signal.lock().expect("signal lock") = listening.finish();
+        }
+    }
+}
+
+/// Writes `{"<key>": value}` as one line on stdout: with `--json`, stdout is one stream of
+/// JSON lines, each an object with one key saying what it is (`plan`, `event`,
+/// `snapshots`, then `result` or `error`), so a script reads it line by line.
+pub fn json_line(key: &str, value: &impl serde::Serialize) {
+    let mut out = std::io::stdout().lock();
+    let mut line = serde_json::Map::new();
+    line.insert(key.to_string(), serde_json::to_value(value).expect("output serialises"));
+    let _ = serde_json::to_writer(&mut out, &line);
+    let _ = out.write_all(b"\n");
+}
