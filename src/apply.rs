@@ -41,6 +41,9 @@ pub struct ApplyRequest<'a> {
     pub parallelism: Option<usize>,
     /// Cancelled to stop scheduling (a signal): running steps finish, the journal stays right.
     pub stop: Option<tokio_util::sync::CancellationToken>,
+    /// The command that finishes this apply if it stops part-way, as an error names it
+    /// (`` `rkectl apply --yes` ``).
+    pub finish_with: String,
 }
 
 /// A plan applied to the end.
@@ -63,35 +66,35 @@ pub enum ApplyError {
     #[diagnostic(transparent)]
     Refused(Box<dyn Diagnostic + Send + Sync>),
     #[error(
-        "the journal {} could not be written ({error}); rkectl stopped starting steps and let the running ones finish ({finished} finished). Free the space or fix the folder, then run `rkectl apply`: steps whose end was not recorded run again.",
+        "the journal {} could not be written ({error}); rkectl stopped starting steps and let the running ones finish ({finished} finished). Free the space or fix the folder, then run {finish}: steps whose end was not recorded run again.",
         journal.display()
     )]
     #[diagnostic(code(rkectl::apply::failed))]
-    JournalWrite { journal: PathBuf, error: String, finished: usize },
+    JournalWrite { journal: PathBuf, error: String, finished: usize, finish: String },
     #[error("interrupted during the pre-flight; nothing was changed on any host.")]
     #[diagnostic(code(rkectl::apply::interrupted))]
     InterruptedBeforeChanges,
     #[error(
-        "interrupted: the running steps finished ({finished} finished, {not_started} not started). The journal {} records where it stopped: run `rkectl apply` to finish it.",
+        "interrupted: the running steps finished ({finished} finished, {not_started} not started). The journal {} records where it stopped: run {finish} to finish it.",
         journal.display()
     )]
     #[diagnostic(code(rkectl::apply::interrupted))]
-    Interrupted { journal: PathBuf, finished: usize, not_started: usize },
+    Interrupted { journal: PathBuf, finished: usize, not_started: usize, finish: String },
     #[error("{first}\nPre-flight failed; nothing was changed on any host.")]
     #[diagnostic(code(rkectl::refused), help("fix the cause and run the command again"))]
     PreflightFailed { first: String },
     #[error(
-        "{first}\n{finished} step(s) finished, {not_started} not started. The journal {} records where it stopped: fix the cause, then run `rkectl apply` to finish it.",
+        "{first}\n{finished} step(s) finished, {not_started} not started. The journal {} records where it stopped: fix the cause, then run {finish} to finish it.",
         journal.display()
     )]
     #[diagnostic(code(rkectl::apply::failed))]
-    Failed { first: String, journal: PathBuf, finished: usize, not_started: usize },
+    Failed { first: String, journal: PathBuf, finished: usize, not_started: usize, finish: String },
     #[error(
-        "the apply finished on every host, but {} could not be written: {error}. Fix the cause and run `rkectl apply` to record it.",
+        "the apply finished on every host, but {} could not be written: {error}. Fix the cause and run {finish} to record it.",
         path.display()
     )]
     #[diagnostic(code(rkectl::apply::failed))]
-    StateWrite { path: PathBuf, error: String },
+    StateWrite { path: PathBuf, error: String, finish: String },
     #[error("the apply finished but its journal could not be set aside: {0}")]
     #[diagnostic(code(rkectl::apply::failed))]
     Retire(String),
@@ -132,7 +135,7 @@ impl Reporter for ChangeWatch {
 
 /// Applies a prepared plan (see the module's documentation for the order of things).
 pub async fn apply(req: ApplyRequest<'_>) -> Result<Applied, ApplyError> {
-    let ApplyRequest { prepared, resume, connector, lock_holder, reporter, parallelism, stop } = req;
+    let ApplyRequest { prepared, resume, connector, lock_holder, reporter, parallelism, stop, finish_with } = req;
     crate::plan::saved::check_online(&prepared.plan)?;
     let pool = pool_for(&prepared, connector, lock_holder)?;
     // Keys from the AWS chain (a profile, SSO, a session token) are resolved here, once:
@@ -166,9 +169,9 @@ pub async fn apply(req: ApplyRequest<'_>) -> Result<Applied, ApplyError> {
         exec::run(&plan, &executor, &mut jw, &done, &opts, &fan, &redactor).await.map_err(ApplyError::refused)?;
     let touched = resume.is_some() || changes.0.load(Ordering::SeqCst);
     let interrupted = stop.as_ref().is_some_and(|s| s.is_cancelled());
-    verdict(&outcome, &executor, &plan, &paths.journal, touched, interrupted).await?;
+    verdict(&outcome, &executor, &plan, &paths.journal, (touched, interrupted), &finish_with).await?;
     if matches!(plan.action, ActionSpec::Up | ActionSpec::EtcdSnapshotRestore { .. }) {
-        record_members(&mut state, &cluster, &paths)?;
+        record_members(&mut state, &cluster, &paths, &finish_with)?;
     }
     journal::retire(&paths.journal).map_err(|e| ApplyError::Retire(e.to_string()))?;
     Ok(Applied { traffic: traffic.total(), elapsed: started.elapsed() })
@@ -236,14 +239,15 @@ fn open_journal(
 }
 
 /// Why a run that did not finish stopped, after sweeping its temporaries; `Ok` when it
-/// finished. `touched`: a step that changes the cluster started (or this run resumes one).
+/// finished. `touched`: a step that changes the cluster started (or this run resumes one);
+/// `finish`: the command an error names as what finishes the apply.
 async fn verdict(
     outcome: &RunOutcome,
     executor: &crate::steps::Executor,
     plan: &Plan,
     journal_path: &Path,
-    touched: bool,
-    interrupted: bool,
+    (touched, interrupted): (bool, bool),
+    finish: &str,
 ) -> Result<(), ApplyError> {
     if let Some(e) = &outcome.journal_error {
         sweep_temporaries(executor, plan).await;
@@ -251,6 +255,7 @@ async fn verdict(
             journal: journal_path.to_path_buf(),
             error: e.to_string(),
             finished: outcome.finished,
+            finish: finish.to_string(),
         });
     }
     if !outcome.ok() {
@@ -266,6 +271,7 @@ async fn verdict(
                 journal: journal_path.to_path_buf(),
                 finished: outcome.finished,
                 not_started: outcome.not_started,
+                finish: finish.to_string(),
             },
             (false, false) => ApplyError::PreflightFailed { first },
             (false, true) => ApplyError::Failed {
@@ -273,6 +279,7 @@ async fn verdict(
                 journal: journal_path.to_path_buf(),
                 finished: outcome.finished,
                 not_started: outcome.not_started,
+                finish: finish.to_string(),
             },
         });
     }
@@ -280,13 +287,22 @@ async fn verdict(
 }
 
 /// Records the etcd members the cluster now has in rkectl's state file.
-fn record_members(state: &mut RkectlState, cluster: &Cluster, paths: &StatePaths) -> Result<(), ApplyError> {
+fn record_members(
+    state: &mut RkectlState,
+    cluster: &Cluster,
+    paths: &StatePaths,
+    finish: &str,
+) -> Result<(), ApplyError> {
     state.members = cluster
         .etcd_nodes()
         .map(|n| DeployedMember { address: n.address.clone(), member: etcd::member_name(n) })
         .collect();
     state.cluster_name = cluster.name.clone();
-    state.save(&paths.state).map_err(|e| ApplyError::StateWrite { path: paths.state.clone(), error: e.to_string() })
+    state.save(&paths.state).map_err(|e| ApplyError::StateWrite {
+        path: paths.state.clone(),
+        error: e.to_string(),
+        finish: finish.to_string(),
+    })
 }
 
 /// Every secret the run may meet, for the redaction of what it reports.

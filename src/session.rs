@@ -47,6 +47,9 @@ pub trait Console: Send + Sync {
     fn applying(&self) -> Option<tokio_util::sync::CancellationToken>;
     /// Called once the steps have stopped.
     fn applied(&self);
+    /// Whether a command run again here must carry `--yes` to go on: there is no one to
+    /// ask (no terminal), or `--yes` was given.
+    fn needs_yes(&self) -> bool;
 }
 
 /// Makes the connector that dials a cluster's hosts (SSH with the flags given, or a fake).
@@ -190,9 +193,9 @@ impl Session<'_> {
         let r = self.for_plan(&j.plan.action, &cfg.cluster)?;
         let prepared =
             crate::resume::prepare_resume(cfg, &j, r.s3, r.state_passphrase).map_err(SessionError::refused)?;
-        let what = format!("Finish: {}", prepared.plan.destruction_summary());
-        if prepared.plan.needs_confirmation() {
-            self.console.confirm(&what).map_err(SessionError::refused)?;
+        let left = prepared.plan.left(&j.finished);
+        if left.needs_confirmation() {
+            self.console.confirm(&format!("Finish: {}", left.destruction_summary())).map_err(SessionError::refused)?;
         }
         self.apply(prepared, Some(j), locks).await.map(Some)
     }
@@ -293,6 +296,7 @@ impl Session<'_> {
             reporter: self.console.reporter(),
             parallelism: self.parallelism,
             stop: self.console.applying(),
+            finish_with: self.finish_command(),
         };
         let result = crate::apply::apply(request).await;
         self.console.applied();
@@ -308,6 +312,35 @@ impl Session<'_> {
         log(secs, &action.done_line());
         drop(locks);
         Ok(applied)
+    }
+}
+
+impl Session<'_> {
+    /// The command that finishes an apply stopped part-way, exactly as it must be typed
+    /// here (with `--config` when cluster.yml is elsewhere, `--yes` where nobody can be
+    /// asked), and the flags whose values it needs again (named, never quoted).
+    fn finish_command(&self) -> String {
+        let mut command = String::from("rkectl apply");
+        if self.config != Path::new("cluster.yml") {
+            command.push_str(&format!(" --config {}", self.config.display()));
+        }
+        if self.console.needs_yes() {
+            command.push_str(" --yes");
+        }
+        let again: Vec<&str> = [
+            (self.s3.access_key.is_some(), "--access-key"),
+            (self.s3.secret_key.is_some(), "--secret-key"),
+            (self.s3.secret_key_file.is_some(), "--secret-key-file"),
+            (self.s3.endpoint_ca.is_some(), "--s3-endpoint-ca"),
+            (self.passphrase_file.is_some(), "--state-passphrase-file"),
+        ]
+        .into_iter()
+        .filter_map(|(given, flag)| given.then_some(flag))
+        .collect();
+        match again.as_slice() {
+            [] => format!("`{command}`"),
+            flags => format!("`{command}` (with {} as given now)", flags.join(", ")),
+        }
     }
 }
 

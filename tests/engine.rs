@@ -103,6 +103,29 @@ fn restore_plan_of_the_reference_two_node_example() {
     common::golden::check("restore-two-node.txt", &render(&plan, RenderOptions::default()));
 }
 
+/// A resumed restore asks only about what is left: the hosts not cleaned yet, and nothing
+/// once every host's data is gone (there is nothing left to protect; finishing is the way
+/// back to a cluster).
+#[test]
+fn a_resumes_confirmation_names_only_the_hosts_it_has_not_cleaned_yet() {
+    let cfg = load(&etcd_cluster_yaml(3));
+    let world = running_world(&cfg.cluster, b"data-before", Some(("snap.db", b"snapshot-bytes")));
+    let plan = restore_plan(&cfg, &world, "snap.db");
+    assert!(plan.destruction_summary().contains("on 3 host(s) will be deleted"), "{}", plan.destruction_summary());
+    let hosts = etcd_addrs(&cfg.cluster);
+    // The destructive steps (cleaning, restoring) done on the first `n` hosts.
+    let done_on = |n: usize| -> HashSet<_> {
+        let on = |s: &&rkectl::steps::Step| s.host.as_ref().is_some_and(|h| hosts[..n].contains(h));
+        plan.steps.iter().filter(|s| s.kind().is_destructive()).filter(on).map(|s| s.id.clone()).collect()
+    };
+    let left = plan.left(&done_on(2));
+    assert!(left.needs_confirmation());
+    assert!(left.destruction_summary().contains("on 1 host(s) will be deleted"), "{}", left.destruction_summary());
+    let left = plan.left(&done_on(3));
+    assert!(!left.needs_confirmation(), "nothing left to delete: {}", left.destruction_summary());
+    assert!(left.has_changes(), "the restore itself is left");
+}
+
 #[test]
 fn restore_plan_of_five_etcd_nodes() {
     let cfg = load(&etcd_cluster_yaml(5));

@@ -253,14 +253,18 @@ fn ctrl_c_lets_running_steps_finish_and_apply_finishes_the_rest() {
     assert_eq!(st.code(), Some(130), "{all}");
     assert!(all.contains("Interrupted: no new step starts"), "{all}");
     let flat = all.replace('│', " ").split_whitespace().collect::<Vec<_>>().join(" ");
-    assert!(flat.contains("run `rkectl apply` to finish it"), "{all}");
+    // The message names the exact command that finishes the job: no terminal here, so
+    // with --yes. It is run as printed.
+    let finish = flat.split("run `").nth(1).and_then(|t| t.split("` to finish it").next()).expect("a command");
+    assert_eq!(finish, "rkectl apply --yes", "{all}");
     // No helper container is left running, and the journal lets apply finish the restore.
     for n in NODES {
         let left: Vec<String> = lab.containers(n).into_iter().filter(|c| c != "etcd").collect();
         assert!(left.iter().all(|c| c == "etcd-rolling-snapshots"), "{n}: {left:?}");
     }
     assert!(lab.dir.path().join("cluster.rkectl-journal").exists());
-    lab.ok(&["apply", "--yes"]);
+    let args: Vec<&str> = finish.split_whitespace().skip(1).collect();
+    lab.ok(&args);
     assert_restored(&lab);
 }
 

@@ -2,6 +2,7 @@
 //! what a confirmation asks about.
 
 use super::{ActionSpec, Plan};
+use crate::model::step::StepId;
 use std::collections::HashSet;
 
 impl ActionSpec {
@@ -33,6 +34,15 @@ impl ActionSpec {
 }
 
 impl Plan {
+    /// The plan without the steps in `done`: what a resume still has to do, and so what
+    /// its confirmation asks about (data a stopped restore already deleted is not asked for
+    /// again; a host it has not cleaned yet is).
+    pub fn left(&self, done: &HashSet<StepId>) -> Plan {
+        let mut left = self.clone();
+        left.steps.retain(|s| !done.contains(&s.id));
+        left
+    }
+
     /// What a confirmation asks about: the data the plan deletes, and what it replaces that
     /// rkectl did not make.
     pub fn destruction_summary(&self) -> String {

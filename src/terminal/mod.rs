@@ -115,6 +115,10 @@ impl Console for Terminal {
         Some(stop)
     }
 
+    fn needs_yes(&self) -> bool {
+        self.yes || !std::io::stdin().is_terminal()
+    }
+
     fn applied(&self) {
         if let Some(listening) = self.interrupts.lock().expect("interrupts lock").take() {
             *self.signal.lock().expect("signal lock") = listening.finish();

@@ -218,6 +218,7 @@ pub fn request<'a>(
         reporter: rec,
         parallelism: None,
         stop: None,
+        finish_with: "`rkectl apply`".into(),
     }
 }
 
