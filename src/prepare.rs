@@ -131,10 +131,11 @@ pub enum PrepareError {
         )
     )]
     SealedStateDoesNotOpen { name: SnapshotName, problem: crate::rke::seal::SealError },
-    #[error("{source}")]
+    #[error("{refused}")]
     #[diagnostic(code(rkectl::refresh::auth_after_ignored_key))]
     AuthAfterIgnoredKey {
-        source: RefreshError,
+        /// Not a `source`: its text is this error's own, and miette would print it twice.
+        refused: RefreshError,
         /// The refusal's own help, then the ignored keys that may be why.
         #[help]
         help: String,
@@ -437,7 +438,7 @@ fn after_ignored_keys(e: RefreshError, cfg: &LoadedConfig) -> PrepareError {
         "{own}. cluster.yml has keys rkectl ignored (see the warnings above), and the login may have failed because of them: {}",
         about_ssh.join("; ")
     );
-    PrepareError::AuthAfterIgnoredKey { source: e, help }
+    PrepareError::AuthAfterIgnoredKey { refused: e, help }
 }
 
 #[cfg(test)]

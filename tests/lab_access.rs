@@ -233,6 +233,26 @@ fn nodes_that_trust_only_a_certificate_authority_are_reached_with_certificates()
     assert!(words.contains(&format!("SSH authentication to {} failed", lab.addr("node1"))), "{words}");
 }
 
+/// A misspelt `ssh_key_path` is ignored with a warning, and the login then fails (ssh tries
+/// only its default keys): the refusal says the ignored key may be why, naming it and the
+/// key it probably meant, and nothing on any node changes.
+#[test]
+#[ignore = "needs the lab: tests/run brings it up"]
+fn a_login_that_fails_after_a_misspelt_ssh_key_path_names_the_ignored_key() {
+    let lab = Lab::get();
+    let key = lab.env["SSH_KEY"].clone();
+    let right = format!("ssh_key_path: {key}");
+    lab.write_cluster_yml(&cluster_with(&lab, "").replacen(&right, &format!("ssh_key_pth: {key}"), 1));
+    let out = lab.rkectl_env(&["up", "--yes"], &[("SSH_AUTH_SOCK", "")]);
+    let words = said(&out);
+    assert_eq!(out.status.code(), Some(2), "{words}");
+    let failed = format!("SSH authentication to {} failed", lab.addr("node1"));
+    assert_eq!(words.matches(&failed).count(), 1, "said once: {words}");
+    assert!(words.contains("keys rkectl ignored (see the warnings above)"), "{words}");
+    assert!(words.contains("nodes[0].ssh_key_pth (line 7, did you mean ssh_key_path?)"), "{words}");
+    assert!(!words.contains("Building up etcd plane"), "nothing was applied: {words}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Private registry
 // ---------------------------------------------------------------------------------------
