@@ -252,6 +252,12 @@ fn ctrl_c_lets_running_steps_finish_and_apply_finishes_the_rest() {
     assert!(sent, "{all}");
     assert_eq!(st.code(), Some(130), "{all}");
     assert!(all.contains("Interrupted: no new step starts"), "{all}");
+    // Every stamp, INFO, WARN or ERRO, reads on from the one before it.
+    let stamps: Vec<u64> = lines
+        .iter()
+        .filter_map(|l| l.get(5..9).filter(|_| l.get(4..5) == Some("[")).and_then(|n| n.parse().ok()))
+        .collect();
+    assert!(stamps.len() > 3 && stamps.windows(2).all(|w| w[0] <= w[1]), "stamps go backwards: {stamps:?}\n{all}");
     let flat = all.replace('│', " ").split_whitespace().collect::<Vec<_>>().join(" ");
     // The message names the exact command that finishes the job: no terminal here, so
     // with --yes. It is run as printed.

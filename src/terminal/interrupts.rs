@@ -25,13 +25,17 @@ impl Interrupts {
             // lets the next apply resume.
             return Interrupts { stop, exit, listener: None };
         };
+        // Listening starts as the apply does: its clock stamps the warning, so that it never
+        // reads earlier than the INFO lines before it.
+        let started = std::time::Instant::now();
         let listener = tokio::spawn({
             let (stop, exit) = (stop.clone(), exit.clone());
             async move {
                 let code = tokio::select! { _ = int.recv() => 130, _ = term.recv() => 143 };
                 exit.store(code, Ordering::SeqCst);
                 eprintln!(
-                    "WARN[0000] Interrupted: no new step starts, the running ones finish; interrupt again to stop at once"
+                    "WARN[{:04}] Interrupted: no new step starts, the running ones finish; interrupt again to stop at once",
+                    started.elapsed().as_secs()
                 );
                 stop.cancel();
                 let code = tokio::select! { _ = int.recv() => 130, _ = term.recv() => 143 };
