@@ -62,11 +62,11 @@ lab etcdctl --node node1 put /app/config "BROKEN"
 lab exec node3 sh -c 'docker rm -f etcd >/dev/null && rm -rf /var/lib/etcd/member'
 lab etcdctl get /app/config --print-value-only || true
 
-say "rkectl plan etcd snapshot-restore --name demo.db: review before anything is destroyed"
-"$RKECTL" plan etcd snapshot-restore --name demo.db
+say "rkectl plan etcd snapshot-restore --name demo.db --out restore.plan: review before anything is destroyed"
+"$RKECTL" plan etcd snapshot-restore --name demo.db --out restore.plan
 
-say "rkectl etcd snapshot-restore --name demo.db --yes"
-"$RKECTL" etcd snapshot-restore --name demo.db --yes
+say "rkectl apply restore.plan --yes: exactly the plan reviewed (refused if anything changed since)"
+"$RKECTL" apply restore.plan --yes
 
 say "The data is back on every member"
 for n in node1 node2 node3; do

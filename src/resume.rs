@@ -118,7 +118,7 @@ pub fn unfinished(paths: &StatePaths) -> Unfinished {
             j.started_at,
             paths.journal.display(),
             j.finished.len(),
-            j.plan.steps.iter().filter(|s| !s.kind().is_order_only()).count()
+            j.plan.step_count()
         ),
         Err(e) => format!("an unfinished apply is recorded in {} ({e})", paths.journal.display()),
     };

@@ -32,6 +32,9 @@ use std::sync::Arc;
 pub trait Console: Send + Sync {
     /// Shows a plan before anything is done with it.
     fn show(&self, plan: &Plan);
+    /// Says that a saved plan, about to be applied, is the one reviewed in `file` (it was
+    /// compiled again and matched it step for step).
+    fn reviewed(&self, plan: &Plan, file: &Path);
     /// Asks whether to go on with a plan that needs confirmation; `what` says what it
     /// destroys. An error refuses, and nothing is changed.
     fn confirm(&self, what: &str) -> Result<(), Redacted>;
@@ -162,7 +165,12 @@ impl Session<'_> {
         let input = PrepareInput::again(cfg, &saved, r.s3, r.state_passphrase, connector, locks.holder.clone());
         let fresh = prepare_redacted(input, &secrets, keys_from).await?;
         plan::file::check_unchanged(&saved, &fresh.plan, file).map_err(SessionError::refused)?;
-        self.show_and_confirm(fresh, locks, None).await
+        // What runs is what was reviewed: said, not shown a second time.
+        match fresh.plan.has_changes() {
+            true => self.console.reviewed(&fresh.plan, file),
+            false => self.console.show(&fresh.plan),
+        }
+        self.confirm_and_apply(fresh, locks, None).await
     }
 
     /// `apply` alone: finishes the unfinished apply beside cluster.yml, or (`abandon`)
@@ -272,6 +280,15 @@ impl Session<'_> {
         resume: Option<JournalState>,
     ) -> Result<Option<Applied>, SessionError> {
         self.console.show(&p.plan);
+        self.confirm_and_apply(p, locks, resume).await
+    }
+
+    async fn confirm_and_apply(
+        &self,
+        p: Prepared,
+        locks: Locks,
+        resume: Option<JournalState>,
+    ) -> Result<Option<Applied>, SessionError> {
         if !p.plan.has_changes() {
             return Ok(None);
         }

@@ -273,6 +273,9 @@ fn a_hand_edited_saved_plan_is_refused_with_nothing_changed() {
     // The file as it was written applies: compiling it again gives its own steps.
     let out = lab.ok(&["apply", "plan.json", "--yes"]);
     assert!(out.contains("Finished restoring on all etcd hosts"), "{out}");
+    // It was reviewed when it was made: said, not printed again.
+    assert!(out.contains("The plan in plan.json is unchanged since it was made: applying its "), "{out}");
+    assert!(!out.contains("Steps ("), "the plan is shown once, when it is made:\n{out}");
     assert_snapshot_data(&lab, &NODES);
 }
 

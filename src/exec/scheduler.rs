@@ -232,7 +232,7 @@ impl<'a> Scheduler<'a> {
     /// Counts what never started, writes the run's end, and says it ended.
     async fn finish(mut self) -> RunOutcome {
         let o = &mut self.outcome;
-        let real_steps = self.plan.steps.iter().filter(|s| !s.kind().is_order_only()).count();
+        let real_steps = self.plan.step_count();
         o.not_started = real_steps - o.finished - o.skipped - o.failures.len();
         // The end is the one event the journal takes apart from the others: its record must
         // be durable before the run says it ended, and a failure to make it so fails the run.

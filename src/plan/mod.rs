@@ -100,6 +100,11 @@ impl Plan {
         Ok((g, nodes))
     }
 
+    /// The steps a person counts, in the plan and in the apply's log (barriers only order).
+    pub fn step_count(&self) -> usize {
+        self.steps.iter().filter(|s| !s.kind().is_order_only()).count()
+    }
+
     /// Whether applying would change anything (steps other than dial, checks and barriers).
     pub fn has_changes(&self) -> bool {
         self.steps.iter().any(|s| !s.kind().only_looks())

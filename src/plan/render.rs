@@ -49,7 +49,7 @@ pub fn render(plan: &Plan, opts: RenderOptions) -> String {
     for c in &plan.changes {
         render_change(&mut out, c, opts);
     }
-    let _ = writeln!(out, "\nSteps ({}):", plan.steps.iter().filter(|s| !s.kind().is_order_only()).count());
+    let _ = writeln!(out, "\nSteps ({}):", plan.step_count());
     let width = plan.steps.iter().map(|s| s.kind().name().len()).max().unwrap_or(0);
     let mut n = 0;
     for s in &plan.steps {

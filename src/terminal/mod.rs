@@ -66,6 +66,19 @@ impl Console for Terminal {
         }
     }
 
+    fn reviewed(&self, plan: &Plan, file: &std::path::Path) {
+        if self.json {
+            json_line("plan", plan);
+        } else {
+            let n = plan.step_count();
+            eprintln!(
+                "The plan in {} is unchanged since it was made: applying its {n} step{}.",
+                file.display(),
+                if n == 1 { "" } else { "s" }
+            );
+        }
+    }
+
     fn confirm(&self, what: &str) -> Result<(), Redacted> {
         let refuse = |message: String, help: &str| Redacted { message, help: Some(help.into()) };
         if self.yes {
