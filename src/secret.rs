@@ -40,26 +40,43 @@ impl fmt::Display for Secret {
 }
 
 /// A refusal said in plain words: a message and what to do, for a condition found by the
-/// caller itself, or for another refusal whose text was redacted ([`Redacted::of`]).
-#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+/// caller itself, or for another refusal whose text was redacted ([`Redacted::of`]), which
+/// keeps that refusal's code (scripts and `--json` readers match on it).
+#[derive(Debug, thiserror::Error)]
 #[error("{message}")]
-#[diagnostic(code(rkectl::refused))]
 pub struct Redacted {
     pub message: String,
-    #[help]
     pub help: Option<String>,
+    /// The code of the refusal it stands for; `rkectl::refused` when none.
+    pub code: Option<String>,
 }
 
 impl Redacted {
+    /// A refusal of the caller's own.
+    pub fn new(message: impl Into<String>, help: impl Into<String>) -> Redacted {
+        Redacted { message: message.into(), help: Some(help.into()), code: None }
+    }
+
     /// `e`, whose text may quote one of `secrets` back (a server's error message), with
     /// them taken out; `hint` is added to its help.
     pub fn of(e: &dyn miette::Diagnostic, secrets: &[Secret], hint: Option<String>) -> Redacted {
-        let message = redact(&e.to_string(), &secrets.iter().collect::<Vec<_>>());
+        let secrets: Vec<&Secret> = secrets.iter().collect();
+        let message = redact(&e.to_string(), &secrets);
         let help = match (e.help().map(|h| h.to_string()), hint) {
             (Some(help), Some(hint)) => Some(format!("{help}; {hint}")),
             (help, hint) => help.or(hint),
         };
-        Redacted { message, help }
+        Redacted { message, help: help.map(|h| redact(&h, &secrets)), code: e.code().map(|c| c.to_string()) }
+    }
+}
+
+impl miette::Diagnostic for Redacted {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new(self.code.as_deref().unwrap_or("rkectl::refused")))
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 }
 
@@ -102,6 +119,24 @@ pub fn printable(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A refusal from S3 that quotes the key back.
+    #[derive(Debug, thiserror::Error, miette::Diagnostic)]
+    #[error("the server said: bad key AKIAQUOTEDBACK")]
+    #[diagnostic(code(rkectl::plan::snapshot_missing), help("look at AKIAQUOTEDBACK"))]
+    struct Quoting;
+
+    #[test]
+    fn a_redacted_refusal_keeps_its_code_and_loses_the_secret_everywhere() {
+        let r = Redacted::of(&Quoting, &[Secret::new("AKIAQUOTEDBACK")], Some("the key came from --access-key".into()));
+        let code = miette::Diagnostic::code(&r).map(|c| c.to_string());
+        assert_eq!(code.as_deref(), Some("rkectl::plan::snapshot_missing"));
+        let help = miette::Diagnostic::help(&r).map(|h| h.to_string()).unwrap();
+        assert_eq!(help, "look at ***; the key came from --access-key");
+        assert_eq!(r.to_string(), "the server said: bad key ***");
+        let own = Redacted::new("no terminal", "use --yes");
+        assert_eq!(miette::Diagnostic::code(&own).map(|c| c.to_string()).as_deref(), Some("rkectl::refused"));
+    }
 
     #[test]
     fn secrets_never_print() {

@@ -957,3 +957,49 @@ async fn rkes_rolling_service_keys_are_compared_without_a_trace_of_them_in_the_p
         );
     }
 }
+
+/// With cluster.yml's `s3backupconfig` (saves upload there), a delete without `--s3` says
+/// that the S3 copy stays; a restore of a name in neither place does not advise the `--s3`
+/// that cluster.yml already stands for, and offers the names of both places.
+#[test]
+fn with_s3backupconfig_a_delete_says_the_s3_copy_stays_and_a_missing_restore_names_both_places() {
+    let yaml = format!(
+        "{}services:\n  etcd:\n    backup_config:\n      s3backupconfig:\n        access_key: AKIATESTACCESS\n        secret_key: weak-secret\n        bucket_name: b\n        endpoint: s3.example.com\n",
+        etcd_cluster_yaml(3)
+    );
+    let cfg = load(&yaml);
+    let world = running_world(&cfg.cluster, b"d", Some(("s.db", b"x")));
+    let mut seen = observed_for(&cfg.cluster, &world, "s.db");
+    let target = cfg.cluster.configured_s3().unwrap().target();
+    let in_bucket = rkectl::model::SnapshotName::new("only-in-s3").unwrap();
+    seen.s3 = Some(rkectl::model::observed::S3Facts {
+        target: target.clone(),
+        snapshots: Default::default(),
+        other_snapshots: vec![in_bucket],
+    });
+    let name = rkectl::model::SnapshotName::new("s.db").unwrap();
+    let delete = ActionSpec::EtcdSnapshotDelete { name, s3: None };
+    let plan = compile(&cfg, &delete, &seen);
+    let says = format!("a copy in {target} stays. Add --s3 to delete it too.");
+    assert!(plan.notes.iter().any(|n| n.contains(&says)), "{:?}", plan.notes);
+
+    let missing = rkectl::model::SnapshotName::new("only-in-s4").unwrap();
+    let restore = ActionSpec::EtcdSnapshotRestore {
+        name: missing,
+        from: rkectl::model::action::RestoreSearch::S3ThenHosts { target },
+    };
+    let observed = rkectl::model::observed::Observed::Online(seen.clone());
+    let refused = rkectl::plan::compile(&rkectl::steps::planning::CompileInput {
+        cluster: &cfg.cluster,
+        cluster_hash: &cfg.hash,
+        action: &restore,
+        observed: &observed,
+        removed_members: &[],
+        pki_ca: None,
+        now: 1_800_000_000,
+    })
+    .expect_err("no such snapshot");
+    let help = miette::Diagnostic::help(&refused).map(|h| h.to_string()).unwrap_or_default();
+    assert!(help.contains("(cluster.yml's s3backupconfig) either") && !help.contains("add --s3"), "{help}");
+    assert!(help.contains("only-in-s3") && help.contains("s.db"), "both places' names: {help}");
+}

@@ -31,11 +31,11 @@ impl fmt::Display for CredentialsFault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CredentialsFault::UnknownAccessKey => {
-                f.write_str("the access key is not known to the server (InvalidAccessKeyId); check access_key")
+                f.write_str("the access key is not known to the server (InvalidAccessKeyId); check the access key")
             }
             CredentialsFault::WrongSecretKey => f.write_str(
                 "the request signature does not match (SignatureDoesNotMatch), so the secret key \
-                 is wrong for this access key; check secret_key",
+                 is wrong for this access key; check the secret key",
             ),
             CredentialsFault::Expired { code } => {
                 write!(f, "the credentials have expired or their session token is invalid ({code}); renew them")

@@ -80,7 +80,7 @@ impl Console for Terminal {
     }
 
     fn confirm(&self, what: &str) -> Result<(), Redacted> {
-        let refuse = |message: String, help: &str| Redacted { message, help: Some(help.into()) };
+        let refuse = |message: String, help: &str| Redacted::new(message, help);
         if self.yes {
             return Ok(());
         }

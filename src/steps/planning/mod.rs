@@ -217,14 +217,19 @@ impl<'a> Builder<'a> {
             ActionSpec::EtcdSnapshotDrill { name, from, .. } => {
                 self.reference = Some(self.choose_reference(name, from)?);
                 self.notes.push(
-                    "A drill changes nothing of the cluster: the snapshot is restored inside a helper container, served on that container's loopback, and removed with it.".into(),
+                    "A drill changes nothing of the cluster: the snapshot is restored inside a helper container, served there on unix sockets only (no port is open), and removed with it.".into(),
                 );
             }
             ActionSpec::EtcdSnapshotRestore { name, from } => {
                 let r = self.choose_reference(name, from)?;
                 match &r {
                     Reference::Chosen(r) => {
+                        let hosts = self.etcd_nodes().len();
                         let src = match &r.from_s3 {
+                            // The bucket's copy is the reference; bytes move only to hosts without it.
+                            Some(t) if r.good.len() == hosts => {
+                                format!("{t} (every etcd host already holds those bytes: nothing is downloaded)")
+                            }
                             Some(t) => t.to_string(),
                             None => "the etcd hosts".into(),
                         };
@@ -255,7 +260,16 @@ impl<'a> Builder<'a> {
                 self.keep_newest_snapshot(policy, s3.is_some());
                 self.note_one_time_snapshots(s3.is_some());
             }
-            ActionSpec::EtcdSnapshotDelete { name, s3 } => self.check_named_snapshot(name, s3.is_some())?,
+            ActionSpec::EtcdSnapshotDelete { name, s3 } => {
+                self.check_named_snapshot(name, s3.is_some())?;
+                if let (None, Some(configured)) = (s3, self.cluster().configured_s3()) {
+                    // As RKE's delete does: S3 only with --s3, though saves upload there.
+                    self.notes.push(format!(
+                        "Only the etcd hosts' copies are deleted; a copy in {} stays. Add --s3 to delete it too.",
+                        configured.target()
+                    ));
+                }
+            }
             ActionSpec::Up => {
                 if let RecurringSnapshots::BackupConfig {
                     interval_hours,

@@ -60,7 +60,21 @@ impl Builder<'_> {
                 })
             }
             (RestoreSearch::S3ThenHosts { target }, None) => {
-                let mut r = self.reference_on_hosts(name, &copies)?;
+                let mut r = self.reference_on_hosts(name, &copies).map_err(|e| match e {
+                    // Both places were looked in: the nearest names of both, and no advice
+                    // to add the --s3 that cluster.yml already stands for.
+                    CompileError::SnapshotMissing { name, dir, hosts, .. } => {
+                        let in_bucket = obs.s3().into_iter().flat_map(|s| s.snapshots.keys().chain(&s.other_snapshots));
+                        let mut known: Vec<&str> = self.names_on_hosts();
+                        known.extend(in_bucket.map(|n| n.as_str()));
+                        known.sort();
+                        known.dedup();
+                        let near = super::named_snapshot::nearest(name.as_str(), known.into_iter());
+                        let nearest = format!("it is not in {target} (cluster.yml's s3backupconfig) either; {near}");
+                        CompileError::SnapshotMissing { name, dir, hosts, nearest }
+                    }
+                    e => e,
+                })?;
                 r.why.insert(
                     0,
                     format!("Snapshot {name} is not in {target} (cluster.yml's s3backupconfig); restoring from the etcd hosts' copies, as RKE falls back to them."),
@@ -74,21 +88,27 @@ impl Builder<'_> {
     /// The refusal of a snapshot that no etcd host holds, with the nearest names they do.
     fn missing_on_hosts(&self, name: &SnapshotName) -> CompileError {
         let nodes = self.etcd_nodes();
-        let obs = self.input.observed;
-        let mut there: Vec<&str> = nodes
-            .iter()
-            .filter_map(|n| obs.host(&n.address))
-            .flat_map(|f| f.snapshots.keys().chain(&f.other_snapshots).map(|k| k.as_str()))
-            .collect();
-        there.sort();
-        there.dedup();
-        let near = super::named_snapshot::nearest(name.as_str(), there.into_iter());
+        let near = super::named_snapshot::nearest(name.as_str(), self.names_on_hosts().into_iter());
         CompileError::SnapshotMissing {
             name: name.clone(),
             dir: crate::layout::SNAPSHOT_DIR,
             hosts: nodes.iter().map(|n| n.address.to_string()).collect::<Vec<_>>().join(", "),
             nearest: format!("{near}; to restore from S3, add --s3"),
         }
+    }
+
+    /// The names of the snapshots on the etcd hosts, each once.
+    fn names_on_hosts(&self) -> Vec<&str> {
+        let obs = self.input.observed;
+        let mut there: Vec<&str> = self
+            .etcd_nodes()
+            .iter()
+            .filter_map(|n| obs.host(&n.address))
+            .flat_map(|f| f.snapshots.keys().chain(&f.other_snapshots).map(|k| k.as_str()))
+            .collect();
+        there.sort();
+        there.dedup();
+        there
     }
 
     /// The reference among the hosts' copies: the one copy they agree on, or, for copies
