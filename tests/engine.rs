@@ -111,7 +111,7 @@ fn a_resumes_confirmation_names_only_the_hosts_it_has_not_cleaned_yet() {
     let cfg = load(&etcd_cluster_yaml(3));
     let world = running_world(&cfg.cluster, b"data-before", Some(("snap.db", b"snapshot-bytes")));
     let plan = restore_plan(&cfg, &world, "snap.db");
-    assert!(plan.destruction_summary().contains("on 3 host(s) will be deleted"), "{}", plan.destruction_summary());
+    assert!(plan.destruction_summary().contains("on 3 hosts will be deleted"), "{}", plan.destruction_summary());
     let hosts = etcd_addrs(&cfg.cluster);
     // The destructive steps (cleaning, restoring) done on the first `n` hosts.
     let done_on = |n: usize| -> HashSet<_> {
@@ -120,7 +120,7 @@ fn a_resumes_confirmation_names_only_the_hosts_it_has_not_cleaned_yet() {
     };
     let left = plan.left(&done_on(2));
     assert!(left.needs_confirmation());
-    assert!(left.destruction_summary().contains("on 1 host(s) will be deleted"), "{}", left.destruction_summary());
+    assert!(left.destruction_summary().contains("on 1 host will be deleted"), "{}", left.destruction_summary());
     let left = plan.left(&done_on(3));
     assert!(!left.needs_confirmation(), "nothing left to delete: {}", left.destruction_summary());
     assert!(left.has_changes(), "the restore itself is left");

@@ -97,7 +97,7 @@ fn a_fourth_etcd_node_joins_and_leaves() {
     assert_eq!(adds[0]["host"], lab.addr("node4"));
     assert!(steps.iter().filter(|s| s["kind"] == "start-etcd").all(|s| s["host"] == lab.addr("node4")), "{plan}");
     let out = lab.ok(&["up", "--yes"]);
-    assert!(out.contains("4 healthy member(s)"), "{out}");
+    assert!(out.contains("4 healthy members"), "{out}");
     assert_eq!(member_names(&lab), ["etcd-node1", "etcd-node2", "etcd-node3", "etcd-node4"]);
     assert_eq!(lab.read("node4", "k").as_deref(), Some("v"));
 
@@ -114,7 +114,7 @@ fn a_fourth_etcd_node_joins_and_leaves() {
     assert!(kinds.contains(&("member-remove".into(), lab.addr("node4"))), "{kinds:?}");
     assert!(kinds.contains(&("remove-etcd".into(), lab.addr("node4"))), "{kinds:?}");
     let out = lab.ok(&["up", "--yes"]);
-    assert!(out.contains("3 healthy member(s)"), "{out}");
+    assert!(out.contains("3 healthy members"), "{out}");
     assert_eq!(member_names(&lab), ["etcd-node1", "etcd-node2", "etcd-node3"]);
     assert!(!lab.containers("node4").contains(&"etcd".to_string()));
     assert_eq!(lab.read("node2", "k").as_deref(), Some("v"));
@@ -149,7 +149,7 @@ fn a_changed_etcd_setting_recreates_members_one_at_a_time() {
         );
     }
     let out = lab.ok(&["up", "--yes"]);
-    assert!(out.contains("3 healthy member(s)"), "{out}");
+    assert!(out.contains("3 healthy members"), "{out}");
     assert_eq!(lab.read("node3", "k").as_deref(), Some("v"));
     assert!(lab.ok(&["plan", "up"]).contains("No changes"));
 }
@@ -243,7 +243,7 @@ fn a_changed_hostname_override_reissues_the_member_certificate() {
     assert_eq!(lab.bundle()[entry], before);
 
     let out = lab.ok(&["up", "--yes"]);
-    assert!(out.contains("3 healthy member(s)"), "{out}");
+    assert!(out.contains("3 healthy members"), "{out}");
     let after = lab.bundle()[entry].clone();
     assert_ne!(after["certificatePEM"], before["certificatePEM"]);
     assert_eq!(after["keyPEM"], before["keyPEM"], "reissued with its key, as RKE does");

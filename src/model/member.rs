@@ -38,7 +38,7 @@ impl fmt::Display for InitialCluster {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             InitialCluster::AllEtcdNodes => f.write_str("every etcd host of cluster.yml"),
-            InitialCluster::Hosts { hosts } => write!(f, "{} member(s)", hosts.len()),
+            InitialCluster::Hosts { hosts } => f.write_str(&super::counted(hosts.len(), "member")),
         }
     }
 }

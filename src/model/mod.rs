@@ -26,6 +26,11 @@ pub mod snapshot;
 pub mod step;
 
 pub use address::{HostAddr, S3Target};
+
+/// `n` and a noun, plural unless one: `1 host`, `3 hosts`.
+pub fn counted(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
 pub use member::{ClusterState, InitialCluster};
 pub use snapshot::{
     Checksum, PARTIAL_SUFFIX, RollingSettings, SnapshotFacts, SnapshotFormat, SnapshotLocation, SnapshotName,

@@ -76,7 +76,7 @@ fn render_change(out: &mut String, c: &HostChange, opts: RenderOptions) {
             let _ = writeln!(out, "      (unchanged)");
         } else {
             let n = c.before.len();
-            let _ = writeln!(out, "      (unchanged: {n} {}; -v shows {})", items(n), them(n));
+            let _ = writeln!(out, "      ({n} unchanged {}; -v shows {})", items(n), them(n));
         }
         return;
     }

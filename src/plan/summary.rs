@@ -52,21 +52,23 @@ impl Plan {
         let mut parts = Vec::new();
         match &plan.action {
             ActionSpec::EtcdSnapshotRestore { name, .. } => parts.push(format!(
-                "Restore snapshot {name}: the current etcd data on {} host(s) will be deleted",
-                hosts.len()
+                "Restore snapshot {name}: the current etcd data on {} will be deleted",
+                crate::model::counted(hosts.len(), "host")
             )),
-            _ if plan.is_destructive() => {
-                parts.push(format!("{}: data on {} host(s) will be deleted", plan.title, hosts.len().max(1)))
-            }
+            _ if plan.is_destructive() => parts.push(format!(
+                "{}: data on {} will be deleted",
+                plan.title,
+                crate::model::counted(hosts.len().max(1), "host")
+            )),
             _ => {}
         }
         let replaced = plan.replacements();
         if !replaced.is_empty() {
             let on: HashSet<_> = replaced.iter().filter_map(|(s, _)| s.host.as_ref()).collect();
             parts.push(format!(
-                "{} thing(s) rkectl did not make will be replaced on {} host(s) (see `replaces` above)",
-                replaced.len(),
-                on.len()
+                "{} rkectl did not make will be replaced on {} (see `replaces` above)",
+                crate::model::counted(replaced.len(), "thing"),
+                crate::model::counted(on.len(), "host")
             ));
         }
         parts.join("; ")

@@ -71,11 +71,11 @@ impl Executor {
         }
         let out = last.expect("at least one attempt");
         Err(StepError::fatal(format!(
-            "container {} on host {} exited with code {} after {} attempt(s)",
+            "container {} on host {} exited with code {} after {}",
             spec.name,
             host.addr(),
             out.exit_code,
-            self.helper_attempts.max(1)
+            crate::model::counted(self.helper_attempts.max(1) as usize, "attempt")
         ))
         .with_logs(out.logs))
     }

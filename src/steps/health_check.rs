@@ -34,7 +34,7 @@ impl Kind for HealthCheck {
 
     fn describe(&self) -> String {
         let what = if self.same_revision { "healthy, same revision" } else { "healthy" };
-        format!("check {} member(s) {what}", self.members.len())
+        format!("check {} {what}", crate::model::counted(self.members.len(), "member"))
     }
 
     async fn run(&self, ex: &Executor, _: &Step, ctx: &StepCtx<'_>) -> Result<(), StepError> {
@@ -43,7 +43,9 @@ impl Kind for HealthCheck {
         let report = ex.wait_healthy(via, &nodes, self.same_revision, ctx).await?;
         let rev =
             report.members.first().and_then(|m| m.revision).map(|r| format!(" at revision {r}")).unwrap_or_default();
-        ctx.log("etcd", format!("Successfully started etcd plane.. {} healthy member(s){rev}", report.members.len()));
+        // RKE's line as RKE prints it (users grep for it), then rkectl's count.
+        let healthy = crate::model::counted(report.members.len(), "healthy member");
+        ctx.log("etcd", format!("Successfully started etcd plane.. {healthy}{rev}"));
         Ok(())
     }
 }
