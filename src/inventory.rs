@@ -4,7 +4,7 @@
 
 use crate::config::{Cluster, S3Settings};
 use crate::host::Connector;
-use crate::model::observed::Seen;
+use crate::model::observed::{Seen, SnapshotCopy};
 use crate::model::step::human_bytes;
 use crate::model::{Checksum, SnapshotFormat, SnapshotName};
 use crate::refresh::{self, Hashing, Needs, RefreshError, SnapshotNeeds};
@@ -22,25 +22,14 @@ pub struct Row {
     pub has_state: bool,
     pub modified: i64,
     pub size: u64,
-    /// Where a copy is: host addresses and `s3`.
-    pub copies: BTreeMap<String, ListedCopy>,
+    /// Where a copy is (host addresses and `s3`), as refresh saw it: one snapshot-copy
+    /// type from the hosts to this listing (an S3 copy has no etcd check of its own).
+    pub copies: BTreeMap<String, SnapshotCopy>,
     /// Every copy has the same size and checksum.
     pub consistent: bool,
     /// The copies differ because each host took its own (RKE's, recurring ones), not
     /// because one of them changed.
     pub per_host: bool,
-}
-
-/// One copy.
-#[derive(Debug, serde::Serialize)]
-pub struct ListedCopy {
-    /// rkectl copied this one save to every host (copies must agree); else each host's own.
-    pub identical_everywhere: bool,
-    pub format: SnapshotFormat,
-    pub has_state: bool,
-    pub size: u64,
-    pub checksum: Option<Checksum>,
-    pub etcd_ok: Option<bool>,
 }
 
 /// Why the snapshots could not be listed; nothing was changed.
@@ -93,46 +82,31 @@ fn gather_rows(observed: &Seen) -> BTreeMap<SnapshotName, Row> {
     let mut rows: BTreeMap<SnapshotName, Row> = BTreeMap::new();
     for (host, facts) in &observed.hosts {
         for (name, c) in &facts.snapshots {
-            add_copy(
-                &mut rows,
-                name,
-                host.to_string(),
-                c.modified,
-                ListedCopy {
-                    identical_everywhere: c.identical_everywhere,
-                    format: c.format,
-                    has_state: c.has_state,
-                    size: c.size,
-                    checksum: c.checksum.clone(),
-                    etcd_ok: c.etcd_ok,
-                },
-            );
+            add_copy(&mut rows, name, host.to_string(), c.clone());
         }
     }
     if let Some(s) = &observed.s3 {
         for (name, c) in &s.snapshots {
-            let copy = ListedCopy {
-                identical_everywhere: false,
+            let copy = SnapshotCopy {
                 format: c.format,
-                has_state: c.has_state,
                 size: c.size,
+                modified: c.modified,
                 checksum: c.checksum.clone(),
                 etcd_ok: None,
+                problem: None,
+                db: None,
+                has_state: c.has_state,
+                identical_everywhere: false,
             };
-            add_copy(&mut rows, name, "s3".into(), c.modified, copy);
+            add_copy(&mut rows, name, "s3".into(), copy);
         }
     }
     rows
 }
 
 /// Adds a copy found at `place` to its snapshot's row, starting the row with the first.
-fn add_copy(
-    rows: &mut BTreeMap<SnapshotName, Row>,
-    name: &SnapshotName,
-    place: String,
-    modified: i64,
-    copy: ListedCopy,
-) {
+fn add_copy(rows: &mut BTreeMap<SnapshotName, Row>, name: &SnapshotName, place: String, copy: SnapshotCopy) {
+    let modified = copy.modified;
     let row = rows.entry(name.clone()).or_insert_with(|| Row {
         name: name.clone(),
         format: copy.format,
