@@ -7,6 +7,7 @@
 
 use crate::cluster_pki::{self, ClusterPki, ClusterPkiError, PkiFlags, SnapshotStateOrigin};
 use crate::config::{Cluster, LoadedConfig, Node, Role, S3Settings};
+use crate::etcd::names;
 use crate::host::{Connector, HostPool};
 use crate::model::action::{ActionSpec, RemovedMember};
 use crate::model::observed::Observed;
@@ -221,16 +222,20 @@ pub async fn prepare(input: PrepareInput) -> Result<Prepared, PrepareError> {
         now,
     };
     let mut plan = plan::compile(&input)?;
+    if let (ActionSpec::Up, Some(note)) = (&spec, renamed_after_ignored_keys(&cfg, &observed)) {
+        plan.notes.insert(0, note);
+    }
     if let Some(p) = &pki {
-        let notes = pki_notes(p, plan.has_changes());
+        let placed = plan.steps.iter().filter(|s| s.kind() == crate::steps::StepKind::DeployCerts).count();
+        let notes = pki_notes(p, plan.has_changes(), placed);
         plan.notes.extend(notes);
     }
     Ok(Prepared { plan, cfg, paths, state, pki, rke_state, s3, state_passphrase, pool })
 }
 
 /// What the plan should say about the PKI; `applied` when the plan changes anything (the
-/// state file is written only then).
-fn pki_notes(p: &ClusterPki, applied: bool) -> Vec<String> {
+/// state file is written only then), `placed` the hosts it places certificates on.
+fn pki_notes(p: &ClusterPki, applied: bool, placed: usize) -> Vec<String> {
     let mut notes = Vec::new();
     match &p.source {
         cluster_pki::PkiSource::LocalState(_) => {}
@@ -260,9 +265,13 @@ fn pki_notes(p: &ClusterPki, applied: bool) -> Vec<String> {
     }
     if !p.reissued.is_empty() && applied {
         notes.push(format!(
-            "The etcd nodes' names changed, so their certificates are reissued by the cluster's CA with the same keys, as `rke up` would: {}; they are written to {} first, and placed on the hosts whose certificate lacks their own names.",
+            "The etcd nodes' names changed, so their certificates are reissued by the cluster's CA with the same keys, as `rke up` would: {}; they are written to {} first, {}.",
             p.reissued.join(", "),
-            p.state.path().display()
+            p.state.path().display(),
+            match placed {
+                0 => "and the hosts keep theirs (each already carries its own member's names)".to_string(),
+                n => format!("and placed on the {} whose certificate lacks its own names", crate::model::counted(n, "host")),
+            }
         ));
     }
     notes
@@ -421,15 +430,20 @@ fn check_save_name(spec: &ActionSpec, observed: &Observed) -> Result<(), Prepare
     Ok(())
 }
 
+/// The keys cluster.yml had that rkectl ignored and whose name (or the one suggested for
+/// it) contains `about`, as the warnings described them.
+fn ignored_keys_about(cfg: &LoadedConfig, about: &str) -> Vec<String> {
+    cfg.ignored_keys
+        .iter()
+        .filter(|k| k.path.contains(about) || k.suggestion.is_some_and(|s| s.contains(about)))
+        .map(|k| k.describe())
+        .collect()
+}
+
 /// An SSH login that failed while cluster.yml had keys rkectl ignored about SSH: the help
 /// says which, since a misspelt `ssh_key_path` is the likely reason the login failed.
 fn after_ignored_keys(e: RefreshError, cfg: &LoadedConfig) -> PrepareError {
-    let about_ssh: Vec<String> = cfg
-        .ignored_keys
-        .iter()
-        .filter(|k| k.path.contains("ssh") || k.suggestion.is_some_and(|s| s.contains("ssh")))
-        .map(|k| k.describe())
-        .collect();
+    let about_ssh = ignored_keys_about(cfg, "ssh");
     if !e.auth_failed() || about_ssh.is_empty() {
         return e.into();
     }
@@ -439,6 +453,28 @@ fn after_ignored_keys(e: RefreshError, cfg: &LoadedConfig) -> PrepareError {
         about_ssh.join("; ")
     );
     PrepareError::AuthAfterIgnoredKey { refused: e, help }
+}
+
+/// A member that `up` renames while cluster.yml had keys rkectl ignored about its name: the
+/// plan says so first, since a misspelt `hostname_override` is the likely reason.
+fn renamed_after_ignored_keys(cfg: &LoadedConfig, observed: &Observed) -> Option<String> {
+    let about_name = ignored_keys_about(cfg, "hostname_override");
+    let renamed: Vec<String> = cfg
+        .cluster
+        .etcd_nodes()
+        .filter_map(|n| {
+            let now = crate::etcd::renamed_member(n, observed.host(&n.address)?.containers.get(names::ETCD)?)?;
+            Some(format!("{now} on {} becomes {}", n.address, crate::etcd::member_name(n)))
+        })
+        .collect();
+    if about_name.is_empty() || renamed.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "WARNING: cluster.yml has keys rkectl ignored (see the warnings above), and they change the names of members: {}. If that is not what you mean, fix them and plan again: {}.",
+        renamed.join(", "),
+        about_name.join("; ")
+    ))
 }
 
 #[cfg(test)]
@@ -485,9 +521,9 @@ mod tests {
     #[test]
     fn a_state_sealed_by_an_earlier_rkectl_opens_with_a_warning_that_the_archive_is_not_bound() {
         let warned = |notes: &[String]| notes.iter().any(|n| n.starts_with("WARNING") && n.contains("name only"));
-        let old = pki_notes(&pki_from(SnapshotStateOrigin::S3Sealed(Bound::NameOnly)), true);
+        let old = pki_notes(&pki_from(SnapshotStateOrigin::S3Sealed(Bound::NameOnly)), true, 0);
         assert!(warned(&old), "{old:?}");
-        let bound = pki_notes(&pki_from(SnapshotStateOrigin::S3Sealed(Bound::NameAndArchive)), true);
+        let bound = pki_notes(&pki_from(SnapshotStateOrigin::S3Sealed(Bound::NameAndArchive)), true, 0);
         assert!(!warned(&bound) && bound.iter().any(|n| n.contains("sealed copy")), "{bound:?}");
     }
 }

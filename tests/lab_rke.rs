@@ -277,6 +277,56 @@ fn a_changed_setting_on_a_cluster_rke_built_is_shown_as_a_replacement_and_asks_f
     assert_eq!(kube_node_reads_and_writes(&rke, "/rke-lab/before"), ["1", "1", "1"]);
 }
 
+/// `id name` of each member, as the kube-node client sees them.
+fn member_names(rke: &Rke) -> Vec<String> {
+    let ep = rke.get("ETCD_ENDPOINTS").split(',').next().unwrap().to_string();
+    let list = kube_node(rke, &ep, &["member", "list"]).unwrap_or_else(|e| panic!("member list: {e}"));
+    let mut names: Vec<String> =
+        list.lines().map(|l| l.split(", ").take(3).collect::<Vec<_>>()).map(|f| format!("{} {}", f[0], f[2])).collect();
+    names.sort();
+    names
+}
+
+#[test]
+#[ignore = "needs the lab: tests/run brings it up"]
+fn a_misspelt_hostname_override_renames_the_member_in_place_after_a_warning_and_a_confirmation() {
+    let lab = Lab::get();
+    let rke = rke_up(&lab, &[]);
+    let (certs, members) = (ssl(&lab), member_names(&rke));
+    assert!(members.iter().any(|m| m.ends_with(" etcd-node2")), "{members:?}");
+    let right = lab.cluster_text();
+    lab.write_cluster_yml(&right.replace("hostname_override: node2", "hostname_overide: node2"));
+    let plan = lab.ok(&["plan", "up"]);
+    assert!(plan.contains("did you mean `hostname_override`?"), "{plan}");
+    assert!(
+        plan.contains("they change the names of members: etcd-node2 on 10.77.0.12 becomes etcd-10.77.0.12"),
+        "{plan}"
+    );
+    // The member stays: it is not added a second time beside itself.
+    assert!(!plan.contains("member-add"), "{plan}");
+    assert!(plan.contains("replaces the etcd container that RKE made and its member's name etcd-node2"), "{plan}");
+    let ids = lab.sh("node2", "docker ps -q --no-trunc | sort");
+    let out = lab.rkectl(&["up"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("this plan needs confirmation"), "{}", text(&out));
+    assert_eq!(lab.sh("node2", "docker ps -q --no-trunc | sort"), ids, "nothing changed before the confirmation");
+
+    let out = lab.ok(&["up", "--yes"]);
+    assert!(out.contains("3 healthy members"), "{out}");
+    let renamed = member_names(&rke);
+    let expected: Vec<String> = members.iter().map(|m| m.replace(" etcd-node2", " etcd-10.77.0.12")).collect();
+    assert_eq!(renamed, expected, "the same members (same ids), node2's under its address");
+    assert_eq!(kube_node_reads_and_writes(&rke, "/rke-lab/before"), ["1", "1", "1"]);
+
+    // The key spelt right: the member takes its name back, as `rke up` would give it.
+    lab.write_cluster_yml(&right);
+    let out = lab.ok(&["up", "--yes"]);
+    assert!(out.contains("3 healthy members"), "{out}");
+    assert_eq!(member_names(&rke), members);
+    assert_eq!(ssl(&lab), certs, "every certificate on the hosts already named its member");
+    assert!(lab.ok(&["plan", "up"]).contains("No changes."));
+}
+
 #[test]
 #[ignore = "needs the lab: tests/run brings it up"]
 fn a_host_that_trusts_another_ca_is_refused_naming_it_and_both_fingerprints() {

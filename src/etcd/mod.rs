@@ -21,6 +21,7 @@ pub mod containers;
 pub mod member;
 
 use crate::config::{Cluster, Node};
+use crate::model::observed::ContainerFacts;
 
 /// What refresh compares the environment of the running container `name` on `node` with:
 /// the member's own for `etcd`, the S3 keys cluster.yml gives RKE's recurring service for
@@ -137,6 +138,14 @@ pub const PEER_PORT: u16 = 2380;
 /// The member name RKE gives a node: `etcd-<hostname>` (the lower-cased override or address).
 pub fn member_name(node: &Node) -> String {
     format!("etcd-{}", node.hostname())
+}
+
+/// The name the member in `etcd` (the node's container) has now, when cluster.yml gives it
+/// another (a changed or lost `hostname_override`): the member stays, and etcd takes the new
+/// name when its container starts with it, as after RKE's `rke up`.
+pub fn renamed_member<'a>(node: &Node, etcd: &'a ContainerFacts) -> Option<&'a str> {
+    let now = etcd.args.iter().find_map(|a| a.strip_prefix("--name="))?;
+    (now != member_name(node)).then_some(now)
 }
 
 /// The address etcd binds to: RKE's `0.0.0.0`, or the internal address when the node has

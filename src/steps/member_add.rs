@@ -29,6 +29,10 @@ impl Kind for MemberAdd {
         if running.is_empty() || current.contains(&member) {
             return Ok(Vec::new());
         }
+        // A member cluster.yml renames is in the cluster already, under the name it has now.
+        if b.renamed_member(node).is_some_and(|now| current.contains(&now)) {
+            return Ok(Vec::new());
+        }
         Ok(vec![MemberAdd { member, peer_url: etcd::peer_url(node) }])
     }
 

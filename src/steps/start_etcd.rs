@@ -54,8 +54,16 @@ impl StartEtcd {
         // with its old certificate: a member whose container stays restarts to take the
         // certificates just placed.
         let restart = up_to_date && new_certs;
-        let replaces = match current {
-            Some(c) if c.made_by != MadeBy::Rkectl && !differences.is_empty() => Some(Replacement {
+        let replaces = match (current, b.renamed_member(node)) {
+            // etcd renames a member that starts under another name: the user confirms it,
+            // whoever made the container (a lost `hostname_override` reads the same).
+            (Some(c), Some(now)) => Some(Replacement {
+                what: format!("the etcd container {} and its member's name {now}", c.made_by.phrase()),
+                why: format!(
+                    "cluster.yml names the member {member} (its hostname_override, or its address without one), and etcd takes that name when the container starts"
+                ),
+            }),
+            (Some(c), None) if c.made_by != MadeBy::Rkectl && !differences.is_empty() => Some(Replacement {
                 what: format!("the etcd container {}", c.made_by.phrase()),
                 why: format!("cluster.yml asks for a different one: {}", differences.join(", ")),
             }),

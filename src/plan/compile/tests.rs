@@ -94,6 +94,12 @@ fn a_member_whose_certificate_lacks_its_new_name_gets_the_reissued_one_and_resta
         matches!(starts[0].action, StepAction::StartEtcd(crate::steps::StartEtcd { restart: false, .. })),
         "its container changes (--name): it is recreated, not restarted"
     );
+    // The member stays (etcd takes the new name when it starts with it): adding it again
+    // beside itself would fail half-way, with its peer URL already a member's.
+    assert!(on(&plan, StepKind::MemberAdd).is_empty(), "{:?}", on(&plan, StepKind::MemberAdd));
+    let rename = starts[0].action.replaces().expect("a rename the user confirms");
+    assert!(rename.what.contains("its member's name etcd-node2"), "{}", rename.what);
+    assert!(rename.why.contains("names the member etcd-node2b"), "{}", rename.why);
 
     // The same names, but the file on node2 is an old certificate without its address:
     // its container stays as it is, so it restarts to load the new one.

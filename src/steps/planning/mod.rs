@@ -291,6 +291,12 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
+    /// The name the member on `node` has now, when cluster.yml gives it another.
+    pub(crate) fn renamed_member(&self, node: &Node) -> Option<String> {
+        let etcd = self.input.observed.host(&node.address)?.containers.get(names::ETCD)?;
+        crate::etcd::renamed_member(node, etcd).map(str::to_string)
+    }
+
     /// The copy chosen for a restore or a drill; `None` offline (or for other actions).
     pub(crate) fn chosen(&self) -> Option<&Chosen> {
         match &self.reference {
