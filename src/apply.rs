@@ -84,7 +84,8 @@ pub enum ApplyError {
     #[diagnostic(code(rkectl::refused), help("fix the cause and run the command again"))]
     PreflightFailed { first: String },
     #[error(
-        "{first}\n{finished} step(s) finished, {not_started} not started. The journal {} records where it stopped: fix the cause, then run {finish} to finish it.",
+        "{first}\n{} finished, {not_started} not started. The journal {} records where it stopped: fix the cause, then run {finish} to finish it.",
+        crate::model::counted(*finished, "step"),
         journal.display()
     )]
     #[diagnostic(code(rkectl::apply::failed))]

@@ -53,6 +53,14 @@ impl CliError {
         }
     }
 
+    /// A signal that came before any step ran.
+    fn interrupted_before_steps(signal: Option<u8>) -> CliError {
+        CliError::Interrupted {
+            message: "interrupted before any step ran: nothing was changed on any host".into(),
+            exit: signal.unwrap_or(130),
+        }
+    }
+
     fn exit_code(&self) -> u8 {
         match self {
             CliError::ApplyFailed(_) => 1,
@@ -104,8 +112,22 @@ pub fn main() -> ExitCode {
         passphrase_file: s3.state_passphrase_file.clone(),
         parallelism: common.parallelism.map(|n| n as usize),
     };
-    let result = rt.block_on(dispatch(&session, cli.command, common.json));
-    match result.map_err(|e| CliError::of(e, terminal.signal())) {
+    let result = rt.block_on(async {
+        terminal.listen();
+        // A signal before any step runs ends the command here: what it holds (the lock,
+        // the SSH sessions) is released as the command is dropped, and nothing has changed.
+        let result = tokio::select! {
+            r = dispatch(&session, cli.command, common.json) => r.map_err(|e| CliError::of(e, terminal.signal())),
+            () = terminal.interrupted_before_steps() => Err(CliError::interrupted_before_steps(terminal.signal())),
+        };
+        match result {
+            Err(CliError::Refused(_)) if terminal.came_before_steps() => {
+                Err(CliError::interrupted_before_steps(terminal.signal()))
+            }
+            r => r,
+        }
+    });
+    match result {
         Ok(applied) => {
             if common.json {
                 let mut result = serde_json::json!({ "exit": 0 });

@@ -1,58 +1,93 @@
-//! Ctrl-C and SIGTERM during an apply.
+//! Ctrl-C and SIGTERM, from the start of a command to its end.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
-/// SIGINT and SIGTERM during a run: the first stops scheduling (running steps finish, the
-/// journal stays consistent), a second one exits at once, which the journal survives as
-/// it survives a crash.
+/// SIGINT and SIGTERM for the whole command. Before its steps run (reading cluster.yml,
+/// the pre-flight look at the hosts, the confirmation prompt), the first signal ends the
+/// command at once: nothing has changed, and the lock is released as the command unwinds.
+/// While steps run, the first stops scheduling (running steps finish, the journal stays
+/// consistent) and a second one exits at once, which the journal survives as it survives a
+/// crash.
 pub struct Interrupts {
     /// Cancelled by the first signal.
     pub stop: tokio_util::sync::CancellationToken,
     /// The exit code of the first signal (130, 143), 0 while none came.
-    exit: Arc<std::sync::atomic::AtomicU8>,
+    exit: Arc<AtomicU8>,
+    /// Steps run from now on: a signal stops scheduling instead of ending the command.
+    applying: Arc<AtomicBool>,
+    /// When the steps started: the apply's clock, which stamps its log lines.
+    started: Arc<std::sync::OnceLock<std::time::Instant>>,
     listener: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Interrupts {
-    /// Listens from now on; the first signal cancels [`Interrupts::stop`].
+    /// Listens from now on (inside the runtime); the first signal cancels [`Interrupts::stop`].
     pub fn listen() -> Interrupts {
-        use std::sync::atomic::Ordering;
         use tokio::signal::unix::{SignalKind, signal};
         let stop = tokio_util::sync::CancellationToken::new();
-        let exit = Arc::new(std::sync::atomic::AtomicU8::new(0));
+        let exit = Arc::new(AtomicU8::new(0));
+        let applying = Arc::new(AtomicBool::new(false));
+        let started = Arc::new(std::sync::OnceLock::new());
         let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
             // Without handlers the signals keep their default action: the journal still
             // lets the next apply resume.
-            return Interrupts { stop, exit, listener: None };
+            return Interrupts { stop, exit, applying, started, listener: None };
         };
-        // Listening starts as the apply does: its clock stamps the warning, so that it never
-        // reads earlier than the INFO lines before it.
-        let started = std::time::Instant::now();
         let listener = tokio::spawn({
-            let (stop, exit) = (stop.clone(), exit.clone());
+            let (stop, exit, applying, started) = (stop.clone(), exit.clone(), applying.clone(), started.clone());
             async move {
                 let code = tokio::select! { _ = int.recv() => 130, _ = term.recv() => 143 };
                 exit.store(code, Ordering::SeqCst);
-                eprintln!(
-                    "WARN[{:04}] Interrupted: no new step starts, the running ones finish; interrupt again to stop at once",
-                    started.elapsed().as_secs()
-                );
+                if let (true, Some(started)) = (applying.load(Ordering::SeqCst), started.get()) {
+                    // The apply's clock, as the INFO lines': the warning never reads
+                    // earlier than the lines before it.
+                    eprintln!(
+                        "WARN[{:04}] Interrupted: no new step starts, the running ones finish; interrupt again to stop at once",
+                        started.elapsed().as_secs()
+                    );
+                }
                 stop.cancel();
                 let code = tokio::select! { _ = int.recv() => 130, _ = term.recv() => 143 };
                 std::process::exit(code);
             }
         });
-        Interrupts { stop, exit, listener: Some(listener) }
+        Interrupts { stop, exit, applying, started, listener: Some(listener) }
     }
 
-    /// Stops listening; the exit code of the signal that came, if one did.
-    pub fn finish(mut self) -> Option<u8> {
-        if let Some(l) = self.listener.take() {
-            l.abort();
+    /// Steps start running: a signal from now on stops scheduling.
+    pub fn applying(&self) -> tokio_util::sync::CancellationToken {
+        self.started.get_or_init(std::time::Instant::now);
+        self.applying.store(true, Ordering::SeqCst);
+        self.stop.clone()
+    }
+
+    /// Resolves when a signal came before any step ran (and never once steps run).
+    pub async fn before_steps(&self) {
+        self.stop.cancelled().await;
+        if self.applying.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
         }
-        match self.exit.load(std::sync::atomic::Ordering::SeqCst) {
+    }
+
+    /// Whether a signal came before any step ran.
+    pub fn came_before_steps(&self) -> bool {
+        self.stop.is_cancelled() && !self.applying.load(Ordering::SeqCst)
+    }
+
+    /// The exit code of the signal that came, if one did.
+    pub fn signal(&self) -> Option<u8> {
+        match self.exit.load(Ordering::SeqCst) {
             0 => None,
             code => Some(code),
+        }
+    }
+}
+
+impl Drop for Interrupts {
+    fn drop(&mut self) {
+        if let Some(l) = self.listener.take() {
+            l.abort();
         }
     }
 }

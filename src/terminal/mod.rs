@@ -20,7 +20,7 @@ use crate::session::Console;
 use interrupts::Interrupts;
 use miette::Report;
 use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
+use std::sync::OnceLock;
 
 /// The terminal this process runs in.
 pub struct Terminal {
@@ -29,10 +29,8 @@ pub struct Terminal {
     /// `--yes`: a destructive plan needs no answer.
     yes: bool,
     reporter: Box<dyn Reporter>,
-    /// Listening for signals while steps run.
-    interrupts: Mutex<Option<Interrupts>>,
-    /// The exit code of the signal that stopped the last apply (130, 143).
-    signal: Mutex<Option<u8>>,
+    /// Listening for signals, from [`Terminal::listen`] on.
+    interrupts: OnceLock<Interrupts>,
 }
 
 impl Terminal {
@@ -43,12 +41,30 @@ impl Terminal {
         } else {
             Box::new(reporter::Human::new(std::io::stderr().is_terminal(), logging::quiet()))
         };
-        Terminal { json, yes, reporter, interrupts: Mutex::new(None), signal: Mutex::new(None) }
+        Terminal { json, yes, reporter, interrupts: OnceLock::new() }
     }
 
-    /// The exit code of the signal that stopped the apply, if one did.
+    /// Listens for Ctrl-C and SIGTERM from now on (inside the runtime, before the command).
+    pub fn listen(&self) {
+        self.interrupts.get_or_init(Interrupts::listen);
+    }
+
+    /// Resolves when a signal came before any step ran: the command may end at once.
+    pub async fn interrupted_before_steps(&self) {
+        match self.interrupts.get() {
+            Some(i) => i.before_steps().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Whether a signal came before any step ran.
+    pub fn came_before_steps(&self) -> bool {
+        self.interrupts.get().is_some_and(Interrupts::came_before_steps)
+    }
+
+    /// The exit code of the signal that came, if one did.
     pub fn signal(&self) -> Option<u8> {
-        *self.signal.lock().expect("signal lock")
+        self.interrupts.get().and_then(Interrupts::signal)
     }
 }
 
@@ -92,9 +108,28 @@ impl Console for Terminal {
         }
         eprint!("{what}. Type `yes` to continue: ");
         let _ = std::io::stderr().flush();
-        let mut answer = String::new();
-        match std::io::stdin().read_line(&mut answer) {
-            Ok(_) if answer.trim() == "yes" => Ok(()),
+        // The answer is read on a thread of its own: Ctrl-C at the prompt ends the command
+        // (the runtime's handler took the signal's default action away).
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut answer = String::new();
+            let _ = tx.send(std::io::stdin().read_line(&mut answer).map(|_| answer));
+        });
+        let answer = loop {
+            if self.came_before_steps() {
+                eprintln!();
+                return Err(refuse("interrupted at the prompt; nothing was changed".into(), "run the command again"));
+            }
+            match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+                Ok(answer) => break answer,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    break Err(std::io::Error::other("the terminal closed"));
+                }
+            }
+        };
+        match answer {
+            Ok(answer) if answer.trim() == "yes" => Ok(()),
             Ok(_) => Err(refuse("not confirmed; nothing was changed".into(), "type `yes` to apply, or use --yes")),
             Err(e) => Err(refuse(format!("no answer could be read: {e}"), "answer yes or no, or use --yes")),
         }
@@ -122,21 +157,14 @@ impl Console for Terminal {
     }
 
     fn applying(&self) -> Option<tokio_util::sync::CancellationToken> {
-        let listening = Interrupts::listen();
-        let stop = listening.stop.clone();
-        *self.interrupts.lock().expect("interrupts lock") = Some(listening);
-        Some(stop)
+        Some(self.interrupts.get_or_init(Interrupts::listen).applying())
     }
 
     fn needs_yes(&self) -> bool {
         self.yes || !std::io::stdin().is_terminal()
     }
 
-    fn applied(&self) {
-        if let Some(listening) = self.interrupts.lock().expect("interrupts lock").take() {
-            *self.signal.lock().expect("signal lock") = listening.finish();
-        }
-    }
+    fn applied(&self) {}
 }
 
 /// Writes `{"<key>": value}` as one line on stdout: with `--json`, stdout is one stream of
