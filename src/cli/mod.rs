@@ -79,6 +79,16 @@ pub fn main() -> ExitCode {
         _ => {}
     }
     logging::init(cli.verbose, cli.quiet);
+    // miette wraps at hyphens by default, which breaks snapshot names, addresses and flags
+    // (`2026-12-07T03:00:00Z_etcd`, `--state-passphrase-file`) across lines.
+    let _ = miette::set_hook(Box::new(|_| {
+        Box::new(
+            miette::MietteHandlerOpts::new()
+                .word_splitter(textwrap::WordSplitter::NoHyphenation)
+                .break_words(false)
+                .build(),
+        )
+    }));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let (common, s3) = match cli.command {
         Command::Agent { command } => {

@@ -6,6 +6,8 @@ use crate::model::SnapshotName;
 
 /// How many near names a refusal offers.
 const NEAREST: usize = 3;
+/// How alike (0 to 1, Damerau-Levenshtein) a name must be to be offered.
+const NEAR: f64 = 0.5;
 
 impl Builder<'_> {
     /// Refuses `name` when refresh saw it on no etcd host and (with `in_s3`) not in the
@@ -40,6 +42,21 @@ pub(super) fn nearest<'a>(typed: &str, known: impl Iterator<Item = &'a str>) -> 
     if scored.is_empty() {
         return "there are no snapshots there; `rkectl etcd snapshot-list` lists what there is".into();
     }
+    let there = scored.len();
+    if there <= NEAREST && scored.iter().all(|(score, _)| *score < NEAR) {
+        let mut names: Vec<&str> = scored.iter().map(|(_, n)| *n).collect();
+        names.sort();
+        let only = if there == 1 { "the only snapshot there is" } else { "the only snapshots there are" };
+        return format!("{only} {}; `rkectl etcd snapshot-list` lists them", names.join(", "));
+    }
+    // A name is offered only when it is near: a list of unrelated names reads as a guess.
+    scored.retain(|(score, k)| *score >= NEAR || k.contains(typed) || typed.contains(*k));
+    if scored.is_empty() {
+        return format!(
+            "no name there is near it ({} in all); `rkectl etcd snapshot-list` lists them",
+            crate::model::counted(there, "snapshot")
+        );
+    }
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
     let names: Vec<&str> = scored.iter().take(NEAREST).map(|(_, n)| *n).collect();
     format!("did you mean {}? `rkectl etcd snapshot-list` lists every snapshot", names.join(", "))
@@ -54,8 +71,14 @@ mod tests {
         let known = ["s3one", "base.db", "2026-12-07T03:00:00Z_etcd", "s3two"];
         assert_eq!(
             nearest("s3on", known.into_iter()),
-            "did you mean s3one, s3two, base.db? `rkectl etcd snapshot-list` lists every snapshot"
+            "did you mean s3one? `rkectl etcd snapshot-list` lists every snapshot"
         );
+        assert_eq!(
+            nearest("weekly", known.into_iter()),
+            "no name there is near it (4 snapshots in all); `rkectl etcd snapshot-list` lists them"
+        );
+        assert!(nearest("etcd", known.into_iter()).starts_with("did you mean 2026-12-07T03:00:00Z_etcd?"));
+        assert!(nearest("weekly", ["s3one"].into_iter()).starts_with("the only snapshot there is s3one;"));
         assert!(nearest("x", std::iter::empty()).starts_with("there are no snapshots there"));
     }
 }
