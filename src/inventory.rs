@@ -146,9 +146,14 @@ pub fn table(rows: &[Row], hosts: &[String]) -> String {
         out.push('\n');
     }
     // The marks a row may carry, said once in words under the table.
-    let unknown = rows.iter().any(|r| !r.consistent && r.copies.values().any(|c| c.checksum.is_none()));
-    if unknown {
-        out.push_str("(?): no checksum is known for that copy: rkectl did not write it and `--verify` was not given\n");
+    let unknown = |on_host: bool| {
+        rows.iter().any(|r| !r.consistent && r.copies.iter().any(|(p, c)| c.checksum.is_none() && (p != "s3") == on_host))
+    };
+    if unknown(true) {
+        out.push_str("(?) on a host: no checksum is known for that copy: rkectl did not write it; `--verify` hashes it\n");
+    }
+    if unknown(false) {
+        out.push_str("s3(?): the bucket holds no checksum for that object (rkectl did not upload it), and rkectl never downloads to list\n");
     }
     if rows.iter().any(|r| r.per_host) {
         out.push_str("per-host: each host took its own snapshot at that time (RKE's and recurring ones), so their bytes differ\n");
@@ -266,7 +271,27 @@ mod tests {
         let rows = rows(&seen(copy(b"a", false, None), unknown));
         let hosts = ["10.0.0.1".to_string(), "10.0.0.2".to_string()];
         let t = table(&rows, &hosts);
-        assert!(t.contains("(?)") && t.contains("(?): no checksum is known for that copy"), "{t}");
+        assert!(t.contains("(?)") && t.contains("(?) on a host: no checksum is known for that copy"), "{t}");
+        assert!(!t.contains("s3(?):"), "no S3 copy here: {t}");
+        // Every host copy hashed (as with --verify), the bucket's object without a checksum.
+        let mut with_s3 = seen(copy(b"a", false, None), copy(b"a", false, None));
+        let object = crate::model::observed::S3Copy {
+            format: SnapshotFormat::Raw,
+            size: 5,
+            etag: "e".into(),
+            modified: 10,
+            checksum: None,
+            has_sealed_state: false,
+            has_state: false,
+        };
+        with_s3.s3 = Some(crate::model::observed::S3Facts {
+            target: crate::model::S3Target { endpoint: "e".into(), bucket: "b".into(), region: None, folder: None },
+            snapshots: [(SnapshotName::new("a.db").unwrap(), object)].into(),
+            other_snapshots: Vec::new(),
+        });
+        let t = table(&super::rows(&with_s3), &hosts);
+        assert!(t.contains("s3(?)") && t.contains("s3(?): the bucket holds no checksum for that object"), "{t}");
+        assert!(!t.contains("(?) on a host"), "every host copy has its checksum: {t}");
         let agreeing = table(&super::rows(&seen(copy(b"a", true, None), copy(b"a", true, None))), &hosts);
         assert!(!agreeing.contains("(?):") && !agreeing.contains("per-host:"), "no legend without marks: {agreeing}");
     }
