@@ -147,10 +147,13 @@ pub fn table(rows: &[Row], hosts: &[String]) -> String {
     }
     // The marks a row may carry, said once in words under the table.
     let unknown = |on_host: bool| {
-        rows.iter().any(|r| !r.consistent && r.copies.iter().any(|(p, c)| c.checksum.is_none() && (p != "s3") == on_host))
+        rows.iter()
+            .any(|r| !r.consistent && r.copies.iter().any(|(p, c)| c.checksum.is_none() && (p != "s3") == on_host))
     };
     if unknown(true) {
-        out.push_str("(?) on a host: no checksum is known for that copy: rkectl did not write it; `--verify` hashes it\n");
+        out.push_str(
+            "(?) on a host: no checksum is known for that copy: rkectl did not write it; `--verify` hashes it\n",
+        );
     }
     if unknown(false) {
         out.push_str("s3(?): the bucket holds no checksum for that object (rkectl did not upload it), and rkectl never downloads to list\n");

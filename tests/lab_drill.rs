@@ -61,6 +61,8 @@ fn a_drill_reports_the_keys_of_the_snapshot_and_changes_nothing() {
     assert_eq!(r["newest"]["key"], "/app/config", "{r:#}");
     assert_eq!(r["snapshot"]["name"], "drill.db");
     assert!(r["snapshot"]["checksum"].as_str().unwrap().starts_with("blake3:"));
+    // A drill uploads nothing and checks one copy: it does not say `uploaded: false`.
+    assert!(r["snapshot"].get("uploaded").is_none() && r["snapshot"].get("identical_everywhere").is_none(), "{r:#}");
     eprintln!("drill: restore {} ms, drill {} ms", r["restore_millis"], r["total_millis"]);
 
     let after = lab.world_fingerprint(&nodes);

@@ -32,7 +32,9 @@ pub struct SnapshotReport {
     /// Why it did not, if it did not.
     pub problem: Option<String>,
     pub etcd: Option<EtcdStatus>,
-    /// Set when the snapshot was also uploaded to S3.
+    /// Set when the snapshot was also uploaded to S3. Said only when true: a drill's or a
+    /// listing's check of a copy uploads nothing, and `false` there would read as a failure.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub uploaded: bool,
     /// For an archive: size and checksum of the database inside (when it was read).
     #[serde(default)]
@@ -41,8 +43,9 @@ pub struct SnapshotReport {
     #[serde(default)]
     pub has_state: bool,
     /// Every etcd host gets this same copy (rkectl's one-time save), so copies that
-    /// differ are an inconsistency, not each host's own snapshot.
-    #[serde(default)]
+    /// differ are an inconsistency, not each host's own snapshot. Said only when true, as
+    /// `uploaded`: a check of one copy cannot know it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub identical_everywhere: bool,
 }
 

@@ -182,12 +182,7 @@ pub fn drill_text(host: &str, origin: &str, r: &crate::agent::drill::DrillReport
     if let Some(n) = &r.newest {
         let _ = writeln!(t, "  newest      {} (revision {})", n.key, n.mod_revision);
     }
-    let _ = writeln!(
-        t,
-        "  wall time   restore {:.1}s, drill {:.1}s",
-        r.restore_millis as f64 / 1000.0,
-        r.total_millis as f64 / 1000.0
-    );
+    let _ = writeln!(t, "  wall time   restore {}, drill {}", seconds(r.restore_millis), seconds(r.total_millis));
     let live = r.live.as_ref();
     match live {
         Some(l) => {
@@ -229,6 +224,11 @@ impl Reporter for JsonLines {
     }
 }
 
+/// A wall time as a person reads it: milliseconds under a second (`0.0s` reads as nothing).
+fn seconds(millis: u64) -> String {
+    if millis < 1000 { format!("{millis} ms") } else { format!("{:.1}s", millis as f64 / 1000.0) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::drill_text;
@@ -247,5 +247,6 @@ mod tests {
         assert!(text.contains("revision 10, hash 7 (the live cluster is at revision 12)"), "{text}");
         assert!(!text.contains("(revision)") && !text.contains("(all)"), "{text}");
         assert!(text.lines().any(|l| l.trim_start().starts_with("all keys") && l.ends_with(" 3          4")), "{text}");
+        assert!(text.contains("restore 100 ms, drill 900 ms"), "{text}");
     }
 }
