@@ -117,3 +117,22 @@ fn no_color_turns_colours_off_even_on_a_terminal() {
     unsafe { std::env::set_var("NO_COLOR", "") };
     assert!(rkectl::terminal::logging::colours(true), "an empty NO_COLOR means unset (no-color.org)");
 }
+
+#[test]
+fn the_common_flags_are_taken_before_the_command_as_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let yml = dir.path().join("other.yml");
+    std::fs::write(&yml, "nodes:\n  - address: 10.77.0.11\n    user: root\n    role: [etcd]\n").unwrap();
+    let yml = yml.to_str().unwrap();
+    for args in [
+        vec!["--config", yml, "plan", "up", "--offline"],
+        vec!["plan", "--config", yml, "up", "--offline"],
+        vec!["plan", "up", "--offline", "--config", yml],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_rkectl")).args(&args).current_dir(dir.path()).output().unwrap();
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{args:?}: {said}");
+        // The folder has no cluster.yml: the plan of its one node is other.yml's.
+        assert!(said.contains("10.77.0.11 [etcd]"), "{args:?}: {said}");
+    }
+}

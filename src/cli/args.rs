@@ -10,6 +10,9 @@ use std::path::PathBuf;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Global: before the command (`rkectl --config F plan up`) or after it, as RKE's.
+    #[command(flatten)]
+    pub common: Common,
     /// Show more: a plan's unchanged lines too, and rkectl's own diagnostics (-v info, -vv
     /// debug, -vvv trace; RUST_LOG overrides).
     #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "quiet")]
@@ -212,21 +215,14 @@ pub enum Command {
     Up {
         #[command(flatten)]
         pki: PkiArgs,
-        #[command(flatten)]
-        common: Common,
     },
     /// etcd snapshot commands (plan, confirm, apply).
     Etcd {
         #[command(subcommand)]
         command: EtcdAction,
-        #[command(flatten)]
-        common: Common,
     },
     /// Remove rkectl's helper binaries from the etcd hosts (plan, apply).
-    Cleanup {
-        #[command(flatten)]
-        common: Common,
-    },
+    Cleanup,
     /// Show what an action would do, without doing it.
     Plan {
         #[command(subcommand)]
@@ -237,8 +233,6 @@ pub enum Command {
         /// Plan without contacting any host (state shown as unknown); for review only.
         #[arg(long, global = true)]
         offline: bool,
-        #[command(flatten)]
-        common: Common,
     },
     /// Apply a saved plan, an action, or resume the unfinished apply of this cluster.
     #[command(args_conflicts_with_subcommands = true)]
@@ -252,8 +246,6 @@ pub enum Command {
         abandon: bool,
         #[command(flatten)]
         s3: S3Flags,
-        #[command(flatten)]
-        common: Common,
     },
     /// Print a shell's completion script (bash, zsh, fish…).
     Completions {

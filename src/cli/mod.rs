@@ -100,13 +100,13 @@ pub fn main() -> ExitCode {
                 }
             };
         }
-        Command::Up { ref common, .. } | Command::Cleanup { ref common } => (common.clone(), S3Flags::default()),
-        Command::Etcd { ref command, ref common } => (common.clone(), command.s3().clone()),
-        Command::Plan { ref action, ref common, .. } => (common.clone(), action.s3().cloned().unwrap_or_default()),
-        Command::Apply { action: Some(ref action), ref common, .. } => {
-            (common.clone(), action.s3().cloned().unwrap_or_default())
+        Command::Up { .. } | Command::Cleanup => (cli.common.clone(), S3Flags::default()),
+        Command::Etcd { ref command } => (cli.common.clone(), command.s3().clone()),
+        Command::Plan { ref action, .. } => (cli.common.clone(), action.s3().cloned().unwrap_or_default()),
+        Command::Apply { action: Some(ref action), .. } => {
+            (cli.common.clone(), action.s3().cloned().unwrap_or_default())
         }
-        Command::Apply { ref s3, ref common, .. } => (common.clone(), s3.clone()),
+        Command::Apply { ref s3, .. } => (cli.common.clone(), s3.clone()),
         Command::Completions { .. } | Command::Man { .. } => unreachable!("handled above"),
     };
     if let Some(w) = s3.library().command_line_secret_warning() {
@@ -173,7 +173,7 @@ async fn dispatch(
 ) -> Result<Option<crate::apply::Applied>, SessionError> {
     match cmd {
         Command::Up { pki, .. } => session.act(&inputs::request(&Action::Up { pki })?).await,
-        Command::Cleanup { .. } => session.act(&inputs::request(&Action::Cleanup)?).await,
+        Command::Cleanup => session.act(&inputs::request(&Action::Cleanup)?).await,
         Command::Etcd { command: EtcdAction::SnapshotList { verify, .. }, .. } => {
             let (cfg, rows) = session.list(verify).await?;
             if json {
