@@ -100,6 +100,12 @@ fn man_writes_a_page_per_command_with_every_flag_and_prints_any_one() {
         assert_eq!(printed, page, "rkectl man {} prints another page than {}", args.join(" "), file.display());
     }
     assert!(!out.join("rkectl-agent.1").exists(), "the hidden agent got a page");
+    // snapshot-list has no plan: `plan` and `apply` do not offer it.
+    assert!(out.join("rkectl-etcd-snapshot-list.1").exists());
+    for planned in ["plan", "apply"] {
+        let page = out.join(format!("rkectl-{planned}-etcd-snapshot-list.1"));
+        assert!(!page.exists(), "{} was written", page.display());
+    }
     let unknown = Command::new(env!("CARGO_BIN_EXE_rkectl")).args(["man", "etcd", "snapshot-sav"]).output().unwrap();
     assert_eq!(unknown.status.code(), Some(2));
     let said = String::from_utf8_lossy(&unknown.stderr);

@@ -127,6 +127,9 @@ pub enum Action {
         pki: PkiArgs,
     },
     /// etcd snapshot commands.
+    // snapshot-list only reads and has no plan: it is not offered here (nor in the pages
+    // and completions of `plan` and `apply`); typed anyway, it is refused with the command to run.
+    #[command(mut_subcommand("snapshot-list", |c| c.hide(true)))]
     Etcd {
         #[command(subcommand)]
         command: Box<EtcdAction>,
