@@ -142,3 +142,26 @@ fn the_common_flags_are_taken_before_the_command_as_after_it() {
         assert!(said.contains("10.77.0.11 [etcd]"), "{args:?}: {said}");
     }
 }
+
+#[test]
+fn a_flag_given_by_the_environment_is_not_shown_as_required_and_is_still_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_rkectl"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("RKECTL_KNOWN_HOSTS", dir.path().join("known_hosts"))
+            .env("RKE_CONFIG", dir.path().join("other.yml"))
+            .output()
+            .unwrap()
+    };
+    let out = run(&["etcd", "snapshot-restore"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("Usage: rkectl etcd snapshot-restore --name <NAME>\n"), "{said}");
+    std::fs::write(dir.path().join("other.yml"), "nodes:\n  - address: 10.77.0.11\n    user: root\n    role: [etcd]\n")
+        .unwrap();
+    let out = run(&["plan", "up", "--offline"]);
+    assert!(out.status.success(), "RKE_CONFIG names the file: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("10.77.0.11 [etcd]"));
+}

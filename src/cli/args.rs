@@ -25,9 +25,11 @@ pub struct Cli {
 /// Flags every command that touches a cluster takes.
 #[derive(Debug, Clone, Args)]
 pub struct Common {
-    /// Specify an alternate cluster YAML file.
-    #[arg(long, env = "RKE_CONFIG", default_value = "cluster.yml", global = true)]
-    pub config: PathBuf,
+    /// Specify an alternate cluster YAML file (default: $RKE_CONFIG, else cluster.yml).
+    // The environment is read by hand (`Common::config`), here and below: clap counts a value
+    // from the environment as typed, and its error usage then shows the flag as required.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
     /// Use SSH Agent Auth defined by SSH_AUTH_SOCK.
     #[arg(long, global = true)]
     pub ssh_agent_auth: bool,
@@ -37,9 +39,10 @@ pub struct Common {
     /// Trust host keys seen for the first time (and record them); changed keys are always refused.
     #[arg(long, global = true)]
     pub accept_new_host_keys: bool,
-    /// known_hosts file to verify host keys against (default: ~/.ssh/known_hosts).
-    #[arg(long, env = "RKECTL_KNOWN_HOSTS", global = true)]
-    pub known_hosts: Option<PathBuf>,
+    /// known_hosts file to verify host keys against (default: $RKECTL_KNOWN_HOSTS, else
+    /// ~/.ssh/known_hosts).
+    #[arg(long, global = true)]
+    known_hosts: Option<PathBuf>,
     /// Run at most N steps at once (default: every ready step).
     #[arg(long, global = true, value_parser = clap::value_parser!(u32).range(1..))]
     pub parallelism: Option<u32>,
@@ -87,12 +90,35 @@ pub struct S3Flags {
     #[arg(long)]
     pub s3_endpoint_ca: Option<PathBuf>,
     /// File holding the passphrase that seals the cluster state beside S3 snapshots, and opens
-    /// it on restore (or the passphrase itself in RKECTL_STATE_PASSPHRASE).
-    #[arg(long, env = "RKECTL_STATE_PASSPHRASE_FILE")]
-    pub state_passphrase_file: Option<PathBuf>,
+    /// it on restore (default: $RKECTL_STATE_PASSPHRASE_FILE; or the passphrase itself in
+    /// RKECTL_STATE_PASSPHRASE).
+    #[arg(long)]
+    state_passphrase_file: Option<PathBuf>,
+}
+
+/// The flag's value, else the environment's.
+fn or_env(flag: &Option<PathBuf>, var: &str) -> Option<PathBuf> {
+    flag.clone().or_else(|| std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from))
+}
+
+impl Common {
+    /// `--config`, else `$RKE_CONFIG`, else `cluster.yml`.
+    pub fn config(&self) -> PathBuf {
+        or_env(&self.config, "RKE_CONFIG").unwrap_or_else(|| PathBuf::from("cluster.yml"))
+    }
+
+    /// `--known-hosts`, else `$RKECTL_KNOWN_HOSTS`.
+    pub fn known_hosts(&self) -> Option<PathBuf> {
+        or_env(&self.known_hosts, "RKECTL_KNOWN_HOSTS")
+    }
 }
 
 impl S3Flags {
+    /// `--state-passphrase-file`, else `$RKECTL_STATE_PASSPHRASE_FILE`.
+    pub fn state_passphrase_file(&self) -> Option<PathBuf> {
+        or_env(&self.state_passphrase_file, "RKECTL_STATE_PASSPHRASE_FILE")
+    }
+
     /// The library's view of these flags.
     pub fn library(&self) -> crate::config::S3Flags {
         crate::config::S3Flags {

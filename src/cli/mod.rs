@@ -115,11 +115,11 @@ pub fn main() -> ExitCode {
     let terminal = Terminal::new(common.json, common.yes);
     let session = Session {
         console: &terminal,
-        config: common.config.clone(),
+        config: common.config(),
         strict: common.strict,
         connect: Box::new(|cluster: &Cluster| connector(&common, cluster)),
         s3: s3.library(),
-        passphrase_file: s3.state_passphrase_file.clone(),
+        passphrase_file: s3.state_passphrase_file(),
         parallelism: common.parallelism.map(|n| n as usize),
     };
     let result = rt.block_on(async {
@@ -202,9 +202,9 @@ async fn dispatch(
 /// Dials over SSH with the flags given.
 fn connector(common: &Common, cluster: &Cluster) -> Arc<dyn Connector> {
     let known_hosts = if common.accept_new_host_keys {
-        KnownHostsPolicy::AcceptNew { file: common.known_hosts.clone() }
+        KnownHostsPolicy::AcceptNew { file: common.known_hosts() }
     } else {
-        KnownHostsPolicy::Strict { file: common.known_hosts.clone() }
+        KnownHostsPolicy::Strict { file: common.known_hosts() }
     };
     Arc::new(SshConnector::new(SshOptions {
         known_hosts,
