@@ -39,6 +39,10 @@ pub struct HostChange {
     pub label: String,
     pub before: Vec<String>,
     pub after: Vec<String>,
+    /// Lines of `before` and `after` listed even when they do not change (the snapshots
+    /// the action is about).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub always_shown: Vec<String>,
 }
 
 /// A compiled plan.

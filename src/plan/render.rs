@@ -68,7 +68,7 @@ fn render_change(out: &mut String, c: &HostChange, opts: RenderOptions) {
     let _ = writeln!(out, "  {}", c.label);
     let before = c.before.join("\n") + "\n";
     let after = c.after.join("\n") + "\n";
-    if before == after && !c.before.iter().any(|l| always_shown(l)) {
+    if before == after && c.always_shown.is_empty() {
         if opts.verbose {
             for l in &c.before {
                 let _ = writeln!(out, "      {l}");
@@ -90,7 +90,7 @@ fn render_change(out: &mut String, c: &HostChange, opts: RenderOptions) {
         let text = match change.tag() {
             ChangeTag::Delete => paint(opts.color, "31", &format!("    - {line}")),
             ChangeTag::Insert => paint(opts.color, "32", &format!("    + {line}")),
-            ChangeTag::Equal if !opts.verbose && !always_shown(line) => {
+            ChangeTag::Equal if !opts.verbose && !c.always_shown.iter().any(|l| l == line) => {
                 hidden += 1;
                 continue;
             }
@@ -101,12 +101,6 @@ fn render_change(out: &mut String, c: &HostChange, opts: RenderOptions) {
     if hidden > 0 {
         let _ = writeln!(out, "      (and {hidden} unchanged {}; -v shows {})", items(hidden), them(hidden));
     }
-}
-
-/// A line listed even when it does not change: the snapshots a plan shows are the ones its
-/// action is about (a copy that stays CORRUPT, the copy every member is restored from).
-fn always_shown(line: &str) -> bool {
-    line.starts_with("snapshot ") || line.starts_with("staged copy of ")
 }
 
 fn items(n: usize) -> &'static str {

@@ -126,6 +126,17 @@ impl View {
         }
         self.resources.iter().map(|(k, v)| format!("{k}: {v}")).collect()
     }
+
+    /// The lines listed even when they do not change: the snapshots a plan shows are the
+    /// ones its action is about (a copy that stays CORRUPT, the copy every member is
+    /// restored from).
+    pub fn always_shown(&self) -> Vec<String> {
+        self.resources
+            .iter()
+            .filter(|(k, _)| matches!(k, Resource::Snapshot(_) | Resource::Staged(_)))
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect()
+    }
 }
 
 /// `14 B`, or `snap.zip (with the cluster state), 14 B` for an archive.

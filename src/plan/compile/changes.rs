@@ -44,6 +44,7 @@ pub(super) fn of(b: &Builder<'_>) -> Vec<HostChange> {
                 label,
                 before: before.get(&key).map(View::lines).unwrap_or_default(),
                 after: after.get(&key).map(View::lines).unwrap_or_default(),
+                always_shown: always_shown(before.get(&key), after.get(&key)),
             }
         })
         .collect();
@@ -54,7 +55,16 @@ pub(super) fn of(b: &Builder<'_>) -> Vec<HostChange> {
             label: target,
             before: before.get(&ViewKey::S3).map(View::lines).unwrap_or_default(),
             after: a.lines(),
+            always_shown: always_shown(before.get(&ViewKey::S3), Some(a)),
         });
     }
     out
+}
+
+/// The lines of either view listed even when they do not change.
+fn always_shown(before: Option<&View>, after: Option<&View>) -> Vec<String> {
+    let mut lines: Vec<String> = before.into_iter().chain(after).flat_map(View::always_shown).collect();
+    lines.sort();
+    lines.dedup();
+    lines
 }
