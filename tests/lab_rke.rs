@@ -277,6 +277,27 @@ fn a_changed_setting_on_a_cluster_rke_built_is_shown_as_a_replacement_and_asks_f
     assert_eq!(kube_node_reads_and_writes(&rke, "/rke-lab/before"), ["1", "1", "1"]);
 }
 
+#[test]
+#[ignore = "needs the lab: tests/run brings it up"]
+fn the_most_verbose_log_never_shows_the_s3_keys_of_rkes_recurring_service() {
+    let lab = Lab::get();
+    let _rke = rke_up(&lab, &[]);
+    // RKE hands its etcd-rolling-snapshots the S3 keys in its environment, base64 encoded.
+    let env = lab.sh("node1", "docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' etcd-rolling-snapshots");
+    let encoded = env
+        .lines()
+        .find_map(|l| l.strip_prefix("S3_SECRET_KEY="))
+        .unwrap_or_else(|| panic!("RKE's service has no S3_SECRET_KEY: {env}"))
+        .to_string();
+    let secret = lab.env["S3_SECRET_KEY"].clone();
+    for args in [vec!["-vvv", "etcd", "snapshot-list"], vec!["-vvv", "plan", "up"]] {
+        let out = lab.rkectl(&args);
+        let said = text(&out);
+        assert!(out.status.success(), "{args:?}: {said}");
+        assert!(!said.contains(&secret) && !said.contains(&encoded), "{args:?} shows the S3 secret key");
+    }
+}
+
 /// `id name` of each member, as the kube-node client sees them.
 fn member_names(rke: &Rke) -> Vec<String> {
     let ep = rke.get("ETCD_ENDPOINTS").split(',').next().unwrap().to_string();

@@ -44,11 +44,10 @@ pub fn verbose() -> bool {
 pub fn init(verbose: u8, quiet: bool) {
     QUIET.store(quiet, std::sync::atomic::Ordering::Relaxed);
     VERBOSE.store(verbose > 0, std::sync::atomic::Ordering::Relaxed);
-    let default = if quiet { LevelFilter::ERROR } else { level(verbose) };
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|s| s.parse::<Targets>().ok())
-        .unwrap_or_else(|| Targets::new().with_default(default));
+        .unwrap_or_else(|| targets(verbose, quiet));
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(colours(std::io::stderr().is_terminal()))
@@ -56,6 +55,16 @@ pub fn init(verbose: u8, quiet: bool) {
         .without_time();
     // A second init (tests calling main twice) keeps the first subscriber.
     let _ = tracing_subscriber::registry().with(layer).with(filter).try_init();
+}
+
+/// What `-v` shows: rkectl's own diagnostics, one level more per `v`. Other crates stay at
+/// warnings: at debug, bollard logs every container it inspects whole, and RKE's
+/// `etcd-rolling-snapshots` carries the S3 keys in its environment (only RUST_LOG asks
+/// for more, knowingly).
+fn targets(verbose: u8, quiet: bool) -> Targets {
+    let (ours, theirs) =
+        if quiet { (LevelFilter::ERROR, LevelFilter::ERROR) } else { (level(verbose), LevelFilter::WARN) };
+    Targets::new().with_default(theirs).with_target("rkectl", ours)
 }
 
 /// The level `-v` repeated `verbose` times shows.
@@ -78,5 +87,14 @@ mod tests {
         assert_eq!(level(1), LevelFilter::INFO);
         assert_eq!(level(2), LevelFilter::DEBUG);
         assert_eq!(level(9), LevelFilter::TRACE);
+    }
+
+    #[test]
+    fn v_never_turns_on_other_crates_debug_lines() {
+        let t = targets(3, false);
+        assert!(t.would_enable("rkectl::refresh", &tracing::Level::TRACE));
+        assert!(!t.would_enable("bollard::docker", &tracing::Level::DEBUG), "bollard dumps container environments");
+        assert!(t.would_enable("bollard::docker", &tracing::Level::WARN));
+        assert!(!targets(0, true).would_enable("rkectl", &tracing::Level::WARN));
     }
 }
