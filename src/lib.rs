@@ -67,6 +67,35 @@
 //! - Secrets (S3 keys, SSH keys, private keys) never reach plans, the journal, logs or
 //!   error messages.
 
+// std's print macros panic when their stream is closed (`rkectl … 2>&1 | head`): the
+// process then exits 101 whatever it did, an apply that succeeded included. These shadow
+// them in the whole crate (they are defined before every module) and drop what a closed
+// stream cannot take, as a shell tool does.
+macro_rules! eprintln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+macro_rules! eprint {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($t)*);
+    }};
+}
+macro_rules! println {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+macro_rules! print {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($t)*);
+    }};
+}
+
 pub mod agent;
 pub mod agent_binary;
 pub mod apply;

@@ -165,3 +165,24 @@ fn a_flag_given_by_the_environment_is_not_shown_as_required_and_is_still_taken()
     assert!(out.status.success(), "RKE_CONFIG names the file: {}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("10.77.0.11 [etcd]"));
 }
+
+#[test]
+fn a_closed_output_pipe_is_no_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("cluster.yml"),
+        "nodes:\n  - address: 10.77.0.11\n    user: root\n    role: [etcd]\n    hostname_overid: x\n",
+    )
+    .unwrap();
+    // `rkectl … 2>&1 | head -1`: both streams close before rkectl has written them.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rkectl"))
+        .args(["plan", "up", "--offline"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    assert_eq!(child.wait().unwrap().code(), Some(0), "a plan that worked exits 0");
+}
