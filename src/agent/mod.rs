@@ -233,8 +233,8 @@ pub enum AgentCommand {
         #[command(flatten)]
         tls: Tls,
     },
-    /// Restores a snapshot into scratch space, serves it from a throwaway etcd on this
-    /// container's loopback, and reports what it holds (`etcd-snapshot-drill`).
+    /// Restores a snapshot into scratch space, serves it from a throwaway etcd on unix
+    /// sockets in this container only, and reports what it holds (`etcd-snapshot-drill`).
     SnapshotDrill {
         #[arg(long)]
         file: PathBuf,

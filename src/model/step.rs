@@ -129,6 +129,11 @@ pub fn describe_rolling(s: &RollingSettings) -> String {
     }
 }
 
+/// A wall time as a person reads it: milliseconds under a second (`0.0s` reads as nothing).
+pub fn human_millis(millis: u64) -> String {
+    if millis < 1000 { format!("{millis} ms") } else { format!("{:.1}s", millis as f64 / 1000.0) }
+}
+
 /// `12.3 MiB`.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -114,7 +114,7 @@ fn them(n: usize) -> &'static str {
 /// Why a plan without changes has none, in the action's terms.
 fn no_changes_because(action: &ActionSpec) -> &'static str {
     match action {
-        ActionSpec::EtcdSnapshotPrune { .. } => "No snapshot is past its retention.",
+        ActionSpec::EtcdSnapshotPrune { .. } => "No snapshot is pruned.",
         ActionSpec::EtcdSnapshotDelete { .. } => "The snapshot is already gone.",
         _ => "The hosts already match cluster.yml.",
     }

@@ -54,7 +54,7 @@ impl Kind for DrillSnapshot {
         let staged = if self.origin.is_empty() { String::new() } else { format!(" ({})", self.origin) };
         let live = if self.compare_live { "; count the running cluster's keys too (read-only)" } else { "" };
         format!(
-            "drill {}{staged}: restore it inside a helper container, serve it on that container's loopback, count what it holds (etcd-snapshot-drill){live}",
+            "drill {}{staged}: restore it inside a helper container, serve it there on unix sockets only, count what it holds (etcd-snapshot-drill){live}",
             self.format.file_name(&self.snapshot)
         )
     }
@@ -85,11 +85,11 @@ impl Kind for DrillSnapshot {
         ctx.log(
             "etcd",
             format!(
-                "Snapshot [{shown}] restores: {} key{} at revision {} (restore {:.1}s)",
+                "Snapshot [{shown}] restores: {} key{} at revision {} (restore {})",
                 report.restored.keys,
                 if report.restored.keys == 1 { "" } else { "s" },
                 report.restored.revision,
-                report.restore_millis as f64 / 1000.0
+                crate::model::step::human_millis(report.restore_millis)
             ),
         );
         ctx.drill_report(report, &self.origin);

@@ -182,7 +182,9 @@ pub fn drill_text(host: &str, origin: &str, r: &crate::agent::drill::DrillReport
     if let Some(n) = &r.newest {
         let _ = writeln!(t, "  newest      {} (revision {})", n.key, n.mod_revision);
     }
-    let _ = writeln!(t, "  wall time   restore {}, drill {}", seconds(r.restore_millis), seconds(r.total_millis));
+    use crate::model::step::human_millis;
+    let _ =
+        writeln!(t, "  wall time   restore {}, drill {}", human_millis(r.restore_millis), human_millis(r.total_millis));
     let live = r.live.as_ref();
     match live {
         Some(l) => {
@@ -222,11 +224,6 @@ impl Reporter for JsonLines {
         let _ = serde_json::to_writer(&mut out, e);
         let _ = out.write_all(b"}\n");
     }
-}
-
-/// A wall time as a person reads it: milliseconds under a second (`0.0s` reads as nothing).
-fn seconds(millis: u64) -> String {
-    if millis < 1000 { format!("{millis} ms") } else { format!("{:.1}s", millis as f64 / 1000.0) }
 }
 
 #[cfg(test)]
