@@ -126,6 +126,9 @@ impl Session<'_> {
     pub async fn plan(&self, request: &Request, offline: bool, out: Option<&Path>) -> Result<(), SessionError> {
         let cfg = self.load(offline)?;
         let resolved = self.resolve(request, &cfg.cluster)?;
+        // A plan made beside an unfinished apply would be of a cluster half-way through it
+        // (a restore's removed members read as a new cluster): what to review is its end.
+        refuse_unfinished(&StatePaths::beside(&cfg.dir(), &cfg.stem()))?;
         let prepared = self.prepare(cfg, resolved, offline, None).await?;
         self.console.show(&prepared.plan);
         if let Some(path) = out {

@@ -305,6 +305,11 @@ fn ctrl_c_lets_running_steps_finish_and_apply_finishes_the_rest() {
         assert!(left.iter().all(|c| c == "etcd-rolling-snapshots"), "{n}: {left:?}");
     }
     assert!(lab.dir.path().join("cluster.rkectl-journal").exists());
+    // A plan half-way through the restore would show a new, empty cluster: refused, naming
+    // the unfinished restore and how to finish it.
+    let out = lab.rkectl(&["plan", "up"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(says(&text(&out), "an unfinished restore") && says(&text(&out), "run `rkectl apply`"), "{}", text(&out));
     let args: Vec<&str> = finish.split_whitespace().skip(1).collect();
     lab.ok(&args);
     assert_restored(&lab);
