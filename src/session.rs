@@ -206,7 +206,9 @@ impl Session<'_> {
             crate::resume::prepare_resume(cfg, &j, r.s3, r.state_passphrase).map_err(SessionError::refused)?;
         let left = prepared.plan.left(&j.finished);
         if left.needs_confirmation() {
-            self.console.confirm(&format!("Finish: {}", left.destruction_summary())).map_err(SessionError::refused)?;
+            self.console
+                .confirm(&format!("To finish the interrupted apply: {}", left.destruction_summary()))
+                .map_err(SessionError::refused)?;
         }
         self.apply(prepared, Some(j), locks).await.map(Some)
     }

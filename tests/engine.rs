@@ -118,6 +118,19 @@ fn a_resumes_confirmation_names_only_the_hosts_it_has_not_cleaned_yet() {
         let on = |s: &&rkectl::steps::Step| s.host.as_ref().is_some_and(|h| hosts[..n].contains(h));
         plan.steps.iter().filter(|s| s.kind().is_destructive()).filter(on).map(|s| s.id.clone()).collect()
     };
+    // Interrupted after every host was cleaned, before any restored: nothing is left to
+    // delete, and the confirmation does not say there is.
+    let cleaned: HashSet<_> = plan
+        .steps
+        .iter()
+        .filter(|s| matches!(s.kind(), StepKind::CleanHost | StepKind::RemoveEtcd))
+        .map(|s| s.id.clone())
+        .collect();
+    let summary = plan.left(&cleaned).destruction_summary();
+    assert!(
+        summary.contains("onto 3 hosts, whose etcd data was already removed") && !summary.contains("deleted"),
+        "{summary}"
+    );
     let left = plan.left(&done_on(2));
     assert!(left.needs_confirmation());
     assert!(left.destruction_summary().contains("on 1 host will be deleted"), "{}", left.destruction_summary());

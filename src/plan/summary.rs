@@ -3,6 +3,7 @@
 
 use super::{ActionSpec, Plan};
 use crate::model::step::StepId;
+use crate::steps::StepKind;
 use std::collections::HashSet;
 
 impl ActionSpec {
@@ -50,10 +51,24 @@ impl Plan {
         let hosts: HashSet<_> =
             plan.steps.iter().filter(|s| s.kind().is_destructive()).filter_map(|s| s.host.as_ref()).collect();
         let mut parts = Vec::new();
+        // The data goes with the steps that remove the member and clean its host; a resume
+        // past them only restores onto hosts whose data is gone already.
+        let removing: HashSet<_> = plan
+            .steps
+            .iter()
+            .filter(|s| matches!(s.kind(), StepKind::CleanHost | StepKind::RemoveEtcd))
+            .filter_map(|s| s.host.as_ref())
+            .collect();
         match &plan.action {
+            ActionSpec::EtcdSnapshotRestore { name, .. } if removing.is_empty() && !hosts.is_empty() => {
+                parts.push(format!(
+                    "restore snapshot {name} onto {}, whose etcd data was already removed",
+                    crate::model::counted(hosts.len(), "host")
+                ))
+            }
             ActionSpec::EtcdSnapshotRestore { name, .. } => parts.push(format!(
                 "Restore snapshot {name}: the current etcd data on {} will be deleted",
-                crate::model::counted(hosts.len(), "host")
+                crate::model::counted(removing.len(), "host")
             )),
             _ if plan.is_destructive() => parts.push(format!(
                 "{}: data on {} will be deleted",
