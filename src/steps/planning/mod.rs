@@ -228,13 +228,13 @@ impl<'a> Builder<'a> {
                         let src = match &r.from_s3 {
                             // The bucket's copy is the reference; bytes move only to hosts without it.
                             Some(t) if r.good.len() == hosts => {
-                                format!("{t} (every etcd host already holds those bytes: nothing is downloaded)")
+                                format!("as it is in {t}, from the copies every etcd host already holds (nothing is downloaded)")
                             }
-                            Some(t) => t.to_string(),
-                            None => "the etcd hosts".into(),
+                            Some(t) => format!("from {t}"),
+                            None => "from the etcd hosts".into(),
                         };
                         self.notes.push(format!(
-                            "Restoring snapshot {} ({}) from {src}; the current etcd data on every etcd host will be deleted.",
+                            "Restoring snapshot {} ({}) {src}; the current etcd data on every etcd host will be deleted.",
                             r.format.file_name(name),
                             r.pin
                         ));
