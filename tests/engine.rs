@@ -984,7 +984,7 @@ fn with_s3backupconfig_a_delete_says_the_s3_copy_stays_and_a_missing_restore_nam
     let world = running_world(&cfg.cluster, b"d", Some(("s.db", b"x")));
     let mut seen = observed_for(&cfg.cluster, &world, "s.db");
     let target = cfg.cluster.configured_s3().unwrap().target();
-    let in_bucket = rkectl::model::SnapshotName::new("only-in-s3").unwrap();
+    let in_bucket = rkectl::model::SnapshotName::new("s.db2").unwrap();
     seen.s3 = Some(rkectl::model::observed::S3Facts {
         target: target.clone(),
         snapshots: Default::default(),
@@ -996,7 +996,8 @@ fn with_s3backupconfig_a_delete_says_the_s3_copy_stays_and_a_missing_restore_nam
     let says = format!("a copy in {target} stays. Add --s3 to delete it too.");
     assert!(plan.notes.iter().any(|n| n.contains(&says)), "{:?}", plan.notes);
 
-    let missing = rkectl::model::SnapshotName::new("only-in-s4").unwrap();
+    // Near a name on the hosts and one in the bucket: both are offered.
+    let missing = rkectl::model::SnapshotName::new("s.db3").unwrap();
     let restore = ActionSpec::EtcdSnapshotRestore {
         name: missing,
         from: rkectl::model::action::RestoreSearch::S3ThenHosts { target },
@@ -1014,5 +1015,5 @@ fn with_s3backupconfig_a_delete_says_the_s3_copy_stays_and_a_missing_restore_nam
     .expect_err("no such snapshot");
     let help = miette::Diagnostic::help(&refused).map(|h| h.to_string()).unwrap_or_default();
     assert!(help.contains("(cluster.yml's s3backupconfig) either") && !help.contains("add --s3"), "{help}");
-    assert!(help.contains("only-in-s3") && help.contains("s.db"), "both places' names: {help}");
+    assert!(help.contains("did you mean s.db, s.db2?"), "both places' names: {help}");
 }
