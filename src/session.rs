@@ -48,8 +48,6 @@ pub trait Console: Send + Sync {
     fn reporter(&self) -> &dyn Reporter;
     /// Called right before steps start: the token that stops scheduling (a signal), if any.
     fn applying(&self) -> Option<tokio_util::sync::CancellationToken>;
-    /// Called once the steps have stopped.
-    fn applied(&self);
     /// Whether a command run again here must carry `--yes` to go on: there is no one to
     /// ask (no terminal), or `--yes` was given.
     fn needs_yes(&self) -> bool;
@@ -321,7 +319,6 @@ impl Session<'_> {
             finish_with: self.finish_command(),
         };
         let result = crate::apply::apply(request).await;
-        self.console.applied();
         let applied = result.map_err(SessionError::Apply)?;
         let (secs, moved) = (applied.elapsed.as_secs(), applied.traffic);
         if moved != Default::default() {

@@ -1,7 +1,7 @@
 //! Ctrl-C and SIGTERM, from the start of a command to its end.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// SIGINT and SIGTERM for the whole command. Before its steps run (reading cluster.yml,
 /// the pre-flight look at the hosts, the confirmation prompt), the first signal ends the
@@ -14,9 +14,8 @@ pub struct Interrupts {
     pub stop: tokio_util::sync::CancellationToken,
     /// The exit code of the first signal (130, 143), 0 while none came.
     exit: Arc<AtomicU8>,
-    /// Steps run from now on: a signal stops scheduling instead of ending the command.
-    applying: Arc<AtomicBool>,
-    /// When the steps started: the apply's clock, which stamps its log lines.
+    /// When the steps started (the apply's clock, which stamps its log lines); from then
+    /// on a signal stops scheduling instead of ending the command.
     started: Arc<std::sync::OnceLock<std::time::Instant>>,
     listener: Option<tokio::task::JoinHandle<()>>,
 }
@@ -27,19 +26,18 @@ impl Interrupts {
         use tokio::signal::unix::{SignalKind, signal};
         let stop = tokio_util::sync::CancellationToken::new();
         let exit = Arc::new(AtomicU8::new(0));
-        let applying = Arc::new(AtomicBool::new(false));
         let started = Arc::new(std::sync::OnceLock::new());
         let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
             // Without handlers the signals keep their default action: the journal still
             // lets the next apply resume.
-            return Interrupts { stop, exit, applying, started, listener: None };
+            return Interrupts { stop, exit, started, listener: None };
         };
         let listener = tokio::spawn({
-            let (stop, exit, applying, started) = (stop.clone(), exit.clone(), applying.clone(), started.clone());
+            let (stop, exit, started) = (stop.clone(), exit.clone(), started.clone());
             async move {
                 let code = tokio::select! { _ = int.recv() => 130, _ = term.recv() => 143 };
                 exit.store(code, Ordering::SeqCst);
-                if let (true, Some(started)) = (applying.load(Ordering::SeqCst), started.get()) {
+                if let Some(started) = started.get() {
                     // The apply's clock, as the INFO lines': the warning never reads
                     // earlier than the lines before it.
                     eprintln!(
@@ -52,27 +50,26 @@ impl Interrupts {
                 std::process::exit(code);
             }
         });
-        Interrupts { stop, exit, applying, started, listener: Some(listener) }
+        Interrupts { stop, exit, started, listener: Some(listener) }
     }
 
     /// Steps start running: a signal from now on stops scheduling.
     pub fn applying(&self) -> tokio_util::sync::CancellationToken {
         self.started.get_or_init(std::time::Instant::now);
-        self.applying.store(true, Ordering::SeqCst);
         self.stop.clone()
     }
 
     /// Resolves when a signal came before any step ran (and never once steps run).
     pub async fn before_steps(&self) {
         self.stop.cancelled().await;
-        if self.applying.load(Ordering::SeqCst) {
+        if self.started.get().is_some() {
             std::future::pending::<()>().await;
         }
     }
 
     /// Whether a signal came before any step ran.
     pub fn came_before_steps(&self) -> bool {
-        self.stop.is_cancelled() && !self.applying.load(Ordering::SeqCst)
+        self.stop.is_cancelled() && self.started.get().is_none()
     }
 
     /// The exit code of the signal that came, if one did.

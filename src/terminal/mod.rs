@@ -163,8 +163,6 @@ impl Console for Terminal {
     fn needs_yes(&self) -> bool {
         self.yes || !std::io::stdin().is_terminal()
     }
-
-    fn applied(&self) {}
 }
 
 /// Writes `{"<key>": value}` as one line on stdout: with `--json`, stdout is one stream of
